@@ -1,0 +1,193 @@
+"""Loading and saving Keras models: `.h5` (Keras 2 or 3) and `.keras`.
+
+Loading reads the file's config first, so a model that lightcompress must not or cannot load is
+refused with a one-line reason before Keras runs anything: Lambda layers (Python code) unless the
+caller trusts the file, Keras-2 TF-op layers, subclassed models, weights-only files.
+Saving is atomic (a temporary file beside the target, then a rename), refuses to overwrite an
+existing file unless forced, and never writes over an input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+
+from .errors import ModelLoadError, OutputPathError, UnsupportedModelError
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+CODE_LAYERS = ("Lambda",)
+TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+GRAPH_MODELS = ("Sequential", "Functional", "Model")
+
+
+def read_config(path) -> dict:
+    """The architecture config stored in a model file, without loading the model."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise ModelLoadError(
+            f"{path} is a folder (a TensorFlow SavedModel?); give a .keras or .h5 model file."
+        )
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelLoadError(
+            f"{path}: unknown model format '{path.suffix}'; give a .keras or .h5 file saved by Keras."
+        )
+    if path.name.endswith(".weights.h5"):
+        raise ModelLoadError(_weights_only(path))
+    if path.suffix.lower() == ".keras":
+        return _read_keras_config(path)
+    return _read_h5_config(path)
+
+
+def _weights_only(path):
+    return (
+        f"{path} holds weights only, no architecture; save the whole model with "
+        f"model.save('model.keras') and pass that file."
+    )
+
+
+def _read_keras_config(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+        raise ModelLoadError(
+            f"{path} is not a Keras model archive ({err}); give a file written by model.save()."
+        ) from None
+
+
+def _read_h5_config(path):
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            weights_only = raw is None and ("layer_names" in f.attrs or "model_weights" not in f)
+    except OSError:
+        raise ModelLoadError(
+            f"{path} is not an HDF5 file; give a .h5 model saved by Keras's model.save()."
+        ) from None
+    if raw is None:
+        if weights_only:
+            raise ModelLoadError(_weights_only(path))
+        raise ModelLoadError(f"{path} has no model config; give a file saved by model.save().")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    return json.loads(raw)
+
+
+def _layer_configs(config):
+    """Every layer config in a model config, nested models included."""
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            yield config
+        for value in config.values():
+            yield from _layer_configs(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layer_configs(value)
+
+
+def _layer_name(layer_config):
+    return layer_config["config"].get("name", "?")
+
+
+def check_config(path, config, trust=False):
+    """Refuse a model config that lightcompress cannot or must not load; explain how to fix it."""
+    top = config.get("class_name")
+    if top not in GRAPH_MODELS:
+        raise UnsupportedModelError(
+            f"{path} holds a subclassed model (class '{top}'); lightcompress rewrites Sequential "
+            f"and Functional models only: rebuild it with keras.Sequential or the functional API."
+        )
+    layers = list(_layer_configs(config.get("config", {})))
+    for layer in layers:
+        if layer["class_name"] in TF_OP_LAYERS:
+            raise ModelLoadError(
+                f"{path}: layer '{_layer_name(layer)}' is a {layer['class_name']} (a raw TensorFlow op "
+                f"saved by Keras 2), which Keras 3 cannot load; rebuild the model with Keras layers "
+                f"in place of tf ops and save it again."
+            )
+    if not trust:
+        for layer in layers:
+            if layer["class_name"] in CODE_LAYERS:
+                raise ModelLoadError(
+                    f"{path}: layer '{_layer_name(layer)}' is a Lambda layer holding Python code, "
+                    f"refused in safe mode; pass --trust-model (trust=True) only if you trust the "
+                    f"file's author."
+                )
+
+
+def load_model(path, trust=False) -> keras.Model:
+    """Load a Sequential or Functional model from `.keras` or `.h5`, uncompiled.
+
+    ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
+    """
+    path = Path(path)
+    check_config(path, read_config(path), trust=trust)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.models.load_model(path, compile=False, safe_mode=not trust)
+    except Exception as err:  # Keras raises many types; report its first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"{path} could not be loaded by Keras {keras.__version__}: {first}"
+        ) from None
+    if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph_model(model):
+        raise UnsupportedModelError(
+            f"{path} loaded as a subclassed model ({type(model).__name__}); lightcompress rewrites "
+            f"Sequential and Functional models only."
+        )
+    return model
+
+
+def _is_graph_model(model):
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def default_output(path) -> Path:
+    """`dir/model.h5` -> `dir/model.light.keras`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.light.keras")
+
+
+def check_output(path, *, force=False, inputs=()) -> Path:
+    """Validate an output path before any long work: suffix, folder, no input, no silent overwrite."""
+    path = Path(path)
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise OutputPathError(f"output {path} must end in .keras or .h5.")
+    if not path.parent.is_dir():
+        raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
+    for source in inputs:
+        if Path(source).exists() and path.resolve() == Path(source).resolve():
+            raise OutputPathError(
+                f"output {path} is the input file; lightcompress never overwrites its input: "
+                f"choose another -o path."
+            )
+    if path.exists() and not force:
+        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
+    return path
+
+
+def save_model(model, path, *, force=False, inputs=()) -> Path:
+    """Save atomically to `.keras` or `.h5`; returns the path written."""
+    path = check_output(path, force=force, inputs=inputs)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

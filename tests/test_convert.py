@@ -1,0 +1,211 @@
+import dataclasses
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from lightcompress import LightConv2D, LightDense, model_io
+from lightcompress.factorize import apply_plan, convert, model_inputs_like
+from lightcompress.plan import RankPolicy, make_plan
+from lightcompress.svd import break_even_rank
+
+from .conftest import real_model_path
+from .models import GRAPHS
+
+
+def _full_rank(plan):
+    for i, p in enumerate(plan.layers):
+        if p.converted:
+            shape = p.kernel_shape if p.kind == "Dense" else (
+                np.prod(p.kernel_shape[:3]), p.kernel_shape[3])
+            plan.layers[i] = dataclasses.replace(p, rank=int(min(shape)))
+    return plan
+
+
+def _predict(model, x):
+    y = model.predict(x, verbose=0)
+    return y if isinstance(y, list) else [y]
+
+
+def _assert_close(a_model, b_model, x, atol):
+    for a, b in zip(_predict(a_model, x), _predict(b_model, x)):
+        np.testing.assert_allclose(a, b, atol=atol)
+
+
+def _reload_in_fresh_process(paths):
+    """Load each file in a new Python that imports only lightcompress; returns their param counts."""
+    code = textwrap.dedent(f"""
+        import keras, lightcompress
+        for path in {[str(p) for p in paths]!r}:
+            print(keras.models.load_model(path).count_params())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [int(n) for n in out.stdout.split()]
+
+
+@pytest.mark.parametrize("name", ["fmnist_cnn_keras2.h5", "fmnist_cnn_keras3.h5"])
+def test_real_models_convert_at_several_ranks(name, tmp_path):
+    original = model_io.load_model(real_model_path(name))
+    x = model_inputs_like(original, batch=16)
+    before = original.get_weights()
+    for rank in (2, 8, 24):
+        result = convert(original, RankPolicy(rank=rank, min_params=0), x)
+        assert result.model.count_params() == result.params_after
+        assert result.params_after < result.params_before
+        kinds = {type(layer) for layer in result.model.layers}
+        assert LightDense in kinds and LightConv2D in kinds
+    # The input model is untouched.
+    for a, b in zip(before, original.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Full rank reproduces the original.
+    plan = _full_rank(make_plan(original, RankPolicy(rank=8, min_params=0)))
+    full = apply_plan(original, plan)
+    _assert_close(original, full, x, atol=1e-4)
+    paths = [model_io.save_model(result.model, tmp_path / f"light{s}") for s in (".keras", ".h5")]
+    assert _reload_in_fresh_process(paths) == [result.params_after] * 2
+
+
+def test_graph_shapes_convert_and_round_trip(tmp_path):
+    paths, expected = [], []
+    for graph in sorted(GRAPHS):
+        original = GRAPHS[graph]()
+        x = model_inputs_like(original, batch=8)
+        result = convert(original, RankPolicy(rank=3, min_params=0, conv_mode="auto"), x)
+        assert result.model.count_params() == result.params_after < result.params_before, graph
+        assert len(result.plan.converted) >= 2, graph
+        full = apply_plan(original, _full_rank(make_plan(original, RankPolicy(rank=3, min_params=0))))
+        _assert_close(original, full, x, atol=1e-4)
+        for suffix in (".keras", ".h5"):
+            path = model_io.save_model(result.model, tmp_path / f"{graph}{suffix}")
+            _assert_close(result.model, keras.models.load_model(path), x, atol=1e-6)
+            paths.append(path)
+            expected.append(result.params_after)
+    assert _reload_in_fresh_process(paths) == expected
+
+
+def test_shared_layer_stays_shared():
+    original = GRAPHS["shared"]()
+    result = convert(original, RankPolicy(rank=4, min_params=0))
+    lights = [layer.name for layer in result.model.layers if isinstance(layer, LightDense)]
+    assert lights == ["shared_fc_light", "out_light"]  # one shared LightDense, applied twice
+    assert result.params_after == 4 * (50 + 50) + 50 + 2 * (50 + 3) + 3  # out clipped to rank 2
+
+
+def test_nested_layers_are_named_by_path_and_converted():
+    original = GRAPHS["nested"]()
+    plan = make_plan(original, RankPolicy(rank=4, min_params=0))
+    assert [p.name for p in plan.layers] == ["block/inner_a", "block/inner_b", "out"]
+    result = convert(original, RankPolicy(rank=4, min_params=0, include=("block/*",)))
+    inner = result.model.get_layer("block")
+    assert [type(layer).__name__ for layer in inner.layers] == ["LightDense", "LightDense"]
+    assert type(result.model.get_layer("out")) is keras.layers.Dense
+
+
+def test_converted_model_shares_nothing_with_original():
+    original = GRAPHS["residual"]()
+    result = convert(original, RankPolicy(rank=4))
+    ids = {id(v) for v in original.weights}
+    assert not ids & {id(v) for v in result.model.weights}
+    bn = result.model.get_layer("bn")
+    np.testing.assert_array_equal(bn.get_weights()[2], original.get_layer("bn").get_weights()[2])
+
+
+def _two_layer_model(decay_a, decay_b, n=64):
+    """Two Dense layers with known spectra: singular values decaying at different rates."""
+    rng = np.random.default_rng(3)
+    model = keras.Sequential([keras.Input((n,)), keras.layers.Dense(n, name="fast"),
+                              keras.layers.Dense(n, name="flat")])
+    for layer, decay in (("fast", decay_a), ("flat", decay_b)):
+        u, _ = np.linalg.qr(rng.normal(size=(n, n)))
+        v, _ = np.linalg.qr(rng.normal(size=(n, n)))
+        s = decay ** np.arange(n)
+        model.get_layer(layer).set_weights([(u * s) @ v.T, np.zeros(n)])
+    return model
+
+
+@pytest.mark.parametrize("ratio", [0.15, 0.3, 0.45])
+def test_ratio_meets_budget_and_gives_unequal_ranks(ratio):
+    model = _two_layer_model(0.5, 0.99)
+    plan = make_plan(model, RankPolicy(ratio=ratio))
+    before = sum(p.params_before for p in plan.layers)
+    after = sum(p.params_after for p in plan.layers)
+    assert after <= ratio * before * 1.03 and after >= ratio * before * 0.9
+    ranks = {p.name: p.rank for p in plan.layers}
+    assert ranks["fast"] < ranks["flat"]
+
+
+def test_ratio_on_real_model_is_within_a_few_percent():
+    model = model_io.load_model(real_model_path("fmnist_cnn_keras3.h5"))
+    plan = make_plan(model, RankPolicy(ratio=0.25))
+    converted = plan.converted
+    before = sum(p.params_before for p in converted)
+    after = sum(p.params_after for p in converted)
+    assert abs(after / before - 0.25) < 0.03
+    assert len({p.rank for p in converted}) > 1
+
+
+def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
+    model = GRAPHS["sequential"]()
+    plan = make_plan(model, RankPolicy(rank=1000, min_params=0))
+    by = {p.name: p for p in plan.layers}
+    assert by["h1"].rank == break_even_rank(32, 64) and "clipped" in by["h1"].note
+    assert all(p.params_after < p.params_before for p in plan.converted)
+    plan = make_plan(model, RankPolicy(rank=4))
+    assert by["out"].params_before < 1000 and "below --min-params" in {p.name: p for p in plan.layers}["out"].skipped
+
+
+def test_energy_policy_keeps_the_asked_fraction():
+    model = _two_layer_model(0.8, 0.95)
+    plan = make_plan(model, RankPolicy(energy=0.9))
+    for p in plan.converted:
+        assert p.energy >= 0.9
+    skipped = make_plan(model, RankPolicy(energy=0.9999))
+    assert any("above the break-even rank" in (p.skipped or "") for p in skipped.layers)
+
+
+def test_include_exclude_patterns():
+    model = GRAPHS["residual"]()
+    plan = make_plan(model, RankPolicy(rank=2, min_params=0, include=("branch_*", "fc"), exclude=("branch_b",)))
+    status = {p.name: (p.converted, p.skipped) for p in plan.layers}
+    assert status["branch_a"][0] and status["fc"][0]
+    assert status["branch_b"] == (False, "excluded by --exclude 'branch_b'")
+    assert status["stem"] == (False, "not matched by --include")
+
+
+def test_auto_mode_picks_the_lower_error():
+    from lightcompress import svd
+    model = GRAPHS["residual"]()
+    plan = make_plan(model, RankPolicy(rank=4, conv_mode="auto"))
+    conv = next(p for p in plan.layers if p.name == "branch_a")
+    kernel = keras.ops.convert_to_numpy(model.get_layer("branch_a").kernel)
+    errors = {}
+    for mode in ("channel", "spatial"):
+        n, m = svd.conv_matrix_shape(kernel.shape, mode)
+        s = svd.singular_values(svd.conv_kernel_to_matrix(kernel, mode))
+        budget = 4 * (3 * 3 * 16 + 16)
+        rank = min(budget // (n + m), svd.break_even_rank(n, m))
+        errors[mode] = svd.reconstruction_error(s, rank)
+    assert conv.mode == min(errors, key=errors.get)
+    assert conv.error == pytest.approx(errors[conv.mode])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "choose exactly one rank policy"),
+        ({"rank": 4, "ratio": 0.5}, r"choose exactly one rank policy: .* \(got --rank, --ratio\)"),
+        ({"rank": 0}, "rank=0 is invalid"),
+        ({"energy": 1.5}, "energy=1.5 is not a fraction"),
+        ({"ratio": 1.0}, "ratio=1.0 is not a fraction"),
+        ({"rank": 2, "conv_mode": "depth"}, "conv_mode='depth' is unknown"),
+        ({"rank": 2, "min_params": -1}, "min_params=-1 is invalid"),
+    ],
+)
+def test_policy_errors(kwargs, message):
+    from lightcompress.errors import LightCompressError
+    with pytest.raises(LightCompressError, match=message):
+        RankPolicy(**kwargs)
