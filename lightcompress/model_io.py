@@ -160,11 +160,11 @@ def default_output(path) -> Path:
     return path.with_name(f"{path.stem}.light.keras")
 
 
-def check_output(path, *, force=False, inputs=()) -> Path:
+def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) -> Path:
     """Validate an output path before any long work: suffix, folder, no input, no silent overwrite."""
     path = Path(path)
-    if path.suffix.lower() not in (".keras", ".h5"):
-        raise OutputPathError(f"output {path} must end in .keras or .h5.")
+    if path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"output {path} must end in {' or '.join(suffixes)}.")
     if not path.parent.is_dir():
         raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
     for source in inputs:
@@ -178,16 +178,33 @@ def check_output(path, *, force=False, inputs=()) -> Path:
     return path
 
 
-def save_model(model, path, *, force=False, inputs=()) -> Path:
-    """Save atomically to `.keras` or `.h5`; returns the path written."""
-    path = check_output(path, force=force, inputs=inputs)
+def _atomic_write(path, write):
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def save_model(model, path, *, force=False, inputs=()) -> Path:
+    """Save atomically to `.keras` or `.h5`; returns the path written."""
+    path = check_output(path, force=force, inputs=inputs)
+
+    def write(tmp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.save(tmp)
+
+    return _atomic_write(path, write)
+
+
+def write_json(data, path, *, force=False) -> Path:
+    """Write ``data`` as indented JSON, atomically; refuses to overwrite unless forced."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
+    return _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -122,6 +122,8 @@ def print_conversion(data: dict, console: Console | None = None):
         f"outputs vs original on {d['examples']} {d['source']}: relative difference "
         f"{d['relative']:.4f}, max abs {d['max_abs']:.4g}{agreement}"
     )
+    if "accuracy" in data:
+        _print_before_after(data["accuracy"], console)
     console.print(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
 
 
@@ -132,3 +134,77 @@ def print_json(data: dict, console: Console | None = None):
         print(text)
     else:
         console.print_json(text)
+
+
+def before_after(before, after) -> dict:
+    """Two Evaluations side by side, as stored under "accuracy" in convert and finetune reports."""
+    return {"before": asdict(before), "after": asdict(after),
+            "accuracy_change": round(after.accuracy - before.accuracy, 6)}
+
+
+def _accuracy_line(name, e):
+    top5 = f", top-5 {e['top5_accuracy']:.4f}" if e.get("top5_accuracy") is not None else ""
+    return f"{name}: accuracy {e['accuracy']:.4f}{top5}, loss {e['loss']:.4f} on {e['examples']:,} test images"
+
+
+def _print_before_after(ba, console):
+    console.print(_accuracy_line("before", ba["before"]), highlight=False)
+    console.print(_accuracy_line("after ", ba["after"]), highlight=False)
+    console.print(f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points", highlight=False)
+
+
+def finetune_dict(source, output, prepared, fit, before, after) -> dict:
+    """The `finetune` report (also the history file saved beside the model)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "finetune",
+        "source": str(source),
+        "output": str(output),
+        "dataset": prepared.name,
+        "train_images": int(len(prepared.x_train)),
+        "data_changes": prepared.changes,
+        "device": fit.device,
+        "settings": asdict(fit.settings),
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "interrupted": fit.interrupted,
+        "epoch_seconds": [round(s, 3) for s in fit.epoch_seconds],
+        "learning_rates": fit.learning_rates,
+        "history": fit.history,
+        "accuracy": before_after(before, after),
+    }
+
+
+def print_finetune(data: dict, console: Console | None = None):
+    console = console or Console()
+    if data["interrupted"]:
+        console.print("[yellow]interrupted[/yellow]: saved the best weights seen so far")
+    seconds = data["epoch_seconds"]
+    per_epoch = f"{sum(seconds) / len(seconds):.1f} s per epoch" if seconds else "no full epoch"
+    console.print(
+        f"fine-tuned {data['source']} on {data['dataset']} ({data['train_images']:,} training images): "
+        f"{data['epochs_run']} epoch(s), best {data['best_epoch']}, {per_epoch} on {data['device']}",
+        highlight=False,
+    )
+    if data["data_changes"]:
+        console.print("data: " + "; ".join(data["data_changes"]), style="dim", highlight=False)
+    _print_before_after(data["accuracy"], console)
+    console.print(f"saved {data['output']}", highlight=False)
+
+
+def evaluation_dict(source, prepared, evaluation, device) -> dict:
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "evaluate",
+        "source": str(source),
+        "dataset": prepared.name,
+        "data_changes": prepared.changes,
+        "device": device,
+        **asdict(evaluation),
+    }
+
+
+def print_evaluation(data: dict, console: Console | None = None):
+    console = console or Console()
+    console.print(_accuracy_line(f"{data['source']} on {data['dataset']}", data), highlight=False)
+    console.print(f"{data['seconds']:.2f} s on {data['device']}", highlight=False)

@@ -1,0 +1,63 @@
+"""A rich progress display for Keras training: epoch, step, loss, accuracy, ETA."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _fmt(logs, key):
+    value = (logs or {}).get(key)
+    return f"{float(value):.4f}" if value is not None else "-"
+
+
+class RichProgress(keras.callbacks.Callback):
+    """One live bar per epoch, and a line per finished epoch with its training and validation metrics."""
+
+    def __init__(self, steps_per_epoch: int, epochs: int, console: Console | None = None):
+        super().__init__()
+        self.steps, self.epochs = steps_per_epoch, epochs
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = None
+
+    @classmethod
+    def for_data(cls, n_train, batch_size, epochs, console=None):
+        return cls(math.ceil(n_train / batch_size), epochs, console)
+
+    def on_train_begin(self, logs=None):
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        label = f"{epoch + 1}/{self.epochs}"
+        self.task = self.progress.add_task("", total=self.steps, epoch=label, loss="-", acc="-")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.update(self.task, completed=batch + 1, loss=_fmt(logs, "loss"),
+                             acc=_fmt(logs, "accuracy"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progress.remove_task(self.task)
+        self.console.print(
+            f"epoch {epoch + 1}/{self.epochs}: loss {_fmt(logs, 'loss')} acc {_fmt(logs, 'accuracy')}"
+            f" | val_loss {_fmt(logs, 'val_loss')} val_acc {_fmt(logs, 'val_accuracy')}",
+            highlight=False,
+        )
+
+    def on_train_end(self, logs=None):
+        self.progress.stop()
+
+    def stop(self):
+        """Close the display after an interrupted fit (Keras skips on_train_end then)."""
+        self.progress.stop()

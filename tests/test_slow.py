@@ -1,0 +1,27 @@
+"""Long end-to-end runs on the full Fashion-MNIST: `python -m pytest -m slow`.
+
+Needs Debian's dataset-fashion-mnist (or the files in the Keras cache).
+"""
+
+import pytest
+
+from lightcompress import data, finetune, model_io
+from lightcompress.factorize import convert
+from lightcompress.plan import RankPolicy
+
+from .conftest import real_model_path
+
+ORIGINAL_ACCURACY = 0.9116  # fmnist_cnn_keras2.h5 on the 10,000 test images (shared/real_models/README.md)
+MARGIN = 0.03
+
+
+@pytest.mark.slow
+def test_rank8_recovers_within_three_points_after_one_epoch():
+    original = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))
+    prepared = data.prepare(data.load_dataset("fashion_mnist"), original)
+    assert finetune.evaluate(original, prepared).accuracy == pytest.approx(ORIGINAL_ACCURACY, abs=1e-4)
+    converted = convert(original, RankPolicy(rank=8), prepared.x_test[:1000]).model
+    start = finetune.evaluate(converted, prepared).accuracy
+    assert start < ORIGINAL_ACCURACY - 0.1  # rank 8 really costs accuracy before fine-tuning
+    finetune.finetune(converted, prepared, finetune.FitSettings(epochs=1))
+    assert finetune.evaluate(converted, prepared).accuracy >= ORIGINAL_ACCURACY - MARGIN
