@@ -102,3 +102,175 @@ def candidates(model) -> list[Candidate]:
 def weight_bytes(model) -> int:
     """Bytes held by the model's weights in memory (what a weights file stores, less headers)."""
     return int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights))
+
+
+# -- parameters and multiply-accumulates per layer --------------------------------------------
+
+def _graph_nodes(model) -> dict:
+    """{id(layer): [node, ...]}: every call of every layer inside ``model``'s graph, nested
+    models included. Keras also records calls made while building or loading a layer; reading the
+    model's own graph counts only the real ones (a shared layer has several)."""
+    found = {}
+
+    def walk(m):
+        graph = getattr(m, "_functional", None) or m  # a Sequential keeps its graph aside
+        for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+            for node in nodes:
+                op = node.operation
+                found.setdefault(id(op), []).append(node)
+                if isinstance(op, keras.Model):
+                    walk(op)
+
+    walk(model)
+    return found
+
+
+def _shapes(nodes, attr):
+    """Shapes of the first input or output tensor at each call."""
+    return [tuple((n.input_tensors if attr == "input" else n.output_tensors)[0].shape)
+            for n in nodes if (n.input_tensors if attr == "input" else n.output_tensors)]
+
+
+def _spatial(shape, data_format):
+    """(height, width, channels) of an image tensor shape with batch."""
+    if data_format == "channels_first":
+        return shape[2], shape[3], shape[1]
+    return shape[1], shape[2], shape[3]
+
+
+def _conv_macs(layer, in_shape, out_shape):
+    kind = type(layer).__name__
+    fmt = getattr(layer, "data_format", "channels_last")
+    _, in_w, c = _spatial(in_shape, fmt)
+    out_h, out_w, f = _spatial(out_shape, fmt)
+    if kind == "Conv2D":
+        kh, kw = layer.kernel_size
+        return out_h * out_w * kh * kw * (c // layer.groups) * f
+    if kind == "DepthwiseConv2D":
+        kh, kw = layer.kernel_size
+        return out_h * out_w * kh * kw * c * layer.depth_multiplier
+    if kind == "SeparableConv2D":
+        kh, kw = layer.kernel_size
+        mid = c * layer.depth_multiplier
+        return out_h * out_w * (kh * kw * mid + mid * f)
+    # LightConv2D
+    kh, kw = layer.kernel_size
+    r = layer.rank
+    if layer.factorization == "channel":
+        return out_h * out_w * (kh * kw * c * r + r * f)
+    if layer.factorization == "spatial":
+        # kh×1 conv keeps the input width (stride 1 across), then 1×kw conv to the output
+        return out_h * in_w * kh * c * r + out_h * out_w * kw * r * f
+    return out_h * out_w * (kh * kw * c * r + kh * kw * r * f)  # paper: k×k then k×k ("same")
+
+
+def _dense_macs(layer, out_shape, kernel_in):
+    positions = int(np.prod([d for d in out_shape[1:-1]])) if len(out_shape) > 2 else 1
+    if type(layer).__name__ == "LightDense":
+        return positions * layer.rank * (kernel_in + layer.units)
+    return positions * kernel_in * layer.units
+
+
+MAC_COUNTED = ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "LightDense", "LightConv2D")
+
+
+def layer_macs(layer, nodes) -> int | None:
+    """Multiply-accumulates per example, summed over the layer's calls (``nodes``); None if the
+    layer type is not counted."""
+    kind = type(layer).__name__
+    if kind not in MAC_COUNTED:
+        return None
+    total = 0
+    for in_shape, out_shape in zip(_shapes(nodes, "input"), _shapes(nodes, "output")):
+        if None in in_shape[1:] or None in out_shape[1:]:
+            return None
+        if kind in ("Dense", "LightDense"):
+            total += _dense_macs(layer, out_shape, in_shape[-1])
+        else:
+            total += _conv_macs(layer, in_shape, out_shape)
+    return int(total)
+
+
+@dataclass
+class LayerStats:
+    name: str
+    kind: str
+    output_shape: list
+    params: int
+    macs: int | None  # None: this layer type is not counted
+
+
+def layer_stats(model) -> list[LayerStats]:
+    """Params and MACs per example for every leaf layer, nested models included."""
+    rows = []
+    calls = _graph_nodes(model)
+    for name, layer in iter_layers(model):
+        nodes = calls.get(id(layer), [])
+        shapes = _shapes(nodes, "output")
+        rows.append(LayerStats(
+            name=name,
+            kind=type(layer).__name__,
+            output_shape=list(shapes[0][1:]) if shapes else [],
+            params=int(layer.count_params()) if layer.built else 0,
+            macs=layer_macs(layer, nodes),
+        ))
+    return rows
+
+
+@dataclass
+class SpectrumSummary:
+    """How compressible one kernel is: ranks for energy levels and what they would cost."""
+
+    mode: str
+    matrix_shape: tuple
+    break_even_rank: int
+    energy_ranks: dict  # {"0.9": rank, ...}
+    energy_params: dict  # {"0.9": params of the factors at that rank, bias included}
+    singular_values: list = field(repr=False, default_factory=list)
+
+
+ENERGY_LEVELS = (0.9, 0.95, 0.99)
+
+
+def spectrum_summary(c: Candidate, mode: str) -> SpectrumSummary:
+    n, m = c.matrix_shape(mode)
+    s = c.spectrum(mode)
+    ranks = {f"{e:g}": svd.rank_for_energy(s, e) for e in ENERGY_LEVELS}
+    return SpectrumSummary(
+        mode=mode,
+        matrix_shape=(n, m),
+        break_even_rank=svd.break_even_rank(n, m),
+        energy_ranks=ranks,
+        energy_params={k: svd.factorized_params(n, m, r) + c.bias_params for k, r in ranks.items()},
+        singular_values=[float(v) for v in s],
+    )
+
+
+def _light_info(layer):
+    kind = type(layer).__name__
+    if kind == "LightDense":
+        return layer.rank, "dense"
+    if kind == "LightConv2D":
+        return layer.rank, layer.factorization
+    return None, None
+
+
+def matching_layers(models) -> list[dict]:
+    """For each Dense/Conv2D of the first model, its counterpart in every model (by name, or name +
+    "_light"): kind, params, and rank and mode when it is a LightLayer; None where there is none."""
+    tables = [dict(iter_layers(m)) for m in models]
+    rows = []
+    for name, layer in iter_layers(models[0]):
+        if type(layer) not in FACTORIZABLE:
+            continue
+        entries = []
+        for table in tables:
+            twin = table.get(name) or table.get(f"{name}_light")
+            if twin is None:
+                entries.append(None)
+                continue
+            rank, mode = _light_info(twin)
+            entries.append({"kind": type(twin).__name__, "params": int(twin.count_params()),
+                            "rank": rank, "mode": mode})
+        rows.append({"name": name, "models": entries})
+    return rows

@@ -42,6 +42,9 @@ def _main(
     ),
 ):
     """Low-rank compression of trained Keras models with LightLayers (SVD-initialised)."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices between models
 
 
 def _fail(message: str, code: int = 1):
@@ -78,6 +81,7 @@ def handle_errors(fn):
 # Options shared by several commands.
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")]
+MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print the report as Markdown instead of tables.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
 TrustModel = Annotated[
     bool,
@@ -130,6 +134,20 @@ class ConvMode(str, Enum):
     auto = "auto"
 
 
+def _emit(data, sections, json_out, markdown_out, console):
+    """Print one report in the form asked for: JSON, Markdown, or rich tables."""
+    from . import report
+
+    if json_out and markdown_out:
+        raise LightCompressError("choose one of --json and --markdown.")
+    if json_out:
+        report.print_json(data)
+    elif markdown_out:
+        print(report.markdown(sections(data)), end="")
+    else:
+        report.render(sections(data), console)
+
+
 def _consoles():
     from rich.console import Console
 
@@ -173,6 +191,7 @@ def convert(
     test_limit: TestLimit = None,
     force: Force = False,
     json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
     trust_model: TrustModel = False,
     debug: Debug = False,
 ):
@@ -214,10 +233,7 @@ def convert(
     if prepared is not None:
         with err.status("evaluating"):
             data["accuracy"] = report.before_after(ft.evaluate(original, prepared), ft.evaluate(result.model, prepared))
-    if json_out:
-        report.print_json(data)
-    else:
-        report.print_conversion(data, out)
+    _emit(data, report.conversion_sections, json_out, markdown_out, out)
 
 
 @app.command()
@@ -247,6 +263,7 @@ def finetune(
     test_limit: TestLimit = None,
     force: Force = False,
     json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
     trust_model: TrustModel = False,
     debug: Debug = False,
 ):
@@ -285,10 +302,7 @@ def finetune(
     model_io.save_model(net, target, force=force, inputs=[model])
     data = report.finetune_dict(model, target, prepared, fit, before, after)
     model_io.write_json(data, history_path, force=force)
-    if json_out:
-        report.print_json(data)
-    else:
-        report.print_finetune(data, out)
+    _emit(data, report.finetune_sections, json_out, markdown_out, out)
 
 
 @app.command()
@@ -301,6 +315,7 @@ def evaluate(
     resize: Resize = False,
     test_limit: TestLimit = None,
     json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
     trust_model: TrustModel = False,
     debug: Debug = False,
 ):
@@ -318,10 +333,108 @@ def evaluate(
     with err.status("evaluating"):
         result = ft.evaluate(net, prepared)
     data = report.evaluation_dict(model, prepared, result, ft.device_name())
-    if json_out:
-        report.print_json(data)
-    else:
-        report.print_evaluation(data, out)
+    _emit(data, report.evaluation_sections, json_out, markdown_out, out)
+
+
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Also draw the report's pictures into this PNG file.")]
+
+
+@app.command()
+@handle_errors
+def inspect(
+    model: ModelPath,
+    conv_mode: Annotated[
+        ConvMode, typer.Option(help="Which Conv2D matrix the spectrum is taken of: channel or spatial.")
+    ] = ConvMode.channel,
+    plot: PlotOpt = None,
+    force: Force = False,
+    json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
+    trust_model: TrustModel = False,
+    debug: Debug = False,
+):
+    """Where the parameters and MACs are, and how compressible each Dense/Conv2D is.
+
+    For each layer: output shape, params, MACs per example; for Dense/Conv2D also the ranks keeping
+    90/95/99% of the spectral energy, the break-even rank, and the cost at 95%. Changes nothing.
+
+    Example: lightcompress inspect model.h5 --plot spectra.png
+    """
+    from . import analyze, model_io, report
+
+    if conv_mode == ConvMode.auto:
+        raise LightCompressError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
+    out, err = _consoles()
+    with err.status(f"loading {model}"):
+        net = model_io.load_model(model, trust=trust_model)
+    stats = analyze.layer_stats(net)
+    spectra = {}
+    for c in analyze.candidates(net):
+        if c.unsupported is None:
+            spectra[c.name] = analyze.spectrum_summary(c, "dense" if c.kind == "Dense" else conv_mode.value)
+    data = report.inspect_dict(model, stats, spectra, conv_mode.value)
+    if plot:
+        from .plots import inspect_plot
+
+        inspect_plot(data, plot, force=force)
+    _emit(data, report.inspect_sections, json_out, markdown_out, out)
+
+
+@app.command()
+@handle_errors
+def compare(
+    models: Annotated[list[Path], typer.Argument(help="Two or more models; the first is the reference.")],
+    dataset: DatasetOpt = None,
+    npz_keys: NpzKeys = None,
+    scale: Scale = None,
+    resize: Resize = False,
+    test_limit: TestLimit = None,
+    repeats: Annotated[int, typer.Option(help="Timed inference calls per latency figure (median taken).")] = 30,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
+    batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
+    plot: PlotOpt = None,
+    force: Force = False,
+    json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
+    trust_model: TrustModel = False,
+    debug: Debug = False,
+):
+    """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.
+
+    Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
+    """
+    from . import analyze, measure, model_io, report
+
+    if len(models) < 2:
+        raise LightCompressError("compare needs at least two models: the reference first, then the others.")
+    out, err = _consoles()
+    with err.status("loading models"):
+        nets = [model_io.load_model(path, trust=trust_model) for path in models]
+    measures = []
+    for path, net in zip(models, nets):
+        with err.status(f"timing {path.name}"):
+            measures.append(measure.measure(net, path, batches=(1, batch), repeats=repeats, warmup=warmup))
+    evaluations = agreements = prepared = None
+    if dataset is not None:
+        with err.status(f"evaluating on {dataset}"):
+            prepared = _load_data(nets[0], dataset, npz_keys, scale, resize, 1, test_limit)
+            kinds = [ft.output_kind(net, prepared.x_test) for net in nets]
+            evaluations = [ft.evaluate(net, prepared, kind) for net, kind in zip(nets, kinds)]
+            agreements = [ft.agreement(nets[0], net, prepared.x_test) for net in nets]
+    layers = analyze.matching_layers(nets)
+    data = report.compare_dict(measures, ft.device_name(), evaluations, agreements, layers,
+                               prepared.name if prepared else None)
+    if plot:
+        from .plots import compare_plot
+
+        spectra = {}
+        for c in analyze.candidates(nets[0]):
+            if c.unsupported is None:
+                row = next(r for r in layers if r["name"] == c.name)
+                modes = [e["mode"] for e in row["models"][1:] if e and e["mode"]]
+                spectra[c.name] = c.spectrum(modes[0] if modes else c.modes[0])
+        compare_plot(data, plot, spectra=spectra, force=force)
+    _emit(data, report.compare_sections, json_out, markdown_out, out)
 
 
 def main():

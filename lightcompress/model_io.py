@@ -178,7 +178,7 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
     return path
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
@@ -199,7 +199,7 @@ def save_model(model, path, *, force=False, inputs=()) -> Path:
             warnings.simplefilter("ignore")
             model.save(tmp)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def write_json(data, path, *, force=False) -> Path:
@@ -207,4 +207,4 @@ def write_json(data, path, *, force=False) -> Path:
     path = Path(path)
     if path.exists() and not force:
         raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
-    return _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -1,13 +1,15 @@
-"""The one module that renders results: plain dicts for JSON, and rich tables for people.
+"""The one module that renders results: JSON-ready dicts, rich tables, and Markdown.
 
-Each report is first built as a JSON-ready dict (stable keys, documented in README.md); the
-terminal table is drawn from that same dict, so the two never disagree.
+Each report is first built as a dict with stable keys (the JSON form, documented in README.md).
+The dict is then laid out once as a list of ``Section`` (a titled table plus lines of text), and
+that layout is drawn either with rich (terminal) or as Markdown, so the forms never disagree.
+Pictures are drawn by ``plots.py`` from the same dicts.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 from rich import box
 from rich.console import Console
@@ -16,36 +18,59 @@ from rich.table import Table
 SCHEMA_VERSION = 1
 
 
+@dataclass
+class Section:
+    title: str = ""
+    columns: list = field(default_factory=list)  # names; a leading ">" right-aligns
+    rows: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # text printed after the table
+
+
+def render(sections, console: Console | None = None):
+    console = console or Console()
+    for s in sections:
+        if s.columns:
+            table = Table(title=s.title or None, title_justify="left", box=box.SIMPLE_HEAD,
+                          pad_edge=False, collapse_padding=True)
+            for c in s.columns:
+                right = c.startswith(">")
+                table.add_column(c.lstrip(">"), justify="right" if right else "left",
+                                 overflow="fold", no_wrap=right)
+            for row in s.rows:
+                table.add_row(*[str(v) for v in row])
+            console.print(table)
+        elif s.title:
+            console.print(f"[bold]{s.title}[/bold]")
+        for line in s.lines:
+            console.print(line, highlight=False, markup=False)
+
+
+def markdown(sections) -> str:
+    out = []
+    for s in sections:
+        if s.title:
+            out.append(f"### {s.title}\n")
+        if s.columns:
+            out.append("| " + " | ".join(c.lstrip(">") for c in s.columns) + " |")
+            out.append("|" + "|".join("---:" if c.startswith(">") else "---" for c in s.columns) + "|")
+            for row in s.rows:
+                out.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+            out.append("")
+        out.extend(f"{line}  " for line in s.lines)
+        if s.lines:
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def print_json(data: dict):
+    """One JSON document on stdout (no colours, no wrapping)."""
+    print(json.dumps(data, indent=2))
+
+
+# -- number formats ---------------------------------------------------------------------------
+
 def _ratio(after, before):
-    return round(after / before, 4) if before else None
-
-
-def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_after) -> dict:
-    """The `convert` report as a JSON-ready dict."""
-    c = conversion
-    return {
-        "schema": SCHEMA_VERSION,
-        "report": "convert",
-        "source": str(source),
-        "output": str(output),
-        "policy": c.plan.policy,
-        "layers": [
-            {**asdict(p), "kernel_shape": list(p.kernel_shape)} for p in c.plan.layers
-        ],
-        "totals": {
-            "params_before": c.params_before,
-            "params_after": c.params_after,
-            "params_ratio": _ratio(c.params_after, c.params_before),
-            "weight_bytes_before": c.weight_bytes_before,
-            "weight_bytes_after": c.weight_bytes_after,
-            "file_bytes_before": file_bytes_before,
-            "file_bytes_after": file_bytes_after,
-            "file_bytes_ratio": _ratio(file_bytes_after, file_bytes_before),
-            "layers_converted": len(c.plan.converted),
-            "layers_skipped": len(c.plan.layers) - len(c.plan.converted),
-        },
-        "output_difference": asdict(c.difference),
-    }
+    return round(after / before, 4) if before and after is not None else None
 
 
 def _num(n):
@@ -62,79 +87,87 @@ def _bytes(n):
 
 
 def _times(after, before):
-    if not before or after is None:
+    if not before or not after:
         return "-"
     return f"{before / after:.2f}x smaller" if after < before else f"{after / before:.2f}x larger"
 
 
-def print_conversion(data: dict, console: Console | None = None):
-    """Draw a `conversion_dict` as tables."""
-    console = console or Console()
-    table = Table(title=f"convert ({data['policy']}): {data['source']}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("layer", overflow="fold", min_width=8)
-    table.add_column("type", no_wrap=True)
-    table.add_column("kernel", no_wrap=True)
-    table.add_column("rank", justify="right")
-    table.add_column("mode", no_wrap=True)
-    table.add_column("params", justify="right", no_wrap=True)
-    table.add_column("energy", justify="right", no_wrap=True)
-    table.add_column("error", justify="right", no_wrap=True)
-    notes = []
+def _x(after, before):
+    """A change as a factor: 0.25x."""
+    return f"{after / before:.3g}x" if before and after is not None else "-"
+
+
+def _shape(shape):
+    return "x".join(str(d) for d in shape) if shape else "-"
+
+
+# -- convert ----------------------------------------------------------------------------------
+
+def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_after) -> dict:
+    """The `convert` report as a JSON-ready dict."""
+    c = conversion
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "convert",
+        "source": str(source),
+        "output": str(output),
+        "policy": c.plan.policy,
+        "layers": [{**asdict(p), "kernel_shape": list(p.kernel_shape)} for p in c.plan.layers],
+        "totals": {
+            "params_before": c.params_before,
+            "params_after": c.params_after,
+            "params_ratio": _ratio(c.params_after, c.params_before),
+            "weight_bytes_before": c.weight_bytes_before,
+            "weight_bytes_after": c.weight_bytes_after,
+            "file_bytes_before": file_bytes_before,
+            "file_bytes_after": file_bytes_after,
+            "file_bytes_ratio": _ratio(file_bytes_after, file_bytes_before),
+            "layers_converted": len(c.plan.converted),
+            "layers_skipped": len(c.plan.layers) - len(c.plan.converted),
+        },
+        "output_difference": asdict(c.difference),
+    }
+
+
+def conversion_sections(data: dict) -> list[Section]:
+    layers = Section(f"convert ({data['policy']}): {data['source']}",
+                     ["layer", "type", "kernel", ">rank", "mode", ">params", ">energy", ">error"])
     for layer in data["layers"]:
         converted = layer["rank"] is not None
         params = _num(layer["params_before"])
-        table.add_row(
-            layer["name"],
-            layer["kind"],
-            "x".join(str(d) for d in layer["kernel_shape"]),
-            str(layer["rank"]) if converted else "-",
-            layer["mode"] or "kept",
+        layers.rows.append([
+            layer["name"], layer["kind"], _shape(layer["kernel_shape"]),
+            layer["rank"] if converted else "-", layer["mode"] or "kept",
             f"{params} -> {_num(layer['params_after'])}" if converted else params,
-            f"{layer['energy']:.3f}" if converted else "",
-            f"{layer['error']:.3f}" if converted else "",
-        )
+            f"{layer['energy']:.3f}" if converted else "", f"{layer['error']:.3f}" if converted else "",
+        ])
         if layer["skipped"]:
-            notes.append(f"  kept {layer['name']}: {layer['skipped']}")
+            layers.lines.append(f"kept {layer['name']}: {layer['skipped']}")
         elif layer["note"]:
-            notes.append(f"  {layer['name']}: {layer['note']}")
-    console.print(table)
-    if notes:
-        console.print("\n".join(notes), highlight=False)
-    console.print("energy: fraction of squared singular values kept; error: relative error of the kernel.",
-                  style="dim")
+            layers.lines.append(f"{layer['name']}: {layer['note']}")
+    layers.lines.append("energy: fraction of squared singular values kept; error: relative error of the kernel.")
 
     t = data["totals"]
-    totals = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for column in ("", "before", "after", "change"):
-        totals.add_column(column, justify="right")
-    totals.add_row("params", _num(t["params_before"]), _num(t["params_after"]),
-                   _times(t["params_after"], t["params_before"]))
-    totals.add_row("weight bytes", _bytes(t["weight_bytes_before"]), _bytes(t["weight_bytes_after"]),
-                   _times(t["weight_bytes_after"], t["weight_bytes_before"]))
-    totals.add_row("file bytes", _bytes(t["file_bytes_before"]), _bytes(t["file_bytes_after"]),
-                   _times(t["file_bytes_after"], t["file_bytes_before"]))
-    console.print(totals)
-
+    totals = Section("", ["", ">before", ">after", ">change"], [
+        ["params", _num(t["params_before"]), _num(t["params_after"]), _times(t["params_after"], t["params_before"])],
+        ["weight bytes", _bytes(t["weight_bytes_before"]), _bytes(t["weight_bytes_after"]),
+         _times(t["weight_bytes_after"], t["weight_bytes_before"])],
+        ["file bytes", _bytes(t["file_bytes_before"]), _bytes(t["file_bytes_after"]),
+         _times(t["file_bytes_after"], t["file_bytes_before"])],
+    ])
     d = data["output_difference"]
     agreement = f", same top-1 class on {d['agreement']:.1%}" if d["agreement"] is not None else ""
-    console.print(
+    totals.lines.append(
         f"outputs vs original on {d['examples']} {d['source']}: relative difference "
         f"{d['relative']:.4f}, max abs {d['max_abs']:.4g}{agreement}"
     )
     if "accuracy" in data:
-        _print_before_after(data["accuracy"], console)
-    console.print(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
+        totals.lines.extend(_before_after_lines(data["accuracy"]))
+    totals.lines.append(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
+    return [layers, totals]
 
 
-def print_json(data: dict, console: Console | None = None):
-    """One JSON document on stdout (no colours, no wrapping)."""
-    text = json.dumps(data, indent=2)
-    if console is None:
-        print(text)
-    else:
-        console.print_json(text)
-
+# -- finetune and evaluate --------------------------------------------------------------------
 
 def before_after(before, after) -> dict:
     """Two Evaluations side by side, as stored under "accuracy" in convert and finetune reports."""
@@ -147,10 +180,9 @@ def _accuracy_line(name, e):
     return f"{name}: accuracy {e['accuracy']:.4f}{top5}, loss {e['loss']:.4f} on {e['examples']:,} test images"
 
 
-def _print_before_after(ba, console):
-    console.print(_accuracy_line("before", ba["before"]), highlight=False)
-    console.print(_accuracy_line("after ", ba["after"]), highlight=False)
-    console.print(f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points", highlight=False)
+def _before_after_lines(ba):
+    return [_accuracy_line("before", ba["before"]), _accuracy_line("after ", ba["after"]),
+            f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points"]
 
 
 def finetune_dict(source, output, prepared, fit, before, after) -> dict:
@@ -175,21 +207,21 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
     }
 
 
-def print_finetune(data: dict, console: Console | None = None):
-    console = console or Console()
+def finetune_sections(data: dict) -> list[Section]:
+    lines = []
     if data["interrupted"]:
-        console.print("[yellow]interrupted[/yellow]: saved the best weights seen so far")
+        lines.append("interrupted: saved the best weights seen so far")
     seconds = data["epoch_seconds"]
     per_epoch = f"{sum(seconds) / len(seconds):.1f} s per epoch" if seconds else "no full epoch"
-    console.print(
+    lines.append(
         f"fine-tuned {data['source']} on {data['dataset']} ({data['train_images']:,} training images): "
-        f"{data['epochs_run']} epoch(s), best {data['best_epoch']}, {per_epoch} on {data['device']}",
-        highlight=False,
+        f"{data['epochs_run']} epoch(s), best {data['best_epoch']}, {per_epoch} on {data['device']}"
     )
     if data["data_changes"]:
-        console.print("data: " + "; ".join(data["data_changes"]), style="dim", highlight=False)
-    _print_before_after(data["accuracy"], console)
-    console.print(f"saved {data['output']}", highlight=False)
+        lines.append("data: " + "; ".join(data["data_changes"]))
+    lines.extend(_before_after_lines(data["accuracy"]))
+    lines.append(f"saved {data['output']}")
+    return [Section(lines=lines)]
 
 
 def evaluation_dict(source, prepared, evaluation, device) -> dict:
@@ -204,7 +236,146 @@ def evaluation_dict(source, prepared, evaluation, device) -> dict:
     }
 
 
-def print_evaluation(data: dict, console: Console | None = None):
-    console = console or Console()
-    console.print(_accuracy_line(f"{data['source']} on {data['dataset']}", data), highlight=False)
-    console.print(f"{data['seconds']:.2f} s on {data['device']}", highlight=False)
+def evaluation_sections(data: dict) -> list[Section]:
+    return [Section(lines=[_accuracy_line(f"{data['source']} on {data['dataset']}", data),
+                           f"{data['seconds']:.2f} s on {data['device']}"])]
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+def inspect_dict(source, stats, spectra, conv_mode) -> dict:
+    """``stats``: analyze.LayerStats rows; ``spectra``: {layer name: analyze.SpectrumSummary}."""
+    layers = []
+    for s in stats:
+        entry = asdict(s)
+        summary = spectra.get(s.name)
+        entry["spectrum"] = None if summary is None else {
+            **asdict(summary), "matrix_shape": list(summary.matrix_shape)}
+        layers.append(entry)
+    counted = [s for s in stats if s.macs is not None]
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "inspect",
+        "source": str(source),
+        "conv_mode": conv_mode,
+        "layers": layers,
+        "totals": {
+            "params": int(sum(s.params for s in stats)),
+            "macs": int(sum(s.macs for s in counted)),
+            "not_counted": sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"}),
+        },
+    }
+
+
+def inspect_sections(data: dict) -> list[Section]:
+    table = Section(f"inspect: {data['source']}",
+                    ["layer", "type", "output", ">params", ">MACs", ">r90", ">r95", ">r99", ">break-even",
+                     ">params@r95"])
+    for layer in data["layers"]:
+        sp = layer["spectrum"]
+        ranks = sp["energy_ranks"] if sp else {}
+        table.rows.append([
+            layer["name"], layer["kind"], _shape(layer["output_shape"]), _num(layer["params"]),
+            _num(layer["macs"]) if layer["macs"] is not None else "-",
+            ranks.get("0.9", ""), ranks.get("0.95", ""), ranks.get("0.99", ""),
+            sp["break_even_rank"] if sp else "",
+            _num(sp["energy_params"]["0.95"]) if sp else "",
+        ])
+    t = data["totals"]
+    table.lines = [
+        f"total: {_num(t['params'])} params, {_num(t['macs'])} MACs per example"
+        + (f" (not counted, as zero: {', '.join(t['not_counted'])})" if t["not_counted"] else ""),
+        f"rN: smallest rank keeping N% of the spectral energy ({data['conv_mode']} mode for Conv2D); "
+        "break-even: largest rank that still saves parameters; params@r95: the layer's cost at r95.",
+    ]
+    compressible = [layer for layer in data["layers"] if layer["spectrum"]]
+    for layer in compressible:
+        sp = layer["spectrum"]
+        r95 = sp["energy_ranks"]["0.95"]
+        verdict = ("saves " + _times(sp["energy_params"]["0.95"], layer["params"])
+                   if r95 <= sp["break_even_rank"] else "does not save parameters")
+        table.lines.append(f"{layer['name']}: at 95% energy (rank {r95}) {verdict}")
+    return [table]
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+def compare_dict(measures, device, evaluations=None, agreements=None, layers=None, dataset=None) -> dict:
+    """``measures``: measure.ModelMeasure per model (the first is the reference)."""
+    base = measures[0]
+    models = []
+    for i, m in enumerate(measures):
+        entry = asdict(m)
+        entry["ratios"] = {
+            "params": _ratio(m.params, base.params),
+            "macs": _ratio(m.macs, base.macs),
+            "weight_bytes": _ratio(m.weight_bytes, base.weight_bytes),
+            "file_bytes": _ratio(m.file_bytes, base.file_bytes),
+            **{f"latency_batch_{lat.batch}": _ratio(lat.median_ms, base_lat.median_ms)
+               for lat, base_lat in zip(m.latency, base.latency)},
+        }
+        if evaluations:
+            entry["evaluation"] = asdict(evaluations[i])
+            entry["agreement"] = agreements[i] if agreements else None
+        models.append(entry)
+    return {"schema": SCHEMA_VERSION, "report": "compare", "device": device, "dataset": dataset,
+            "models": models, "layers": layers or []}
+
+
+def compare_sections(data: dict) -> list[Section]:
+    models = data["models"]
+    names = [m["path"].rsplit("/", 1)[-1] for m in models]
+    base = models[0]
+    summary = Section("compare: " + " vs ".join(names), [""] + [">" + n for n in names])
+
+    def row(label, key, fmt):
+        cells = [label]
+        for m in models:
+            value = m[key]
+            cells.append(fmt(value) + ("" if m is base else f" ({_x(value, base[key])})"))
+        summary.rows.append(cells)
+
+    row("params", "params", _num)
+    row("trainable params", "trainable_params", _num)
+    row("MACs per example", "macs", _num)
+    row("weight bytes", "weight_bytes", _bytes)
+    row("file bytes", "file_bytes", _bytes)
+    for j, lat in enumerate(base["latency"]):
+        cells = [f"latency batch {lat['batch']} (ms)"]
+        for m in models:
+            ms = m["latency"][j]["median_ms"]
+            cells.append(f"{ms:.3f}" + ("" if m is base else f" ({_x(ms, lat['median_ms'])})"))
+        summary.rows.append(cells)
+    if "evaluation" in base:
+        for label, key, fmt in (("accuracy", "accuracy", "{:.4f}"), ("loss", "loss", "{:.4f}")):
+            cells = [label]
+            for m in models:
+                v = m["evaluation"][key]
+                delta = "" if m is base else f" ({(v - base['evaluation'][key]) * (100 if key == 'accuracy' else 1):+.2f}{' pts' if key == 'accuracy' else ''})"
+                cells.append(fmt.format(v) + delta)
+            summary.rows.append(cells)
+        summary.rows.append(["agreement with first"] + [f"{m['agreement']:.4f}" for m in models])
+    reps = base["latency"][0]
+    summary.lines.append(
+        f"latency: median of {reps['repeats']} calls after {reps['warmup']} warm-up, on {data['device']}"
+        + (f"; accuracy on the test images of {data['dataset']}" if data.get("dataset") else "")
+    )
+    not_counted = sorted({k for m in models for k in m["not_counted"]})
+    if not_counted:
+        summary.lines.append("MACs not counted (as zero) for: " + ", ".join(not_counted))
+    sections = [summary]
+    if data["layers"]:
+        per_layer = Section("per layer", ["layer"] + [">" + n for n in names])
+        for layer in data["layers"]:
+            cells = [layer["name"]]
+            for entry in layer["models"]:
+                if entry is None:
+                    cells.append("-")
+                elif entry["rank"] is None:
+                    cells.append(f"{entry['kind']} {_num(entry['params'])}")
+                else:
+                    cells.append(f"{entry['kind']} r{entry['rank']} {entry['mode']} {_num(entry['params'])}")
+            per_layer.rows.append(cells)
+        per_layer.lines.append("each cell: layer type, rank and mode for LightLayers, params")
+        sections.append(per_layer)
+    return sections
