@@ -170,6 +170,10 @@ def convert(
         Optional[float],
         typer.Option(help="Global budget: converted layers keep about this fraction of their params (e.g. 0.3)."),
     ] = None,
+    target_params: Annotated[
+        Optional[float],
+        typer.Option(help="Whole-model budget: keep about this fraction of all params (0.2 = 5x smaller)."),
+    ] = None,
     include: Annotated[
         Optional[list[str]], typer.Option(help="Only layers whose name matches this glob (repeatable).")
     ] = None,
@@ -211,6 +215,7 @@ def convert(
         rank=rank,
         energy=energy,
         ratio=ratio,
+        target_params=target_params,
         include=tuple(include or ()),
         exclude=tuple(exclude or ()),
         min_params=min_params,
@@ -435,6 +440,49 @@ def compare(
                 spectra[c.name] = c.spectrum(modes[0] if modes else c.modes[0])
         compare_plot(data, plot, spectra=spectra, force=force)
     _emit(data, report.compare_sections, json_out, markdown_out, out)
+
+
+@app.command()
+@handle_errors
+def demo(
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Folder for the demo's files. Default: a new temporary folder.")
+    ] = None,
+    target_params: Annotated[
+        float, typer.Option(help="Keep about this fraction of the sample model's params (0.2 = 5x smaller).")
+    ] = 0.2,
+    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs.")] = 10,
+    force: Force = False,
+    debug: Debug = False,
+):
+    """Convert a trained sample model 5x smaller, fine-tune it, and compare: offline, about a minute.
+
+    Uses the shipped digits CNN (84k params, mostly Dense) and the embedded digits data set
+    (scikit-learn's 1,797 real 8x8 handwritten digits).
+    """
+    import tempfile
+
+    from . import demo as demo_run
+    from . import report
+    from .progress import RichProgress
+
+    out, err = _consoles()
+    folder = out_dir or Path(tempfile.mkdtemp(prefix="lightcompress-demo-"))
+    if not folder.is_dir():
+        raise LightCompressError(f"--out {folder} is not a folder; create it first.")
+    demo_run.check_outputs(folder, force)
+    err.print(f"demo files in {folder}", highlight=False)
+    progress = RichProgress.for_data(1437 * 0.9, ft.DEFAULT_BATCH_SIZE, epochs, err)
+    try:
+        converted, tuned, compared = demo_run.run(
+            folder, target_params, epochs, force, log=lambda m: err.print(m, highlight=False),
+            callbacks=[progress],
+        )
+    finally:
+        progress.stop()
+    report.render(report.conversion_sections(converted), out)
+    report.render(report.finetune_sections(tuned), out)
+    report.render(report.compare_sections(compared), out)
 
 
 def main():

@@ -190,9 +190,25 @@ def atomic_write(path, write):
     return path
 
 
-def save_model(model, path, *, force=False, inputs=()) -> Path:
-    """Save atomically to `.keras` or `.h5`; returns the path written."""
+def without_optimizer(model):
+    """A copy of ``model`` with the same weights and no optimizer state (a smaller file)."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(safe_mode=False):  # an in-memory model: no code is loaded from a file
+        copy = model.__class__.from_config(model.get_config())  # architecture only: not compiled
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) -> Path:
+    """Save atomically to `.keras` or `.h5`; returns the path written.
+
+    The optimizer state is left out unless asked for: the file holds the model as it will be
+    used, and its size on disk is the model's.
+    """
     path = check_output(path, force=force, inputs=inputs)
+    if not include_optimizer and getattr(model, "optimizer", None) is not None:
+        model = without_optimizer(model)
 
     def write(tmp):
         with warnings.catch_warnings():

@@ -5,6 +5,8 @@ Policies (exactly one):
 - ``rank=N``: the same rank everywhere, clipped per layer to the largest rank that still saves
   parameters (the break-even rank); a layer where no rank saves anything is skipped.
 - ``energy=F``: per layer, the smallest rank keeping a fraction F of the squared singular values.
+- ``target_params=F``: the same global allocation, sized so the whole model keeps about F of its
+  parameters (layers that are not converted count at their full size).
 - ``ratio=F``: a global budget: the converted layers together keep about F of their parameters.
   Ranks are bought greedily, one singular value at a time, across all layers, by the energy it
   keeps (σ² as a fraction of the layer's ||W||²) per parameter it costs; so layers whose spectra
@@ -25,27 +27,29 @@ from .analyze import Candidate, candidates
 from .errors import LightCompressError, RankError
 
 CONV_MODE_CHOICES = ("channel", "spatial", "auto")
+POLICIES = ("rank", "energy", "ratio", "target_params")
 DEFAULT_MIN_PARAMS = 1000
 
 
 @dataclass(frozen=True)
 class RankPolicy:
-    """How to choose ranks. Exactly one of ``rank``, ``energy``, ``ratio``."""
+    """How to choose ranks. Exactly one of ``rank``, ``energy``, ``ratio``, ``target_params``."""
 
     rank: int | None = None
     energy: float | None = None
     ratio: float | None = None
+    target_params: float | None = None
     include: tuple = ()
     exclude: tuple = ()
     min_params: int = DEFAULT_MIN_PARAMS
     conv_mode: str = "channel"
 
     def __post_init__(self):
-        chosen = [k for k in ("rank", "energy", "ratio") if getattr(self, k) is not None]
+        chosen = [k for k in POLICIES if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise LightCompressError(
-                "choose exactly one rank policy: --rank N, --energy F or --ratio F"
-                + (f" (got {', '.join('--' + k for k in chosen)})." if chosen else ".")
+                "choose exactly one rank policy: --rank N, --energy F, --ratio F or --target-params F"
+                + (f" (got {', '.join('--' + k.replace('_', '-') for k in chosen)})." if chosen else ".")
             )
         if self.rank is not None and (
             isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1
@@ -57,6 +61,11 @@ class RankPolicy:
             raise RankError(
                 f"ratio={self.ratio!r} is not a fraction; use a number in (0, 1), e.g. 0.5 to keep "
                 f"half the parameters."
+            )
+        if self.target_params is not None and not 0 < self.target_params < 1:
+            raise RankError(
+                f"target_params={self.target_params!r} is not a fraction; use a number in (0, 1), "
+                f"e.g. 0.2 for a model 5x smaller."
             )
         if self.conv_mode not in CONV_MODE_CHOICES:
             raise LightCompressError(
@@ -70,6 +79,8 @@ class RankPolicy:
             return f"rank {self.rank}"
         if self.energy is not None:
             return f"energy {self.energy:g}"
+        if self.target_params is not None:
+            return f"target params {self.target_params:g}"
         return f"ratio {self.ratio:g}"
 
 
@@ -201,15 +212,15 @@ def _plan_energy(c, policy):
     return _convert(c, mode, rank)
 
 
-def _plan_ratio(chosen, policy):
-    """Greedy global allocation; returns {name: LayerPlan}."""
+def _plan_ratio(chosen, policy, ratio):
+    """Greedy global allocation keeping about ``ratio`` of the chosen layers' params."""
     picks = {}
     for c in chosen:
         modes = _modes(c, policy)
-        mode = _best_for_budget(c, modes, policy.ratio * c.kernel.size)[0] if len(modes) > 1 else modes[0]
+        mode = _best_for_budget(c, modes, ratio * c.kernel.size)[0] if len(modes) > 1 else modes[0]
         picks[c.name] = [c, mode, 1]
     before = sum(c.params for c in chosen)
-    budget = policy.ratio * before - sum(c.bias_params for c in chosen)
+    budget = ratio * before - sum(c.bias_params for c in chosen)
     spent = sum(sum(c.matrix_shape(mode)) for c, mode, _ in picks.values())
     heap = []
 
@@ -241,8 +252,19 @@ def make_plan(model, policy: RankPolicy) -> Plan:
     found = candidates(model)
     reasons = {c.name: _filter_reason(c, policy) for c in found}
     chosen = [c for c in found if reasons[c.name] is None]
-    if policy.ratio is not None:
-        ratio_plans = _plan_ratio(chosen, policy)
+    ratio = policy.ratio
+    if policy.target_params is not None and chosen:
+        before = sum(c.params for c in chosen)
+        fixed = int(model.count_params()) - before  # layers that stay as they are
+        ratio = (policy.target_params * model.count_params() - fixed) / before
+        if ratio <= 0:
+            raise RankError(
+                f"target_params={policy.target_params:g} cannot be met: the layers left as they are "
+                f"already hold {fixed:,} of {model.count_params():,} params; lower --min-params or "
+                f"aim higher."
+            )
+    if ratio is not None:
+        ratio_plans = _plan_ratio(chosen, policy, min(ratio, 1.0))
     for c in found:
         if reasons[c.name]:
             plan.layers.append(_skip(c, reasons[c.name]))

@@ -209,3 +209,14 @@ def test_policy_errors(kwargs, message):
     from lightcompress.errors import LightCompressError
     with pytest.raises(LightCompressError, match=message):
         RankPolicy(**kwargs)
+
+
+@pytest.mark.parametrize("target", [0.2, 0.5])
+def test_target_params_sizes_the_whole_model(target):
+    model = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))
+    plan = make_plan(model, RankPolicy(target_params=target))
+    total = model.count_params()
+    assert abs((total - plan.params_saved()) / total - target) < 0.02
+    from lightcompress.errors import RankError
+    with pytest.raises(RankError, match="cannot be met: the layers left as they are already hold"):
+        make_plan(model, RankPolicy(target_params=0.001, min_params=50_000))
