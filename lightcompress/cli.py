@@ -111,6 +111,8 @@ Scale = Annotated[
 Resize = Annotated[bool, typer.Option("--resize", help="Resize images to the model's input size.")]
 TrainLimit = Annotated[Optional[int], typer.Option(help="Use only the first N training images.")]
 TestLimit = Annotated[Optional[int], typer.Option(help="Use only the first N test images.")]
+Alpha = Annotated[float, typer.Option(help="Distillation: weight of the hard labels (the teacher gets 1 - alpha).")]
+Temperature = Annotated[float, typer.Option(help="Distillation: temperature softening the teacher's outputs.")]
 Seed = Annotated[int, typer.Option(help="Seed for shuffling, splits and initialisation (repeatable runs).")]
 
 
@@ -132,6 +134,22 @@ class ConvMode(str, Enum):
     channel = "channel"
     spatial = "spatial"
     auto = "auto"
+
+
+def _read_plan(model, path):
+    import json
+
+    from .allocate import plan_from_dict
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LightCompressError(f"{path}: no such plan file; check the path.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LightCompressError(f"{path} is not a plan JSON file ({err}).") from None
+    if not isinstance(data, dict) or "layers" not in data:
+        raise LightCompressError(f"{path} is not a plan (no 'layers'); use a plan.json written by compress.")
+    return plan_from_dict(model, data)
 
 
 def _emit(data, sections, json_out, markdown_out, console):
@@ -174,6 +192,9 @@ def convert(
         Optional[float],
         typer.Option(help="Whole-model budget: keep about this fraction of all params (0.2 = 5x smaller)."),
     ] = None,
+    plan_file: Annotated[
+        Optional[Path], typer.Option("--plan", help="Apply a plan saved by compress (plan.json) instead of a policy.")
+    ] = None,
     include: Annotated[
         Optional[list[str]], typer.Option(help="Only layers whose name matches this glob (repeatable).")
     ] = None,
@@ -211,7 +232,7 @@ def convert(
     from .plan import RankPolicy
 
     out, err = _consoles()
-    policy = RankPolicy(
+    policy = None if plan_file is not None and rank is energy is ratio is target_params is None else RankPolicy(
         rank=rank,
         energy=energy,
         ratio=ratio,
@@ -229,10 +250,14 @@ def convert(
         with err.status(f"loading data set {dataset}"):
             prepared = _load_data(original, dataset, npz_keys, scale, resize, 1, test_limit)
     with err.status("factorising"):
-        if prepared is None:
-            result = convert_model(original, policy)
-        else:
-            result = convert_model(original, policy, prepared.x_test, f"test images of {prepared.name}")
+        plan = None
+        if plan_file is not None:
+            if policy is not None:
+                raise LightCompressError("give either --plan or a rank policy, not both.")
+            plan = _read_plan(original, plan_file)
+        x = None if prepared is None else prepared.x_test
+        source = "random inputs" if prepared is None else f"test images of {prepared.name}"
+        result = convert_model(original, policy, x, source, plan=plan)
     model_io.save_model(result.model, target, force=force, inputs=[model])
     data = report.conversion_dict(result, model, target, model.stat().st_size, target.stat().st_size)
     if prepared is not None:
@@ -261,6 +286,11 @@ def finetune(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to save. Default: <stem>.tuned.keras beside the input.")
     ] = None,
+    teacher: Annotated[
+        Optional[Path], typer.Option(help="Distil from this model (usually the original before convert).")
+    ] = None,
+    alpha: Alpha = 0.5,
+    temperature: Temperature = 4.0,
     npz_keys: NpzKeys = None,
     scale: Scale = None,
     resize: Resize = False,
@@ -296,11 +326,15 @@ def finetune(
     with err.status(f"loading data set {dataset or 'digits'}"):
         prepared = _load_data(net, dataset, npz_keys, scale, resize, train_limit, test_limit, seed)
     kind = ft.output_kind(net, prepared.x_test)
+    tutor = None
+    if teacher is not None:
+        with err.status(f"loading teacher {teacher}"):
+            tutor = ft.Teacher(model_io.load_model(teacher, trust=trust_model), alpha, temperature)
     before = ft.evaluate(net, prepared, kind)
     n_train = len(prepared.x_train) - int(round(len(prepared.x_train) * val_split))
     progress = RichProgress.for_data(n_train, batch_size, epochs, err)
     try:
-        fit = ft.finetune(net, prepared, settings, callbacks=[progress], kind=kind)
+        fit = ft.finetune(net, prepared, settings, callbacks=[progress], kind=kind, teacher=tutor)
     finally:
         progress.stop()
     after = ft.evaluate(net, prepared, kind)
@@ -352,6 +386,12 @@ def inspect(
         ConvMode, typer.Option(help="Which Conv2D matrix the spectrum is taken of: channel or spatial.")
     ] = ConvMode.channel,
     plot: PlotOpt = None,
+    sensitivity: Annotated[
+        bool, typer.Option("--sensitivity", help="Also measure each layer's accuracy cost per rank on --dataset.")
+    ] = False,
+    dataset: DatasetOpt = None,
+    holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = 1000,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     force: Force = False,
     json_out: JsonOut = False,
     markdown_out: MarkdownOut = False,
@@ -378,11 +418,25 @@ def inspect(
         if c.unsupported is None:
             spectra[c.name] = analyze.spectrum_summary(c, "dense" if c.kind == "Dense" else conv_mode.value)
     data = report.inspect_dict(model, stats, spectra, conv_mode.value)
+    sections = report.inspect_sections
+    if sensitivity:
+        from .compress import split_holdout
+        from .plan import RankPolicy
+        from .sensitivity import analyse
+
+        prepared = _load_data(net, dataset, None, None, False)
+        judge, _ = split_holdout(prepared, holdout, 0)
+        with err.status("sensitivity analysis"):
+            sens = analyse(net, judge, RankPolicy(rank=1, conv_mode=conv_mode.value), use_cache=not no_cache)
+        data["sensitivity"] = sens.to_dict()
+
+        def sections(d):
+            return report.inspect_sections(d) + report.sensitivity_sections(d["sensitivity"])
     if plot:
         from .plots import inspect_plot
 
         inspect_plot(data, plot, force=force)
-    _emit(data, report.inspect_sections, json_out, markdown_out, out)
+    _emit(data, sections, json_out, markdown_out, out)
 
 
 @app.command()
@@ -483,6 +537,117 @@ def demo(
     report.render(report.conversion_sections(converted), out)
     report.render(report.finetune_sections(tuned), out)
     report.render(report.compare_sections(compared), out)
+
+
+@app.command()
+@handle_errors
+def compress(
+    model: ModelPath,
+    dataset: DatasetOpt = None,
+    target_params: Annotated[
+        Optional[float], typer.Option(help="Keep about this fraction of the model's params (0.2 = 5x smaller).")
+    ] = None,
+    target_macs: Annotated[
+        Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")
+    ] = None,
+    max_drop: Annotated[
+        Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = ft.DEFAULT_EPOCHS,
+    distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
+    alpha: Alpha = 0.5,
+    temperature: Temperature = 4.0,
+    rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
+    conv_mode: Annotated[ConvMode, typer.Option(help="Conv2D factorisation; auto measures both.")] = ConvMode.channel,
+    include: Annotated[Optional[list[str]], typer.Option(help="Only layers matching this glob.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Leave layers matching this glob.")] = None,
+    min_params: Annotated[int, typer.Option(help="Leave layers with fewer parameters alone.")] = 1000,
+    holdout: Annotated[int, typer.Option(help="Training images held out to judge sensitivity (never test images).")] = 1000,
+    trials: Annotated[int, typer.Option(help="With --max-drop: budgets tried (each fine-tuned).")] = 4,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where sensitivity results are cached.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per fine-tuning step.")] = ft.DEFAULT_BATCH_SIZE,
+    lr: Annotated[float, typer.Option("--lr", help="Peak fine-tuning learning rate.")] = ft.DEFAULT_LEARNING_RATE,
+    seed: Seed = 0,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Default: <stem>.compressed.keras beside the input.")
+    ] = None,
+    npz_keys: NpzKeys = None,
+    scale: Scale = None,
+    resize: Resize = False,
+    train_limit: TrainLimit = None,
+    test_limit: TestLimit = None,
+    repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
+    plot: PlotOpt = None,
+    force: Force = False,
+    json_out: JsonOut = False,
+    markdown_out: MarkdownOut = False,
+    trust_model: TrustModel = False,
+    debug: Debug = False,
+):
+    """Meet a size budget with the least accuracy lost: sensitivity analysis, rank allocation,
+    conversion, distilled fine-tuning, and the compare report of the original against the result.
+
+    Saves the model and the plan (<output stem>.plan.json; convert --plan applies it again).
+
+    Example: lightcompress compress model.h5 --dataset fashion_mnist --target-params 0.2
+    """
+    from rich.progress import Progress
+
+    from . import analyze, measure, model_io, report
+    from .compress import compress as run_compress
+    from .plan import RankPolicy
+    from .progress import RichProgress
+
+    out, err = _consoles()
+    target = model_io.check_output(
+        output or model.with_name(f"{model.name.split('.')[0]}.compressed.keras"), force=force, inputs=[model]
+    )
+    plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
+                                      inputs=[model], suffixes=(".json",))
+    settings = ft.FitSettings(epochs, batch_size, lr, ft.DEFAULT_VALIDATION_SPLIT, ft.DEFAULT_PATIENCE, seed)
+    ft.check_settings(settings)
+    policy = RankPolicy(rank=1, include=tuple(include or ()), exclude=tuple(exclude or ()),
+                        min_params=min_params, conv_mode=conv_mode.value)
+    with err.status(f"loading {model}"):
+        original = model_io.load_model(model, trust=trust_model)
+    with err.status(f"loading data set {dataset or 'digits'}"):
+        prepared = _load_data(original, dataset, npz_keys, scale, resize, train_limit, test_limit, seed)
+    n_train = max(1, len(prepared.x_train) - min(holdout, len(prepared.x_train) // 5))
+    progress = RichProgress.for_data(n_train * (1 - settings.validation_split), batch_size, epochs, err)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("sensitivity analysis", total=None)
+
+        def on_step(done, total, name):
+            bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
+
+        try:
+            result = run_compress(
+                original, prepared, target_params=target_params, target_macs=target_macs, max_drop=max_drop,
+                policy=policy, rank_multiple=rank_multiple, holdout_size=holdout, cache_dir=cache_dir,
+                use_cache=not no_cache, settings=settings, distill=distill, alpha=alpha,
+                temperature=temperature, trials=trials, callbacks=[progress], on_step=on_step,
+                on_trial=lambda t: err.print(
+                    f"trial: keep {t.target:.3f} -> held-out drop {t.drop_points:.2f} pts", highlight=False),
+            )
+        finally:
+            progress.stop()
+    model_io.save_model(result.model, target, force=force, inputs=[model])
+    model_io.write_json(result.plan.to_dict(), plan_path, force=force)
+    with err.status("measuring both models"):
+        saved = model_io.load_model(target)
+        measures = [measure.measure(n, p, repeats=repeats) for n, p in ((original, model), (saved, target))]
+        kinds = [ft.output_kind(n, prepared.x_test) for n in (original, saved)]
+        evaluations = [ft.evaluate(n, prepared, k) for n, k in zip((original, saved), kinds)]
+        agreements = [1.0, ft.agreement(original, saved, prepared.x_test)]
+    compare_data = report.compare_dict(measures, ft.device_name(), evaluations, agreements,
+                                       analyze.matching_layers([original, saved]), prepared.name)
+    data = report.compress_dict(result, compare_data, plan_path, target)
+    if plot:
+        from .plots import compare_plot
+
+        compare_plot(compare_data, plot, force=force)
+    _emit(data, report.compress_sections, json_out, markdown_out, out)
 
 
 def main():

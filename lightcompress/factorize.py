@@ -119,12 +119,13 @@ class Conversion:
     difference: OutputDifference
 
 
-def convert(model, policy, x=None, source="random inputs") -> Conversion:
-    """Plan ranks with ``policy``, rebuild ``model`` with LightLayers, and measure the result.
+def convert(model, policy, x=None, source="random inputs", plan=None) -> Conversion:
+    """Plan ranks with ``policy`` (or take ``plan``), rebuild ``model`` with LightLayers, and
+    measure the result.
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
     """
-    plan = make_plan(model, policy)
+    plan = plan if plan is not None else make_plan(model, policy)
     new_model = apply_plan(model, plan)
     if x is None:
         x = model_inputs_like(model)

@@ -197,28 +197,57 @@ def check_settings(s: FitSettings):
         )
 
 
-def compile_for_training(model, kind, settings: FitSettings, steps):
+@dataclass
+class Teacher:
+    """Distillation from ``model``: a mix of hard labels (weight ``alpha``) and its outputs
+    softened at ``temperature``."""
+
+    model: object
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+
+def compile_for_training(model, kind, settings: FitSettings, steps, teacher: Teacher | None = None):
+    from . import distill
+
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate, decay_steps=max(1, steps), alpha=0.05
     )
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss_for(kind), metrics=["accuracy"])
+    if teacher is None:
+        loss, metrics = loss_for(kind), ["accuracy"]
+    else:
+        loss = distill.DistillationLoss(teacher.alpha, teacher.temperature, from_logits=kind == "logits")
+        metrics = [keras.metrics.MeanMetricWrapper(distill.label_accuracy, name="accuracy")]
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
 
 
 def finetune(model, data: Prepared, settings: FitSettings | None = None, callbacks=(),
-             kind: str | None = None, compile=True) -> FitResult:
+             kind: str | None = None, teacher: Teacher | None = None) -> FitResult:
     """Fine-tune ``model`` in place on ``data``; the best epoch's weights (by validation loss) win.
 
-    Ctrl-C stops training cleanly: the best weights seen so far are restored and the result says
-    ``interrupted=True``. ``compile=False`` keeps a model the caller compiled (e.g. distillation).
+    With ``teacher``, the loss is knowledge distillation from it (see ``distill``). Ctrl-C stops
+    training cleanly: the best weights seen so far are restored and the result says
+    ``interrupted=True``.
     """
     settings = settings or FitSettings()
     check_settings(settings)
     keras.utils.set_random_seed(settings.seed)
     kind = kind or output_kind(model, data.x_train)
     (x, y), (x_val, y_val) = _split(data, settings.validation_split, settings.seed)
+    if teacher is not None:
+        from . import distill
+
+        if kind == "binary":
+            from .errors import LightCompressError
+
+            raise LightCompressError("distillation needs a multi-class output; this model has one unit.")
+        teacher_kind = output_kind(teacher.model, x[:64])
+        y = distill.pack(y, distill.soft_targets(teacher.model, x, teacher.temperature, teacher_kind))
+        if len(x_val):
+            y_val = distill.pack(y_val, distill.soft_targets(teacher.model, x_val, teacher.temperature,
+                                                             teacher_kind))
     steps_per_epoch = math.ceil(len(x) / settings.batch_size)
-    if compile:
-        compile_for_training(model, kind, settings, steps_per_epoch * settings.epochs)
+    compile_for_training(model, kind, settings, steps_per_epoch * settings.epochs, teacher)
     has_val = len(x_val) > 0
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss" if has_val else "loss", patience=settings.patience,

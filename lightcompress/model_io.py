@@ -190,7 +190,7 @@ def atomic_write(path, write):
     return path
 
 
-def without_optimizer(model):
+def plain_copy(model):
     """A copy of ``model`` with the same weights and no optimizer state (a smaller file)."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
@@ -208,7 +208,7 @@ def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) 
     """
     path = check_output(path, force=force, inputs=inputs)
     if not include_optimizer and getattr(model, "optimizer", None) is not None:
-        model = without_optimizer(model)
+        model = plain_copy(model)
 
     def write(tmp):
         with warnings.catch_warnings():

@@ -129,10 +129,10 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
     }
 
 
-def conversion_sections(data: dict) -> list[Section]:
-    layers = Section(f"convert ({data['policy']}): {data['source']}",
-                     ["layer", "type", "kernel", ">rank", "mode", ">params", ">energy", ">error"])
-    for layer in data["layers"]:
+def plan_section(title, layer_dicts) -> Section:
+    """One row per layer of a plan: rank, mode, params before -> after, energy, error, and why."""
+    layers = Section(title, ["layer", "type", "kernel", ">rank", "mode", ">params", ">energy", ">error"])
+    for layer in layer_dicts:
         converted = layer["rank"] is not None
         params = _num(layer["params_before"])
         layers.rows.append([
@@ -146,6 +146,11 @@ def conversion_sections(data: dict) -> list[Section]:
         elif layer["note"]:
             layers.lines.append(f"{layer['name']}: {layer['note']}")
     layers.lines.append("energy: fraction of squared singular values kept; error: relative error of the kernel.")
+    return layers
+
+
+def conversion_sections(data: dict) -> list[Section]:
+    layers = plan_section(f"convert ({data['policy']}): {data['source']}", data["layers"])
 
     t = data["totals"]
     totals = Section("", ["", ">before", ">after", ">change"], [
@@ -379,3 +384,60 @@ def compare_sections(data: dict) -> list[Section]:
         per_layer.lines.append("each cell: layer type, rank and mode for LightLayers, params")
         sections.append(per_layer)
     return sections
+
+
+# -- compress and sensitivity -----------------------------------------------------------------
+
+def sensitivity_sections(sens: dict) -> list[Section]:
+    """The sensitivity table: per layer and rank, loss and accuracy with only that layer changed."""
+    table = Section(
+        f"sensitivity on {sens['examples']:,} held-out training images "
+        f"(base loss {sens['base_loss']:.4f}, accuracy {sens['base_accuracy']:.4f})",
+        ["layer", ">rank", "mode", ">params", ">loss +", ">accuracy"],
+    )
+    for layer in sens["layers"]:
+        for o in layer["options"][1:]:
+            table.rows.append([layer["name"], o["rank"], o["mode"], _num(o["params"]),
+                               f"{o['loss'] - sens['base_loss']:.4f}", f"{o['accuracy']:.4f}"])
+    table.lines.extend(f"not analysed: {name}: {reason}" for name, reason in sens["skipped"].items())
+    source = "read from the cache" if sens["from_cache"] else (
+        f"{sens['evaluations']} evaluations in {sens['seconds']:.1f} s")
+    table.lines.append(f"analysis: {source} ({sens['cache_file'] or 'not cached'})")
+    return [table]
+
+
+def compress_dict(result, compare, plan_path, output) -> dict:
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "compress",
+        "output": str(output),
+        "plan_file": str(plan_path),
+        "goal": {"metric": result.metric, "target": result.target},
+        "trials": [asdict(t) for t in result.trials],
+        "sensitivity": {k: v for k, v in result.sensitivity.to_dict().items() if k != "layers"},
+        "plan": result.plan.to_dict(),
+        "finetune": {"epochs_run": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
+                     "epoch_seconds": [round(s, 3) for s in result.fit.epoch_seconds],
+                     "device": result.fit.device, "interrupted": result.fit.interrupted,
+                     "history": result.fit.history},
+        "compare": compare,
+    }
+
+
+def compress_sections(data: dict) -> list[Section]:
+    goal = data["goal"]
+    plan = plan_section(f"compress plan ({data['plan']['policy']})", data["plan"]["layers"])
+    s = data["sensitivity"]
+    plan.lines.append(
+        f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "
+        f"{s['seconds']:.1f} s; plan saved to {data['plan_file']} (apply it with convert --plan)"
+    )
+    for t in data["trials"]:
+        plan.lines.append(f"trial: keep {t['target']:.3f} of params -> {t['params']:,} params, held-out "
+                          f"accuracy {t['heldout_accuracy']:.4f} (drop {t['drop_points']:.2f} pts) "
+                          f"{'ok' if t['passed'] else 'too much'}")
+    f = data["finetune"]
+    per_epoch = f"{sum(f['epoch_seconds']) / len(f['epoch_seconds']):.1f} s/epoch" if f["epoch_seconds"] else ""
+    plan.lines.append(f"fine-tuned {f['epochs_run']} epoch(s) (best {f['best_epoch']}), {per_epoch} on {f['device']}"
+                      f"; goal: {goal['metric']} {goal['target']:g}; saved {data['output']}")
+    return [plan] + compare_sections(data["compare"])

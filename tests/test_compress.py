@@ -1,0 +1,203 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lightcompress import data, distill, finetune, model_io, svd
+from lightcompress.allocate import allocate, choose
+from lightcompress.cli import app
+from lightcompress.compress import split_holdout
+from lightcompress.plan import RankPolicy
+from lightcompress.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
+
+from .conftest import real_model_path
+from .test_cli_convert import _fails_with
+from .test_finetune import _digits_model
+
+runner = CliRunner()
+
+
+def _layer(name, params, losses, base=1.0):
+    """A layer with a 'keep' option and ranks costing params/8, /4, /2 with the given losses."""
+    options = [Option(None, None, params, params, base, 0.9)]
+    for fraction, loss in zip((8, 4, 2), losses):
+        options.append(Option(params // fraction, "dense", params // fraction, params // fraction, loss, 0.5))
+    return LayerSensitivity(name, "Dense", [1, 1], options)
+
+
+def test_allocation_prefers_the_cheapest_accuracy_cost():
+    # Two layers of equal size: factorising "robust" costs little loss, "fragile" a lot.
+    sens = Sensitivity(1.0, 0.9, 100, [_layer("robust", 800, [1.01, 1.005, 1.001]),
+                                       _layer("fragile", 800, [3.0, 2.0, 1.5])])
+    choice = choose(sens, budget=100 + 800 + 200, fixed=100)  # room to shrink only one layer well
+    picked = {ls.name: ls.options[i] for ls, i in zip(sens.layers, choice)}
+    assert picked["fragile"].rank is None  # left alone: it does not pay
+    assert picked["robust"].rank is not None
+    total = 100 + sum(o.params for o in picked.values())
+    assert total <= 1100
+
+
+@pytest.mark.parametrize("budget", [400, 700, 1000, 1300])
+def test_allocation_meets_the_budget_and_uses_it(budget):
+    sens = Sensitivity(1.0, 0.9, 100, [_layer(f"l{i}", 800, [1.5 - i * 0.1, 1.2, 1.05]) for i in range(3)])
+    choice = choose(sens, budget=budget, fixed=0)
+    total = sum(ls.options[i].params for ls, i in zip(sens.layers, choice))
+    assert total <= budget
+    # Spends what it can: no single upgrade that lowers loss would still fit.
+    for ls, i in zip(sens.layers, choice):
+        for option in ls.options:
+            if option.loss < ls.options[i].loss:
+                assert total - ls.options[i].params + option.params > budget
+
+
+def test_allocation_refuses_an_impossible_budget():
+    sens = Sensitivity(1.0, 0.9, 100, [_layer("a", 800, [1.1, 1.05, 1.0])])
+    with pytest.raises(Exception, match="cannot be met: even the smallest rank"):
+        choose(sens, budget=50, fixed=0)
+
+
+def test_ladder_never_passes_break_even_and_honours_multiples():
+    assert ladder(57) == [4, 7, 14, 21, 28, 43, 57]
+    assert all(r % 8 == 0 and r <= 57 for r in ladder(57, multiple=8))
+    assert ladder(0) == []
+
+
+@pytest.fixture
+def digits_setup(tmp_path):
+    path = _digits_model(tmp_path / "d.keras")
+    model = model_io.load_model(path)
+    finetune.finetune(model, data.prepare(data.load_dataset("digits"), model), finetune.FitSettings(epochs=3))
+    prepared = data.prepare(data.load_dataset("digits"), model)
+    judge, train = split_holdout(prepared, 200, 0)
+    return model, prepared, judge, train
+
+
+def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
+    model, _, judge, _ = digits_setup
+    policy = RankPolicy(rank=1, min_params=0)
+    first = analyse(model, judge, policy, cache_dir=tmp_path / "cache")
+    expected = sum(len(ladder(svd.break_even_rank(*shape))) for shape in ((9, 32), (2048, 48), (48, 10)))
+    assert first.evaluations == expected and not first.from_cache
+    second = analyse(model, judge, policy, cache_dir=tmp_path / "cache")
+    assert second.evaluations == 0 and second.from_cache
+    assert [o.loss for o in second.layers[1].options] == [o.loss for o in first.layers[1].options]
+    weights = model.get_weights()
+    weights[0] = weights[0] * 1.01
+    model.set_weights(weights)
+    third = analyse(model, judge, policy, cache_dir=tmp_path / "cache")
+    assert third.evaluations == expected
+    assert analyse(model, judge, policy, cache_dir=tmp_path / "cache", use_cache=False).evaluations == expected
+
+
+def test_sensitivity_leaves_the_model_unchanged(digits_setup, tmp_path):
+    model, _, judge, _ = digits_setup
+    before = [w.copy() for w in model.get_weights()]
+    result = analyse(model, judge, RankPolicy(rank=1, min_params=0), use_cache=False)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Lower ranks hurt at least as much as the full break-even rank, for the big Dense layer.
+    fc = next(ls for ls in result.layers if ls.name == "fc")
+    assert fc.options[1].loss >= fc.options[-1].loss - 1e-6
+
+
+def test_allocated_plan_meets_target_on_a_real_model(digits_setup):
+    model, _, judge, _ = digits_setup
+    sens = analyse(model, judge, RankPolicy(rank=1, min_params=0), use_cache=False)
+    plan = allocate(model, sens, 0.3)
+    after = model.count_params() - plan.params_saved()
+    assert after <= 0.3 * model.count_params() and after >= 0.25 * model.count_params()
+    assert all(p.params_after < p.params_before for p in plan.converted)
+
+
+def test_distillation_loss_by_hand():
+    student = np.array([[0.7, 0.2, 0.1]], np.float32)
+    teacher_soft = np.array([[0.5, 0.3, 0.2]], np.float32)
+    alpha, t = 0.25, 2.0
+    loss = distill.DistillationLoss(alpha, t)(distill.pack(np.array([1]), teacher_soft), student)
+    s_t = student[0] ** (1 / t) / np.sum(student[0] ** (1 / t))  # softmax(log p / T)
+    kl = np.sum(teacher_soft[0] * np.log(teacher_soft[0] / s_t))
+    expected = alpha * -np.log(0.2) + (1 - alpha) * t**2 * kl
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    logits = np.log(student)
+    from_logits = distill.DistillationLoss(alpha, t, from_logits=True)(distill.pack(np.array([1]), teacher_soft), logits)
+    assert float(from_logits) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_targets_soften():
+    teacher = keras.Sequential([keras.Input((3,)), keras.layers.Activation("softmax")])
+    x = np.array([[2.0, 1.0, 0.0]], np.float32)
+    cold = distill.soft_targets(teacher, x, 1.0, "probabilities")
+    warm = distill.soft_targets(teacher, x, 4.0, "probabilities")
+    np.testing.assert_allclose(cold, keras.ops.convert_to_numpy(keras.ops.softmax(x)), rtol=1e-5)
+    assert warm.max() < cold.max() and warm.sum() == pytest.approx(1.0)
+
+
+def test_distilled_finetune_improves_agreement(digits_setup):
+    from lightcompress.factorize import convert
+    model, prepared, _, train = digits_setup
+    student = convert(model, RankPolicy(rank=2, min_params=0)).model
+    before = finetune.agreement(model, student, prepared.x_test)
+    fit = finetune.finetune(student, train, finetune.FitSettings(epochs=3, learning_rate=2e-3),
+                            teacher=finetune.Teacher(model))
+    after = finetune.agreement(model, student, prepared.x_test)
+    assert after > before and fit.epochs_run >= 1 and "val_loss" in fit.history
+
+
+def test_cli_compress_end_to_end_on_a_real_model(tmp_path):
+    source = real_model_path("fmnist_cnn_keras3.h5")
+    try:
+        data.load_dataset("fashion_mnist", datasets_dir=tmp_path)
+    except Exception as err:  # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST not available offline here: {err}")
+    out = tmp_path / "c.keras"
+    args = ["compress", str(source), "-d", "fashion_mnist", "--target-params", "0.25", "--train-limit", "2000",
+            "--test-limit", "500", "--epochs", "1", "--holdout", "300", "--repeats", "3",
+            "--cache-dir", str(tmp_path / "cache"), "-o", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    original = model_io.load_model(source)
+    saved = keras.models.load_model(out)
+    assert saved.count_params() <= 0.25 * original.count_params() * 1.02
+    assert report["compare"]["models"][1]["params"] == saved.count_params()
+    assert report["sensitivity"]["evaluations"] > 0 and not report["sensitivity"]["from_cache"]
+    plan = json.loads((tmp_path / "c.plan.json").read_text())
+    # The saved plan applies again through convert --plan and gives the same architecture.
+    again = tmp_path / "again.keras"
+    result = runner.invoke(app, ["convert", str(source), "--plan", str(tmp_path / "c.plan.json"), "-o", str(again)])
+    assert result.exit_code == 0, result.output
+    assert keras.models.load_model(again).count_params() == saved.count_params()
+    assert {p["name"] for p in plan["layers"] if p["rank"]} == {
+        row["name"] for row in report["compare"]["layers"] if row["models"][1]["rank"]}
+    # A second run with another target reuses the analysis.
+    result = runner.invoke(app, args[:4] + ["--target-params", "0.4"] + args[6:] + ["--force"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sensitivity"]["from_cache"] is True
+
+
+def test_cli_compress_and_plan_errors(tmp_path):
+    source = _digits_model(tmp_path / "d.keras")
+    _fails_with(["compress", source], "choose exactly one goal")
+    _fails_with(["compress", source, "--target-params", "0.2", "--max-drop", "1"], "(got --target-params, --max-drop)")
+    _fails_with(["compress", source, "--target-params", "1.5"], "target_params=1.5 is not a fraction")
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps({"policy": "x", "layers": [{"name": "nope", "kernel_shape": [1, 1]}]}))
+    _fails_with(["convert", source, "--plan", bad], "the plan names layer 'nope'")
+    _fails_with(["convert", source, "--plan", tmp_path / "missing.json"], "no such plan file")
+    _fails_with(["convert", source, "--plan", bad, "--rank", "2"], "either --plan or a rank policy")
+
+
+def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
+    source = _digits_model(tmp_path / "d.keras")
+    light = tmp_path / "l.keras"
+    assert runner.invoke(app, ["convert", str(source), "--rank", "2", "-o", str(light)]).exit_code == 0
+    result = runner.invoke(app, ["finetune", str(light), "--teacher", str(source), "--epochs", "1",
+                                 "-o", str(tmp_path / "t.keras")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["inspect", str(source), "--sensitivity", "--no-cache", "--json"])
+    assert result.exit_code == 0, result.output
+    sens = json.loads(result.stdout)["sensitivity"]
+    assert sens["evaluations"] > 0 and {ls["name"] for ls in sens["layers"]} == {"fc"}
+    assert "below --min-params" in sens["skipped"]["conv"]
