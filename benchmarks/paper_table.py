@@ -3,6 +3,7 @@ lightcompress rows: the trained Conv2D model converted at the same parameter bud
 
     python benchmarks/paper_table.py paper      # paper rows from scratch + our converted rows
     python benchmarks/paper_table.py real       # the two models in ../shared/real_models
+    python benchmarks/paper_table.py compress   # the same with `compress` (sensitivity + distillation)
     python benchmarks/paper_table.py report     # docs/RESULTS.md tables + docs/results.png
 
 Protocol (the paper's): full Fashion-MNIST (60,000 train / 10,000 test), 10 epochs, batch 64,
@@ -122,6 +123,34 @@ def run_real():
                            base_accuracy, conv_mode="channel")
 
 
+def run_compress():
+    from lightcompress.compress import compress
+
+    for path in sorted(REAL.glob("*.h5")):
+        original = model_io.load_model(path)
+        prepared = _fashion(original)
+        base_accuracy = finetune.evaluate(original, prepared).accuracy
+        for factor in (5, 10):
+            name = f"{path.name} {factor}x fewer params"
+            if _done("compress", name):
+                continue
+            start = time.perf_counter()
+            result = compress(original, prepared, target_params=1 / factor,
+                              policy=RankPolicy(rank=1, min_params=0), use_cache=True,
+                              settings=finetune.FitSettings(epochs=3, seed=SEED))
+            ev = finetune.evaluate(result.model, prepared)
+            _save_row({"group": "compress", "name": name,
+                       "method": f"lightcompress compress --target-params {1 / factor:g} --min-params 0, "
+                       f"distilled finetune {result.fit.epochs_run} epochs (best {result.fit.best_epoch})",
+                       "params": result.model.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
+                       "original_accuracy": base_accuracy,
+                       "analysis_seconds": round(result.sensitivity.seconds, 1),
+                       "analysis_evaluations": result.sensitivity.evaluations,
+                       "analysis_from_cache": result.sensitivity.from_cache,
+                       "ranks": {p.name: [p.rank, p.mode] for p in result.plan.converted},
+                       "seconds": round(time.perf_counter() - start, 1), "machine": _machine()})
+
+
 if __name__ == "__main__":
     part = sys.argv[1] if len(sys.argv) > 1 else "paper"
     if part == "report":
@@ -129,4 +158,4 @@ if __name__ == "__main__":
 
         write_report(_load(), PAPER, ROOT / "docs")
     else:
-        {"paper": run_paper, "real": run_real}[part]()
+        {"paper": run_paper, "real": run_real, "compress": run_compress}[part]()
