@@ -462,27 +462,22 @@ def compare(
 
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
     """
-    from . import analyze, measure, model_io, report
+    from . import analyze, model_io, report
+    from .comparison import compare_models
 
     if len(models) < 2:
         raise LightCompressError("compare needs at least two models: the reference first, then the others.")
     out, err = _consoles()
     with err.status("loading models"):
         nets = [model_io.load_model(path, trust=trust_model) for path in models]
-    measures = []
-    for path, net in zip(models, nets):
-        with err.status(f"timing {path.name}"):
-            measures.append(measure.measure(net, path, batches=(1, batch), repeats=repeats, warmup=warmup))
-    evaluations = agreements = prepared = None
+    prepared = None
     if dataset is not None:
-        with err.status(f"evaluating on {dataset}"):
+        with err.status(f"loading data set {dataset}"):
             prepared = _load_data(nets[0], dataset, npz_keys, scale, resize, 1, test_limit)
-            kinds = [ft.output_kind(net, prepared.x_test) for net in nets]
-            evaluations = [ft.evaluate(net, prepared, kind) for net, kind in zip(nets, kinds)]
-            agreements = [ft.agreement(nets[0], net, prepared.x_test) for net in nets]
-    layers = analyze.matching_layers(nets)
-    data = report.compare_dict(measures, ft.device_name(), evaluations, agreements, layers,
-                               prepared.name if prepared else None)
+    with err.status("timing and evaluating") as status:
+        data = compare_models(nets, models, prepared, (1, batch), repeats, warmup,
+                              on_model=lambda p: status.update(f"timing and evaluating {p.name}"))
+    layers = data["layers"]
     if plot:
         from .plots import compare_plot
 
@@ -594,7 +589,8 @@ def compress(
     """
     from rich.progress import Progress
 
-    from . import analyze, measure, model_io, report
+    from . import model_io, report
+    from .comparison import compare_models
     from .compress import compress as run_compress
     from .plan import RankPolicy
     from .progress import RichProgress
@@ -635,13 +631,8 @@ def compress(
     model_io.save_model(result.model, target, force=force, inputs=[model])
     model_io.write_json(result.plan.to_dict(), plan_path, force=force)
     with err.status("measuring both models"):
-        saved = model_io.load_model(target)
-        measures = [measure.measure(n, p, repeats=repeats) for n, p in ((original, model), (saved, target))]
-        kinds = [ft.output_kind(n, prepared.x_test) for n in (original, saved)]
-        evaluations = [ft.evaluate(n, prepared, k) for n, k in zip((original, saved), kinds)]
-        agreements = [1.0, ft.agreement(original, saved, prepared.x_test)]
-    compare_data = report.compare_dict(measures, ft.device_name(), evaluations, agreements,
-                                       analyze.matching_layers([original, saved]), prepared.name)
+        compare_data = compare_models([original, model_io.load_model(target)], [model, target], prepared,
+                                      repeats=repeats)
     data = report.compress_dict(result, compare_data, plan_path, target)
     if plot:
         from .plots import compare_plot

@@ -175,7 +175,7 @@ def _download(name):
         base = keras_datasets_dir()
         raise DataError(
             f"data set '{name}' is not cached and could not be downloaded "
-            f"({str(err).splitlines()[0][:120]}); {_WHERE[name].format(base=base)}."
+            f"({str(err).splitlines()[0]}); {_WHERE[name].format(base=base)}."
         ) from None
     finally:
         socket.setdefaulttimeout(previous)
@@ -338,7 +338,7 @@ def _shape_images(x, target, resize, split, changes):
         if (height, width) != x.shape[1:3] and None not in (height, width):
             if not resize:
                 raise DataError(
-                    f"{split} images are {x.shape[1]}x{x.shape[2]} but the model takes "
+                    f"the images are {x.shape[1]}x{x.shape[2]} but the model takes "
                     f"{height}x{width}; pass --resize to resize them."
                 )
             changes.append(f"resized images {x.shape[1]}x{x.shape[2]} to {height}x{width}")

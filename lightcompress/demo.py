@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import analyze, data, measure, model_io, zoo
+from . import data, model_io, zoo
 from . import finetune as ft
+from .comparison import compare_models
 from .factorize import convert
 from .plan import RankPolicy
 
@@ -76,10 +77,6 @@ def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=
     model_io.write_json(tuned_data, files.history, force=force)
 
     paths = [files.original, files.converted, files.tuned]
-    nets = [model_io.load_model(p) for p in paths]
-    measures = [measure.measure(n, p, batches=(1, 32), repeats=20, warmup=3) for n, p in zip(nets, paths)]
-    evaluations = [ft.evaluate(n, prepared) for n in nets]
-    agreements = [ft.agreement(nets[0], n, prepared.x_test) for n in nets]
-    compare_data = report.compare_dict(measures, ft.device_name(), evaluations, agreements,
-                                       analyze.matching_layers(nets), prepared.name)
+    compare_data = compare_models([model_io.load_model(p) for p in paths], paths, prepared,
+                                  repeats=20, warmup=3)
     return converted_data, tuned_data, compare_data

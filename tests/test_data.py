@@ -159,7 +159,7 @@ def test_prepare_one_hot_labels():
     "ds, model, message",
     [
         (_dataset((8, 8, 3)), _model((8, 8, 1)), "train images have 3 channel(s) but the model takes 1"),
-        (_dataset(), _model((16, 16, 1)), "train images are 8x8 but the model takes 16x16; pass --resize"),
+        (_dataset(), _model((16, 16, 1)), "the images are 8x8 but the model takes 16x16; pass --resize"),
         (_dataset(classes=100, n=400), _model((8, 8, 1)), "has 100 classes but the model has a 10-way output"),
         (_dataset(), _model((7, 3)), "train images have shape (8, 8); the model takes (7, 3)"),
     ],
