@@ -4,6 +4,8 @@ lightcompress rows: the trained Conv2D model converted at the same parameter bud
     python benchmarks/paper_table.py paper      # paper rows from scratch + our converted rows
     python benchmarks/paper_table.py real       # the two models in ../shared/real_models
     python benchmarks/paper_table.py compress   # the same with `compress` (sensitivity + distillation)
+    python benchmarks/paper_table.py compress-no-distill   # the same without distillation
+    python benchmarks/paper_table.py control    # the trained Conv2D fine-tuned 3 more epochs, unconverted
     python benchmarks/paper_table.py report     # docs/RESULTS.md tables + docs/results.png
 
 Protocol (the paper's): full Fashion-MNIST (60,000 train / 10,000 test), 10 epochs, batch 64,
@@ -123,7 +125,23 @@ def run_real():
                            base_accuracy, conv_mode="channel")
 
 
-def run_compress():
+def run_control():
+    """The trained Conv2D model itself fine-tuned like our rows (3 epochs): is the gain over the
+    baseline the conversion's, or only the extra epochs'?"""
+    if _done("control", "Conv2D + 3 epochs finetune"):
+        return
+    base = model_io.load_model(SAMPLE)
+    prepared = _fashion(base)
+    start = time.perf_counter()
+    fit = finetune.finetune(base, prepared, finetune.FitSettings(epochs=3, seed=SEED))
+    ev = finetune.evaluate(base, prepared)
+    _save_row({"group": "control", "name": "Conv2D + 3 epochs finetune",
+               "method": f"no conversion; finetune {fit.epochs_run} epochs (best {fit.best_epoch})",
+               "params": base.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
+               "seconds": round(time.perf_counter() - start, 1), "machine": _machine()})
+
+
+def run_compress(group="compress", distill=True):
     from lightcompress.compress import compress
 
     for path in sorted(REAL.glob("*.h5")):
@@ -132,16 +150,17 @@ def run_compress():
         base_accuracy = finetune.evaluate(original, prepared).accuracy
         for factor in (5, 10):
             name = f"{path.name} {factor}x fewer params"
-            if _done("compress", name):
+            if _done(group, name):
                 continue
             start = time.perf_counter()
             result = compress(original, prepared, target_params=1 / factor,
                               policy=RankPolicy(rank=1, min_params=0), use_cache=True,
-                              settings=finetune.FitSettings(epochs=3, seed=SEED))
+                              settings=finetune.FitSettings(epochs=3, seed=SEED), distill=distill)
             ev = finetune.evaluate(result.model, prepared)
-            _save_row({"group": "compress", "name": name,
+            how = "distilled" if distill else "plain (--no-distill)"
+            _save_row({"group": group, "name": name,
                        "method": f"lightcompress compress --target-params {1 / factor:g} --min-params 0, "
-                       f"distilled finetune {result.fit.epochs_run} epochs (best {result.fit.best_epoch})",
+                       f"{how} finetune {result.fit.epochs_run} epochs (best {result.fit.best_epoch})",
                        "params": result.model.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
                        "original_accuracy": base_accuracy,
                        "analysis_seconds": round(result.sensitivity.seconds, 1),
@@ -158,4 +177,6 @@ if __name__ == "__main__":
 
         write_report(_load(), PAPER, ROOT / "docs")
     else:
-        {"paper": run_paper, "real": run_real, "compress": run_compress}[part]()
+        {"paper": run_paper, "real": run_real, "compress": run_compress,
+         "compress-no-distill": lambda: run_compress("compress_nodistill", distill=False),
+         "control": run_control}[part]()

@@ -28,6 +28,9 @@ def _tables(results, paper) -> str:
                 if r else "not run | | |")
         out.append(f"| {name} | {p_params:,} | {p_acc:.4f} | {ours} |")
     base = scratch.get("Conv2D")
+    for r in _rows(results, "control"):
+        out.append(f"| control: {r['name']} (no conversion) | | | {r['params']:,} | {r['accuracy']:.4f} | "
+                   f"{r['loss']:.4f} | {r['seconds']:.0f} |")
     out.append("")
     ours = sorted(_rows(results, "ours"), key=lambda r: r["params"])
     if ours and base:
@@ -50,18 +53,21 @@ def _tables(results, paper) -> str:
         out.append("")
     real = _rows(results, "real")
     comp = {r["name"]: r for r in _rows(results, "compress")}
+    plain = {r["name"]: r for r in _rows(results, "compress_nodistill")}
     if real:
-        out.append("## The two real models: `convert --target-params` (+ fine-tune) against `compress`\n")
-        out.append("| model, budget | original accuracy | convert: params | convert: accuracy (pts) "
-                   "| compress: params | compress: accuracy (pts) | analysis (s, evaluations) | compress total (s) |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("## The two real models: `convert --target-params` against `compress` (≤ 3 epochs each)\n")
+        out.append("| model, budget | original | convert + finetune | compress, no distillation "
+                   "| compress (distilled, the default) | sensitivity analysis |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+
+        def cell(r):
+            return f"{r['params']:,} params: {r['accuracy']:.4f} ({_pts(r['accuracy'], r['original_accuracy'])})" if r else "-"
+
         for r in real:
             c = comp.get(r["name"])
-            cells = (f"{c['params']:,} | {c['accuracy']:.4f} ({_pts(c['accuracy'], c['original_accuracy'])}) | "
-                     f"{c['analysis_seconds']:.0f}, {c['analysis_evaluations']} | {c['seconds']:.0f}"
-                     if c else "- | - | - | -")
-            out.append(f"| {r['name']} | {r['original_accuracy']:.4f} | {r['params']:,} | "
-                       f"{r['accuracy']:.4f} ({_pts(r['accuracy'], r['original_accuracy'])}) | {cells} |")
+            analysis = f"{c['analysis_seconds']:.0f} s, {c['analysis_evaluations']} evaluations" if c else "-"
+            out.append(f"| {r['name']} | {r['original_accuracy']:.4f} | {cell(r)} | {cell(plain.get(r['name']))} | "
+                       f"{cell(c)} | {analysis} |")
         out.append("")
     machines = sorted({r["machine"] for r in results})
     out.append("Machine: " + "; ".join(machines))

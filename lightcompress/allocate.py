@@ -11,10 +11,31 @@ they are worth is left alone.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .analyze import candidates
 from .errors import RankError
 from .plan import LayerPlan, Plan, _convert, _skip
-from .sensitivity import Sensitivity
+from .sensitivity import LayerSensitivity, Option, Sensitivity
+
+
+def with_every_rank(ls: LayerSensitivity) -> LayerSensitivity:
+    """The layer's options with every whole rank between measured ones, loss and accuracy
+    interpolated linearly (params and MACs are linear in the rank, so those are exact)."""
+    options = [ls.options[0]]
+    modes = {}
+    for o in ls.options[1:]:
+        modes.setdefault(o.mode, []).append(o)
+    for measured in modes.values():
+        measured.sort(key=lambda o: o.rank)
+        options.append(measured[0])
+        for a, b in zip(measured, measured[1:]):
+            for r in range(a.rank + 1, b.rank + 1):
+                t = (r - a.rank) / (b.rank - a.rank)
+                options.append(Option(r, a.mode, round(a.params + t * (b.params - a.params)),
+                                      round(a.macs + t * (b.macs - a.macs)),
+                                      a.loss + t * (b.loss - a.loss), a.accuracy + t * (b.accuracy - a.accuracy)))
+    return LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, options)
 
 
 def _cost(option, metric):
@@ -71,15 +92,21 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
         choice[best[1]] = best[2]
 
 
-def allocate(model, sens: Sensitivity, target: float, metric="params") -> Plan:
-    """A plan keeping about ``target`` (a fraction) of the model's params or MACs."""
+def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=1) -> Plan:
+    """A plan keeping about ``target`` (a fraction) of the model's params or MACs.
+
+    With ``multiple`` > 1 only the measured ranks (multiples of it) are used; otherwise every rank
+    between them is allowed, its loss interpolated."""
     from .analyze import layer_stats
 
+    measured = {ls.name: ls.options for ls in sens.layers}
     if metric == "params":
         whole = int(model.count_params())
     else:
         whole = int(sum(s.macs or 0 for s in layer_stats(model)))
     in_table = sum(_cost(ls.options[0], metric) for ls in sens.layers)
+    if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
+        sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
     choice = choose(sens, target * whole, whole - in_table, metric)
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}")
     by_name = {c.name: c for c in candidates(model)}
@@ -95,7 +122,9 @@ def allocate(model, sens: Sensitivity, target: float, metric="params") -> Plan:
             continue
         increase = option.loss - sens.base_loss
         plan.layers.append(_convert(c, option.mode, option.rank,
-                                    f"sensitivity: loss +{increase:.4f} alone on the held-out slice"))
+                                    f"sensitivity: loss +{increase:.4f} alone on the held-out slice"
+                                    + ("" if any(o.rank == option.rank and o.mode == option.mode
+                                                 for o in measured[name]) else " (interpolated)")))
     return plan
 
 

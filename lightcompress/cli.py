@@ -18,6 +18,7 @@ import typer
 
 from . import __version__
 from . import finetune as ft
+from .distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from .errors import LightCompressError
 
 app = typer.Typer(
@@ -289,8 +290,8 @@ def finetune(
     teacher: Annotated[
         Optional[Path], typer.Option(help="Distil from this model (usually the original before convert).")
     ] = None,
-    alpha: Alpha = 0.5,
-    temperature: Temperature = 4.0,
+    alpha: Alpha = DEFAULT_ALPHA,
+    temperature: Temperature = DEFAULT_TEMPERATURE,
     npz_keys: NpzKeys = None,
     scale: Scale = None,
     resize: Resize = False,
@@ -550,8 +551,8 @@ def compress(
     ] = None,
     epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = ft.DEFAULT_EPOCHS,
     distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
-    alpha: Alpha = 0.5,
-    temperature: Temperature = 4.0,
+    alpha: Alpha = DEFAULT_ALPHA,
+    temperature: Temperature = DEFAULT_TEMPERATURE,
     rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
     conv_mode: Annotated[ConvMode, typer.Option(help="Conv2D factorisation; auto measures both.")] = ConvMode.channel,
     include: Annotated[Optional[list[str]], typer.Option(help="Only layers matching this glob.")] = None,

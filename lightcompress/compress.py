@@ -19,6 +19,7 @@ import numpy as np
 from . import finetune as ft
 from .allocate import allocate
 from .data import Prepared
+from .distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from .errors import LightCompressError
 from .factorize import apply_plan
 from .plan import Plan, RankPolicy
@@ -66,8 +67,8 @@ def _tune(model, original, train, settings, distill, alpha, temperature, callbac
 
 def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, max_drop=None,
              policy: RankPolicy | None = None, rank_multiple=1, holdout_size=1000, cache_dir=None,
-             use_cache=True, settings: ft.FitSettings | None = None, distill=True, alpha=0.5,
-             temperature=4.0, trials=4, callbacks=(), on_step=None, on_trial=None) -> CompressResult:
+             use_cache=True, settings: ft.FitSettings | None = None, distill=True,
+             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, callbacks=(), on_step=None, on_trial=None) -> CompressResult:
     chosen = [k for k, v in (("--target-params", target_params), ("--target-macs", target_macs),
                              ("--max-drop", max_drop)) if v is not None]
     if len(chosen) != 1:
@@ -91,7 +92,7 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
         raise LightCompressError("no layer can be factorised (see the reasons with --json); nothing to compress.")
 
     def build(target, metric):
-        plan = allocate(model, sens, target, metric)
+        plan = allocate(model, sens, target, metric, rank_multiple)
         return apply_plan(model, plan), plan
 
     if max_drop is None:

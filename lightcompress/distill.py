@@ -14,8 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
-DEFAULT_ALPHA = 0.5
-DEFAULT_TEMPERATURE = 4.0
+# Measured on fmnist_cnn_keras3.h5 at 5x fewer params, 3 epochs: alpha 0.5/T 4 -> 0.8883,
+# 0.7/2 -> 0.8984, 0.9/2 -> 0.9008, no distillation -> 0.9021 (docs/RESULTS.md).
+DEFAULT_ALPHA = 0.9
+DEFAULT_TEMPERATURE = 2.0
 
 
 def _log_probs_np(y, kind):

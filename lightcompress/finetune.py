@@ -203,8 +203,8 @@ class Teacher:
     softened at ``temperature``."""
 
     model: object
-    alpha: float = 0.5
-    temperature: float = 4.0
+    alpha: float = 0.9  # distill.DEFAULT_ALPHA
+    temperature: float = 2.0  # distill.DEFAULT_TEMPERATURE
 
 
 def compile_for_training(model, kind, settings: FitSettings, steps, teacher: Teacher | None = None):

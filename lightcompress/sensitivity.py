@@ -26,7 +26,7 @@ from .finetune import evaluate, output_kind
 from .model_io import plain_copy
 from .plan import RankPolicy, _filter_reason, _modes
 
-LADDER = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)  # fractions of the break-even rank
+LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
 CACHE_VERSION = 1
 
 

@@ -59,7 +59,7 @@ def test_allocation_refuses_an_impossible_budget():
 
 
 def test_ladder_never_passes_break_even_and_honours_multiples():
-    assert ladder(57) == [4, 7, 14, 21, 28, 43, 57]
+    assert ladder(57) == [2, 4, 7, 11, 14, 18, 21, 25, 28, 36, 43, 50, 57]
     assert all(r % 8 == 0 and r <= 57 for r in ladder(57, multiple=8))
     assert ladder(0) == []
 
@@ -137,12 +137,12 @@ def test_soft_targets_soften():
 def test_distilled_finetune_improves_agreement(digits_setup):
     from lightcompress.factorize import convert
     model, prepared, _, train = digits_setup
-    student = convert(model, RankPolicy(rank=2, min_params=0)).model
+    student = convert(model, RankPolicy(rank=4, min_params=0)).model
     before = finetune.agreement(model, student, prepared.x_test)
-    fit = finetune.finetune(student, train, finetune.FitSettings(epochs=3, learning_rate=2e-3),
+    fit = finetune.finetune(student, train, finetune.FitSettings(epochs=5, learning_rate=3e-3),
                             teacher=finetune.Teacher(model))
     after = finetune.agreement(model, student, prepared.x_test)
-    assert after > before and fit.epochs_run >= 1 and "val_loss" in fit.history
+    assert after > before + 0.1 and fit.epochs_run >= 1 and "val_loss" in fit.history
 
 
 def test_cli_compress_end_to_end_on_a_real_model(tmp_path):
