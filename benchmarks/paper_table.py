@@ -164,7 +164,7 @@ def run_compress(group="compress", distill=True):
                        "params": result.model.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
                        "original_accuracy": base_accuracy,
                        "analysis_seconds": round(result.sensitivity.seconds, 1),
-                       "analysis_evaluations": result.sensitivity.evaluations,
+                       "analysis_evaluations": sum(len(ls.options) - 1 for ls in result.sensitivity.layers),
                        "analysis_from_cache": result.sensitivity.from_cache,
                        "ranks": {p.name: [p.rank, p.mode] for p in result.plan.converted},
                        "seconds": round(time.perf_counter() - start, 1), "machine": _machine()})

@@ -65,7 +65,8 @@ def _tables(results, paper) -> str:
 
         for r in real:
             c = comp.get(r["name"])
-            analysis = f"{c['analysis_seconds']:.0f} s, {c['analysis_evaluations']} evaluations" if c else "-"
+            analysis = (f"{c['analysis_seconds']:.0f} s for {c['analysis_evaluations']} evaluations"
+                        + (" (reused from the cache by this row)" if c.get("analysis_from_cache") else "")) if c else "-"
             out.append(f"| {r['name']} | {r['original_accuracy']:.4f} | {cell(r)} | {cell(plain.get(r['name']))} | "
                        f"{cell(c)} | {analysis} |")
         out.append("")
@@ -82,11 +83,18 @@ def _plot(results, paper, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    pp = sorted(paper.values())
-    ax.plot([p for p, _ in pp], [a for _, a in pp], "s--", color="gray", label="paper, published")
-    scratch = sorted((r["params"], r["accuracy"]) for r in _rows(results, "paper"))
+    pp = sorted(v for k, v in paper.items() if k != "SeparableConv2D")
+    ax.plot([p for p, _ in pp], [a for _, a in pp], "s--", color="gray", label="paper, published (LightLayers K=1..6, Conv2D)")
+    ax.plot(*paper["SeparableConv2D"], "x", color="gray", markersize=9, label="paper, SeparableConv2D")
+    scratch = sorted((r["params"], r["accuracy"]) for r in _rows(results, "paper") if r["name"] != "SeparableConv2D")
     if scratch:
-        ax.plot(*zip(*scratch), "o:", color="tab:blue", label="paper's rows, from scratch here")
+        ax.plot(*zip(*scratch), "o:", color="tab:blue", label="the same rows, from scratch here")
+    for r in _rows(results, "paper"):
+        if r["name"] == "SeparableConv2D":
+            ax.plot(r["params"], r["accuracy"], "x", color="tab:blue", markersize=9, label="SeparableConv2D, here")
+    for r in _rows(results, "control"):
+        ax.plot(r["params"], r["accuracy"], "*", color="tab:green", markersize=11,
+                label="our Conv2D + 3 more epochs (control)")
     ours = sorted((r["params"], r["accuracy"]) for r in _rows(results, "ours"))
     if ours:
         ax.plot(*zip(*ours), "o-", color="tab:red", label="lightcompress: converted + fine-tuned ≤ 3 epochs")
