@@ -167,6 +167,8 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
         raise OutputPathError(f"output {path} must end in {' or '.join(suffixes)}.")
     if not path.parent.is_dir():
         raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputPathError(f"output folder {path.parent} is not writable; choose another -o path.")
     for source in inputs:
         if Path(source).exists() and path.resolve() == Path(source).resolve():
             raise OutputPathError(

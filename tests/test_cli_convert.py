@@ -156,6 +156,19 @@ def test_error_cases(tmp_path, mlp_file):
                 "does not exist; create it first")
 
 
+def test_read_only_folder_is_refused_before_work(tmp_path, mlp_file):
+    import os
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        _fails_with(["convert", mlp_file, "--rank", "2", "-o", locked / "x.keras"], "is not writable", [mlp_file])
+    finally:
+        locked.chmod(0o700)
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "nope.h5"), "--rank", "1", "--debug"])
     assert result.exit_code == 1 and isinstance(result.exception, LightCompressError)
