@@ -106,7 +106,7 @@ def weight_bytes(model) -> int:
 
 # -- parameters and multiply-accumulates per layer --------------------------------------------
 
-def _graph_nodes(model) -> dict:
+def graph_nodes(model) -> dict:
     """{id(layer): [node, ...]}: every call of every layer inside ``model``'s graph, nested
     models included. Keras also records calls made while building or loading a layer; reading the
     model's own graph counts only the real ones (a shared layer has several)."""
@@ -138,37 +138,51 @@ def _spatial(shape, data_format):
     return shape[1], shape[2], shape[3]
 
 
-def _conv_macs(layer, in_shape, out_shape):
-    kind = type(layer).__name__
-    fmt = getattr(layer, "data_format", "channels_last")
-    _, in_w, c = _spatial(in_shape, fmt)
-    out_h, out_w, f = _spatial(out_shape, fmt)
-    if kind == "Conv2D":
-        kh, kw = layer.kernel_size
-        return out_h * out_w * kh * kw * (c // layer.groups) * f
-    if kind == "DepthwiseConv2D":
-        kh, kw = layer.kernel_size
-        return out_h * out_w * kh * kw * c * layer.depth_multiplier
-    if kind == "SeparableConv2D":
-        kh, kw = layer.kernel_size
-        mid = c * layer.depth_multiplier
-        return out_h * out_w * (kh * kw * mid + mid * f)
-    # LightConv2D
-    kh, kw = layer.kernel_size
-    r = layer.rank
-    if layer.factorization == "channel":
+def factorized_conv_macs(mode, rank, kernel_size, channels, filters, out_hw, in_width):
+    """MACs per example of a k×k conv c→f at ``rank`` in ``mode`` (None: the full conv)."""
+    (kh, kw), (out_h, out_w), c, f, r = kernel_size, out_hw, channels, filters, rank
+    if r is None:
+        return out_h * out_w * kh * kw * c * f
+    if mode == "channel":
         return out_h * out_w * (kh * kw * c * r + r * f)
-    if layer.factorization == "spatial":
+    if mode == "spatial":
         # kh×1 conv keeps the input width (stride 1 across), then 1×kw conv to the output
-        return out_h * in_w * kh * c * r + out_h * out_w * kw * r * f
+        return out_h * in_width * kh * c * r + out_h * out_w * kw * r * f
     return out_h * out_w * (kh * kw * c * r + kh * kw * r * f)  # paper: k×k then k×k ("same")
 
 
+def conv_geometry(layer, in_shape, out_shape):
+    """(channels in, filters out, (out_h, out_w), input width) of a conv call."""
+    fmt = getattr(layer, "data_format", "channels_last")
+    _, in_w, c = _spatial(in_shape, fmt)
+    out_h, out_w, f = _spatial(out_shape, fmt)
+    return c, f, (out_h, out_w), in_w
+
+
+def _conv_macs(layer, in_shape, out_shape):
+    kind = type(layer).__name__
+    c, f, out_hw, in_w = conv_geometry(layer, in_shape, out_shape)
+    positions = out_hw[0] * out_hw[1]
+    kh, kw = layer.kernel_size
+    if kind == "Conv2D":
+        return factorized_conv_macs(None, None, layer.kernel_size, c // layer.groups, f, out_hw, in_w)
+    if kind == "DepthwiseConv2D":
+        return positions * kh * kw * c * layer.depth_multiplier
+    if kind == "SeparableConv2D":
+        mid = c * layer.depth_multiplier
+        return positions * (kh * kw * mid + mid * f)
+    return factorized_conv_macs(layer.factorization, layer.rank, layer.kernel_size, c, f, out_hw, in_w)
+
+
+def dense_positions(out_shape):
+    """How many times a Dense applies its kernel per example (1 for 2-D inputs)."""
+    return int(np.prod([d for d in out_shape[1:-1]])) if len(out_shape) > 2 else 1
+
+
 def _dense_macs(layer, out_shape, kernel_in):
-    positions = int(np.prod([d for d in out_shape[1:-1]])) if len(out_shape) > 2 else 1
     if type(layer).__name__ == "LightDense":
-        return positions * layer.rank * (kernel_in + layer.units)
-    return positions * kernel_in * layer.units
+        return dense_positions(out_shape) * layer.rank * (kernel_in + layer.units)
+    return dense_positions(out_shape) * kernel_in * layer.units
 
 
 MAC_COUNTED = ("Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "LightDense", "LightConv2D")
@@ -203,7 +217,7 @@ class LayerStats:
 def layer_stats(model) -> list[LayerStats]:
     """Params and MACs per example for every leaf layer, nested models included."""
     rows = []
-    calls = _graph_nodes(model)
+    calls = graph_nodes(model)
     for name, layer in iter_layers(model):
         nodes = calls.get(id(layer), [])
         shapes = _shapes(nodes, "output")

@@ -20,7 +20,15 @@ import keras
 import numpy as np
 
 from . import svd
-from .analyze import Candidate, _graph_nodes, candidates, iter_layers
+from .analyze import (
+    Candidate,
+    candidates,
+    conv_geometry,
+    dense_positions,
+    factorized_conv_macs,
+    graph_nodes,
+    iter_layers,
+)
 from .data import Prepared
 from .finetune import evaluate, output_kind
 from .model_io import plain_copy
@@ -85,8 +93,9 @@ def ladder(limit: int, multiple: int = 1) -> list[int]:
 
 
 def _macs_per_rank(model):
-    """{layer name: function(mode, rank) -> MACs per example} for the Dense/Conv2D layers."""
-    calls = _graph_nodes(model)
+    """{layer name: function(mode, rank) -> MACs per example} for the Dense/Conv2D layers
+    (rank None: the layer as it is)."""
+    calls = graph_nodes(model)
     out = {}
     for name, layer in iter_layers(model):
         nodes = calls.get(id(layer), [])
@@ -95,23 +104,12 @@ def _macs_per_rank(model):
         in_shape = tuple(nodes[0].input_tensors[0].shape)
         out_shape = tuple(nodes[0].output_tensors[0].shape)
         if type(layer) is keras.layers.Dense:
-            positions = int(np.prod(out_shape[1:-1])) if len(out_shape) > 2 else 1
-            n, m = in_shape[-1], out_shape[-1]
-            out[name] = lambda mode, r, p=positions, n=n, m=m: p * (n * m if r is None else r * (n + m))
+            p, n, m = dense_positions(out_shape), in_shape[-1], out_shape[-1]
+            out[name] = lambda mode, r, p=p, n=n, m=m: p * (n * m if r is None else r * (n + m))
         elif type(layer) is keras.layers.Conv2D:
-            kh, kw = layer.kernel_size
-            first = layer.data_format == "channels_first"
-            (h, w, f) = (out_shape[2], out_shape[3], out_shape[1]) if first else out_shape[1:4]
-            in_w, c = (in_shape[3], in_shape[1]) if first else (in_shape[2], in_shape[3])
-
-            def conv(mode, r, h=h, w=w, f=f, in_w=in_w, c=c, kh=kh, kw=kw):
-                if r is None:
-                    return h * w * kh * kw * c * f
-                if mode == "spatial":
-                    return h * in_w * kh * c * r + h * w * kw * r * f
-                return h * w * r * (kh * kw * c + f)
-
-            out[name] = conv
+            c, f, out_hw, in_w = conv_geometry(layer, in_shape, out_shape)
+            out[name] = lambda mode, r, k=layer.kernel_size, c=c, f=f, hw=out_hw, w=in_w: (
+                factorized_conv_macs(mode, r, k, c, f, hw, w))
     return out
 
 
