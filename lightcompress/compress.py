@@ -122,11 +122,13 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
         else:
             lo = mid
     if best is None:
+        if not history:
+            raise LightCompressError("no budget could be tried; lower --min-params or aim higher.")
+        closest = min(history, key=lambda t: t.drop_points)
         raise LightCompressError(
             f"no budget tried kept the accuracy drop within {max_drop:g} points on the held-out slice "
-            f"(smallest drop {min(t.drop_points for t in history):.2f} at {max(t.target for t in history):g}); "
-            f"allow a larger drop, more --epochs, or more --trials." if history else
-            "no budget could be tried; lower --min-params."
+            f"(smallest drop {closest.drop_points:.2f} points, keeping {closest.target:g} of the params); "
+            f"allow a larger drop, more --epochs, or more --trials."
         )
     candidate, plan, fit = best
     return CompressResult(candidate, plan, sens, fit, "params", hi, history)

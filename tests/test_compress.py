@@ -201,3 +201,32 @@ def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
     sens = json.loads(result.stdout)["sensitivity"]
     assert sens["evaluations"] > 0 and {ls["name"] for ls in sens["layers"]} == {"fc"}
     assert "below --min-params" in sens["skipped"]["conv"]
+
+
+def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup, tmp_path):
+    from lightcompress.compress import compress
+    model, prepared, _, _ = digits_setup
+    settings = finetune.FitSettings(epochs=2, learning_rate=3e-3)
+    lenient = compress(model, prepared, max_drop=100.0, policy=RankPolicy(rank=1, min_params=0),
+                       holdout_size=200, cache_dir=tmp_path, settings=settings, trials=2)
+    assert [t.passed for t in lenient.trials] == [True, True]
+    assert [t.target for t in lenient.trials] == [0.25, 0.125]  # halves while it passes
+    assert lenient.target == 0.125 and lenient.model.count_params() <= 0.125 * model.count_params() * 1.02
+
+
+def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
+    from lightcompress import compress as compress_module
+    model, prepared, _, _ = digits_setup
+    calls = []
+
+    def judged(net, data, kind=None):  # the original scores 0.9 on the slice, every candidate 0.5
+        calls.append(net)
+        return finetune.Evaluation(0.9 if len(calls) == 1 else 0.5, 0.3, len(data.y_test), 0.0)
+
+    monkeypatch.setattr(compress_module, "_tune", lambda *args, **kwargs: None)
+    monkeypatch.setattr(finetune, "evaluate", judged)
+    with pytest.raises(Exception, match=r"no budget tried kept the accuracy drop within 0.5 points on the held-out "
+                                        r"slice \(smallest drop 40.00 points, keeping 0.25 of the params\); allow"):
+        compress_module.compress(model, prepared, max_drop=0.5, policy=RankPolicy(rank=1, min_params=0),
+                                 holdout_size=200, cache_dir=tmp_path, trials=2)
+    assert len(calls) == 3  # the original, then one per trial (0.25, then 0.625)
