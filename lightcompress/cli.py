@@ -331,8 +331,7 @@ def finetune(
         with err.status(f"loading teacher {teacher}"):
             tutor = ft.Teacher(model_io.load_model(teacher, trust=trust_model), alpha, temperature)
     before = ft.evaluate(net, prepared, kind)
-    n_train = len(prepared.x_train) - int(round(len(prepared.x_train) * val_split))
-    progress = RichProgress.for_data(n_train, batch_size, epochs, err)
+    progress = RichProgress(err)
     try:
         fit = ft.finetune(net, prepared, settings, callbacks=[progress], kind=kind, teacher=tutor)
     finally:
@@ -521,7 +520,7 @@ def demo(
         raise LightCompressError(f"--out {folder} is not a folder; create it first.")
     demo_run.check_outputs(folder, force)
     err.print(f"demo files in {folder}", highlight=False)
-    progress = RichProgress.for_data(1437 * 0.9, ft.DEFAULT_BATCH_SIZE, epochs, err)
+    progress = RichProgress(err)
     try:
         converted, tuned, compared = demo_run.run(
             folder, target_params, epochs, force, log=lambda m: err.print(m, highlight=False),
@@ -610,8 +609,7 @@ def compress(
         original = model_io.load_model(model, trust=trust_model)
     with err.status(f"loading data set {dataset or 'digits'}"):
         prepared = _load_data(original, dataset, npz_keys, scale, resize, train_limit, test_limit, seed)
-    n_train = max(1, len(prepared.x_train) - min(holdout, len(prepared.x_train) // 5))
-    progress = RichProgress.for_data(n_train * (1 - settings.validation_split), batch_size, epochs, err)
+    progress = RichProgress(err)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 from rich.console import Console
 from rich.progress import (
@@ -23,9 +21,9 @@ def _fmt(logs, key):
 class RichProgress(keras.callbacks.Callback):
     """One live bar per epoch, and a line per finished epoch with its training and validation metrics."""
 
-    def __init__(self, steps_per_epoch: int, epochs: int, console: Console | None = None):
+    def __init__(self, console: Console | None = None):
         super().__init__()
-        self.steps, self.epochs = steps_per_epoch, epochs
+        self.steps = self.epochs = None  # read from Keras's fit parameters when training starts
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -38,11 +36,8 @@ class RichProgress(keras.callbacks.Callback):
         )
         self.task = None
 
-    @classmethod
-    def for_data(cls, n_train, batch_size, epochs, console=None):
-        return cls(math.ceil(n_train / batch_size), epochs, console)
-
     def on_train_begin(self, logs=None):
+        self.steps, self.epochs = self.params.get("steps"), self.params.get("epochs")
         self.progress.start()
 
     def on_epoch_begin(self, epoch, logs=None):
