@@ -231,6 +231,11 @@ def layer_stats(model) -> list[LayerStats]:
     return rows
 
 
+def not_counted(stats) -> list[str]:
+    """Layer types in ``stats`` whose MACs count as zero (input layers aside)."""
+    return sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"})
+
+
 @dataclass
 class SpectrumSummary:
     """How compressible one kernel is: ranks for energy levels and what they would cost."""

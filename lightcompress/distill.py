@@ -20,17 +20,11 @@ DEFAULT_ALPHA = 0.9
 DEFAULT_TEMPERATURE = 2.0
 
 
-def _log_probs_np(y, kind):
-    y = np.asarray(y, np.float64)
-    if kind == "logits":
-        y = y - y.max(axis=1, keepdims=True)
-        return y - np.log(np.exp(y).sum(axis=1, keepdims=True))
-    return np.log(np.clip(y, 1e-7, 1.0))
-
-
 def soft_targets(teacher, x, temperature, kind, batch_size=256) -> np.ndarray:
     """The teacher's probabilities softened at ``temperature`` (rows sum to 1)."""
-    logp = _log_probs_np(teacher.predict(x, batch_size=batch_size, verbose=0), kind) / temperature
+    from .finetune import log_probs
+
+    logp = log_probs(teacher.predict(x, batch_size=batch_size, verbose=0), kind) / temperature
     logp -= logp.max(axis=1, keepdims=True)
     p = np.exp(logp)
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -88,7 +88,8 @@ class Evaluation:
     top5_accuracy: float | None = None
 
 
-def _log_probs(y, kind):
+def log_probs(y, kind):
+    """Log-probabilities (float64) of a model's outputs of the given kind (see ``output_kind``)."""
     y = np.asarray(y, np.float64)
     if kind == "binary":
         p = np.clip(y[:, 0], 1e-7, 1 - 1e-7)
@@ -105,13 +106,13 @@ def evaluate(model, data: Prepared, kind: str | None = None, batch_size=256) -> 
     start = time.perf_counter()
     predictions = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
-    log_probs = _log_probs(predictions, kind)
+    logp = log_probs(predictions, kind)
     y = data.y_test
-    loss = float(-np.mean(log_probs[np.arange(len(y)), y]))
-    accuracy = float(np.mean(np.argmax(log_probs, axis=1) == y))
+    loss = float(-np.mean(logp[np.arange(len(y)), y]))
+    accuracy = float(np.mean(np.argmax(logp, axis=1) == y))
     top5 = None
-    if log_probs.shape[1] > 10:
-        top = np.argsort(-log_probs, axis=1)[:, :5]
+    if logp.shape[1] > 10:
+        top = np.argsort(-logp, axis=1)[:, :5]
         top5 = float(np.mean(np.any(top == y[:, None], axis=1)))
     return Evaluation(accuracy, loss, int(len(y)), seconds, top5)
 

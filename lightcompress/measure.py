@@ -63,7 +63,6 @@ class ModelMeasure:
 def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5) -> ModelMeasure:
     stats = analyze.layer_stats(model)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    not_counted = sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"})
     return ModelMeasure(
         path=str(path) if path else model.name,
         params=int(model.count_params()),
@@ -71,6 +70,6 @@ def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5) -> ModelMea
         macs=int(sum(s.macs or 0 for s in stats)),
         weight_bytes=analyze.weight_bytes(model),
         file_bytes=Path(path).stat().st_size if path else None,
-        not_counted=not_counted,
+        not_counted=analyze.not_counted(stats),
         latency=[latency(model, b, repeats, warmup) for b in batches],
     )

@@ -15,6 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .analyze import not_counted
+
 SCHEMA_VERSION = 1
 
 
@@ -267,7 +269,7 @@ def inspect_dict(source, stats, spectra, conv_mode) -> dict:
         "totals": {
             "params": int(sum(s.params for s in stats)),
             "macs": int(sum(s.macs for s in counted)),
-            "not_counted": sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"}),
+            "not_counted": not_counted(stats),
         },
     }
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from . import svd
 from .analyze import (
-    Candidate,
     candidates,
     conv_geometry,
     dense_positions,
@@ -113,18 +112,6 @@ def _macs_per_rank(model):
     return out
 
 
-def _truncated_kernel(c: Candidate, mode: str, rank: int) -> np.ndarray:
-    if mode == "dense":
-        a, b = svd.truncated_svd(c.kernel, rank)
-        return a @ b
-    first, second = svd.conv_factors(c.kernel, rank, mode)
-    if mode == "channel":
-        composed = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
-    else:
-        composed = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
-    return composed.astype(c.kernel.dtype)
-
-
 def cache_key(model, data: Prepared, policy: RankPolicy, multiple: int) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, policy.conv_mode,
@@ -180,7 +167,7 @@ def analyse(model, data: Prepared, policy: RankPolicy, multiple=1, cache_dir=Non
     for step, (c, mode, rank) in enumerate(plans):
         layer = layer_of[c.name]
         original = keras.ops.convert_to_numpy(layer.kernel)
-        layer.kernel.assign(_truncated_kernel(c, mode, rank))
+        layer.kernel.assign(svd.truncated_kernel(c.kernel, rank, mode))
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1

@@ -138,6 +138,28 @@ def conv_kernel_to_matrix(kernel, mode: str) -> np.ndarray:
     return kernel.transpose(0, 2, 1, 3).reshape(shape)  # rows (kh, c), columns (kw, f)
 
 
+def matrix_to_conv_kernel(matrix, kernel_shape, mode: str) -> np.ndarray:
+    """The inverse of ``conv_kernel_to_matrix``: a ``mode`` matrix back to (kh, kw, c, f)."""
+    kh, kw, c, f = _check_kernel_shape(kernel_shape)
+    matrix = np.asarray(matrix)
+    if mode == "channel":
+        return matrix.reshape(kh, kw, c, f)
+    conv_matrix_shape(kernel_shape, mode)  # validates the mode
+    return matrix.reshape(kh, c, kw, f).transpose(0, 2, 1, 3)
+
+
+def truncated_kernel(kernel, rank: int, mode: str) -> np.ndarray:
+    """The rank-``rank`` approximation of a Dense (mode "dense") or Conv2D kernel, same shape and
+    dtype: what the LightLayer made from it computes."""
+    kernel = np.asarray(kernel)
+    matrix = kernel if mode == "dense" else conv_kernel_to_matrix(kernel, mode)
+    a, b = truncated_svd(matrix, rank)
+    product = a @ b
+    if mode != "dense":
+        product = matrix_to_conv_kernel(product, kernel.shape, mode)
+    return product.astype(kernel.dtype)
+
+
 def conv_factor_shapes(kernel_shape, rank: int, mode: str) -> tuple[tuple, tuple]:
     """Shapes of the two conv kernels that replace a (kh, kw, c, f) kernel at ``rank``."""
     kh, kw, c, f = _check_kernel_shape(kernel_shape)

@@ -105,3 +105,18 @@ def test_bad_inputs():
         svd.conv_matrix_shape((3, 3, 1, 1), "depth")
     with pytest.raises(LightCompressError, match=r"Conv2D kernel .* got shape \(3, 3\)"):
         svd.conv_kernel_to_matrix(np.ones((3, 3)), "channel")
+
+
+@pytest.mark.parametrize("mode", ["channel", "spatial"])
+def test_truncated_kernel_matches_the_factors(mode):
+    kernel = np.random.default_rng(3).normal(size=(3, 2, 4, 5)).astype(np.float32)
+    first, second = svd.conv_factors(kernel, 2, mode)
+    if mode == "channel":
+        expected = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
+    else:
+        expected = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
+    got = svd.truncated_kernel(kernel, 2, mode)
+    assert got.shape == kernel.shape and got.dtype == kernel.dtype
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    n, m = svd.conv_matrix_shape(kernel.shape, mode)
+    np.testing.assert_allclose(svd.truncated_kernel(kernel, min(n, m), mode), kernel, atol=1e-5)
