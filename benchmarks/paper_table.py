@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from lightcompress import data, finetune, model_io, zoo  # first: imports Keras quietly
-from lightcompress.factorize import convert
-from lightcompress.plan import RankPolicy
+import keras
 
-import keras  # noqa: E402  (after lightcompress)
+from lightcompress import data, model_io, zoo
+from lightcompress import training as finetune
+from lightcompress.factorize import convert
+from lightcompress.planning import LayerFilter, TargetParams
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -78,7 +79,7 @@ def _scratch(name, model, prepared):
 def _converted(group, name, original, prepared, target_params, base_accuracy, conv_mode="auto"):
     start = time.perf_counter()
     fraction = target_params / original.count_params()
-    result = convert(original, RankPolicy(target_params=fraction, min_params=0, conv_mode=conv_mode),
+    result = convert(original, TargetParams(fraction), LayerFilter(min_params=0, conv_mode=conv_mode),
                      prepared.x_test[:1000], "test images")
     before = finetune.evaluate(result.model, prepared)
     fit = finetune.finetune(result.model, prepared, finetune.FitSettings(epochs=3, seed=SEED))
@@ -142,7 +143,7 @@ def run_control():
 
 
 def run_compress(group="compress", distill=True):
-    from lightcompress.compress import compress
+    from lightcompress.compression import compress
 
     for path in sorted(REAL.glob("*.h5")):
         original = model_io.load_model(path)
@@ -154,7 +155,7 @@ def run_compress(group="compress", distill=True):
                 continue
             start = time.perf_counter()
             result = compress(original, prepared, target_params=1 / factor,
-                              policy=RankPolicy(rank=1, min_params=0), use_cache=True,
+                              layer_filter=LayerFilter(min_params=0), use_cache=True,
                               settings=finetune.FitSettings(epochs=3, seed=SEED), distill=distill)
             ev = finetune.evaluate(result.model, prepared)
             how = "distilled" if distill else "plain (--no-distill)"

@@ -1,6 +1,6 @@
 """Data sets by name or path, and shaping them for a model.
 
-Sources, chosen by one string (``--dataset``):
+Sources, chosen by one string (the data set spec):
 
 - ``digits`` (the default): scikit-learn's 1,797 real 8×8 handwritten digits, shipped inside its
   wheel, so every command runs offline on a fresh machine;
@@ -196,14 +196,14 @@ def _load_named(name, datasets_dir=None):
 def _load_npz(path, keys):
     keys = tuple(keys or NPZ_KEYS)
     if len(keys) != 4:
-        raise DataError(f"--npz-keys needs 4 names (x_train,y_train,x_test,y_test), got {','.join(keys)}.")
+        raise DataError(f"npz_keys needs 4 names (x_train,y_train,x_test,y_test), got {','.join(keys)}.")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
                 raise DataError(
                     f"{path} has no array {', '.join(repr(k) for k in missing)} (it holds "
-                    f"{', '.join(f.files) or 'nothing'}); name them with --npz-keys x,y,x_test,y_test."
+                    f"{', '.join(f.files) or 'nothing'}); name them with npz_keys=x,y,x_test,y_test."
                 )
             arrays = [f[k] for k in keys]
     except (OSError, ValueError) as err:
@@ -339,7 +339,7 @@ def _shape_images(x, target, resize, split, changes):
             if not resize:
                 raise DataError(
                     f"the images are {x.shape[1]}x{x.shape[2]} but the model takes "
-                    f"{height}x{width}; pass --resize to resize them."
+                    f"{height}x{width}; pass resize=True to resize them."
                 )
             changes.append(f"resized images {x.shape[1]}x{x.shape[2]} to {height}x{width}")
             x = _resize(x.astype(np.float32), (height, width))
@@ -358,6 +358,12 @@ def prepare(dataset: Dataset, model, *, scale=None, resize=False) -> Prepared:
     """
     target, units = single_io_shape(model)
     changes = []
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not np.isfinite(scale) or scale <= 0):
+        raise DataError(f"scale={scale!r} is invalid; use a positive finite number, e.g. {1 / 255:.6g}.")
+    for split in ("train", "test"):
+        if len(getattr(dataset, f"x_{split}")) == 0:
+            raise DataError(f"data set '{dataset.name}' has no {split} images; give a data set with both splits.")
     if scale is None:
         scale = 1 / 255 if dataset.x_train.dtype == np.uint8 else 1.0
         if scale != 1.0:
@@ -372,7 +378,12 @@ def prepare(dataset: Dataset, model, *, scale=None, resize=False) -> Prepared:
             changes.append("one-hot labels turned into class indices")
         if len(x) != len(y):
             raise DataError(f"{split} split has {len(x)} images but {len(y)} labels.")
-        arrays[split] = ((x.astype(np.float32) * np.float32(scale)), y)
+        x = x.astype(np.float32) * np.float32(scale)
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"data set '{dataset.name}': {split} image {int(np.argmax(bad))} (and "
+                            f"{int(bad.sum()) - 1} more) holds NaN or inf values; clean the data first.")
+        arrays[split] = (x, y)
     num_classes = int(max(arrays["train"][1].max(initial=0), arrays["test"][1].max(initial=0)) + 1)
     capacity = units if units > 1 else 2
     if num_classes > capacity:
@@ -382,3 +393,33 @@ def prepare(dataset: Dataset, model, *, scale=None, resize=False) -> Prepared:
         )
     return Prepared(dataset.name, *arrays["train"], *arrays["test"], num_classes=num_classes,
                     changes=sorted(set(changes), key=changes.index))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a caller says about the data: a source (see ``load_dataset``) and how to shape it."""
+
+    source: str | None = None  # None: the embedded digits
+    npz_keys: tuple | None = None
+    scale: float | None = None
+    resize: bool = False
+    train_limit: int | None = None
+    test_limit: int | None = None
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.source or "digits"
+
+
+def load_for_model(model, spec: DataSpec) -> Prepared:
+    """Load ``spec`` and shape it for ``model`` (image folders are read at the model's size)."""
+    target, _ = single_io_shape(model)
+    image_size = target[:2] if len(target) == 3 else None
+    color = "grayscale" if len(target) == 3 and target[2] == 1 else "rgb"
+    for name, value in (("train_limit", spec.train_limit), ("test_limit", spec.test_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DataError(f"{name}={value!r} is invalid; use 1 or more images.")
+    raw = load_dataset(spec.source, npz_keys=spec.npz_keys, image_size=image_size, color_mode=color,
+                       seed=spec.seed)
+    return prepare(raw.limit(spec.train_limit, spec.test_limit), model, scale=spec.scale, resize=spec.resize)

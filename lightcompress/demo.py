@@ -2,7 +2,8 @@
 
 Runs offline on the embedded digits data set. The sample model is the committed
 ``sample_models/digits_cnn.keras`` when the project is checked out; otherwise (an installed
-wheel) the same model is trained here first, deterministically, in a few seconds.
+wheel) the same model is trained here first, deterministically, in a few seconds. The stages are
+the library's own flows (``pipeline``), run on files in the demo folder.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import data, model_io, zoo
-from . import finetune as ft
-from .comparison import compare_models
-from .factorize import convert
-from .plan import RankPolicy
+from . import data, model_io, pipeline, report, zoo
+from . import training as ft
+from .planning import LayerFilter, TargetParams
+from .planning.filters import check_whole
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_cnn.keras"
 
@@ -51,32 +51,28 @@ def sample_model(files: DemoFiles, force, log):
         model = zoo.dense_heavy_cnn((8, 8, 1))
         zoo.train(model, data.prepare(data.load_dataset("digits"), model), epochs=30, batch_size=32)
     model_io.save_model(model, files.original, force=force)
-    return model_io.load_model(files.original)
 
 
-def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=()):
-    """Returns (convert report data, finetune FitResult and evaluations, compare inputs)."""
-    from . import report
-
+def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=pipeline._quiet) -> dict:
+    """Convert, fine-tune and compare the sample model in ``folder``: the `demo` report dict
+    (its ``convert``, ``finetune`` and ``compare`` parts are those commands' reports)."""
+    rule = TargetParams(target_params)  # every option is checked before any file is written
+    check_whole("epochs", epochs, 1)
     files = check_outputs(folder, force)
-    original = sample_model(files, force, log)
-    prepared = data.prepare(data.load_dataset("digits"), original)
-    policy = RankPolicy(target_params=target_params, min_params=0, conv_mode="auto")
-    result = convert(original, policy, prepared.x_test, "test images of digits")
-    model_io.save_model(result.model, files.converted, force=force)
-    converted_data = report.conversion_dict(result, files.original, files.converted,
-                                            files.original.stat().st_size, files.converted.stat().st_size)
-    converted_data["accuracy"] = report.before_after(ft.evaluate(original, prepared),
-                                                     ft.evaluate(result.model, prepared))
-    tuned = model_io.load_model(files.converted)
-    before = ft.evaluate(tuned, prepared)
-    fit = ft.finetune(tuned, prepared, ft.FitSettings(epochs=epochs, patience=3), callbacks=callbacks)
-    after = ft.evaluate(tuned, prepared)
-    model_io.save_model(tuned, files.tuned, force=force)
-    tuned_data = report.finetune_dict(files.converted, files.tuned, prepared, fit, before, after)
-    model_io.write_json(tuned_data, files.history, force=force)
+    sample_model(files, force, log)
+    digits = data.DataSpec("digits")
+    converted = pipeline.convert_file(files.original, files.converted, rule=rule,
+                                      layer_filter=LayerFilter(min_params=0, conv_mode="auto"),
+                                      data=digits, force=force, stage=stage)
+    tuned = pipeline.finetune_file(files.converted, files.tuned, data=digits,
+                                   settings=ft.FitSettings(epochs=epochs, patience=3), force=force,
+                                   callbacks=callbacks, stage=stage)
+    compared, _ = pipeline.compare_files([files.original, files.converted, files.tuned], data=digits,
+                                         repeats=20, warmup=3, stage=stage)
+    return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder),
+            "convert": converted, "finetune": tuned, "compare": compared}
 
-    paths = [files.original, files.converted, files.tuned]
-    compare_data = compare_models([model_io.load_model(p) for p in paths], paths, prepared,
-                                  repeats=20, warmup=3)
-    return converted_data, tuned_data, compare_data
+
+def sections(out: dict) -> list:
+    return (report.conversion_sections(out["convert"]) + report.finetune_sections(out["finetune"])
+            + report.compare_sections(out["compare"]))

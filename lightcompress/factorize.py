@@ -1,9 +1,10 @@
 """Rebuild a model with the LightLayers a plan asks for, SVD-initialised.
 
 The model is rebuilt with ``keras.models.clone_model`` (Sequential and Functional graphs, nested
-models, shared layers). Every layer of the new model is a new object: planned Dense/Conv2D
-layers become their LightLayer twins, all others are recreated from their config and given a
-copy of their weights. The source model is never changed, and the two models share nothing.
+models, shared layers, raw tensor operations). Every layer of the new model is a new object:
+planned layers become their registered LightLayer twins, all others are recreated from their
+config and given a copy of their weights. The source model is never changed, and the two models
+share nothing.
 """
 
 from __future__ import annotations
@@ -12,51 +13,58 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from keras.src.saving.serialization_lib import SafeModeScope
 
+from . import keras_private, registry
 from .analyze import iter_layers, weight_bytes
-from .errors import UnsupportedModelError
-from .layers import LightConv2D, LightDense
-from .plan import LayerPlan, Plan, make_plan
-
-# Which LightLayer replaces which layer type, and how.
-REGISTRY = {
-    "Dense": lambda layer, p: LightDense.from_dense(layer, p.rank),
-    "Conv2D": lambda layer, p: LightConv2D.from_conv2d(layer, p.rank, factorization=p.mode),
-}
+from .errors import OptionError, UnsupportedModelError
+from .planning import LayerFilter, LayerPlan, Plan, make_plan
 
 
-def apply_plan(model, plan: Plan) -> keras.Model:
-    """A new model in which every converted layer of ``plan`` is a LightLayer."""
-    by_name = {p.name: p for p in plan.converted}
-    planned: dict[int, LayerPlan] = {id(layer): by_name[name] for name, layer in iter_layers(model) if name in by_name}
+def check_graph_model(model):
+    if not keras_private.is_graph_model(model):
+        raise UnsupportedModelError(
+            f"model '{model.name}' is a subclassed model ({type(model).__name__}); lightcompress "
+            f"rewrites Sequential and Functional models only.")
+
+
+def rebuild(model, replace) -> keras.Model:
+    """A copy of ``model`` sharing nothing with it, where ``replace(layer)`` may return a new
+    layer for any layer (None keeps a recreated copy with the same weights)."""
+    check_graph_model(model)
     copies = []
 
     def clone(layer):
-        p = planned.get(id(layer))
-        if p is not None:
-            return REGISTRY[p.kind](layer, p)
+        new = replace(layer)
+        if new is not None:
+            return new
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # a raw operation (``x + y``): stateless, nothing to copy
         new = layer.__class__.from_config(layer.get_config())
         copies.append((layer, new))
         return new
 
-    try:
-        # The model is already in memory: recreating its Lambda layers from their config runs no
-        # code that is not already loaded, so safe mode (a guard for files) is lifted here.
-        with SafeModeScope(safe_mode=False):
-            new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    except ValueError as err:
-        if "Sequential models or Functional models" in str(err):
-            raise UnsupportedModelError(
-                f"model '{model.name}' is a subclassed model ({type(model).__name__}); lightcompress "
-                f"rewrites Sequential and Functional models only."
-            ) from None
-        raise
+    # The model is already in memory: recreating its Lambda layers from their config runs no
+    # code that is not already loaded, so safe mode (a guard for files) is lifted here.
+    with keras_private.unsafe_scope():
+        new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
     if not new_model.built:
         new_model.build(model.input_shape)
     for old, new in copies:
-        new.set_weights(old.get_weights())
+        if old.weights:
+            new.set_weights(old.get_weights())
     return new_model
+
+
+def apply_plan(model, plan: Plan) -> keras.Model:
+    """A new model in which every converted layer of ``plan`` is its LightLayer twin."""
+    by_name = {p.name: p for p in plan.converted}
+    planned: dict[int, LayerPlan] = {id(layer): by_name[name] for name, layer in iter_layers(model) if name in by_name}
+
+    def replace(layer):
+        p = planned.get(id(layer))
+        return None if p is None else registry.entry_for(layer).build_twin(layer, p.rank, p.mode)
+
+    return rebuild(model, replace)
 
 
 def model_inputs_like(model, batch=32, seed=0):
@@ -67,7 +75,7 @@ def model_inputs_like(model, batch=32, seed=0):
         shape = tuple(tensor.shape)[1:]
         if any(d is None for d in shape):
             raise UnsupportedModelError(
-                f"input '{tensor.name}' has an unknown size {tuple(tensor.shape)}; give --dataset so "
+                f"input '{tensor.name}' has an unknown size {tuple(tensor.shape)}; give a data set so "
                 f"real inputs can be used."
             )
         arrays.append(rng.random((batch, *shape), dtype=np.float32))
@@ -119,13 +127,16 @@ class Conversion:
     difference: OutputDifference
 
 
-def convert(model, policy, x=None, source="random inputs", plan=None) -> Conversion:
-    """Plan ranks with ``policy`` (or take ``plan``), rebuild ``model`` with LightLayers, and
-    measure the result.
+def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
+            plan=None) -> Conversion:
+    """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
+    LightLayers, and measure the result.
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
     """
-    plan = plan if plan is not None else make_plan(model, policy)
+    if (rule is None) == (plan is None):
+        raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
+    plan = plan if plan is not None else make_plan(model, rule, layer_filter)
     new_model = apply_plan(model, plan)
     if x is None:
         x = model_inputs_like(model)

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import keras
 
+from . import keras_private
 from .errors import ModelLoadError, OutputPathError, UnsupportedModelError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -119,8 +120,8 @@ def check_config(path, config, trust=False):
             if layer["class_name"] in CODE_LAYERS:
                 raise ModelLoadError(
                     f"{path}: layer '{_layer_name(layer)}' is a Lambda layer holding Python code, "
-                    f"refused in safe mode; pass --trust-model (trust=True) only if you trust the "
-                    f"file's author."
+                    f"refused in safe mode; pass trust=True only if you trust the file's "
+                    f"author."
                 )
 
 
@@ -149,9 +150,7 @@ def load_model(path, trust=False) -> keras.Model:
 
 
 def _is_graph_model(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, (keras.Sequential, Functional))
+    return keras_private.is_graph_model(model)
 
 
 def default_output(path) -> Path:
@@ -168,24 +167,60 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
     if not path.parent.is_dir():
         raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
     if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"output folder {path.parent} is not writable; choose another -o path.")
+        raise OutputPathError(f"output folder {path.parent} is not writable; choose another output path.")
     for source in inputs:
         if Path(source).exists() and path.resolve() == Path(source).resolve():
             raise OutputPathError(
                 f"output {path} is the input file; lightcompress never overwrites its input: "
-                f"choose another -o path."
+                f"choose another output path."
             )
     if path.exists() and not force:
-        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
+        raise OutputPathError(f"{path} exists; pass force=True to overwrite it, or choose another output path.")
     return path
 
 
+TMP_PREFIX = ".lightcompress-tmp-"
+
+
+def _remove_stale_temporaries(folder: Path):
+    """Remove temporary files left in ``folder`` by a killed lightcompress run (its pid is gone)."""
+    for stale in folder.glob(f"{TMP_PREFIX}*"):
+        try:
+            pid = int(stale.name[len(TMP_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def atomic_write(path, write):
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    The temporary file is named ``.lightcompress-tmp-<pid>-<random>-<name>`` and removed on every
+    exit path; ones left by a killed run are removed here, by the next write to the folder.
+    """
+    path = Path(path)
+    _remove_stale_temporaries(path.parent)
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OutputPathError(f"could not write {path}: {err.strerror or err}; free some space or "
+                              f"choose another output path.") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -194,9 +229,7 @@ def atomic_write(path, write):
 
 def plain_copy(model):
     """A copy of ``model`` with the same weights and no optimizer state (a smaller file)."""
-    from keras.src.saving.serialization_lib import SafeModeScope
-
-    with SafeModeScope(safe_mode=False):  # an in-memory model: no code is loaded from a file
+    with keras_private.unsafe_scope():  # an in-memory model: no code is loaded from a file
         copy = model.__class__.from_config(model.get_config())  # architecture only: not compiled
     copy.set_weights(model.get_weights())
     return copy
@@ -220,9 +253,8 @@ def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) 
     return atomic_write(path, write)
 
 
-def write_json(data, path, *, force=False) -> Path:
-    """Write ``data`` as indented JSON, atomically; refuses to overwrite unless forced."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
+def write_json(data, path, *, force=False, inputs=()) -> Path:
+    """Write ``data`` as indented JSON, atomically; never over an input, nor over an existing
+    file unless forced."""
+    path = check_output(path, force=force, inputs=inputs, suffixes=(".json",))
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

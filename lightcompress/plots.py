@@ -24,7 +24,7 @@ def _save(fig, path, force):
     if path.suffix.lower() != ".png":
         raise OutputPathError(f"plot {path} must end in .png.")
     if path.exists() and not force:
-        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another --plot path.")
+        raise OutputPathError(f"{path} exists; pass force=True to overwrite it, or choose another picture path.")
     if not path.parent.is_dir():
         raise OutputPathError(f"plot folder {path.parent} does not exist; create it first.")
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))

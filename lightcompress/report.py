@@ -207,6 +207,7 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
         "epochs_run": fit.epochs_run,
         "best_epoch": fit.best_epoch,
         "interrupted": fit.interrupted,
+        "started_from_input": fit.started_from_input,
         "epoch_seconds": [round(s, 3) for s in fit.epoch_seconds],
         "learning_rates": fit.learning_rates,
         "history": fit.history,
@@ -216,8 +217,10 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
 
 def finetune_sections(data: dict) -> list[Section]:
     lines = []
-    if data["interrupted"]:
-        lines.append("interrupted: saved the best weights seen so far")
+    if data.get("started_from_input"):
+        lines.append("interrupted before the first epoch completed: the weights are the input's, unchanged")
+    elif data["interrupted"]:
+        lines.append("interrupted: kept the best weights of the completed epochs")
     seconds = data["epoch_seconds"]
     per_epoch = f"{sum(seconds) / len(seconds):.1f} s per epoch" if seconds else "no full epoch"
     lines.append(
@@ -432,7 +435,7 @@ def compress_sections(data: dict) -> list[Section]:
     s = data["sensitivity"]
     plan.lines.append(
         f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "
-        f"{s['seconds']:.1f} s; plan saved to {data['plan_file']} (apply it with convert --plan)"
+        f"{s['seconds']:.1f} s; plan saved to {data['plan_file']} (convert can apply it again)"
     )
     for t in data["trials"]:
         plan.lines.append(f"trial: keep {t['target']:.3f} of params -> {t['params']:,} params, held-out "

@@ -62,3 +62,10 @@ def sequential_mlp():
 
 GRAPHS = {"residual": residual, "multi_io": multi_io, "nested": nested, "shared": shared,
           "sequential": sequential_mlp}
+
+
+def policy(rank=None, energy=None, ratio=None, target_params=None, **filter_options):
+    """(rank rule, layer filter) for ``convert`` and ``make_plan``, from one set of keywords."""
+    from lightcompress.planning import LayerFilter, rank_rule
+
+    return rank_rule(rank=rank, energy=energy, ratio=ratio, target_params=target_params), LayerFilter(**filter_options)

@@ -145,10 +145,10 @@ def test_error_cases(tmp_path, mlp_file):
         f.create_group("model_weights")
     _fails_with(["convert", tfop, "--rank", "1"], "layer 'tf.math.multiply' is a TFOpLambda", [tfop])
 
-    _fails_with(["convert", mlp_file, "--rank", "0"], "rank=0 is invalid", [mlp_file])
-    _fails_with(["convert", mlp_file], "choose exactly one rank policy", [mlp_file])
-    _fails_with(["convert", mlp_file, "--rank", "2", "--energy", "0.9"], "(got --rank, --energy)")
-    _fails_with(["convert", mlp_file, "--ratio", "2"], "ratio=2.0 is not a fraction")
+    _fails_with(["convert", mlp_file, "--rank", "0"], "--rank 0 is invalid", [mlp_file])
+    _fails_with(["convert", mlp_file], "choose exactly one rank rule", [mlp_file])
+    _fails_with(["convert", mlp_file, "--rank", "2", "--energy", "0.9"], "(got --rank 2, --energy 0.9)")
+    _fails_with(["convert", mlp_file, "--ratio", "2"], "--ratio 2.0 is not a fraction")
     _fails_with(["convert", mlp_file, "--rank", "2", "-o", mlp_file, "--force"],
                 "lightcompress never overwrites its input", [mlp_file])
     _fails_with(["convert", mlp_file, "--rank", "2", "-o", tmp_path / "x.txt"], "must end in .keras or .h5")
@@ -164,7 +164,7 @@ def test_unwritable_folder_is_refused_before_work(tmp_path, mlp_file, monkeypatc
     # Root may write anywhere, so stand in for a read-only folder (like ../shared) here.
     monkeypatch.setattr(model_io.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
     _fails_with(["convert", mlp_file, "--rank", "2", "-o", locked / "x.keras"],
-                f"output folder {locked} is not writable; choose another -o path", [mlp_file])
+                f"output folder {locked} is not writable; choose another output path", [mlp_file])
     assert not list(locked.iterdir())
 
 

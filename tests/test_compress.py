@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import data, distill, finetune, model_io, svd
-from lightcompress.allocate import allocate, choose
+from lightcompress import data, distill, model_io, svd
+from lightcompress import evaluation
+from lightcompress import training as finetune
+from lightcompress.planning import LayerFilter
+from lightcompress.planning.allocate import allocate, choose
 from lightcompress.cli import app
-from lightcompress.compress import split_holdout
-from lightcompress.plan import RankPolicy
-from lightcompress.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
+from lightcompress.compression import split_holdout
+from tests.models import policy
+from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
 
 from .conftest import real_model_path
 from .test_cli_convert import _fails_with
@@ -76,7 +79,7 @@ def digits_setup(tmp_path):
 
 def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
     model, _, judge, _ = digits_setup
-    policy = RankPolicy(rank=1, min_params=0)
+    policy = LayerFilter(min_params=0)
     first = analyse(model, judge, policy, cache_dir=tmp_path / "cache")
     expected = sum(len(ladder(svd.break_even_rank(*shape))) for shape in ((9, 32), (2048, 48), (48, 10)))
     assert first.evaluations == expected and not first.from_cache
@@ -94,7 +97,7 @@ def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
 def test_sensitivity_leaves_the_model_unchanged(digits_setup, tmp_path):
     model, _, judge, _ = digits_setup
     before = [w.copy() for w in model.get_weights()]
-    result = analyse(model, judge, RankPolicy(rank=1, min_params=0), use_cache=False)
+    result = analyse(model, judge, LayerFilter(min_params=0), use_cache=False)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     # Lower ranks hurt at least as much as the full break-even rank, for the big Dense layer.
@@ -104,7 +107,7 @@ def test_sensitivity_leaves_the_model_unchanged(digits_setup, tmp_path):
 
 def test_allocated_plan_meets_target_on_a_real_model(digits_setup):
     model, _, judge, _ = digits_setup
-    sens = analyse(model, judge, RankPolicy(rank=1, min_params=0), use_cache=False)
+    sens = analyse(model, judge, LayerFilter(min_params=0), use_cache=False)
     plan = allocate(model, sens, 0.3)
     after = model.count_params() - plan.params_saved()
     assert after <= 0.3 * model.count_params() and after >= 0.25 * model.count_params()
@@ -137,11 +140,11 @@ def test_soft_targets_soften():
 def test_distilled_finetune_improves_agreement(digits_setup):
     from lightcompress.factorize import convert
     model, prepared, _, train = digits_setup
-    student = convert(model, RankPolicy(rank=4, min_params=0)).model
-    before = finetune.agreement(model, student, prepared.x_test)
+    student = convert(model, *policy(rank=4, min_params=0)).model
+    before = evaluation.agreement(model, student, prepared.x_test)
     fit = finetune.finetune(student, train, finetune.FitSettings(epochs=5, learning_rate=3e-3),
                             teacher=finetune.Teacher(model))
-    after = finetune.agreement(model, student, prepared.x_test)
+    after = evaluation.agreement(model, student, prepared.x_test)
     assert after > before + 0.1 and fit.epochs_run >= 1 and "val_loss" in fit.history
 
 
@@ -180,13 +183,13 @@ def test_cli_compress_end_to_end_on_a_real_model(tmp_path):
 def test_cli_compress_and_plan_errors(tmp_path):
     source = _digits_model(tmp_path / "d.keras")
     _fails_with(["compress", source], "choose exactly one goal")
-    _fails_with(["compress", source, "--target-params", "0.2", "--max-drop", "1"], "(got --target-params, --max-drop)")
-    _fails_with(["compress", source, "--target-params", "1.5"], "target_params=1.5 is not a fraction")
+    _fails_with(["compress", source, "--target-params", "0.2", "--max-drop", "1"], "(got --target-params 0.2, --max-drop 1.0)")
+    _fails_with(["compress", source, "--target-params", "1.5"], "--target-params 1.5 is not a fraction")
     bad = tmp_path / "plan.json"
     bad.write_text(json.dumps({"policy": "x", "layers": [{"name": "nope", "kernel_shape": [1, 1]}]}))
-    _fails_with(["convert", source, "--plan", bad], "the plan names layer 'nope'")
+    _fails_with(["convert", source, "--plan", bad], "names layer 'nope'")
     _fails_with(["convert", source, "--plan", tmp_path / "missing.json"], "no such plan file")
-    _fails_with(["convert", source, "--plan", bad, "--rank", "2"], "either --plan or a rank policy")
+    _fails_with(["convert", source, "--plan", bad, "--rank", "2"], "either a rank rule or --plan")
 
 
 def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
@@ -200,14 +203,14 @@ def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
     assert result.exit_code == 0, result.output
     sens = json.loads(result.stdout)["sensitivity"]
     assert sens["evaluations"] > 0 and {ls["name"] for ls in sens["layers"]} == {"fc"}
-    assert "below --min-params" in sens["skipped"]["conv"]
+    assert "below min_params=" in sens["skipped"]["conv"]
 
 
 def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup, tmp_path):
-    from lightcompress.compress import compress
+    from lightcompress.compression import compress
     model, prepared, _, _ = digits_setup
     settings = finetune.FitSettings(epochs=2, learning_rate=3e-3)
-    lenient = compress(model, prepared, max_drop=100.0, policy=RankPolicy(rank=1, min_params=0),
+    lenient = compress(model, prepared, max_drop=100.0, layer_filter=LayerFilter(min_params=0),
                        holdout_size=200, cache_dir=tmp_path, settings=settings, trials=2)
     assert [t.passed for t in lenient.trials] == [True, True]
     assert [t.target for t in lenient.trials] == [0.25, 0.125]  # halves while it passes
@@ -215,18 +218,18 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
 
 
 def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
-    from lightcompress import compress as compress_module
+    from lightcompress import compression as compress_module
     model, prepared, _, _ = digits_setup
     calls = []
 
     def judged(net, data, kind=None):  # the original scores 0.9 on the slice, every candidate 0.5
         calls.append(net)
-        return finetune.Evaluation(0.9 if len(calls) == 1 else 0.5, 0.3, len(data.y_test), 0.0)
+        return evaluation.Evaluation(0.9 if len(calls) == 1 else 0.5, 0.3, len(data.y_test), 0.0)
 
     monkeypatch.setattr(compress_module, "_tune", lambda *args, **kwargs: None)
-    monkeypatch.setattr(finetune, "evaluate", judged)
+    monkeypatch.setattr(compress_module, "evaluate", judged)
     with pytest.raises(Exception, match=r"no budget tried kept the accuracy drop within 0.5 points on the held-out "
                                         r"slice \(smallest drop 40.00 points, keeping 0.25 of the params\); allow"):
-        compress_module.compress(model, prepared, max_drop=0.5, policy=RankPolicy(rank=1, min_params=0),
+        compress_module.compress(model, prepared, max_drop=0.5, layer_filter=LayerFilter(min_params=0),
                                  holdout_size=200, cache_dir=tmp_path, trials=2)
     assert len(calls) == 3  # the original, then one per trial (0.25, then 0.625)

@@ -9,7 +9,8 @@ import pytest
 
 from lightcompress import LightConv2D, LightDense, model_io
 from lightcompress.factorize import apply_plan, convert, model_inputs_like
-from lightcompress.plan import RankPolicy, make_plan
+from lightcompress.planning import make_plan
+from tests.models import policy
 from lightcompress.svd import break_even_rank
 
 from .conftest import real_model_path
@@ -53,7 +54,7 @@ def test_real_models_convert_at_several_ranks(name, tmp_path):
     x = model_inputs_like(original, batch=16)
     before = original.get_weights()
     for rank in (2, 8, 24):
-        result = convert(original, RankPolicy(rank=rank, min_params=0), x)
+        result = convert(original, *policy(rank=rank, min_params=0), x)
         assert result.model.count_params() == result.params_after
         assert result.params_after < result.params_before
         kinds = {type(layer) for layer in result.model.layers}
@@ -62,7 +63,7 @@ def test_real_models_convert_at_several_ranks(name, tmp_path):
     for a, b in zip(before, original.get_weights()):
         np.testing.assert_array_equal(a, b)
     # Full rank reproduces the original.
-    plan = _full_rank(make_plan(original, RankPolicy(rank=8, min_params=0)))
+    plan = _full_rank(make_plan(original, *policy(rank=8, min_params=0)))
     full = apply_plan(original, plan)
     _assert_close(original, full, x, atol=1e-4)
     paths = [model_io.save_model(result.model, tmp_path / f"light{s}") for s in (".keras", ".h5")]
@@ -74,10 +75,10 @@ def test_graph_shapes_convert_and_round_trip(tmp_path):
     for graph in sorted(GRAPHS):
         original = GRAPHS[graph]()
         x = model_inputs_like(original, batch=8)
-        result = convert(original, RankPolicy(rank=3, min_params=0, conv_mode="auto"), x)
+        result = convert(original, *policy(rank=3, min_params=0, conv_mode="auto"), x)
         assert result.model.count_params() == result.params_after < result.params_before, graph
         assert len(result.plan.converted) >= 2, graph
-        full = apply_plan(original, _full_rank(make_plan(original, RankPolicy(rank=3, min_params=0))))
+        full = apply_plan(original, _full_rank(make_plan(original, *policy(rank=3, min_params=0))))
         _assert_close(original, full, x, atol=1e-4)
         for suffix in (".keras", ".h5"):
             path = model_io.save_model(result.model, tmp_path / f"{graph}{suffix}")
@@ -89,7 +90,7 @@ def test_graph_shapes_convert_and_round_trip(tmp_path):
 
 def test_shared_layer_stays_shared():
     original = GRAPHS["shared"]()
-    result = convert(original, RankPolicy(rank=4, min_params=0))
+    result = convert(original, *policy(rank=4, min_params=0))
     lights = [layer.name for layer in result.model.layers if isinstance(layer, LightDense)]
     assert lights == ["shared_fc_light", "out_light"]  # one shared LightDense, applied twice
     assert result.params_after == 4 * (50 + 50) + 50 + 2 * (50 + 3) + 3  # out clipped to rank 2
@@ -97,9 +98,9 @@ def test_shared_layer_stays_shared():
 
 def test_nested_layers_are_named_by_path_and_converted():
     original = GRAPHS["nested"]()
-    plan = make_plan(original, RankPolicy(rank=4, min_params=0))
+    plan = make_plan(original, *policy(rank=4, min_params=0))
     assert [p.name for p in plan.layers] == ["block/inner_a", "block/inner_b", "out"]
-    result = convert(original, RankPolicy(rank=4, min_params=0, include=("block/*",)))
+    result = convert(original, *policy(rank=4, min_params=0, include=("block/*",)))
     inner = result.model.get_layer("block")
     assert [type(layer).__name__ for layer in inner.layers] == ["LightDense", "LightDense"]
     assert type(result.model.get_layer("out")) is keras.layers.Dense
@@ -107,7 +108,7 @@ def test_nested_layers_are_named_by_path_and_converted():
 
 def test_converted_model_shares_nothing_with_original():
     original = GRAPHS["residual"]()
-    result = convert(original, RankPolicy(rank=4))
+    result = convert(original, *policy(rank=4))
     ids = {id(v) for v in original.weights}
     assert not ids & {id(v) for v in result.model.weights}
     bn = result.model.get_layer("bn")
@@ -130,7 +131,7 @@ def _two_layer_model(decay_a, decay_b, n=64):
 @pytest.mark.parametrize("ratio", [0.15, 0.3, 0.45])
 def test_ratio_meets_budget_and_gives_unequal_ranks(ratio):
     model = _two_layer_model(0.5, 0.99)
-    plan = make_plan(model, RankPolicy(ratio=ratio))
+    plan = make_plan(model, *policy(ratio=ratio))
     before = sum(p.params_before for p in plan.layers)
     after = sum(p.params_after for p in plan.layers)
     assert after <= ratio * before * 1.03 and after >= ratio * before * 0.9
@@ -140,7 +141,7 @@ def test_ratio_meets_budget_and_gives_unequal_ranks(ratio):
 
 def test_ratio_on_real_model_is_within_a_few_percent():
     model = model_io.load_model(real_model_path("fmnist_cnn_keras3.h5"))
-    plan = make_plan(model, RankPolicy(ratio=0.25))
+    plan = make_plan(model, *policy(ratio=0.25))
     converted = plan.converted
     before = sum(p.params_before for p in converted)
     after = sum(p.params_after for p in converted)
@@ -150,36 +151,36 @@ def test_ratio_on_real_model_is_within_a_few_percent():
 
 def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
     model = GRAPHS["sequential"]()
-    plan = make_plan(model, RankPolicy(rank=1000, min_params=0))
+    plan = make_plan(model, *policy(rank=1000, min_params=0))
     by = {p.name: p for p in plan.layers}
     assert by["h1"].rank == break_even_rank(32, 64) and "clipped" in by["h1"].note
     assert all(p.params_after < p.params_before for p in plan.converted)
-    plan = make_plan(model, RankPolicy(rank=4))
-    assert by["out"].params_before < 1000 and "below --min-params" in {p.name: p for p in plan.layers}["out"].skipped
+    plan = make_plan(model, *policy(rank=4))
+    assert by["out"].params_before < 1000 and "below min_params=" in {p.name: p for p in plan.layers}["out"].skipped
 
 
 def test_energy_policy_keeps_the_asked_fraction():
     model = _two_layer_model(0.8, 0.95)
-    plan = make_plan(model, RankPolicy(energy=0.9))
+    plan = make_plan(model, *policy(energy=0.9))
     for p in plan.converted:
         assert p.energy >= 0.9
-    skipped = make_plan(model, RankPolicy(energy=0.9999))
+    skipped = make_plan(model, *policy(energy=0.9999))
     assert any("above the break-even rank" in (p.skipped or "") for p in skipped.layers)
 
 
 def test_include_exclude_patterns():
     model = GRAPHS["residual"]()
-    plan = make_plan(model, RankPolicy(rank=2, min_params=0, include=("branch_*", "fc"), exclude=("branch_b",)))
+    plan = make_plan(model, *policy(rank=2, min_params=0, include=("branch_*", "fc"), exclude=("branch_b",)))
     status = {p.name: (p.converted, p.skipped) for p in plan.layers}
     assert status["branch_a"][0] and status["fc"][0]
-    assert status["branch_b"] == (False, "excluded by --exclude 'branch_b'")
-    assert status["stem"] == (False, "not matched by --include")
+    assert status["branch_b"] == (False, "excluded by exclude 'branch_b'")
+    assert status["stem"] == (False, "not matched by include")
 
 
 def test_auto_mode_picks_the_lower_error():
     from lightcompress import svd
     model = GRAPHS["residual"]()
-    plan = make_plan(model, RankPolicy(rank=4, conv_mode="auto"))
+    plan = make_plan(model, *policy(rank=4, conv_mode="auto"))
     conv = next(p for p in plan.layers if p.name == "branch_a")
     kernel = keras.ops.convert_to_numpy(model.get_layer("branch_a").kernel)
     errors = {}
@@ -196,8 +197,8 @@ def test_auto_mode_picks_the_lower_error():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({}, "choose exactly one rank policy"),
-        ({"rank": 4, "ratio": 0.5}, r"choose exactly one rank policy: .* \(got --rank, --ratio\)"),
+        ({}, "choose exactly one rank rule"),
+        ({"rank": 4, "ratio": 0.5}, r"choose exactly one rank rule: .* \(got rank=4, ratio=0.5\)"),
         ({"rank": 0}, "rank=0 is invalid"),
         ({"energy": 1.5}, "energy=1.5 is not a fraction"),
         ({"ratio": 1.0}, "ratio=1.0 is not a fraction"),
@@ -208,15 +209,15 @@ def test_auto_mode_picks_the_lower_error():
 def test_policy_errors(kwargs, message):
     from lightcompress.errors import LightCompressError
     with pytest.raises(LightCompressError, match=message):
-        RankPolicy(**kwargs)
+        policy(**kwargs)
 
 
 @pytest.mark.parametrize("target", [0.2, 0.5])
 def test_target_params_sizes_the_whole_model(target):
     model = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))
-    plan = make_plan(model, RankPolicy(target_params=target))
+    plan = make_plan(model, *policy(target_params=target))
     total = model.count_params()
     assert abs((total - plan.params_saved()) / total - target) < 0.02
     from lightcompress.errors import RankError
     with pytest.raises(RankError, match="cannot be met: the layers left as they are already hold"):
-        make_plan(model, RankPolicy(target_params=0.001, min_params=50_000))
+        make_plan(model, *policy(target_params=0.001, min_params=50_000))

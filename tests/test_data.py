@@ -87,7 +87,7 @@ def test_npz_default_and_named_keys(tmp_path):
     np.savez(tmp_path / "b.npz", xs=x, ys=y, xt=x[:4], yt=y[:4])
     ds = data.load_dataset(str(tmp_path / "b.npz"), npz_keys=("xs", "ys", "xt", "yt"))
     assert ds.x_test.shape == (4, 8, 8)
-    with pytest.raises(DataError, match=r"has no array 'x_train', 'y_train', 'x_test', 'y_test' \(it holds xs, ys, xt, yt\); name them with --npz-keys"):
+    with pytest.raises(DataError, match=r"has no array 'x_train', 'y_train', 'x_test', 'y_test' \(it holds xs, ys, xt, yt\); name them with npz_keys="):
         data.load_dataset(str(tmp_path / "b.npz"))
     with pytest.raises(DataError, match="no such file"):
         data.load_dataset(str(tmp_path / "missing.npz"))
@@ -159,7 +159,7 @@ def test_prepare_one_hot_labels():
     "ds, model, message",
     [
         (_dataset((8, 8, 3)), _model((8, 8, 1)), "train images have 3 channel(s) but the model takes 1"),
-        (_dataset(), _model((16, 16, 1)), "the images are 8x8 but the model takes 16x16; pass --resize"),
+        (_dataset(), _model((16, 16, 1)), "the images are 8x8 but the model takes 16x16; pass resize=True"),
         (_dataset(classes=100, n=400), _model((8, 8, 1)), "has 100 classes but the model has a 10-way output"),
         (_dataset(), _model((7, 3)), "train images have shape (8, 8); the model takes (7, 3)"),
     ],

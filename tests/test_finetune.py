@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import data, finetune, model_io
+from lightcompress import data, model_io
+from lightcompress import evaluation
+from lightcompress import training as finetune
 from lightcompress.cli import app
 from lightcompress.factorize import convert
-from lightcompress.plan import RankPolicy
+from tests.models import policy
 
 from .conftest import real_model_path
 from .test_cli_convert import _fails_with
@@ -29,21 +31,21 @@ def fashion_slice(tmp_path_factory):
 def test_short_finetune_of_converted_real_model_improves_loss(fashion_slice, tmp_path):
     original = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))
     prepared = data.prepare(fashion_slice, original)
-    converted = convert(original, RankPolicy(rank=4), prepared.x_test).model
-    before = finetune.evaluate(converted, prepared)
+    converted = convert(original, *policy(rank=4), prepared.x_test).model
+    before = evaluation.evaluate(converted, prepared)
     fit = finetune.finetune(converted, prepared, finetune.FitSettings(epochs=3, batch_size=32, learning_rate=1e-3))
-    after = finetune.evaluate(converted, prepared)
+    after = evaluation.evaluate(converted, prepared)
     assert after.loss < before.loss
     assert fit.epochs_run >= 1 and len(fit.epoch_seconds) == fit.epochs_run and not fit.interrupted
     path = model_io.save_model(converted, tmp_path / "tuned.keras")
     reloaded = keras.models.load_model(path)
-    assert finetune.evaluate(reloaded, prepared).loss == pytest.approx(after.loss, rel=1e-5)
+    assert evaluation.evaluate(reloaded, prepared).loss == pytest.approx(after.loss, rel=1e-5)
 
 
 def test_evaluate_matches_keras_metrics():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     prepared = data.prepare(data.load_dataset("digits"), model)
-    mine = finetune.evaluate(model, prepared)
+    mine = evaluation.evaluate(model, prepared)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     loss, accuracy = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
     assert mine.loss == pytest.approx(loss, rel=1e-4) and mine.accuracy == pytest.approx(accuracy)
@@ -53,9 +55,9 @@ def test_evaluate_matches_keras_metrics():
 def test_logits_models_get_a_from_logits_loss_and_top5_above_ten_classes():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(12)])
     x = np.random.default_rng(0).normal(size=(50, 4)).astype("float32")
-    assert finetune.output_kind(model, x) == "logits"
+    assert evaluation.output_kind(model, x) == "logits"
     prepared = data.Prepared("t", x, np.arange(50) % 12, x, np.arange(50) % 12, 12)
-    result = finetune.evaluate(model, prepared)
+    result = evaluation.evaluate(model, prepared)
     assert result.top5_accuracy is not None and result.top5_accuracy >= result.accuracy
     y = model.predict(x, verbose=0)
     expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(prepared.y_test, y)
@@ -135,8 +137,8 @@ def test_cli_data_errors(tmp_path):
     np.savez(many, x_train=x, y_train=np.arange(200) % 100, x_test=x, y_test=np.arange(200) % 100)
     _fails_with(["finetune", source, "-d", many], "has 100 classes but the model has a 10-way output")
     _fails_with(["evaluate", source, "-d", "imagenet"], "unknown data set 'imagenet'")
-    _fails_with(["finetune", source, "--epochs", "0"], "epochs=0 is invalid")
-    _fails_with(["finetune", source, "--val-split", "1.5"], "validation_split=1.5 is invalid")
+    _fails_with(["finetune", source, "--epochs", "0"], "--epochs 0 is invalid")
+    _fails_with(["finetune", source, "--val-split", "1.5"], "--val-split 1.5 is invalid")
     _fails_with(["finetune", source, "--train-limit", "0"], "--train-limit 0 is invalid")
     _fails_with(["finetune", source, "-o", source, "--force"], "never overwrites its input", [source])
     assert not list(tmp_path.glob("*.tuned.keras"))  # nothing written by the failed runs

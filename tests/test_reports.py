@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from lightcompress import LightConv2D, LightDense, analyze, measure, model_io
 from lightcompress.cli import app
 from lightcompress.factorize import convert
-from lightcompress.plan import RankPolicy
+from tests.models import policy
 
 from .conftest import real_model_path
 from .test_cli_convert import _fails_with
@@ -114,7 +114,7 @@ def test_inspect_table_markdown_and_plot(tmp_path):
 def test_compare_json_schema_and_values(tmp_path):
     base_path = real_model_path("fmnist_cnn_keras3.h5")
     base = model_io.load_model(base_path)
-    light = convert(base, RankPolicy(rank=8)).model
+    light = convert(base, *policy(rank=8)).model
     light_path = model_io.save_model(light, tmp_path / "r8.keras")
     npz = tmp_path / "d.npz"
     rng = np.random.default_rng(0)

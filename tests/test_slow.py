@@ -5,9 +5,11 @@ Needs Debian's dataset-fashion-mnist (or the files in the Keras cache).
 
 import pytest
 
-from lightcompress import data, finetune, model_io
+from lightcompress import data, model_io
+from lightcompress import evaluation
+from lightcompress import training as finetune
 from lightcompress.factorize import convert
-from lightcompress.plan import RankPolicy
+from tests.models import policy
 
 from .conftest import real_model_path
 
@@ -19,9 +21,9 @@ MARGIN = 0.03
 def test_rank8_recovers_within_three_points_after_one_epoch():
     original = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))
     prepared = data.prepare(data.load_dataset("fashion_mnist"), original)
-    assert finetune.evaluate(original, prepared).accuracy == pytest.approx(ORIGINAL_ACCURACY, abs=1e-4)
-    converted = convert(original, RankPolicy(rank=8), prepared.x_test[:1000]).model
-    start = finetune.evaluate(converted, prepared).accuracy
+    assert evaluation.evaluate(original, prepared).accuracy == pytest.approx(ORIGINAL_ACCURACY, abs=1e-4)
+    converted = convert(original, *policy(rank=8), prepared.x_test[:1000]).model
+    start = evaluation.evaluate(converted, prepared).accuracy
     assert start < ORIGINAL_ACCURACY - 0.1  # rank 8 really costs accuracy before fine-tuning
     finetune.finetune(converted, prepared, finetune.FitSettings(epochs=1))
-    assert finetune.evaluate(converted, prepared).accuracy >= ORIGINAL_ACCURACY - MARGIN
+    assert evaluation.evaluate(converted, prepared).accuracy >= ORIGINAL_ACCURACY - MARGIN

@@ -19,19 +19,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import svd
-from .analyze import (
-    candidates,
-    conv_geometry,
-    dense_positions,
-    factorized_conv_macs,
-    graph_nodes,
-    iter_layers,
-)
-from .data import Prepared
-from .finetune import evaluate, output_kind
-from .model_io import plain_copy
-from .plan import RankPolicy, _filter_reason, _modes
+from .. import keras_private, registry, svd
+from ..errors import LightCompressError
+from ..analyze import candidates, iter_layers
+from ..data import Prepared
+from ..evaluation import evaluate, output_kind
+from ..model_io import atomic_write, plain_copy
+from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
 CACHE_VERSION = 1
@@ -92,30 +86,24 @@ def ladder(limit: int, multiple: int = 1) -> list[int]:
 
 
 def _macs_per_rank(model):
-    """{layer name: function(mode, rank) -> MACs per example} for the Dense/Conv2D layers
+    """{layer name: function(mode, rank) -> MACs per example} for the factorisable layers
     (rank None: the layer as it is)."""
-    calls = graph_nodes(model)
+    calls = keras_private.graph_nodes(model)
     out = {}
     for name, layer in iter_layers(model):
-        nodes = calls.get(id(layer), [])
-        if not nodes:
+        nodes, entry = calls.get(id(layer), []), registry.entry_for(layer)
+        if not nodes or entry is None:
             continue
         in_shape = tuple(nodes[0].input_tensors[0].shape)
         out_shape = tuple(nodes[0].output_tensors[0].shape)
-        if type(layer) is keras.layers.Dense:
-            p, n, m = dense_positions(out_shape), in_shape[-1], out_shape[-1]
-            out[name] = lambda mode, r, p=p, n=n, m=m: p * (n * m if r is None else r * (n + m))
-        elif type(layer) is keras.layers.Conv2D:
-            c, f, out_hw, in_w = conv_geometry(layer, in_shape, out_shape)
-            out[name] = lambda mode, r, k=layer.kernel_size, c=c, f=f, hw=out_hw, w=in_w: (
-                factorized_conv_macs(mode, r, k, c, f, hw, w))
+        out[name] = lambda mode, r, e=entry, l=layer, i=in_shape, o=out_shape: e.macs(l, i, o, mode, r)
     return out
 
 
-def cache_key(model, data: Prepared, policy: RankPolicy, multiple: int) -> str:
+def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, policy.conv_mode,
-                         policy.include, policy.exclude, policy.min_params]).encode())
+    h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, layer_filter.conv_mode,
+                         layer_filter.include, layer_filter.exclude, layer_filter.min_params]).encode())
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(data.x_test).tobytes())
@@ -128,20 +116,52 @@ def default_cache_dir() -> Path:
     return Path(base) / "lightcompress" / "sensitivity"
 
 
-def analyse(model, data: Prepared, policy: RankPolicy, multiple=1, cache_dir=None, use_cache=True,
-            on_step=None) -> Sensitivity:
-    """The sensitivity table of ``model`` on ``data`` (a held-out slice: see ``holdout``).
+def read_cache(cache_file: Path, warn=None) -> Sensitivity | None:
+    """The cached table in ``cache_file``, or None. A corrupt or foreign file is a miss: ``warn``
+    is told (one line naming the file) and the table is recomputed and replaced."""
+    if not cache_file.exists():
+        return None
+    try:
+        result = Sensitivity.from_dict(json.loads(cache_file.read_text()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        if warn:
+            warn(f"ignoring the unreadable sensitivity cache file {cache_file} ({type(err).__name__}); "
+                 f"recomputing it")
+        return None
+    result.evaluations, result.from_cache, result.cache_file = 0, True, str(cache_file)
+    return result
 
-    ``policy`` supplies the layer filters (include, exclude, min_params) and conv mode ("auto"
-    measures both modes). ``on_step(done, total, name)`` reports progress.
+
+def write_cache(result: Sensitivity, cache_file: Path):
+    """Write atomically under a unique temporary name: concurrent runs never collide."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache_file, lambda tmp: tmp.write_text(json.dumps(result.to_dict())))
+    result.cache_file = str(cache_file)
+
+
+def check_cache_dir(cache_dir) -> Path:
+    """The cache folder to use; refuses a path that is a file, before any work."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise LightCompressError(f"cache folder {folder} is a file; give a folder for cache_dir.")
+    return folder
+
+
+def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
+            use_cache=True, on_step=None, warn=None) -> Sensitivity:
+    """The sensitivity table of ``model`` on ``data`` (a held-out slice of training images).
+
+    ``layer_filter`` chooses the layers (include, exclude, min_params) and modes (conv_mode "auto"
+    measures every mode). ``on_step(done, total, name)`` reports progress; ``warn(message)`` hears
+    about a cache file that had to be ignored.
     """
+    layer_filter = layer_filter or LayerFilter()
     cache_file = None
     if cache_dir is not None or use_cache:
-        cache_file = Path(cache_dir or default_cache_dir()) / f"{cache_key(model, data, policy, multiple)}.json"
-        if use_cache and cache_file.exists():
-            result = Sensitivity.from_dict(json.loads(cache_file.read_text()))
-            result.evaluations, result.from_cache, result.cache_file = 0, True, str(cache_file)
-            return result
+        cache_file = check_cache_dir(cache_dir) / f"{cache_key(model, data, layer_filter, multiple)}.json"
+        cached = read_cache(cache_file, warn) if use_cache else None
+        if cached is not None:
+            return cached
 
     start = time.perf_counter()
     model = plain_copy(model)  # kernels are swapped below: never in the caller's model
@@ -149,16 +169,10 @@ def analyse(model, data: Prepared, policy: RankPolicy, multiple=1, cache_dir=Non
     base = evaluate(model, data, kind)
     result = Sensitivity(base.loss, base.accuracy, base.examples)
     macs = _macs_per_rank(model)
-    chosen = []
-    for c in candidates(model):
-        reason = _filter_reason(c, policy)
-        if reason:
-            result.skipped[c.name] = reason
-        else:
-            chosen.append(c)
+    chosen, result.skipped = layer_filter.chosen(candidates(model))
     plans = []
     for c in chosen:
-        for mode in _modes(c, policy):
+        for mode in layer_filter.modes(c):
             n, m = c.matrix_shape(mode)
             plans.extend((c, mode, r) for r in ladder(svd.break_even_rank(n, m), multiple))
     total = len(plans)
@@ -167,7 +181,7 @@ def analyse(model, data: Prepared, policy: RankPolicy, multiple=1, cache_dir=Non
     for step, (c, mode, rank) in enumerate(plans):
         layer = layer_of[c.name]
         original = keras.ops.convert_to_numpy(layer.kernel)
-        layer.kernel.assign(svd.truncated_kernel(c.kernel, rank, mode))
+        layer.kernel.assign(c.entry.truncated_kernel(c.kernel, rank, mode))
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1
@@ -186,9 +200,5 @@ def analyse(model, data: Prepared, policy: RankPolicy, multiple=1, cache_dir=Non
     result.layers = [by_name[c.name] for c in chosen if c.name in by_name]
     result.seconds = time.perf_counter() - start
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        os.replace(tmp, cache_file)
-        result.cache_file = str(cache_file)
+        write_cache(result, cache_file)
     return result

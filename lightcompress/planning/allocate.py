@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .analyze import candidates
-from .errors import RankError
-from .plan import LayerPlan, Plan, _convert, _skip
+from ..analyze import candidates, layer_stats
+from ..errors import RankError
+from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
 
 
@@ -60,7 +60,7 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
     if total(cheapest) > budget:
         raise RankError(
             f"the {metric} budget of {budget:,.0f} cannot be met: even the smallest rank of every layer "
-            f"leaves {total(cheapest):,.0f}; aim higher, or lower --min-params to convert more layers."
+            f"leaves {total(cheapest):,.0f}; aim higher, or lower min_params to convert more layers."
         )
     lo, hi = 0.0, 1.0
     while total(_pick(layers, hi, metric, sens.base_loss)) > budget:
@@ -97,8 +97,6 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
 
     With ``multiple`` > 1 only the measured ranks (multiples of it) are used; otherwise every rank
     between them is allowed, its loss interpolated."""
-    from .analyze import layer_stats
-
     measured = {ls.name: ls.options for ls in sens.layers}
     if metric == "params":
         whole = int(model.count_params())
@@ -113,35 +111,16 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():
         if name in sens.skipped:
-            plan.layers.append(_skip(c, sens.skipped[name]))
+            plan.layers.append(keep(c, sens.skipped[name]))
             continue
         ls, i = picked[name]
         option = ls.options[i]
         if option.rank is None:
-            plan.layers.append(_skip(c, "kept: every rank that fits costs more loss than it saves"))
+            plan.layers.append(keep(c, "kept: every rank that fits costs more loss than it saves"))
             continue
         increase = option.loss - sens.base_loss
-        plan.layers.append(_convert(c, option.mode, option.rank,
+        plan.layers.append(factorise(c, option.mode, option.rank,
                                     f"sensitivity: loss +{increase:.4f} alone on the held-out slice"
                                     + ("" if any(o.rank == option.rank and o.mode == option.mode
                                                  for o in measured[name]) else " (interpolated)")))
-    return plan
-
-
-def plan_from_dict(model, data: dict) -> Plan:
-    """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking it fits the model."""
-    by_name = {c.name: c for c in candidates(model)}
-    plan = Plan(policy=data.get("policy", "saved plan"))
-    for entry in data.get("layers", []):
-        c = by_name.get(entry["name"])
-        if c is None:
-            raise RankError(f"the plan names layer '{entry['name']}', which this model has no Dense/Conv2D of; "
-                            f"use the plan with the model it was made for.")
-        if list(c.kernel_shape) != list(entry["kernel_shape"]):
-            raise RankError(f"layer '{c.name}' has a kernel of shape {c.kernel_shape}, the plan says "
-                            f"{tuple(entry['kernel_shape'])}; use the plan with the model it was made for.")
-        if entry.get("rank") is None:
-            plan.layers.append(LayerPlan(**{**entry, "kernel_shape": c.kernel_shape}))
-        else:
-            plan.layers.append(_convert(c, entry["mode"], int(entry["rank"]), entry.get("note")))
     return plan

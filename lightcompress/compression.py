@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import finetune as ft
-from .allocate import allocate
+from . import training as ft
 from .data import Prepared
 from .distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
-from .errors import LightCompressError
+from .errors import LightCompressError, OptionError
+from .evaluation import evaluate
 from .factorize import apply_plan
-from .plan import Plan, RankPolicy
-from .sensitivity import Sensitivity, analyse
+from .planning import LayerFilter, Plan, Sensitivity, allocate, analyse
+from .planning.filters import check_whole
 
 
 @dataclass
@@ -48,6 +48,7 @@ class CompressResult:
 
 def split_holdout(prepared: Prepared, size, seed):
     """(held-out slice for judging, the rest of the training data for fine-tuning)."""
+    check_whole("holdout", size, 1)
     size = min(size, len(prepared.x_train) // 5)
     if size < 1:
         raise LightCompressError(f"{prepared.name} has too few training images to hold any out.")
@@ -60,36 +61,47 @@ def split_holdout(prepared: Prepared, size, seed):
     return sl, train
 
 
-def _tune(model, original, train, settings, distill, alpha, temperature, callbacks):
-    teacher = ft.Teacher(original, alpha, temperature) if distill else None
+def _tune(model, train, settings, teacher, callbacks):
     return ft.finetune(model, train, settings, callbacks=callbacks, teacher=teacher)
 
 
-def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, max_drop=None,
-             policy: RankPolicy | None = None, rank_multiple=1, holdout_size=1000, cache_dir=None,
-             use_cache=True, settings: ft.FitSettings | None = None, distill=True,
-             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, callbacks=(), on_step=None, on_trial=None) -> CompressResult:
-    chosen = [k for k, v in (("--target-params", target_params), ("--target-macs", target_macs),
-                             ("--max-drop", max_drop)) if v is not None]
+def check_goal(target_params=None, target_macs=None, max_drop=None):
+    """Exactly one goal, each in its range (checked before any work)."""
+    chosen = [f"{k}={v}" for k, v in (("target_params", target_params), ("target_macs", target_macs),
+                                      ("max_drop", max_drop)) if v is not None]
     if len(chosen) != 1:
-        raise LightCompressError(
-            "choose exactly one goal: --target-params F, --target-macs F or --max-drop POINTS"
-            + (f" (got {', '.join(chosen)})." if chosen else ".")
-        )
+        got = f" (got {', '.join(chosen)})" if chosen else ""
+        raise OptionError(f"choose exactly one goal: target_params=F, target_macs=F or max_drop=POINTS{got}.")
     for name, value in (("target_params", target_params), ("target_macs", target_macs)):
-        if value is not None and not 0 < value < 1:
-            raise LightCompressError(f"{name}={value!r} is not a fraction; use a number in (0, 1), e.g. 0.2.")
-    if max_drop is not None and max_drop < 0:
-        raise LightCompressError(f"max_drop={max_drop!r} is invalid; use accuracy points >= 0, e.g. 0.5.")
-    if isinstance(rank_multiple, bool) or not isinstance(rank_multiple, int) or rank_multiple < 1:
-        raise LightCompressError(f"rank_multiple={rank_multiple!r} is invalid; use a whole number >= 1.")
+        if value is not None and not (_finite(value) and 0 < value < 1):
+            raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
+    if max_drop is not None and not (_finite(max_drop) and 0 <= max_drop <= 100):
+        raise OptionError("is invalid", option="max_drop", value=max_drop,
+                          allowed="accuracy points in [0, 100], e.g. 0.5")
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, max_drop=None,
+             layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000, cache_dir=None,
+             use_cache=True, settings: ft.FitSettings | None = None, distill=True,
+             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, callbacks=(), on_step=None,
+             on_trial=None, warn=None) -> CompressResult:
+    """Meet one goal with the least accuracy lost: ``target_params`` or ``target_macs`` (fractions
+    of the model's) or ``max_drop`` (accuracy points, searched over ``trials`` budgets)."""
+    check_goal(target_params, target_macs, max_drop)
+    check_whole("rank_multiple", rank_multiple, 1)
+    check_whole("trials", trials, 1)
     settings = settings or ft.FitSettings()
     ft.check_settings(settings)
-    policy = policy or RankPolicy(rank=1)  # only its filters and conv mode are used here
+    teacher = ft.Teacher(model, alpha, temperature) if distill else None
+    layer_filter = layer_filter or LayerFilter()
     judge, train = split_holdout(prepared, holdout_size, settings.seed)
-    sens = analyse(model, judge, policy, rank_multiple, cache_dir, use_cache, on_step)
+    sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn)
     if not sens.layers:
-        raise LightCompressError("no layer can be factorised (see the reasons with --json); nothing to compress.")
+        raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
 
     def build(target, metric):
         plan = allocate(model, sens, target, metric, rank_multiple)
@@ -98,10 +110,10 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
     if max_drop is None:
         metric, target = ("params", target_params) if target_params is not None else ("macs", target_macs)
         new_model, plan = build(target, metric)
-        fit = _tune(new_model, model, train, settings, distill, alpha, temperature, callbacks)
+        fit = _tune(new_model, train, settings, teacher, callbacks)
         return CompressResult(new_model, plan, sens, fit, metric, target)
 
-    base = ft.evaluate(model, judge).accuracy
+    base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
     for _ in range(trials):
         mid = (lo + hi) / 2 if best is not None or lo > 0 else 0.25
@@ -110,8 +122,8 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
         except LightCompressError:
             lo = mid
             continue
-        fit = _tune(candidate, model, train, settings, distill, alpha, temperature, callbacks)
-        accuracy = ft.evaluate(candidate, judge).accuracy
+        fit = _tune(candidate, train, settings, teacher, callbacks)
+        accuracy = evaluate(candidate, judge).accuracy
         drop = (base - accuracy) * 100
         trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= max_drop)
         history.append(trial)
@@ -123,12 +135,12 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
             lo = mid
     if best is None:
         if not history:
-            raise LightCompressError("no budget could be tried; lower --min-params or aim higher.")
+            raise LightCompressError("no budget could be tried; lower min_params or aim higher.")
         closest = min(history, key=lambda t: t.drop_points)
         raise LightCompressError(
             f"no budget tried kept the accuracy drop within {max_drop:g} points on the held-out slice "
             f"(smallest drop {closest.drop_points:.2f} points, keeping {closest.target:g} of the params); "
-            f"allow a larger drop, more --epochs, or more --trials."
+            f"allow a larger max_drop, more epochs, or more trials."
         )
     candidate, plan, fit = best
     return CompressResult(candidate, plan, sens, fit, "params", hi, history)

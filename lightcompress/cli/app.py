@@ -1,0 +1,136 @@
+"""The ``lightcompress`` command: app assembly and the one place errors become exit codes.
+
+Known errors (the LightCompressError family) become one line on stderr and exit code 1, their
+option names phrased as this command's flags; Ctrl-C exits 130 with one line; anything else is
+one "unexpected" line. A traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import typing
+
+import typer
+
+from .. import __version__
+from ..errors import LightCompressError
+
+app = typer.Typer(
+    name="lightcompress",
+    help="Low-rank compression of trained Keras models with LightLayers (SVD-initialised).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Library keyword names whose flag has another name.
+ALIASES = {"trust": "trust_model", "holdout_size": "holdout", "learning_rate": "lr", "plan_file": "plan",
+           "validation_split": "val_split", "source": "dataset"}
+_ASSIGNMENT = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s;,'\"]+?)(?=[\s;,)]|\.(?:\s|$)|$)")
+_IDENTIFIER = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b")
+
+
+def command_flags(fn) -> dict:
+    """{parameter name: its long flag} for a command function's options."""
+    flags = {}
+    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+        info = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, typer.models.OptionInfo)), None)
+        if info is None:
+            continue
+        decls = (info.default, *(info.param_decls or ())) if isinstance(info.default, str) else info.param_decls or ()
+        declared = [d for d in decls if d.startswith("--")]
+        flags[name] = declared[0] if declared else "--" + name.replace("_", "-")
+    return flags
+
+
+def phrase(message: str, flags: dict) -> str:
+    """A library message in flag words: ``target_params=5`` -> ``--target-params 5``,
+    ``force=True`` -> ``--force``, ``min_params`` -> ``--min-params`` (for this command's flags)."""
+
+    def flag(name):
+        return flags.get(ALIASES.get(name, name)) or flags.get(name)
+
+    def assignment(m):
+        name, value = m.group(1), m.group(2).strip("'\"")
+        f = flag(name)
+        if f is None:
+            return m.group(0)
+        return f if value == "True" else f"{f} {value}"
+
+    message = _ASSIGNMENT.sub(assignment, message)
+    return _IDENTIFIER.sub(lambda m: flag(m.group(1)) or m.group(0), message)
+
+
+def fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Map known errors to one line and an exit code; ``debug=True`` re-raises them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except LightCompressError as err:
+            if debug:
+                raise
+            fail(phrase(str(err), command_flags(fn)))
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            fail("interrupted; nothing was saved by the step that was running.", 130)
+        except Exception as err:  # noqa: BLE001 - last resort: one line, not a traceback
+            if debug:
+                raise
+            first = (str(err).strip().splitlines() or [""])[0]
+            fail(f"unexpected {type(err).__name__}: {first} (rerun with --debug for the traceback)")
+
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"lightcompress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
+    """Low-rank compression of trained Keras models with LightLayers (SVD-initialised)."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices between models
+
+
+def _register():
+    from . import compare, compress, convert, demo, evaluate, finetune, inspect
+
+    for module in (convert, finetune, evaluate, inspect, compare, demo, compress):
+        app.command(name=module.NAME)(handle_errors(module.command))
+
+
+_register()
+
+
+def main():
+    """Entry point of the console script and ``python -m lightcompress``: Keras is imported here,
+    with TensorFlow's start-up lines held back (``LIGHTCOMPRESS_TF_LOGS=1`` shows them)."""
+    from .._quiet import import_keras_quietly
+
+    try:
+        import_keras_quietly()
+        return app(prog_name="lightcompress")
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        sys.exit(130)

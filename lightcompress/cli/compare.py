@@ -1,0 +1,50 @@
+"""`lightcompress compare`: models side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import options as o
+
+NAME = "compare"
+
+
+def command(
+    models: Annotated[list[Path], typer.Argument(help="Two or more models; the first is the reference.")],
+    dataset: o.DatasetOpt = None,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    test_limit: o.TestLimit = None,
+    repeats: Annotated[int, typer.Option(help="Timed inference calls per latency figure (median taken).")] = 30,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
+    batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
+    plot: o.PlotOpt = None,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.
+
+    Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
+    """
+    from .. import pipeline, report
+
+    o.check_form(json_out, markdown_out)
+    if plot is not None:
+        from .. import model_io
+
+        model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
+    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    out, nets = pipeline.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
+                                       trust=trust_model, stage=o.spinner(o.stderr()))
+    if plot:
+        from ..plots import compare_plot
+
+        compare_plot(out, plot, spectra=pipeline.chosen_spectra(nets, out["layers"]), force=force)
+    o.emit(out, report.compare_sections, json_out, markdown_out)

@@ -1,0 +1,95 @@
+"""`lightcompress compress`: hit a size budget with the least accuracy lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import defaults as d
+from . import options as o
+
+NAME = "compress"
+
+
+def command(
+    model: o.ModelPath,
+    dataset: o.DatasetOpt = None,
+    target_params: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the model's params (0.2 = 5x smaller).")] = None,
+    target_macs: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
+    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = d.DEFAULT_EPOCHS,
+    distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
+    alpha: o.Alpha = d.DEFAULT_ALPHA,
+    temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
+    rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
+    conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures both.")] = o.ConvMode.channel,
+    include: o.Include = None,
+    exclude: o.Exclude = None,
+    min_params: o.MinParams = d.DEFAULT_MIN_PARAMS,
+    holdout: Annotated[int, typer.Option(help="Training images held out to judge sensitivity (never test images).")] = d.DEFAULT_HOLDOUT,
+    trials: Annotated[int, typer.Option(help="With --max-drop: budgets tried (each fine-tuned).")] = 4,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where sensitivity results are cached.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
+    batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,
+    lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
+    seed: o.Seed = 0,
+    output: o.output_opt("<stem>.compressed.keras beside the input") = None,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    train_limit: o.TrainLimit = None,
+    test_limit: o.TestLimit = None,
+    repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
+    plot: o.PlotOpt = None,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Hit a size budget with the least accuracy lost (sensitivity, allocation, distillation).
+
+    Measures each layer's accuracy cost per rank on held-out training images (cached), allocates
+    ranks for the budget, converts, fine-tunes with distillation from the original, and prints the
+    compare report of the original against the result. Saves the model and the plan
+    (<output stem>.plan.json; convert --plan applies it again).
+
+    Example: lightcompress compress model.h5 --dataset fashion_mnist --target-params 0.2
+    """
+    from rich.progress import Progress
+
+    from .. import model_io, pipeline, report
+    from ..progress import RichProgress
+
+    o.check_form(json_out, markdown_out)
+    if plot is not None:
+        model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
+    err = o.stderr()
+    progress = RichProgress(err)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("sensitivity analysis", total=None)
+
+        def on_step(done, total, name):
+            bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
+
+        try:
+            out = pipeline.compress_file(
+                model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+                layer_filter=o.layer_filter(include, exclude, min_params, conv_mode),
+                settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
+                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
+                target_params=target_params, target_macs=target_macs, max_drop=max_drop, distill=distill,
+                alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,
+                trials=trials, cache_dir=cache_dir, use_cache=not no_cache, on_step=on_step,
+                warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False),
+                on_trial=lambda t: err.print(
+                    f"trial: keep {t.target:.3f} -> held-out drop {t.drop_points:.2f} pts", highlight=False))
+        finally:
+            progress.stop()
+    if plot:
+        from ..plots import compare_plot
+
+        compare_plot(out["compare"], plot, force=force)
+    o.emit(out, report.compress_sections, json_out, markdown_out)

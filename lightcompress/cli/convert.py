@@ -1,0 +1,56 @@
+"""`lightcompress convert`: replace factorisable layers with SVD-initialised LightLayers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..defaults import DEFAULT_MIN_PARAMS
+from . import options as o
+
+NAME = "convert"
+
+
+def command(
+    model: o.ModelPath,
+    rank: Annotated[Optional[int], typer.Option("--rank", "-r", help="The same rank for every layer, clipped per layer to what saves parameters.")] = None,
+    energy: Annotated[Optional[float], typer.Option(help="Per layer, the smallest rank keeping this fraction of spectral energy (e.g. 0.95).")] = None,
+    ratio: Annotated[Optional[float], typer.Option(help="Global budget: converted layers keep about this fraction of their params (e.g. 0.3).")] = None,
+    target_params: Annotated[Optional[float], typer.Option(help="Whole-model budget: keep about this fraction of all params (0.2 = 5x smaller).")] = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="Apply a plan saved by compress (plan.json) instead of a rank rule.")] = None,
+    include: o.Include = None,
+    exclude: o.Exclude = None,
+    min_params: o.MinParams = DEFAULT_MIN_PARAMS,
+    conv_mode: o.ConvModeOpt = o.ConvMode.channel,
+    output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
+    dataset: o.DatasetOpt = None,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    test_limit: o.TestLimit = None,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Replace Dense and Conv2D layers with SVD-initialised LightLayers and report what changed.
+
+    Without --dataset the outputs are compared on random inputs; with it, on the test images,
+    and the report adds accuracy before and after.
+
+    Example: lightcompress convert model.h5 --rank 8
+    """
+    from .. import pipeline, report
+    from ..planning import rank_rule
+
+    o.check_form(json_out, markdown_out)
+    choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params)
+    rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
+    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    out = pipeline.convert_file(
+        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode),
+        plan_file=plan, data=data, force=force, trust=trust_model, stage=o.spinner(o.stderr()))
+    o.emit(out, report.conversion_sections, json_out, markdown_out)

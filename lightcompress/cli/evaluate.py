@@ -1,0 +1,41 @@
+"""`lightcompress evaluate`: accuracy, loss and time on a data set's test images."""
+
+from __future__ import annotations
+
+from . import options as o
+
+NAME = "evaluate"
+
+
+def command(
+    model: o.ModelPath,
+    dataset: o.DatasetOpt = None,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    test_limit: o.TestLimit = None,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Accuracy (top-1; top-5 above 10 classes), loss and time on a data set's test images.
+
+    Example: lightcompress evaluate model.keras --dataset fashion_mnist
+    """
+    from .. import model_io, report
+    from ..data import load_for_model
+    from ..devices import device_name
+    from ..evaluation import evaluate
+
+    o.check_form(json_out, markdown_out)
+    stage = o.spinner(o.stderr())
+    with stage(f"loading {model}"):
+        net = model_io.load_model(model, trust=trust_model)
+    spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    with stage(f"loading data set {spec.name}"):
+        prepared = load_for_model(net, spec)
+    with stage("evaluating"):
+        result = evaluate(net, prepared)
+    out = report.evaluation_dict(model, prepared, result, device_name())
+    o.emit(out, report.evaluation_sections, json_out, markdown_out)

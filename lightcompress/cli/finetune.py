@@ -1,0 +1,61 @@
+"""`lightcompress finetune`: fine-tune a (converted) model, optionally distilled from a teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import defaults as d
+from . import options as o
+
+NAME = "finetune"
+
+
+def command(
+    model: o.ModelPath,
+    dataset: o.DatasetOpt = None,
+    epochs: o.Epochs = d.DEFAULT_EPOCHS,
+    batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,
+    lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
+    val_split: o.ValSplit = d.DEFAULT_VALIDATION_SPLIT,
+    patience: o.Patience = d.DEFAULT_PATIENCE,
+    seed: o.Seed = 0,
+    output: o.output_opt("<stem>.tuned.keras beside the input") = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="Distil from this model (usually the original before convert).")] = None,
+    alpha: o.Alpha = d.DEFAULT_ALPHA,
+    temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    train_limit: o.TrainLimit = None,
+    test_limit: o.TestLimit = None,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Fine-tune a model (typically a converted one) on a data set; keep the best epoch.
+
+    Saves the model and its training history (<output stem>.history.json). Ctrl-C stops and
+    still saves the best completed epoch (or, before one completes, the input's weights).
+
+    Example: lightcompress finetune model.light.keras --dataset fashion_mnist --epochs 3 -o tuned.keras
+    """
+    from .. import pipeline, report
+    from ..progress import RichProgress
+
+    o.check_form(json_out, markdown_out)
+    err = o.stderr()
+    progress = RichProgress(err)
+    tutor = dict(alpha=alpha, temperature=temperature) if teacher is not None else {}
+    try:
+        out = pipeline.finetune_file(
+            model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+            settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed), teacher=teacher,
+            force=force, trust=trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)
+    finally:
+        progress.stop()
+    o.emit(out, report.finetune_sections, json_out, markdown_out)

@@ -1,0 +1,61 @@
+"""`lightcompress inspect`: where the parameters and MACs are, and how compressible each layer is."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..defaults import DEFAULT_HOLDOUT
+from . import options as o
+
+NAME = "inspect"
+
+
+def command(
+    model: o.ModelPath,
+    conv_mode: Annotated[o.ConvMode, typer.Option(help="Which Conv2D matrix the spectrum is taken of: channel or spatial.")] = o.ConvMode.channel,
+    plot: o.PlotOpt = None,
+    sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's accuracy cost per rank on --dataset.")] = False,
+    dataset: o.DatasetOpt = None,
+    holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = DEFAULT_HOLDOUT,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Where the parameters and MACs are, and how compressible each factorisable layer is.
+
+    For each layer: output shape, params, MACs per example; for factorisable layers also the ranks
+    keeping 90/95/99% of the spectral energy, the break-even rank, and the cost at 95%. Changes
+    nothing.
+
+    Example: lightcompress inspect model.h5 --plot spectra.png
+    """
+    from .. import model_io, pipeline, report
+    from ..errors import OptionError
+
+    o.check_form(json_out, markdown_out)
+    if conv_mode == o.ConvMode.auto:
+        raise OptionError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
+    if plot is not None:
+        model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
+    stage = o.spinner(o.stderr())
+    with stage(f"loading {model}"):
+        net = model_io.load_model(model, trust=trust_model)
+    out = pipeline.inspect_model(net, model, conv_mode.value)
+    sections = report.inspect_sections
+    if sensitivity:
+        with stage("sensitivity analysis"):
+            out["sensitivity"] = pipeline.sensitivity_of(net, o.data_spec(dataset), holdout, conv_mode.value,
+                                                           use_cache=not no_cache)
+
+        def sections(d):
+            return report.inspect_sections(d) + report.sensitivity_sections(d["sensitivity"])
+    if plot:
+        from ..plots import inspect_plot
+
+        inspect_plot(out, plot, force=force)
+    o.emit(out, sections, json_out, markdown_out)

@@ -1,0 +1,126 @@
+"""Options several commands share, each with one help text, and the small helpers commands use
+to turn them into library objects and to print a report in the form asked for."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import OptionError
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")]
+MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print the report as Markdown instead of tables.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite the output files if they exist.")]
+TrustModel = Annotated[
+    bool,
+    typer.Option("--trust-model",
+                 help="Allow Lambda layers (Python code in the file). Only for files from authors you trust."),
+]
+ModelPath = Annotated[Path, typer.Argument(help="A trained Keras model: .h5 (Keras 2 or 3) or .keras.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Also draw the report's pictures into this PNG file.")]
+
+
+def output_opt(default_text):
+    return Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Where to save. Default: {default_text}.")]
+
+
+# -- data --------------------------------------------------------------------------------------
+DatasetOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dataset", "-d",
+        help="digits (default: real 8x8 digits shipped with scikit-learn, offline), mnist, "
+        "fashion_mnist, cifar10, cifar100, a .npz file, or a folder of images in class sub-folders.",
+    ),
+]
+NpzKeys = Annotated[Optional[str], typer.Option(help="Names of the 4 arrays in a .npz: x_train,y_train,x_test,y_test.")]
+Scale = Annotated[Optional[float], typer.Option(help="Multiply pixels by this. Default: uint8 images to [0, 1], others as they are.")]
+Resize = Annotated[bool, typer.Option("--resize", help="Resize images to the model's input size.")]
+TrainLimit = Annotated[Optional[int], typer.Option(help="Use only the first N training images.")]
+TestLimit = Annotated[Optional[int], typer.Option(help="Use only the first N test images.")]
+Seed = Annotated[int, typer.Option(help="Seed for shuffling, splits and initialisation (repeatable runs).")]
+
+
+def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None, test_limit=None, seed=0):
+    from ..data import DataSpec
+
+    keys = tuple(k.strip() for k in npz_keys.split(",")) if npz_keys else None
+    return DataSpec(dataset, keys, scale, resize, train_limit, test_limit, seed)
+
+
+# -- layer selection and training --------------------------------------------------------------
+class ConvMode(str, Enum):
+    channel = "channel"
+    spatial = "spatial"
+    auto = "auto"
+
+
+Include = Annotated[Optional[list[str]], typer.Option(help="Only layers whose name matches this glob (repeatable).")]
+Exclude = Annotated[Optional[list[str]], typer.Option(help="Leave layers whose name matches this glob (repeatable).")]
+MinParams = Annotated[int, typer.Option(help="Leave layers with fewer parameters alone.")]
+ConvModeOpt = Annotated[
+    ConvMode,
+    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1), spatial (kx1 then 1xk), or auto per layer."),
+]
+
+
+def layer_filter(include, exclude, min_params, conv_mode):
+    from ..planning import LayerFilter
+
+    return LayerFilter(tuple(include or ()), tuple(exclude or ()), min_params, conv_mode.value)
+
+
+Epochs = Annotated[int, typer.Option(help="Most epochs to train; early stopping may end sooner.")]
+BatchSize = Annotated[int, typer.Option(help="Images per training step.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam (cosine decay to 5% of it).")]
+Patience = Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")]
+ValSplit = Annotated[float, typer.Option(help="Fraction of training images held out for validation.")]
+Alpha = Annotated[float, typer.Option(help="Distillation: weight of the hard labels (the teacher gets 1 - alpha), in [0, 1].")]
+Temperature = Annotated[float, typer.Option(help="Distillation: temperature softening the teacher's outputs.")]
+
+
+def fit_settings(epochs, batch_size, lr, val_split, patience, seed):
+    from ..training import FitSettings
+
+    return FitSettings(epochs, batch_size, lr, val_split, patience, seed)
+
+
+# -- output --------------------------------------------------------------------------------------
+def check_form(json_out, markdown_out):
+    """Refuse two output forms at once, before any work."""
+    if json_out and markdown_out:
+        raise OptionError("choose one of --json and --markdown.")
+
+
+def emit(data, sections, json_out, markdown_out, console=None):
+    """Print one report in the form asked for: JSON, Markdown, or rich tables."""
+    from .. import report
+
+    check_form(json_out, markdown_out)
+    if json_out:
+        report.print_json(data)
+    elif markdown_out:
+        print(report.markdown(sections(data)), end="")
+    else:
+        report.render(sections(data), console or stdout())
+
+
+def stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+def stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def spinner(console):
+    """A ``stage(text)`` for the pipeline: a spinner on ``console`` while a stage runs."""
+    return lambda text: console.status(text)

@@ -1,0 +1,56 @@
+"""Every use of Keras internals, in one place (Keras 3, capped below 4 in pyproject.toml).
+
+Each helper names the private API it leans on; ``tests/test_keras_private.py`` fails with a clear
+message if one of them moves in a new Keras release.
+
+- ``keras.src.saving.serialization_lib.SafeModeScope``: lift safe mode while recreating layers of
+  a model that is already in memory (no code is read from a file there).
+- ``keras.src.models.functional.Functional``: tell graph models from subclassed ones.
+- ``Model._functional`` (a Sequential's inner graph) and ``Functional._nodes_by_depth``: every
+  call of every layer in a model's own graph, for MAC counting.
+"""
+
+from __future__ import annotations
+
+import keras
+
+PRIVATE_APIS = (
+    "keras.src.saving.serialization_lib.SafeModeScope",
+    "keras.src.models.functional.Functional",
+    "Sequential._functional",
+    "Functional._nodes_by_depth",
+)
+
+
+def unsafe_scope():
+    """A context in which Keras recreates Lambda layers from config (in-memory models only)."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(safe_mode=False)
+
+
+def is_graph_model(model) -> bool:
+    """True for Sequential and Functional models (the ones that can be cloned and rewritten)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def graph_nodes(model) -> dict:
+    """{id(layer): [node, ...]}: every call of every layer inside ``model``'s graph, nested
+    models included. Keras also records calls made while building or loading a layer; reading the
+    model's own graph counts only the real ones (a shared layer has several)."""
+    found = {}
+
+    def walk(m):
+        graph = getattr(m, "_functional", None) or m  # a Sequential keeps its graph aside
+        for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+            for node in nodes:
+                op = node.operation
+                found.setdefault(id(op), []).append(node)
+                if isinstance(op, keras.Model):
+                    walk(op)
+
+    walk(model)
+    return found
+

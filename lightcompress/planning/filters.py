@@ -1,0 +1,75 @@
+"""Which layers are factorised, and in which modes: the layer selection, kept apart from the
+rank rule (how much each chosen layer keeps) and from the budget."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from .. import svd
+from ..defaults import DEFAULT_MIN_PARAMS
+from ..errors import OptionError
+
+CONV_MODE_CHOICES = ("channel", "spatial", "auto")
+
+
+def check_whole(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OptionError("is invalid", option=name, value=value, allowed=f"a whole number >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class LayerFilter:
+    """Layers to consider: names matching ``include`` (all when empty) and none of ``exclude``
+    (fnmatch globs on layer paths like ``block/dense``), with at least ``min_params``
+    parameters. ``conv_mode``: "channel", "spatial", or "auto" (every mode of the layer type).
+
+    >>> LayerFilter(include=("dense*",)).reason_for_name("conv2d")
+    'not matched by include'
+    """
+
+    include: tuple = ()
+    exclude: tuple = ()
+    min_params: int = DEFAULT_MIN_PARAMS
+    conv_mode: str = "channel"
+
+    def __post_init__(self):
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        if self.conv_mode not in CONV_MODE_CHOICES:
+            raise OptionError("is unknown", option="conv_mode", value=self.conv_mode,
+                              allowed=f"one of {', '.join(CONV_MODE_CHOICES)}")
+        check_whole("min_params", self.min_params)
+
+    def reason_for_name(self, name) -> str | None:
+        if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+            return "not matched by include"
+        matched = [p for p in self.exclude if fnmatch.fnmatchcase(name, p)]
+        if matched:
+            return f"excluded by exclude {matched[0]!r}"
+        return None
+
+    def reason(self, c) -> str | None:
+        """Why candidate ``c`` (see ``analyze.Candidate``) is left alone, or None to factorise it."""
+        if c.unsupported:
+            return f"unsupported: {c.unsupported}"
+        by_name = self.reason_for_name(c.name)
+        if by_name:
+            return by_name
+        if c.params < self.min_params:
+            return f"{c.params} params, below min_params={self.min_params}"
+        if all(svd.break_even_rank(*c.matrix_shape(m)) == 0 for m in c.modes):
+            return f"no rank saves parameters for a kernel of shape {c.kernel_shape}"
+        return None
+
+    def modes(self, c) -> tuple:
+        """The modes to consider for candidate ``c``: all of its type's with "auto"."""
+        if len(c.modes) == 1 or self.conv_mode == "auto":
+            return c.modes
+        return (self.conv_mode,) if self.conv_mode in c.modes else c.modes[:1]
+
+    def chosen(self, found) -> tuple[list, dict]:
+        """(candidates to factorise, {name: reason} for the others)."""
+        reasons = {c.name: self.reason(c) for c in found}
+        return [c for c in found if reasons[c.name] is None], {k: v for k, v in reasons.items() if v}

@@ -1,0 +1,127 @@
+"""A plan: what happens to each factorisable layer (a rank and mode, or a reason to keep it).
+Plans are decided (rules, allocation), saved as JSON, read back and applied; the reading and
+the writing live here, side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import svd
+from ..errors import LightCompressError, OptionError, RankError
+
+
+@dataclass
+class LayerPlan:
+    """What happens to one layer. ``rank`` is None when the layer is kept (see ``skipped``)."""
+
+    name: str
+    kind: str
+    kernel_shape: tuple
+    params_before: int
+    params_after: int
+    rank: int | None = None
+    mode: str | None = None
+    energy: float | None = None
+    error: float | None = None
+    skipped: str | None = None
+    note: str | None = None
+
+    @property
+    def converted(self) -> bool:
+        return self.rank is not None
+
+
+@dataclass
+class Plan:
+    policy: str
+    layers: list[LayerPlan] = field(default_factory=list)
+
+    @property
+    def converted(self) -> list[LayerPlan]:
+        return [p for p in self.layers if p.converted]
+
+    def params_saved(self) -> int:
+        return sum(p.params_before - p.params_after for p in self.layers)
+
+    def to_dict(self) -> dict:
+        return {"policy": self.policy, "layers": [asdict(p) for p in self.layers]}
+
+
+def keep(c, reason: str) -> LayerPlan:
+    """The plan for candidate ``c`` left as it is."""
+    return LayerPlan(c.name, c.kind, c.kernel_shape, c.params, c.params, skipped=reason)
+
+
+def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
+    """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and error."""
+    n, m = c.matrix_shape(mode)
+    s = c.spectrum(mode)
+    return LayerPlan(
+        name=c.name,
+        kind=c.kind,
+        kernel_shape=c.kernel_shape,
+        params_before=c.params,
+        params_after=svd.factorized_params(n, m, rank) + c.bias_params,
+        rank=rank,
+        mode=mode,
+        energy=float(svd.retained_energy(s)[rank - 1]),
+        error=svd.reconstruction_error(s, rank),
+        note=note,
+    )
+
+
+def plan_from_dict(model, data, source="the plan") -> Plan:
+    """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking it fits the model."""
+    from ..analyze import candidates
+
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+        raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
+    by_name = {c.name: c for c in candidates(model)}
+    plan = Plan(policy=str(data.get("policy", "saved plan")))
+    for i, entry in enumerate(data["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise LightCompressError(f"{source}: entry {i} of 'layers' has no layer 'name'; use a plan written by compress.")
+        c = by_name.get(entry["name"])
+        if c is None:
+            raise RankError(f"{source} names layer '{entry['name']}', which this model has no factorisable "
+                            f"layer of; use the plan with the model it was made for.")
+        if list(c.kernel_shape) != list(entry.get("kernel_shape", [])):
+            raise RankError(f"layer '{c.name}' has a kernel of shape {c.kernel_shape}, {source} says "
+                            f"{entry.get('kernel_shape')}; use the plan with the model it was made for.")
+        rank, mode = entry.get("rank"), entry.get("mode")
+        if rank is None:
+            plan.layers.append(keep(c, str(entry.get("skipped") or "kept by the plan")))
+            continue
+        if mode not in c.modes:
+            raise OptionError(f"for layer '{c.name}' in {source} is unknown", option="mode", value=mode,
+                              allowed=f"one of {', '.join(c.modes)}")
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            raise OptionError(f"for layer '{c.name}' in {source} is not a whole number", option="rank",
+                              value=rank, allowed="a rank from the plan written by compress")
+        limit = min(c.matrix_shape(mode))
+        if not 1 <= rank <= limit:
+            raise RankError(f"for layer '{c.name}' in {source} is out of range for its {mode} matrix "
+                            f"{c.matrix_shape(mode)}", option="rank", value=rank, allowed=f"1 to {limit}")
+        plan.layers.append(factorise(c, mode, rank, entry.get("note")))
+    return plan
+
+
+def read_plan(model, path) -> Plan:
+    """Read a plan file written by ``write_plan`` and check it against ``model``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LightCompressError(f"{path}: no such plan file; check the path.") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LightCompressError(f"{path} is not a plan JSON file ({err}).") from None
+    return plan_from_dict(model, data, source=str(path))
+
+
+def write_plan(plan: Plan, path, *, force=False, inputs=()):
+    """Save ``plan`` as JSON (atomically; never over an input or an existing file unless forced)."""
+    from ..model_io import write_json
+
+    return write_json(plan.to_dict(), path, force=force, inputs=inputs)

@@ -1,0 +1,230 @@
+"""The shape of the package: one registry of layer types drives everything, no import cycles,
+no command-line flags outside cli/, no side effects on import, private Keras in one module."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from lightcompress import analyze, keras_private, registry
+from lightcompress.factorize import apply_plan
+from lightcompress.planning import FixedRank, LayerFilter, make_plan
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lightcompress"
+
+
+# -- the registry, parameterised over its entries ----------------------------------------------
+
+def _model_with(entry, mode):
+    """A tiny model holding one layer of ``entry``'s type, with a random full-rank kernel."""
+    if entry.cls is keras.layers.Dense:
+        layer = keras.layers.Dense(12, activation="relu", name="target")
+        inputs = keras.Input((3, 20))  # rank-3 input: the kernel applies at every position
+    elif entry.cls is keras.layers.Conv2D:
+        layer = keras.layers.Conv2D(10, (3, 2), strides=(2, 1), padding="same", name="target")
+        inputs = keras.Input((9, 8, 6))
+    else:  # an entry added later must add its own case here
+        pytest.fail(f"no test model for registry entry {entry.name}; add one")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
+def _filter(mode):
+    return LayerFilter(min_params=0, conv_mode=mode if mode in ("channel", "spatial") else "channel")
+
+
+ENTRIES = [(entry, mode) for entry in registry.REGISTRY.values() for mode in entry.modes]
+
+
+@pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
+def test_full_rank_twin_equals_the_original(entry, mode, rng):
+    model, shape = _model_with(entry, mode)
+    c = analyze.candidates(model)[0]
+    plan = make_plan(model, FixedRank(10_000), _filter(mode))
+    for p in plan.layers:  # lift the break-even clip: the full rank must be exact
+        p.rank, p.mode = min(c.matrix_shape(mode)), mode
+    twin_model = apply_plan(model, plan)
+    assert type(twin_model.get_layer("target_light")) is entry.twin
+    x = rng.random((4, *shape[1:]), dtype=np.float32)
+    np.testing.assert_allclose(twin_model.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
+def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
+    model, _ = _model_with(entry, mode)
+    c = analyze.candidates(model)[0]
+    twin = entry.build_twin(c.layer, 2, mode)
+    dense_kernel = entry.truncated_kernel(c.kernel, 2, mode)
+    a, b = [keras.ops.convert_to_numpy(w) for w in (twin.kernel_a, twin.kernel_b)]
+    product = entry.from_matrix(entry.to_matrix(dense_kernel, mode), c.kernel_shape, mode)
+    np.testing.assert_allclose(product, dense_kernel)
+    assert a.size + b.size == 2 * sum(c.matrix_shape(mode))
+
+
+def test_mac_formulas_against_hand_counts():
+    dense = keras.layers.Dense(12)
+    assert registry.macs(dense, (None, 3, 20), (None, 3, 12)) == 3 * 20 * 12
+    assert registry.DENSE.macs(dense, (None, 3, 20), (None, 3, 12), "dense", 4) == 3 * 4 * (20 + 12)
+    conv = keras.layers.Conv2D(10, (3, 2), padding="same")
+    # 5x8 output positions, 3x2 kernel, 6 channels in, 10 out
+    assert registry.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10)) == 5 * 8 * 3 * 2 * 6 * 10
+    assert registry.CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "channel", 4) == 5 * 8 * (3 * 2 * 6 * 4 + 4 * 10)
+    # spatial: a 3x1 conv over the full input width (8), then 1x2 to the output
+    assert registry.CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "spatial", 4) == 5 * 8 * 3 * 6 * 4 + 5 * 8 * 2 * 4 * 10
+
+
+@pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
+def test_twin_round_trips_through_keras_and_h5(entry, mode, tmp_path, rng):
+    model, shape = _model_with(entry, mode)
+    plan = make_plan(model, FixedRank(2), _filter(mode))
+    twin_model = apply_plan(model, plan)
+    x = rng.random((2, *shape[1:]), dtype=np.float32)
+    for suffix in (".keras", ".h5"):
+        path = tmp_path / f"m{suffix}"
+        twin_model.save(path)
+        again = keras.saving.load_model(path)
+        np.testing.assert_allclose(again.predict(x, verbose=0), twin_model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_a_new_layer_type_is_one_registry_entry(rng):
+    """A toy type (a Dense subclass) registered with one entry is planned, converted and counted."""
+
+    class ToyDense(keras.layers.Dense):
+        pass
+
+    entry = registry.register(registry.LayerType(**{**registry.DENSE.__dict__, "cls": ToyDense}))
+    try:
+        inputs = keras.Input((40,))
+        model = keras.Model(inputs, ToyDense(30, name="toy")(inputs))
+        assert analyze.candidates(model)[0].entry is entry
+        plan = make_plan(model, FixedRank(5), LayerFilter(min_params=0))
+        assert plan.converted[0].rank == 5
+        converted = apply_plan(model, plan)
+        assert [s.macs for s in analyze.layer_stats(model) if s.name == "toy"] == [40 * 30]
+        assert [s.macs for s in analyze.layer_stats(converted) if s.name == "toy_light"] == [5 * (40 + 30)]
+    finally:
+        registry.REGISTRY.pop(ToyDense)
+        registry.MAC_COUNTERS.pop(ToyDense)
+
+
+# -- the package's shape ---------------------------------------------------------------------
+
+def _imports(path: Path):
+    """Modules of the package that ``path`` imports at module level (relative imports)."""
+    tree = ast.parse(path.read_text())
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package += ".__init__"
+    found = set()
+    for node in tree.body:  # module level only: imports inside functions are deliberate and lazy
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: -node.level]
+            target = ".".join(base + ([node.module] if node.module else []))
+            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            found.update(names)
+    return found
+
+
+def test_no_import_cycle_inside_the_package():
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in (i.removesuffix(".__init__") for i in _imports(path))
+                       if m in modules and m != name and not name.startswith(m + ".")}
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def test_no_library_module_outside_cli_mentions_a_flag():
+    import re
+
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"(^|\s)--[a-z]", node.value):
+                offenders.append(f"{path.name}:{node.lineno}: {node.value.strip()[:60]}")
+    assert not offenders, "library messages must speak Python (name=value), not flags:\n" + "\n".join(offenders)
+
+
+def test_importing_the_package_has_no_side_effects():
+    code = ("import os, sys; os.dup2(os.open(os.devnull, os.O_WRONLY), 2); import lightcompress; "
+            "print('keras' in sys.modules, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    quiet = subprocess.run([sys.executable, "-c", "import lightcompress"], capture_output=True, text=True, check=True)
+    assert quiet.stderr == ""
+
+
+def test_keras_then_lightcompress_registers_the_layers(tmp_path):
+    from lightcompress import LightDense
+
+    dense = keras.layers.Dense(8)
+    dense.build((None, 16))
+    inputs = keras.Input((16,))
+    keras.Model(inputs, LightDense.from_dense(dense, 2)(inputs)).save(tmp_path / "m.keras")
+    code = f"import keras, lightcompress; m = keras.saving.load_model({str(tmp_path / 'm.keras')!r}); print(type(m.layers[-1]).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "LightDense"
+
+
+def test_private_keras_apis_are_still_there():
+    """If this fails, a Keras release moved an internal that keras_private.py leans on: fix it there."""
+    with keras_private.unsafe_scope():
+        pass
+    inputs = keras.Input((4,))
+    functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert keras_private.is_graph_model(functional) and keras_private.is_graph_model(sequential)
+    for model in (functional, sequential):
+        nodes = keras_private.graph_nodes(model)
+        dense = model.layers[-1]
+        assert len(nodes.get(id(dense), [])) == 1, (
+            f"keras_private.graph_nodes found no call of the Dense layer in a {type(model).__name__} "
+            f"under Keras {keras.__version__}: one of {keras_private.PRIVATE_APIS} moved")
+
+
+def test_the_verbs_docstrings_run():
+    import doctest
+
+    import lightcompress
+
+    for name in ("load_model", "inspect", "plan", "convert", "finetune", "compress"):
+        fn = getattr(lightcompress, name)
+        assert ">>>" in (fn.__doc__ or ""), f"lightcompress.{name} has no runnable example"
+    failures, tried = doctest.testmod(lightcompress, optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL)
+    assert tried > 10 and failures == 0
+
+
+def test_demo_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lightcompress.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["report"] == "demo"
+    assert data["convert"]["report"] == "convert" and data["finetune"]["report"] == "finetune"
+    compare = data["compare"]
+    assert compare["report"] == "compare" and len(compare["models"]) == 3
+    assert data["convert"]["totals"]["params_after"] < data["convert"]["totals"]["params_before"]
