@@ -20,3 +20,6 @@ DEFAULT_MIN_PARAMS = 1000
 
 # compress: training images held out to judge sensitivity (never test images).
 DEFAULT_HOLDOUT = 1000
+
+# export --quantize int8: training images drawn to calibrate activation ranges (never test images).
+DEFAULT_CALIBRATION = 300

@@ -52,3 +52,7 @@ class OutputPathError(LightCompressError):
 
 class DataError(LightCompressError):
     """A data set that cannot be found, read, or shaped for the model."""
+
+
+class ExportError(LightCompressError):
+    """An export that cannot be made, or whose artefact does not compute what the model does."""

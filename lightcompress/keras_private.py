@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 
 PRIVATE_APIS = (
+    "Sequential._layers (its InputLayer)",
     "keras.src.saving.serialization_lib.SafeModeScope",
     "keras.src.models.functional.Functional",
     "Sequential._functional",
@@ -54,3 +55,7 @@ def graph_nodes(model) -> dict:
     walk(model)
     return found
 
+
+def sequential_input(model):
+    """The InputLayer a built Sequential model starts with."""
+    return model._layers[0]

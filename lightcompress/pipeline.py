@@ -207,5 +207,41 @@ def chosen_spectra(nets, layer_rows) -> dict:
     return spectra
 
 
+
+def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, data: DataSpec | None = None,
+                calibration=None, threads=2, force=False, trust=False, stage=_quiet) -> dict:
+    """Lower the model in ``source``, write it as ``fmt`` (keras, saved_model, litert, onnx) to
+    ``output`` (default beside the input), and verify the artefact in its own runtime: on the test
+    images of ``data`` (and its accuracy), else on random inputs. int8 calibrates on training
+    images of ``data`` (never test images)."""
+    from . import export as ex
+    from .errors import OptionError
+
+    source = Path(source)
+    fmt = ex.check_settings(fmt, quantize, int8_io)
+    if quantize == "int8" and data is None:
+        raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise OptionError("is invalid", option="threads", value=threads, allowed="1 or more")
+    calibration = ex.DEFAULT_CALIBRATION if calibration is None else calibration
+    if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 1:
+        raise OptionError("is invalid", option="calibration", value=calibration, allowed="1 or more training images")
+    target = ex.check_output(output or ex.default_output(source, fmt, quantize), fmt, force=force, inputs=[source])
+    with stage(f"loading {source}"):
+        net = model_io.load_model(source, trust=trust)
+    prepared = None
+    if data is not None:
+        with stage(f"loading data set {data.name}"):
+            prepared = load_for_model(net, data)
+    x = y = where = None
+    if prepared is not None:
+        x, y, where = prepared.x_test, prepared.y_test, f"test images of {prepared.name}"
+    with stage(f"exporting to {fmt} and verifying"):
+        result = ex.export_model(net, target, fmt, quantize, calibration=prepared if quantize == "int8" else None,
+                                 int8_io=int8_io, x=x, y=y, source=where, force=force, inputs=[source],
+                                 calibration_count=calibration, threads=threads)
+    return report.export_dict(source, result, prepared)
+
+
 __all__ = ["convert_file", "finetune_file", "compare_models", "compare_files", "compress_file", "tune",
-           "inspect_model", "sensitivity_of", "chosen_spectra"]
+           "inspect_model", "sensitivity_of", "chosen_spectra", "export_file"]

@@ -27,7 +27,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from . import svd
+from . import lowering, svd
 from .layers import LightConv2D, LightDense
 
 
@@ -46,7 +46,7 @@ class LayerType:
     macs: Callable  # (layer, in_shape, out_shape, mode | None, rank | None) -> MACs per example
     twin_mode: Callable  # (twin layer) -> its mode
     unsupported: Callable = lambda layer: None  # (layer) -> reason it cannot be factorised, or None
-    lower: Callable | None = None  # (twin layer) -> standard Keras layers computing the same
+    lower: Callable | None = None  # (twin layer, base=name) -> built standard layers computing the same
 
     @property
     def name(self) -> str:
@@ -160,6 +160,7 @@ DENSE = register(LayerType(
     macs=_dense_macs,
     twin_mode=lambda layer: "dense",
     unsupported=_common_unsupported,
+    lower=lowering.lower_light_dense,
 ))
 
 
@@ -190,6 +191,7 @@ CONV2D = register(LayerType(
     macs=_conv_macs,
     twin_mode=lambda layer: layer.factorization,
     unsupported=_conv_unsupported,
+    lower=lowering.lower_light_conv2d,
 ))
 
 

@@ -446,3 +446,43 @@ def compress_sections(data: dict) -> list[Section]:
     plan.lines.append(f"fine-tuned {f['epochs_run']} epoch(s) (best {f['best_epoch']}), {per_epoch} on {f['device']}"
                       f"; goal: {goal['metric']} {goal['target']:g}; saved {data['output']}")
     return [plan] + compare_sections(data["compare"])
+
+
+# -- export -----------------------------------------------------------------------------------
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def export_dict(source, result, prepared) -> dict:
+    """The ``export`` report as a JSON-ready dict."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "report": "export",
+        "source": str(source),
+        "dataset": None if prepared is None else prepared.name,
+        **result.to_dict(),
+    }
+
+
+def export_sections(data: dict) -> list:
+    v = data["verification"]
+    lat = v["latency"]
+    rows = [
+        ("format", data["format"]),
+        ("quantize", data["quantize"] + (" (int8 input/output)" if data["int8_io"] else "")),
+        ("file", data["path"]),
+        ("file bytes", f"{data['file_bytes']:,} ({_bytes(data['file_bytes'])})"),
+        ("LightLayers lowered", data["lowered_layers"]),
+        ("outputs vs Keras", f"max abs diff {v['max_abs_diff']:.3g}, relative {v['relative_diff']:.3g} "
+                             f"on {v['examples']:,} {v['source']}"),
+        ("top-1 agreement", _pct(v["agreement"])),
+    ]
+    if v["accuracy"] is not None:
+        rows.append(("accuracy", f"{_pct(v['accuracy'])} (Keras model {_pct(v['reference_accuracy'])})"))
+    if data["calibration_examples"]:
+        rows.append(("calibration", f"{data['calibration_examples']} training images"))
+    rows.append(("latency, batch 1", f"{lat['median_ms']:.4f} ms median of {lat['repeats']} ({v['runtime']})"))
+    verdict = ("matches the model within float tolerance" if v["within_tolerance"]
+               else "quantised: differs from the float model as reported above")
+    return [Section(title=f"export {data['source']}", columns=["", "value"], rows=rows, lines=[verdict])]

@@ -27,7 +27,7 @@ app = typer.Typer(
 
 # Library keyword names whose flag has another name.
 ALIASES = {"trust": "trust_model", "holdout_size": "holdout", "learning_rate": "lr", "plan_file": "plan",
-           "validation_split": "val_split", "source": "dataset"}
+           "validation_split": "val_split", "data": "dataset"}
 _ASSIGNMENT = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s;,'\"]+?)(?=[\s;,)]|\.(?:\s|$)|$)")
 _IDENTIFIER = re.compile(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b")
 
@@ -114,9 +114,9 @@ def _main(
 
 
 def _register():
-    from . import compare, compress, convert, demo, evaluate, finetune, inspect
+    from . import compare, compress, convert, demo, evaluate, export, finetune, inspect
 
-    for module in (convert, finetune, evaluate, inspect, compare, demo, compress):
+    for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo):
         app.command(name=module.NAME)(handle_errors(module.command))
 
 

@@ -1,0 +1,81 @@
+"""`lightcompress export`: a verified artefact (.keras, SavedModel, .tflite, .onnx) that runs
+without lightcompress."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..defaults import DEFAULT_CALIBRATION
+from . import options as o
+
+NAME = "export"
+
+
+
+class ExportFormat(str, Enum):
+    keras = "keras"
+    saved_model = "saved_model"
+    litert = "litert"
+    onnx = "onnx"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    float16 = "float16"
+    dynamic = "dynamic"
+    int8 = "int8"
+
+
+def command(
+    model: o.ModelPath,
+    format: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="keras (lowered .keras), saved_model (folder), litert (.tflite), onnx."),
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Default beside the input: <stem>.lowered.keras, <stem>_saved_model/, "
+                     "<stem>.tflite (<stem>.int8.tflite when quantised), <stem>.onnx."),
+    ] = None,
+    quantize: Annotated[
+        Quantize, typer.Option(help="LiteRT only: float16 weights, dynamic (int8 weights), or int8 (calibrated).")
+    ] = Quantize.none,
+    int8_io: Annotated[
+        bool, typer.Option("--int8-io", help="With --quantize int8: int8 input and output tensors too.")
+    ] = False,
+    dataset: o.DatasetOpt = None,
+    calibration: Annotated[
+        int, typer.Option(help="Training images drawn for int8 calibration (never test images).")
+    ] = DEFAULT_CALIBRATION,
+    npz_keys: o.NpzKeys = None,
+    scale: o.Scale = None,
+    resize: o.Resize = False,
+    test_limit: o.TestLimit = None,
+    threads: Annotated[int, typer.Option(help="Threads of the LiteRT / ONNX runtime for the latency figure.")] = 2,
+    force: o.Force = False,
+    json_out: o.JsonOut = False,
+    markdown_out: o.MarkdownOut = False,
+    trust_model: o.TrustModel = False,
+    debug: o.Debug = False,
+):
+    """Write a deployable artefact that runs without lightcompress, and verify it.
+
+    LightLayers are lowered to the standard Dense/Conv2D pairs they compute; the artefact is
+    then run in its own runtime and compared with the model: on the test images with
+    --dataset (plus accuracy), else on random inputs. A float export that does not match is
+    not kept. int8 calibrates on training images of --dataset.
+
+    Example: lightcompress export model.light.keras --format litert --quantize int8 -d fashion_mnist
+    """
+    from .. import pipeline, report
+
+    o.check_form(json_out, markdown_out)
+    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, None, test_limit)
+    out = pipeline.export_file(model, format.value, output, quantize=quantize.value, int8_io=int8_io, data=data,
+                               calibration=calibration, threads=threads, force=force, trust=trust_model,
+                               stage=o.spinner(o.stderr()))
+    o.emit(out, report.export_sections, json_out, markdown_out)

@@ -1,0 +1,133 @@
+"""Lowering: LightLayers back into the standard Keras layers they compute, for deployment.
+
+A LightDense is exactly ``Dense(rank, no bias)`` then ``Dense(units, bias, activation)``; a
+LightConv2D is two ``Conv2D`` layers whose settings depend on its factorisation. A lowered model
+holds only standard Keras layers, so its ``.keras`` file, SavedModel, ``.tflite`` or ``.onnx``
+loads and runs where lightcompress is not installed, and every converter knows its ops.
+
+Each function takes one built LightLayer and returns built standard layers holding its
+weights; the registry names the function for each twin (its ``lower`` field), and
+``lowered.lower_model`` applies them to a whole model.
+
+>>> from lightcompress import LightDense
+>>> light = LightDense(8, rank=2, name="fc_light")
+>>> light.build((None, 16))
+>>> [layer.name for layer in lower_light_dense(light)]
+['fc_a', 'fc_b']
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .errors import UnsupportedModelError
+from .layers import LightConv2D, LightDense
+
+LIGHT_SUFFIX = "_light"
+
+
+def _base_name(layer, base):
+    if base is not None:
+        return base
+    name = layer.name
+    return name[: -len(LIGHT_SUFFIX)] if name.endswith(LIGHT_SUFFIX) else name
+
+
+def _numpy(variable):
+    return ops.convert_to_numpy(variable)
+
+
+def _common(layer):
+    """Settings every factor layer takes from the LightLayer: dtype policy, trainability, init.
+
+    Kernel regularizers apply to each factor, as they do in the LightLayer. Kernel constraints
+    are not copied: a constraint written for a full kernel (a max-norm, non-negativity of W)
+    means something else on its factors.
+    """
+    return {
+        "dtype": layer.dtype_policy,
+        "trainable": layer.trainable,
+        "kernel_initializer": layer.kernel_initializer,
+        "kernel_regularizer": layer.kernel_regularizer,
+    }
+
+
+def _output_settings(layer):
+    """What belongs to the second factor: the layer's bias, activation and output regularizer."""
+    return {
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "bias_initializer": layer.bias_initializer,
+        "bias_regularizer": layer.bias_regularizer,
+        "bias_constraint": layer.bias_constraint,
+        "activity_regularizer": layer.activity_regularizer,
+    }
+
+
+def _with_weights(new_layer, input_shape, weights):
+    new_layer.build(input_shape)
+    new_layer.set_weights(weights)
+    return new_layer
+
+
+def lower_light_dense(layer: LightDense, base: str | None = None) -> list:
+    """``[Dense(rank, no bias) named <base>_a, Dense(units, bias, activation) named <base>_b]``.
+
+    ``base`` defaults to the layer's name without a trailing ``_light``.
+    """
+    base = _base_name(layer, base)
+    kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
+    first = keras.layers.Dense(layer.rank, use_bias=False, name=f"{base}_a", **_common(layer))
+    second = keras.layers.Dense(layer.units, name=f"{base}_b", **_common(layer), **_output_settings(layer))
+    bias = [_numpy(layer.bias)] if layer.use_bias else []
+    return [
+        _with_weights(first, (None, kernel_a.shape[0]), [kernel_a]),
+        _with_weights(second, (None, layer.rank), [kernel_b, *bias]),
+    ]
+
+
+def lower_light_conv2d(layer: LightConv2D, base: str | None = None) -> list:
+    """Two ``Conv2D`` layers computing ``layer``, named ``<base>_a`` and ``<base>_b``.
+
+    Mirrors ``LightConv2D.call``:
+
+    - channel: kh×kw conv to ``rank`` (strides, padding, dilation; no bias), then a 1×1 "valid"
+      conv to ``filters`` with the bias and activation;
+    - spatial: kh×1 conv (strides (sh, 1), dilation (dh, 1), the layer's padding; no bias), then
+      a 1×kw conv (strides (1, sw), dilation (1, dw), the layer's padding) with bias, activation;
+    - paper: kh×kw conv to ``rank`` with ``bias_a`` and ReLU (strides, padding, dilation), then a
+      kh×kw "same" stride-1 conv to ``filters`` with the bias and activation.
+    """
+    base = _base_name(layer, base)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
+    mode = layer.factorization
+    if mode == "channel":
+        first_args = dict(kernel_size=(kh, kw), strides=(sh, sw), padding=layer.padding,
+                          dilation_rate=(dh, dw), use_bias=False)
+        second_args = dict(kernel_size=(1, 1), strides=(1, 1), padding="valid", dilation_rate=(1, 1))
+    elif mode == "spatial":
+        first_args = dict(kernel_size=(kh, 1), strides=(sh, 1), padding=layer.padding,
+                          dilation_rate=(dh, 1), use_bias=False)
+        second_args = dict(kernel_size=(1, kw), strides=(1, sw), padding=layer.padding,
+                           dilation_rate=(1, dw))
+    else:  # paper
+        first_args = dict(kernel_size=(kh, kw), strides=(sh, sw), padding=layer.padding,
+                          dilation_rate=(dh, dw), use_bias=True, activation="relu",
+                          bias_initializer=layer.bias_initializer,
+                          bias_regularizer=layer.bias_regularizer,
+                          bias_constraint=layer.bias_constraint)
+        second_args = dict(kernel_size=(kh, kw), strides=(1, 1), padding="same", dilation_rate=(1, 1))
+    first = keras.layers.Conv2D(layer.rank, name=f"{base}_a", data_format=layer.data_format,
+                                **first_args, **_common(layer))
+    second = keras.layers.Conv2D(layer.filters, name=f"{base}_b", data_format=layer.data_format,
+                                 **second_args, **_common(layer), **_output_settings(layer))
+    channels = kernel_a.shape[2]
+    if layer.data_format == "channels_last":
+        shape_in, shape_mid = (None, None, None, channels), (None, None, None, layer.rank)
+    else:
+        shape_in, shape_mid = (None, channels, None, None), (None, layer.rank, None, None)
+    weights_a = [kernel_a] + ([_numpy(layer.bias_a)] if mode == "paper" else [])
+    weights_b = [kernel_b] + ([_numpy(layer.bias)] if layer.use_bias else [])
+    return [_with_weights(first, shape_in, weights_a), _with_weights(second, shape_mid, weights_b)]
