@@ -155,7 +155,7 @@ def compress(model, data="digits", **goal_and_options):
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
     ...                          keras.layers.Dense(10, activation="softmax")])
     >>> fit = lightcompress.finetune(model, "digits", epochs=3)
-    >>> result = lightcompress.compress(model, "digits", target_params=0.5, use_cache=False,
+    >>> result = lightcompress.compress(model, "digits", target_params=0.5, use_cache=False, runtime="keras",
     ...                                 settings=lightcompress.FitSettings(epochs=1))
     >>> result.model.count_params() <= 0.5 * model.count_params()
     True

@@ -13,9 +13,11 @@ the smallest model within the limit wins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from . import latency
 from . import training as ft
 from .data import Prepared
 from .distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
@@ -44,6 +46,7 @@ class CompressResult:
     metric: str
     target: float
     trials: list = field(default_factory=list)
+    profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
 
 
 def split_holdout(prepared: Prepared, size, seed):
@@ -65,14 +68,17 @@ def _tune(model, train, settings, teacher, callbacks):
     return ft.finetune(model, train, settings, callbacks=callbacks, teacher=teacher)
 
 
-def check_goal(target_params=None, target_macs=None, max_drop=None):
+def check_goal(target_params=None, target_macs=None, max_drop=None, target_latency=None):
     """Exactly one goal, each in its range (checked before any work)."""
     chosen = [f"{k}={v}" for k, v in (("target_params", target_params), ("target_macs", target_macs),
-                                      ("max_drop", max_drop)) if v is not None]
+                                      ("target_latency", target_latency), ("max_drop", max_drop))
+              if v is not None]
     if len(chosen) != 1:
         got = f" (got {', '.join(chosen)})" if chosen else ""
-        raise OptionError(f"choose exactly one goal: target_params=F, target_macs=F or max_drop=POINTS{got}.")
-    for name, value in (("target_params", target_params), ("target_macs", target_macs)):
+        raise OptionError("choose exactly one goal: target_params=F, target_macs=F, target_latency=F or "
+                          f"max_drop=POINTS{got}.")
+    for name, value in (("target_params", target_params), ("target_macs", target_macs),
+                        ("target_latency", target_latency)):
         if value is not None and not (_finite(value) and 0 < value < 1):
             raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
     if max_drop is not None and not (_finite(max_drop) and 0 <= max_drop <= 100):
@@ -84,14 +90,19 @@ def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, max_drop=None,
-             layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000, cache_dir=None,
-             use_cache=True, settings: ft.FitSettings | None = None, distill=True,
-             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, callbacks=(), on_step=None,
-             on_trial=None, warn=None) -> CompressResult:
-    """Meet one goal with the least accuracy lost: ``target_params`` or ``target_macs`` (fractions
-    of the model's) or ``max_drop`` (accuracy points, searched over ``trials`` budgets)."""
-    check_goal(target_params, target_macs, max_drop)
+def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, target_latency=None,
+             max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000,
+             cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
+             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime=None, threads=2,
+             allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None) -> CompressResult:
+    """Meet one goal with the least accuracy lost: ``target_params``, ``target_macs`` or
+    ``target_latency`` (fractions of the model's; latency is batch-1 time measured in ``runtime``)
+    or ``max_drop`` (accuracy points, searched over ``trials`` budgets).
+
+    Unless ``allow_slower``, every layer's options are timed in ``runtime`` (see
+    ``latency.profile``; cached) and an option measured slower than the layer as it is is never
+    chosen."""
+    check_goal(target_params, target_macs, max_drop, target_latency)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
     settings = settings or ft.FitSettings()
@@ -99,19 +110,26 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = split_holdout(prepared, holdout_size, settings.seed)
+    runtime = latency.check_runtime(runtime)
     sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn)
     if not sens.layers:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
+    profile = None
+    if target_latency is not None or not allow_slower:
+        profile = latency.profile(model, layer_filter, runtime, threads, rank_multiple, cache_dir=(
+            None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=use_cache, on_step=on_step,
+            warn=warn)
 
     def build(target, metric):
-        plan = allocate(model, sens, target, metric, rank_multiple)
+        plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)
         return apply_plan(model, plan), plan
 
     if max_drop is None:
-        metric, target = ("params", target_params) if target_params is not None else ("macs", target_macs)
+        metric, target = next((m, t) for m, t in (("params", target_params), ("macs", target_macs),
+                                                  ("latency", target_latency)) if t is not None)
         new_model, plan = build(target, metric)
         fit = _tune(new_model, train, settings, teacher, callbacks)
-        return CompressResult(new_model, plan, sens, fit, metric, target)
+        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile)
 
     base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
@@ -143,4 +161,4 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
             f"allow a larger max_drop, more epochs, or more trials."
         )
     candidate, plan, fit = best
-    return CompressResult(candidate, plan, sens, fit, "params", hi, history)
+    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile)

@@ -39,7 +39,7 @@ import numpy as np
 from . import runtimes
 from .errors import ExportError, OutputPathError
 from .lowered import light_layers, lower_model
-from .measure import Latency
+from .latency import Latency
 
 FORMATS = ("keras", "tf_saved_model", "litert", "onnx")
 ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
@@ -70,11 +70,11 @@ def check_settings(fmt, quantize="none", int8_io=False):
         raise ExportError(f"quantize={quantize!r} is unknown; use one of {', '.join(QUANTIZATIONS)}.")
     if quantize != "none" and fmt != "litert":
         raise ExportError(
-            f"quantize={quantize} applies to the litert format only; use --format litert, or "
-            f"--quantize none for {fmt}."
+            f"quantize={quantize} applies to the litert format only; use format=litert, or "
+            f"quantize=none for {fmt}."
         )
     if int8_io and quantize != "int8":
-        raise ExportError("int8 input/output needs int8 quantisation; add --quantize int8.")
+        raise ExportError("int8_io=True needs int8 quantisation; add quantize=int8.")
     return fmt
 
 
@@ -97,26 +97,15 @@ def default_output(model_path, fmt, quantize="none") -> Path:
 
 def check_output(path, fmt, *, force=False, inputs=()) -> Path:
     """Refuse, before any work, an output path that is wrong for ``fmt`` or must not be written."""
+    from .model_io import check_output as check_file
+
     fmt = _format(fmt)
     path = Path(path)
-    suffix = SUFFIXES[fmt]
-    if suffix and path.suffix.lower() != suffix:
-        raise OutputPathError(f"output {path} must end in {suffix} for format {fmt}.")
-    if fmt == "tf_saved_model" and path.exists() and not path.is_dir():
-        raise OutputPathError(f"output {path} is a file; a SavedModel is a folder: choose another -o path.")
-    if not path.parent.is_dir():
-        raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
-    if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"output folder {path.parent} is not writable; choose another -o path.")
-    for source in inputs:
-        if Path(source).exists() and path.resolve() == Path(source).resolve():
-            raise OutputPathError(
-                f"output {path} is the input file; lightcompress never overwrites its input: "
-                f"choose another -o path."
-            )
-    if path.exists() and not force:
-        raise OutputPathError(f"{path} exists; pass --force to overwrite it, or choose another -o path.")
-    return path
+    if fmt != "tf_saved_model":
+        return check_file(path, force=force, inputs=inputs, suffixes=(SUFFIXES[fmt],))
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"output {path} is a file; a SavedModel is a folder: choose another output path.")
+    return check_file(path, force=force, inputs=inputs, suffixes=("",))
 
 
 # -- calibration -----------------------------------------------------------------------------

@@ -1,66 +1,46 @@
-"""Measured numbers for whole models: size in memory and on disk, and latency.
+"""Measured numbers for whole models: size in memory and on disk, and latency in a runtime.
 
-Latency is wall-clock time of ``model.predict_on_batch`` (the compiled inference step) on random
-inputs: warm-up calls first, then the median of ``repeats`` timed calls. It is a measurement on
-this machine and backend, never derived from a FLOP count.
+Keras models are timed in the runtime asked for (see ``latency``: LiteRT interpreter, or the
+compiled Keras forward pass); exported artefacts (.tflite, .onnx, SavedModel) in their own.
+Latency is always a measurement on this machine, never derived from a FLOP count.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import analyze
-from .errors import LightCompressError
-from .factorize import model_inputs_like
-
-
-@dataclass
-class Latency:
-    batch: int
-    median_ms: float
-    min_ms: float
-    repeats: int
-    warmup: int
-
-
-def latency(model, batch=1, repeats=30, warmup=5, seed=0) -> Latency:
-    """Median milliseconds of one inference call on a batch of ``batch`` random inputs."""
-    if repeats < 1 or warmup < 0 or batch < 1:
-        raise LightCompressError(
-            f"latency needs repeats >= 1, warmup >= 0 and batch >= 1; got repeats={repeats}, "
-            f"warmup={warmup}, batch={batch}."
-        )
-    x = model_inputs_like(model, batch=batch, seed=seed)
-    for _ in range(warmup):
-        model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return Latency(batch, statistics.median(times), min(times), repeats, warmup)
+from . import analyze, latency
+from .latency import Latency
 
 
 @dataclass
 class ModelMeasure:
-    """Size and cost of one model."""
+    """Size and cost of one model (None where an artefact does not say)."""
 
     path: str
-    params: int
-    trainable_params: int
-    macs: int
-    weight_bytes: int
+    params: int | None
+    trainable_params: int | None
+    macs: int | None
+    weight_bytes: int | None
     file_bytes: int | None
+    runtime: str = ""
     not_counted: list = field(default_factory=list)  # layer types whose MACs count as zero
     latency: list = field(default_factory=list)  # [Latency, ...]
 
 
-def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5) -> ModelMeasure:
+def _file_bytes(path):
+    from .runtimes import path_bytes
+
+    return path_bytes(path) if path and Path(path).exists() else None
+
+
+def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5, runtime=None,
+            threads=latency.DEFAULT_THREADS) -> ModelMeasure:
+    """Params, MACs, bytes of a Keras model and its latency in ``runtime`` at each batch size."""
+    runtime = latency.check_runtime(runtime)
     stats = analyze.layer_stats(model)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return ModelMeasure(
@@ -69,7 +49,20 @@ def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5) -> ModelMea
         trainable_params=trainable,
         macs=int(sum(s.macs or 0 for s in stats)),
         weight_bytes=analyze.weight_bytes(model),
-        file_bytes=Path(path).stat().st_size if path else None,
+        file_bytes=_file_bytes(path),
+        runtime=latency.describe(runtime, threads),
         not_counted=analyze.not_counted(stats),
-        latency=[latency(model, b, repeats, warmup) for b in batches],
+        latency=latency.model_latency(model, runtime, batches, repeats, warmup, threads),
     )
+
+
+def measure_artifact(artifact, batches=(1, 32), repeats=30, warmup=5) -> ModelMeasure:
+    """File bytes and latency of an exported artefact in its own runtime."""
+    return ModelMeasure(
+        path=str(artifact.path), params=None, trainable_params=None, macs=None, weight_bytes=None,
+        file_bytes=_file_bytes(artifact.path), runtime=artifact.runtime,
+        latency=[artifact.latency(b, repeats, warmup) for b in batches],
+    )
+
+
+__all__ = ["Latency", "ModelMeasure", "measure", "measure_artifact"]

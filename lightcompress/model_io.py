@@ -163,7 +163,8 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
     """Validate an output path before any long work: suffix, folder, no input, no silent overwrite."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
-        raise OutputPathError(f"output {path} must end in {' or '.join(suffixes)}.")
+        raise OutputPathError(f"output {path} must end in {' or '.join(suffixes)}."
+                              if any(suffixes) else f"output {path} must be a folder name without a suffix.")
     if not path.parent.is_dir():
         raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
     if not os.access(path.parent, os.W_OK):

@@ -103,55 +103,98 @@ def tune(net, prepared, settings, teacher=None, callbacks=()):
     return fit, before, evaluate(net, prepared)
 
 
-def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None) -> dict:
-    """Several models side by side: measured size, cost and latency; with data, accuracy and
-    agreement with the first. Returns the `compare` report dict."""
+def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None,
+                   runtime=None, threads=2) -> dict:
+    """Several models side by side: measured size, cost and latency (Keras models in ``runtime``,
+    exported artefacts in their own); with data, accuracy and agreement with the first. ``nets``
+    holds Keras models or loaded artefacts (``runtimes.load_artifact``). Returns the `compare`
+    report dict."""
+    from .runtimes import Artifact, artifact_agreement
+
     measures = []
     for net, path in zip(nets, paths):
         if on_model:
             on_model(path)
-        measures.append(measure.measure(net, path, batches=batches, repeats=repeats, warmup=warmup))
+        if isinstance(net, Artifact):
+            measures.append(measure.measure_artifact(net, batches, repeats, warmup))
+        else:
+            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime, threads))
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
-        agreements = [agreement(nets[0], net, prepared.x_test) for net in nets]
-    return report.compare_dict(measures, device_name(), evaluations, agreements,
-                               analyze.matching_layers(nets), prepared.name if prepared else None)
+        agreements = [artifact_agreement(nets[0], net, prepared.x_test) for net in nets]
+    keras_nets = [n for n in nets if not isinstance(n, Artifact)]
+    layers = analyze.matching_layers(keras_nets) if len(keras_nets) == len(nets) else []
+    return report.compare_dict(measures, device_name(), evaluations, agreements, layers,
+                               prepared.name if prepared else None)
+
+
+def load_any(path, trust=False, threads=2):
+    """A Keras model file, or an exported artefact (.tflite, .onnx, SavedModel folder) loaded in
+    its runtime."""
+    from . import runtimes
+
+    if runtimes.is_artifact_path(path):
+        return runtimes.load_artifact(path, threads=threads)
+    return model_io.load_model(path, trust=trust)
 
 
 def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
-                  trust=False, stage=_quiet):
-    """``compare_models`` on model files: (report dict, loaded models)."""
+                  trust=False, runtime=None, threads=2, stage=_quiet):
+    """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded)."""
+    from . import latency
     from .errors import OptionError
 
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
+    runtime = latency.check_runtime(runtime)
     with stage("loading models"):
-        nets = [model_io.load_model(path, trust=trust) for path in paths]
+        nets = [load_any(path, trust, threads) for path in paths]
     prepared = None
     if data is not None:
         with stage(f"loading data set {data.name}"):
-            prepared = load_for_model(nets[0], data)
+            prepared = load_data_for(nets[0], data)
     with stage("timing and evaluating"):
-        out = compare_models(nets, paths, prepared, batches, repeats, warmup)
+        out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime, threads=threads)
     return out, nets
+
+
+def load_data_for(net, data: DataSpec):
+    """``data`` shaped for a Keras model or an artefact (through a stand-in Keras model with the
+    artefact's input shape and output size)."""
+    import keras
+    import numpy as np
+
+    from .runtimes import Artifact
+
+    if not isinstance(net, Artifact):
+        return load_for_model(net, data)
+    shape = net._input_shapes()[0]
+    units = np.asarray(net.predict(np.zeros((1, *shape), np.float32))).shape[-1]
+    stand_in = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)])
+    return load_for_model(stand_in, data)
 
 
 def compress_file(source, output=None, *, data: DataSpec | None = None, layer_filter=None,
                   settings=None, force=False, trust=False, repeats=30, callbacks=(), stage=_quiet,
-                  **goal_and_options) -> dict:
+                  export=None, **goal_and_options) -> dict:
     """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``) and its
     plan (``<output stem>.plan.json``), and reports it against the original."""
     from .compression import check_goal
 
     source = Path(source)
-    check_goal(*(goal_and_options.get(k) for k in ("target_params", "target_macs", "max_drop")))
+    from . import latency
+
+    check_goal(*(goal_and_options.get(k) for k in ("target_params", "target_macs", "max_drop", "target_latency")))
+    runtime = goal_and_options["runtime"] = latency.check_runtime(goal_and_options.get("runtime"))
+    threads = goal_and_options.setdefault("threads", latency.DEFAULT_THREADS)
+    export_target = _check_export(export, source, output, force)
     settings = settings or ft.FitSettings()
     ft.check_settings(settings)
     if goal_and_options.get("cache_dir") is not None:
-        from .planning.sensitivity import check_cache_dir
+        from . import cache
 
-        check_cache_dir(goal_and_options["cache_dir"])
+        cache.check_dir(goal_and_options["cache_dir"])
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.compressed.keras"),
                                    force=force, inputs=[source])
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
@@ -167,8 +210,34 @@ def compress_file(source, output=None, *, data: DataSpec | None = None, layer_fi
     write_plan(result.plan, plan_path, force=force, inputs=[source])
     with stage("measuring both models"):
         compared = compare_models([original, model_io.load_model(target)], [source, target], prepared,
-                                  repeats=repeats)
-    return report.compress_dict(result, compared, plan_path, target)
+                                  repeats=repeats, runtime=runtime, threads=threads)
+    out = report.compress_dict(result, compared, plan_path, target)
+    if export_target is not None:
+        fmt, quantize, path = export_target
+        out["export"] = export_file(target, fmt, path, quantize=quantize, data=data, threads=threads,
+                                    force=force, stage=stage)
+    return out
+
+
+EXPORT_CHOICES = {"litert": ("litert", "none"), "litert-float16": ("litert", "float16"),
+                  "litert-dynamic": ("litert", "dynamic"), "litert-int8": ("litert", "int8"),
+                  "keras": ("keras", "none"), "saved_model": ("saved_model", "none"), "onnx": ("onnx", "none")}
+
+
+def _check_export(export, source, output, force):
+    """(format, quantize, path) for ``compress``'s export option, checked before any work."""
+    if export is None:
+        return None
+    from . import export as ex
+    from .errors import OptionError
+
+    if export not in EXPORT_CHOICES:
+        raise OptionError("is unknown", option="export", value=export, allowed=f"one of {', '.join(EXPORT_CHOICES)}")
+    fmt, quantize = EXPORT_CHOICES[export]
+    fmt = ex.check_settings(fmt, quantize)
+    keras_target = Path(output) if output else source.with_name(f"{stem(source)}.compressed.keras")
+    path = ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])
+    return fmt, quantize, path
 
 
 

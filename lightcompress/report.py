@@ -342,7 +342,7 @@ def compare_sections(data: dict) -> list[Section]:
         cells = [label]
         for m in models:
             value = m[key]
-            cells.append(fmt(value) + ("" if m is base else f" ({_x(value, base[key])})"))
+            cells.append(fmt(value) + ("" if m is base or value is None else f" ({_x(value, base[key])})"))
         summary.rows.append(cells)
 
     row("params", "params", _num)
@@ -366,10 +366,16 @@ def compare_sections(data: dict) -> list[Section]:
             summary.rows.append(cells)
         summary.rows.append(["agreement with first"] + [f"{m['agreement']:.4f}" for m in models])
     reps = base["latency"][0]
+    runtimes = sorted({m.get("runtime", "") for m in models})
+    where = runtimes[0] if len(runtimes) == 1 else "each model's runtime (" + "; ".join(
+        f"{n}: {m.get('runtime', '')}" for n, m in zip(names, models)) + ")"
     summary.lines.append(
-        f"latency: median of {reps['repeats']} calls after {reps['warmup']} warm-up, on {data['device']}"
+        f"latency: median of {reps['repeats']} calls after {reps['warmup']} warm-up, in {where}, on {data['device']}"
         + (f"; accuracy on the test images of {data['dataset']}" if data.get("dataset") else "")
     )
+    if any(m is not base and m["latency"][0]["median_ms"] > reps["median_ms"] * 1.05 for m in models):
+        summary.lines.append("note: a model slower than the first at batch 1 is shown as such (>1x); "
+                             "compress guards against it unless allow_slower")
     not_counted = sorted({k for m in models for k in m["not_counted"]})
     if not_counted:
         summary.lines.append("MACs not counted (as zero) for: " + ", ".join(not_counted))
@@ -426,7 +432,28 @@ def compress_dict(result, compare, plan_path, output) -> dict:
                      "device": result.fit.device, "interrupted": result.fit.interrupted,
                      "history": result.fit.history},
         "compare": compare,
+        "latency_profile": None if result.profile is None else profile_dict(result.profile),
     }
+
+
+def profile_dict(profile) -> dict:
+    """A latency profile (see ``latency.Profile``) as a JSON-ready dict."""
+    return asdict(profile)
+
+
+def latency_sections(p: dict) -> list[Section]:
+    """Per layer: batch-1 time as it is and at each timed (rank, mode), in the profiled runtime."""
+    table = Section(f"latency per layer, batch 1, {p['runtime']} ({p['threads']} threads)",
+                    ["layer", ">as it is (us)", "options: rank mode us (ratio)"])
+    for ls in p["layers"]:
+        base = ls["options"][0]["ms"]
+        opts = ", ".join(f"r{o['rank']} {o['mode']} {o['ms'] * 1000:.1f} ({o['ms'] / base:.2f}x)"
+                         for o in ls["options"][1:])
+        table.rows.append([ls["name"], f"{base * 1000:.1f}", opts])
+    source = "read from the cache" if p["from_cache"] else f"measured in {p['seconds']:.1f} s"
+    table.lines.append(f"whole model: {p['model_ms'] * 1000:.1f} us; each layer timed alone, net of the "
+                       f"runtime's per-call overhead; {source} ({p['cache_file'] or 'not cached'})")
+    return [table]
 
 
 def compress_sections(data: dict) -> list[Section]:
@@ -445,7 +472,16 @@ def compress_sections(data: dict) -> list[Section]:
     per_epoch = f"{sum(f['epoch_seconds']) / len(f['epoch_seconds']):.1f} s/epoch" if f["epoch_seconds"] else ""
     plan.lines.append(f"fine-tuned {f['epochs_run']} epoch(s) (best {f['best_epoch']}), {per_epoch} on {f['device']}"
                       f"; goal: {goal['metric']} {goal['target']:g}; saved {data['output']}")
-    return [plan] + compare_sections(data["compare"])
+    sections = [plan] + compare_sections(data["compare"])
+    if data.get("latency_profile"):
+        lp = data["latency_profile"]
+        plan.lines.append(f"latency guard: options measured in {lp['runtime']} ({lp['threads']} threads); "
+                          f"none slower than its layer as it is was allowed"
+                          if "latency guard" in data["plan"]["policy"] else
+                          f"latency measured in {lp['runtime']} ({lp['threads']} threads)")
+    if data.get("export"):
+        sections += export_sections(data["export"])
+    return sections
 
 
 # -- export -----------------------------------------------------------------------------------

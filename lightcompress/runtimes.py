@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExportError, LightCompressError
-from .measure import Latency
+from .latency import Latency
 
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 ONNX_INSTALL = 'pip install "lightcompress[onnx]"'

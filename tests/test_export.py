@@ -234,7 +234,7 @@ def test_each_format_round_trips_and_verifies(fmt, name, light_cnn, tmp_path, rn
     np.testing.assert_allclose(artifact.predict(x, batch_size=7), light_cnn.predict(x, verbose=0), atol=1e-4)
     if fmt != "keras":
         assert "thread" in artifact.runtime
-    with pytest.raises(LightCompressError, match="exists; pass --force"):
+    with pytest.raises(LightCompressError, match="exists; pass force=True"):
         export.export_model(light_cnn, tmp_path / name, fmt)
     export.export_model(light_cnn, tmp_path / name, fmt, force=True, repeats=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]

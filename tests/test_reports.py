@@ -59,20 +59,15 @@ def test_uncounted_layers_and_shared_layers():
     assert rows["shared_fc"].macs == 2 * 50 * 50  # called twice
 
 
-def test_measure_counts_and_latency_repeats(monkeypatch):
+def test_measure_counts_params_macs_and_names_the_runtime():
     from .models import residual
     model = residual()
-    calls = []
-    original = model.predict_on_batch
-    monkeypatch.setattr(model, "predict_on_batch", lambda x: calls.append(len(x)) or original(x))
-    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2)
-    assert calls == [1] * 9 + [4] * 9
+    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime="keras")
     assert [lat.batch for lat in m.latency] == [1, 4]
     assert all(lat.median_ms > 0 and lat.min_ms <= lat.median_ms and lat.repeats == 7 for lat in m.latency)
     assert m.params == model.count_params() and m.macs == sum(r.macs or 0 for r in analyze.layer_stats(model))
     assert "BatchNormalization" in m.not_counted and "Add" in m.not_counted
-    with pytest.raises(Exception, match="repeats >= 1"):
-        measure.latency(model, repeats=0)
+    assert m.runtime.startswith("compiled Keras forward pass")
 
 
 def test_inspect_ranks_match_numpy_svd(tmp_path):

@@ -13,7 +13,7 @@ NAME = "compare"
 
 
 def command(
-    models: Annotated[list[Path], typer.Argument(help="Two or more models; the first is the reference.")],
+    models: Annotated[list[Path], typer.Argument(help="Two or more models (.keras, .h5) or exported artefacts (.tflite, .onnx, SavedModel folder); the first is the reference.")],
     dataset: o.DatasetOpt = None,
     npz_keys: o.NpzKeys = None,
     scale: o.Scale = None,
@@ -22,6 +22,8 @@ def command(
     repeats: Annotated[int, typer.Option(help="Timed inference calls per latency figure (median taken).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
     batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
+    runtime: o.RuntimeOpt = None,
+    threads: o.Threads = 2,
     plot: o.PlotOpt = None,
     force: o.Force = False,
     json_out: o.JsonOut = False,
@@ -30,6 +32,9 @@ def command(
     debug: o.Debug = False,
 ):
     """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.
+
+    Keras models are timed in --runtime (LiteRT by default); .tflite, .onnx and SavedModel
+    artefacts in their own runtime.
 
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
     """
@@ -42,8 +47,9 @@ def command(
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     out, nets = pipeline.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
-                                       trust=trust_model, stage=o.spinner(o.stderr()))
-    if plot:
+                                       trust=trust_model, runtime=runtime, threads=threads,
+                                       stage=o.spinner(o.stderr()))
+    if plot and out["layers"]:
         from ..plots import compare_plot
 
         compare_plot(out, plot, spectra=pipeline.chosen_spectra(nets, out["layers"]), force=force)

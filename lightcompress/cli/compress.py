@@ -18,6 +18,7 @@ def command(
     dataset: o.DatasetOpt = None,
     target_params: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the model's params (0.2 = 5x smaller).")] = None,
     target_macs: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")] = None,
+    target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
     epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = d.DEFAULT_EPOCHS,
     distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
@@ -41,6 +42,10 @@ def command(
     resize: o.Resize = False,
     train_limit: o.TrainLimit = None,
     test_limit: o.TestLimit = None,
+    runtime: o.RuntimeOpt = None,
+    threads: o.Threads = 2,
+    allow_slower: Annotated[bool, typer.Option("--allow-slower", help="Allow factorisations measured slower than the layer they replace (skips the per-layer timing).")] = False,
+    export: Annotated[Optional[str], typer.Option(help="Also write a verified deployable file beside the model: litert, litert-float16, litert-dynamic, litert-int8, keras, saved_model or onnx.")] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
     plot: o.PlotOpt = None,
     force: o.Force = False,
@@ -49,11 +54,13 @@ def command(
     trust_model: o.TrustModel = False,
     debug: o.Debug = False,
 ):
-    """Hit a size budget with the least accuracy lost (sensitivity, allocation, distillation).
+    """Hit a size or latency budget with the least accuracy lost (sensitivity, allocation, distillation).
 
-    Measures each layer's accuracy cost per rank on held-out training images (cached), allocates
-    ranks for the budget, converts, fine-tunes with distillation from the original, and prints the
-    compare report of the original against the result. Saves the model and the plan
+    Measures each layer's accuracy cost per rank on held-out training images and its latency per
+    rank in --runtime (both cached), allocates ranks for the budget without choosing any
+    factorisation measured slower than the layer it replaces (unless --allow-slower), converts,
+    fine-tunes with distillation from the original, and prints the compare report of the
+    original against the result. Saves the model and the plan
     (<output stem>.plan.json; convert --plan applies it again).
 
     Example: lightcompress compress model.h5 --dataset fashion_mnist --target-params 0.2
@@ -80,7 +87,9 @@ def command(
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode),
                 settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
-                target_params=target_params, target_macs=target_macs, max_drop=max_drop, distill=distill,
+                target_params=target_params, target_macs=target_macs, target_latency=target_latency,
+                max_drop=max_drop, distill=distill, runtime=runtime, threads=threads, allow_slower=allow_slower,
+                export=export,
                 alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,
                 trials=trials, cache_dir=cache_dir, use_cache=not no_cache, on_step=on_step,
                 warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False),

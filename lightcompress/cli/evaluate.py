@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from . import options as o
 
 NAME = "evaluate"
 
 
 def command(
-    model: o.ModelPath,
+    model: Annotated[Path, typer.Argument(help="A Keras model (.keras, .h5) or an exported artefact (.tflite, .onnx, SavedModel folder).")],
     dataset: o.DatasetOpt = None,
     npz_keys: o.NpzKeys = None,
     scale: o.Scale = None,
@@ -23,19 +28,18 @@ def command(
 
     Example: lightcompress evaluate model.keras --dataset fashion_mnist
     """
-    from .. import model_io, report
-    from ..data import load_for_model
+    from .. import pipeline, report
     from ..devices import device_name
     from ..evaluation import evaluate
 
     o.check_form(json_out, markdown_out)
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
-        net = model_io.load_model(model, trust=trust_model)
+        net = pipeline.load_any(model, trust=trust_model)
     spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     with stage(f"loading data set {spec.name}"):
-        prepared = load_for_model(net, spec)
+        prepared = pipeline.load_data_for(net, spec)
     with stage("evaluating"):
         result = evaluate(net, prepared)
-    out = report.evaluation_dict(model, prepared, result, device_name())
+    out = report.evaluation_dict(model, prepared, result, getattr(net, "runtime", None) or device_name())
     o.emit(out, report.evaluation_sections, json_out, markdown_out)

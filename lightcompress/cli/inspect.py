@@ -19,6 +19,9 @@ def command(
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's accuracy cost per rank on --dataset.")] = False,
     dataset: o.DatasetOpt = None,
     holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = DEFAULT_HOLDOUT,
+    latency: Annotated[bool, typer.Option("--latency", help="Also time each layer alone, as it is and at each rank, in --runtime.")] = False,
+    runtime: o.RuntimeOpt = None,
+    threads: o.Threads = 2,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     force: o.Force = False,
     json_out: o.JsonOut = False,
@@ -54,6 +57,17 @@ def command(
 
         def sections(d):
             return report.inspect_sections(d) + report.sensitivity_sections(d["sensitivity"])
+    if latency:
+        from .. import latency as lat
+        from ..planning import LayerFilter
+
+        with stage("timing layers"):
+            prof = lat.profile(net, LayerFilter(conv_mode="auto"), runtime, threads, use_cache=not no_cache)
+        out["latency"] = report.profile_dict(prof)
+        before_latency = sections
+
+        def sections(d, before=before_latency):
+            return before(d) + report.latency_sections(d["latency"])
     if plot:
         from ..plots import inspect_plot
 

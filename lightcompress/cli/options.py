@@ -89,6 +89,15 @@ def fit_settings(epochs, batch_size, lr, val_split, patience, seed):
     return FitSettings(epochs, batch_size, lr, val_split, patience, seed)
 
 
+# -- runtime ------------------------------------------------------------------------------------
+RuntimeOpt = Annotated[
+    Optional[str],
+    typer.Option("--runtime", help="Where latency is measured: litert (the LiteRT interpreter a deployment runs; "
+                 "default with TensorFlow) or keras (the compiled Keras forward pass on this backend)."),
+]
+Threads = Annotated[int, typer.Option(help="Threads of the LiteRT interpreter when timing.")]
+
+
 # -- output --------------------------------------------------------------------------------------
 def check_form(json_out, markdown_out):
     """Refuse two output forms at once, before any work."""

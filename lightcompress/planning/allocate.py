@@ -38,8 +38,11 @@ def with_every_rank(ls: LayerSensitivity) -> LayerSensitivity:
     return LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, options)
 
 
+METRICS = ("params", "macs", "latency")
+
+
 def _cost(option, metric):
-    return option.params if metric == "params" else option.macs
+    return {"params": option.params, "macs": option.macs, "latency": option.latency}[metric]
 
 
 def _pick(layers, lam, metric, base_loss):
@@ -92,21 +95,64 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
         choice[best[1]] = best[2]
 
 
-def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=1) -> Plan:
-    """A plan keeping about ``target`` (a fraction) of the model's params or MACs.
+def with_latency(ls: LayerSensitivity, layer_latency, allow_slower=False) -> tuple[LayerSensitivity, bool]:
+    """The layer's options with their measured latency (ms, interpolated between timed ranks);
+    options slower than the layer as it is are dropped unless ``allow_slower``. Returns the
+    options and whether any were dropped for being slower."""
+    keep_ms = layer_latency.original_ms
+    options, dropped = [], False
+    for o in ls.options:
+        ms = layer_latency.ms(o.rank, o.mode)
+        if o.rank is not None and ms > keep_ms and not allow_slower:
+            dropped = True
+            continue
+        options.append(replace(o, latency=ms))
+    return LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, options), dropped
+
+
+def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=1, latency=None,
+             allow_slower=False) -> Plan:
+    """A plan keeping about ``target`` (a fraction) of the model's params, MACs or batch-1
+    latency (``metric``).
 
     With ``multiple`` > 1 only the measured ranks (multiples of it) are used; otherwise every rank
-    between them is allowed, its loss interpolated."""
+    between them is allowed, its loss interpolated. With a latency ``Profile`` (see ``latency``)
+    every option carries its measured time, and under any budget an option measured slower than
+    the layer as it is is never chosen unless ``allow_slower``; the plan names the layers left
+    for that reason. A latency budget needs the profile."""
+    if metric not in METRICS:
+        raise RankError("is unknown", option="metric", value=metric, allowed=f"one of {', '.join(METRICS)}")
+    if metric == "latency" and latency is None:
+        raise RankError("a latency budget needs measured per-layer latencies (a latency profile).")
     measured = {ls.name: ls.options for ls in sens.layers}
-    if metric == "params":
-        whole = int(model.count_params())
-    else:
-        whole = int(sum(s.macs or 0 for s in layer_stats(model)))
-    in_table = sum(_cost(ls.options[0], metric) for ls in sens.layers)
     if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
         sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
-    choice = choose(sens, target * whole, whole - in_table, metric)
-    plan = Plan(policy=f"sensitivity, target {metric} {target:g}")
+    slower = set()
+    if latency is not None:
+        timed = []
+        for ls in sens.layers:
+            layer_latency = latency.layer(ls.name)
+            if layer_latency is None:  # not timed (unknown input size): keep it as it is
+                timed.append(LayerSensitivity(ls.name, ls.kind, ls.kernel_shape,
+                                              [replace(ls.options[0], latency=0.0)]))
+                continue
+            ls, dropped = with_latency(ls, layer_latency, allow_slower)
+            if dropped and len(ls.options) == 1:
+                slower.add(ls.name)
+            timed.append(ls)
+        sens = replace(sens, layers=timed)
+    if metric == "params":
+        whole = int(model.count_params())
+    elif metric == "macs":
+        whole = int(sum(s.macs or 0 for s in layer_stats(model)))
+    else:
+        whole = latency.model_ms
+    in_table = sum(_cost(ls.options[0], metric) for ls in sens.layers)
+    fixed = whole - in_table if metric != "latency" else max(0.0, whole - in_table)
+    budget = target * whole if metric != "latency" else target * max(whole, in_table)
+    choice = choose(sens, budget, fixed, metric)
+    plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
+                + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""))
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():
@@ -116,11 +162,15 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
         ls, i = picked[name]
         option = ls.options[i]
         if option.rank is None:
-            plan.layers.append(keep(c, "kept: every rank that fits costs more loss than it saves"))
+            reason = ("kept: every factorisation was measured slower than the layer as it is"
+                      if name in slower else "kept: every rank that fits costs more loss than it saves")
+            plan.layers.append(keep(c, reason))
             continue
         increase = option.loss - sens.base_loss
-        plan.layers.append(factorise(c, option.mode, option.rank,
-                                    f"sensitivity: loss +{increase:.4f} alone on the held-out slice"
-                                    + ("" if any(o.rank == option.rank and o.mode == option.mode
-                                                 for o in measured[name]) else " (interpolated)")))
+        note = (f"sensitivity: loss +{increase:.4f} alone on the held-out slice"
+                + ("" if any(o.rank == option.rank and o.mode == option.mode for o in measured[name])
+                   else " (interpolated)"))
+        if option.latency is not None and latency is not None:
+            note += f"; {option.latency * 1000:.1f} us vs {ls.options[0].latency * 1000:.1f} us as it is"
+        plan.layers.append(factorise(c, option.mode, option.rank, note))
     return plan

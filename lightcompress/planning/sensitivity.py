@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +18,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import keras_private, registry, svd
-from ..errors import LightCompressError
+from .. import cache, keras_private, registry, svd
 from ..analyze import candidates, iter_layers
 from ..data import Prepared
 from ..evaluation import evaluate, output_kind
-from ..model_io import atomic_write, plain_copy
+from ..model_io import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
@@ -41,6 +39,7 @@ class Option:
     macs: int
     loss: float  # on the held-out slice, with only this layer changed
     accuracy: float
+    latency: float | None = None  # ms at batch 1 in the profiled runtime (see latency.profile)
 
 
 @dataclass
@@ -112,39 +111,13 @@ def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int) -
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lightcompress" / "sensitivity"
+    return cache.root() / "sensitivity"
 
 
-def read_cache(cache_file: Path, warn=None) -> Sensitivity | None:
-    """The cached table in ``cache_file``, or None. A corrupt or foreign file is a miss: ``warn``
-    is told (one line naming the file) and the table is recomputed and replaced."""
-    if not cache_file.exists():
-        return None
-    try:
-        result = Sensitivity.from_dict(json.loads(cache_file.read_text()))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
-        if warn:
-            warn(f"ignoring the unreadable sensitivity cache file {cache_file} ({type(err).__name__}); "
-                 f"recomputing it")
-        return None
-    result.evaluations, result.from_cache, result.cache_file = 0, True, str(cache_file)
+def _parse(data) -> Sensitivity:
+    result = Sensitivity.from_dict(data)
+    result.evaluations, result.from_cache = 0, True
     return result
-
-
-def write_cache(result: Sensitivity, cache_file: Path):
-    """Write atomically under a unique temporary name: concurrent runs never collide."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(cache_file, lambda tmp: tmp.write_text(json.dumps(result.to_dict())))
-    result.cache_file = str(cache_file)
-
-
-def check_cache_dir(cache_dir) -> Path:
-    """The cache folder to use; refuses a path that is a file, before any work."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if folder.exists() and not folder.is_dir():
-        raise LightCompressError(f"cache folder {folder} is a file; give a folder for cache_dir.")
-    return folder
 
 
 def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
@@ -158,9 +131,11 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
     layer_filter = layer_filter or LayerFilter()
     cache_file = None
     if cache_dir is not None or use_cache:
-        cache_file = check_cache_dir(cache_dir) / f"{cache_key(model, data, layer_filter, multiple)}.json"
-        cached = read_cache(cache_file, warn) if use_cache else None
+        folder = cache.check_dir(cache_dir if cache_dir is not None else default_cache_dir())
+        cache_file = folder / f"{cache_key(model, data, layer_filter, multiple)}.json"
+        cached = cache.read(cache_file, _parse, "sensitivity cache", warn) if use_cache else None
         if cached is not None:
+            cached.cache_file = str(cache_file)
             return cached
 
     start = time.perf_counter()
@@ -200,5 +175,6 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
     result.layers = [by_name[c.name] for c in chosen if c.name in by_name]
     result.seconds = time.perf_counter() - start
     if cache_file is not None:
-        write_cache(result, cache_file)
+        cache.write(result.to_dict(), cache_file)
+        result.cache_file = str(cache_file)
     return result
