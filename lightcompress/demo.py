@@ -1,9 +1,10 @@
-"""The one-command demo: convert a trained sample model, fine-tune it briefly, compare.
+"""The one-command demo: compress a trained sample model, ship it, and compare, offline.
 
-Runs offline on the embedded digits data set. The sample model is the committed
-``sample_models/digits_cnn.keras`` when the project is checked out; otherwise (an installed
-wheel) the same model is trained here first, deterministically, in a few seconds. The stages are
-the library's own flows (``pipeline``), run on files in the demo folder.
+The sample model is the committed ``sample_models/digits_cnn.keras`` when the project is checked
+out; otherwise (an installed wheel) the same model is trained here first, deterministically, in a
+few seconds. The data is the embedded digits set. The stages are the library's own flows
+(``pipeline.compress_file`` with its sensitivity analysis, allocation, latency guard,
+distillation and a verified int8 LiteRT export), run on files in the demo folder.
 """
 
 from __future__ import annotations
@@ -17,26 +18,27 @@ from .planning import LayerFilter, TargetParams
 from .planning.filters import check_whole
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_cnn.keras"
+EXPORT = "litert-int8"
 
 
 @dataclass
 class DemoFiles:
     original: Path
-    converted: Path
-    tuned: Path
-    history: Path
+    compressed: Path
+    plan: Path
+    deployable: Path
 
 
 def files_in(folder) -> DemoFiles:
     folder = Path(folder)
-    return DemoFiles(folder / "digits_cnn.keras", folder / "digits_cnn.light.keras",
-                     folder / "digits_cnn.tuned.keras", folder / "digits_cnn.tuned.history.json")
+    return DemoFiles(folder / "digits_cnn.keras", folder / "digits_cnn.compressed.keras",
+                     folder / "digits_cnn.compressed.plan.json", folder / "digits_cnn.compressed.int8.tflite")
 
 
 def check_outputs(folder, force) -> DemoFiles:
     """Refuse to overwrite an earlier demo's files unless forced, before any work starts."""
     files = files_in(folder)
-    for path in (files.original, files.converted, files.tuned, files.history):
+    for path in (files.original, files.compressed, files.plan, files.deployable):
         model_io.check_output(path, force=force, suffixes=(path.suffix,))
     return files
 
@@ -53,26 +55,37 @@ def sample_model(files: DemoFiles, force, log):
     model_io.save_model(model, files.original, force=force)
 
 
-def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=pipeline._quiet) -> dict:
-    """Convert, fine-tune and compare the sample model in ``folder``: the `demo` report dict
-    (its ``convert``, ``finetune`` and ``compare`` parts are those commands' reports)."""
-    rule = TargetParams(target_params)  # every option is checked before any file is written
+def verdict(compared: dict) -> str:
+    """One plain sentence on speed, from the measured batch-1 and batch-32 latencies."""
+    base, new = compared["models"][0], compared["models"][1]
+    ratios = [n["median_ms"] / b["median_ms"] for b, n in zip(base["latency"], new["latency"])]
+    where = new.get("runtime", "")
+    if all(r <= 1.0 for r in ratios):
+        return (f"the compressed model is faster in {where}: "
+                + ", ".join(f"{r:.2f}x the time at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"])))
+    return (f"this machine shows no speed-up in {where} ("
+            + ", ".join(f"{r:.2f}x at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"]))
+            + "): the model is smaller, but not faster here")
+
+
+def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=pipeline._quiet,
+        runtime=None) -> dict:
+    """Compress, export and compare the sample model in ``folder``: the `demo` report dict (its
+    ``compress`` part is the compress command's report, with the export)."""
+    TargetParams(target_params)  # every option is checked before any file is written
     check_whole("epochs", epochs, 1)
     files = check_outputs(folder, force)
     sample_model(files, force, log)
-    digits = data.DataSpec("digits")
-    converted = pipeline.convert_file(files.original, files.converted, rule=rule,
-                                      layer_filter=LayerFilter(min_params=0, conv_mode="auto"),
-                                      data=digits, force=force, stage=stage)
-    tuned = pipeline.finetune_file(files.converted, files.tuned, data=digits,
-                                   settings=ft.FitSettings(epochs=epochs, patience=3), force=force,
-                                   callbacks=callbacks, stage=stage)
-    compared, _ = pipeline.compare_files([files.original, files.converted, files.tuned], data=digits,
-                                         repeats=20, warmup=3, stage=stage)
-    return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder),
-            "convert": converted, "finetune": tuned, "compare": compared}
+    compressed = pipeline.compress_file(
+        files.original, files.compressed, data=data.DataSpec("digits"),
+        layer_filter=LayerFilter(), settings=ft.FitSettings(epochs=epochs, patience=3),
+        force=force, stage=stage, callbacks=callbacks, target_params=target_params, runtime=runtime,
+        export=EXPORT, use_cache=False, repeats=100)
+    return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder), "compress": compressed,
+            "verdict": verdict(compressed["compare"])}
 
 
 def sections(out: dict) -> list:
-    return (report.conversion_sections(out["convert"]) + report.finetune_sections(out["finetune"])
-            + report.compare_sections(out["compare"]))
+    sections = report.compress_sections(out["compress"])
+    sections.append(report.Section(lines=[out["verdict"], f"files in {out['folder']}"]))
+    return sections

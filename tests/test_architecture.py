@@ -223,8 +223,10 @@ def test_demo_json(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["report"] == "demo"
-    assert data["convert"]["report"] == "convert" and data["finetune"]["report"] == "finetune"
-    compare = data["compare"]
-    assert compare["report"] == "compare" and len(compare["models"]) == 3
-    assert data["convert"]["totals"]["params_after"] < data["convert"]["totals"]["params_before"]
+    assert data["report"] == "demo" and data["compress"]["report"] == "compress"
+    compare = data["compress"]["compare"]
+    assert compare["report"] == "compare" and len(compare["models"]) == 2
+    assert compare["models"][1]["params"] <= 0.21 * compare["models"][0]["params"]
+    assert data["compress"]["export"]["verification"]["accuracy"] is not None
+    assert (tmp_path / "digits_cnn.compressed.int8.tflite").exists()
+    assert "faster" in data["verdict"] or "no speed-up" in data["verdict"]
