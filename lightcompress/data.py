@@ -206,7 +206,7 @@ def _load_npz(path, keys):
                     f"{', '.join(f.files) or 'nothing'}); name them with npz_keys=x,y,x_test,y_test."
                 )
             arrays = [f[k] for k in keys]
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{path} is not a readable .npz file ({err}).") from None
     return Dataset(path.name, *arrays)
 
@@ -215,15 +215,21 @@ def _load_folder(path, image_size, color_mode, seed):
     import keras
 
     if image_size is None:
-        raise DataError(f"reading images from {path} needs an image size; the model gives none.")
+        raise DataError(f"{path} is a folder of images, but the model does not take images (height, width, "
+                        f"channels); use a model with an image input, or a .npz of arrays shaped for it.")
     options = dict(image_size=tuple(image_size), color_mode=color_mode, batch_size=None,
                    shuffle=True, seed=seed, verbose=False, label_mode="int")
 
     def arrays(dataset):
         xs, ys = [], []
-        for x, y in dataset.as_numpy_iterator():
-            xs.append(np.round(x).astype(np.uint8))
-            ys.append(y)
+        try:
+            for x, y in dataset.as_numpy_iterator():
+                xs.append(np.round(x).astype(np.uint8))
+                ys.append(y)
+        except Exception as err:  # noqa: BLE001 - TensorFlow's decode errors name no file
+            bad = _unreadable_image(path)
+            raise DataError(f"{bad or path}: an image could not be decoded ({type(err).__name__}); remove or "
+                            f"replace that file.") from None
         if not xs:
             raise DataError(f"{path} holds no images in class sub-folders (png, jpg, bmp, gif).")
         return np.stack(xs), np.asarray(ys, np.int64)
@@ -234,6 +240,19 @@ def _load_folder(path, image_size, color_mode, seed):
     except ValueError as err:
         raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
     return Dataset(path.name, *arrays(train), *arrays(test))
+
+
+def _unreadable_image(folder):
+    """The first image file under ``folder`` that TensorFlow cannot decode, or None."""
+    import tensorflow as tf
+
+    for file in sorted(Path(folder).rglob("*")):
+        if file.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
+            try:
+                tf.io.decode_image(tf.io.read_file(str(file)))
+            except Exception:  # noqa: BLE001
+                return file
+    return None
 
 
 def _image_splits(keras, path, options):

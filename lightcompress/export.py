@@ -286,7 +286,11 @@ class ExportResult:
 
 
 def _temporary_beside(path: Path, fmt) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{SUFFIXES[fmt]}")
+    """A temporary name that ``model_io``'s clean-up recognises (and removes when its run died)."""
+    from .model_io import TMP_PREFIX, remove_stale_temporaries
+
+    remove_stale_temporaries(path.parent)
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.stem}{SUFFIXES[fmt]}")
 
 
 def _remove(path: Path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 import warnings
 import zipfile
@@ -20,6 +21,7 @@ import h5py
 import keras
 
 from . import keras_private
+from . import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
 from .errors import ModelLoadError, OutputPathError, UnsupportedModelError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -79,8 +81,12 @@ def _read_h5_config(path):
             raise ModelLoadError(_weights_only(path))
         raise ModelLoadError(f"{path} has no model config; give a file saved by model.save().")
     if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    return json.loads(raw)
+        raw = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path} holds a model config that is not valid JSON ({err}); the file is "
+                             f"damaged: save the model again.") from None
 
 
 def _layer_configs(config):
@@ -125,18 +131,78 @@ def check_config(path, config, trust=False):
                 )
 
 
+def declared_weight_bytes(path) -> int:
+    """Bytes of the weights a model file declares (dataset shapes read from HDF5 metadata; no
+    weight is loaded)."""
+    path = Path(path)
+    total = 0
+
+    def add(_, obj):
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += int(obj.size) * obj.dtype.itemsize
+
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                if "model.weights.h5" not in archive.namelist():
+                    return 0
+                with archive.open("model.weights.h5") as raw, h5py.File(raw, "r") as f:
+                    f.visititems(add)
+        else:
+            with h5py.File(path, "r") as f:
+                f.visititems(add)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return 0
+    return total
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(path, weight_bytes=None, available=None):
+    """Refuse a model whose weights alone would not fit in the memory available, before Keras
+    allocates them (loading takes about twice the weights: the file's copy and the model's)."""
+    weight_bytes = declared_weight_bytes(path) if weight_bytes is None else weight_bytes
+    available = available_memory() if available is None else available
+    if available is not None and 2 * weight_bytes > available:
+        raise ModelLoadError(
+            f"{path} declares {weight_bytes / 2**30:.2f} GiB of weights; loading it needs about "
+            f"{2 * weight_bytes / 2**30:.2f} GiB and this machine has {available / 2**30:.2f} GiB available: "
+            f"use a machine with more memory.")
+
+
 def load_model(path, trust=False) -> keras.Model:
     """Load a Sequential or Functional model from `.keras` or `.h5`, uncompiled.
 
     ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
+    A file whose weights would not fit in memory is refused before anything is allocated.
     """
     path = Path(path)
     check_config(path, read_config(path), trust=trust)
+    check_memory(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = keras.models.load_model(path, compile=False, safe_mode=not trust)
     except Exception as err:  # Keras raises many types; report its first line
+        unknown = _unknown_classes(read_config(path))
+        if unknown:
+            name, cls, module = unknown[0]
+            raise ModelLoadError(
+                f"{path}: layer '{name}' is of class '{cls}'{f' (module {module})' if module else ''}, which "
+                f"Keras does not know; import the package defining it (registered with "
+                f"keras.saving.register_keras_serializable) before loading, or rebuild the model with "
+                f"Keras layers.") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(
             f"{path} could not be loaded by Keras {keras.__version__}: {first}"
@@ -147,6 +213,26 @@ def load_model(path, trust=False) -> keras.Model:
             f"Sequential and Functional models only."
         )
     return model
+
+
+def _graph_layers(config):
+    """Layer configs of a model config's layer lists, nested models included."""
+    for layer in (config.get("config") or {}).get("layers", []) if isinstance(config, dict) else []:
+        if isinstance(layer, dict) and "class_name" in layer:
+            yield layer
+            yield from _graph_layers(layer)
+
+
+def _unknown_classes(config) -> list:
+    """(layer name, class name, module) of every layer whose class Keras cannot find."""
+    found = []
+    for layer in _graph_layers(config):
+        cls, module = layer["class_name"], layer.get("module") or ""
+        known = (keras.saving.get_registered_object(layer.get("registered_name") or cls) is not None
+                 or hasattr(keras.layers, cls) or hasattr(keras.models, cls) or cls in GRAPH_MODELS)
+        if not known:
+            found.append((_layer_name(layer), cls, module))
+    return found
 
 
 def _is_graph_model(model):
@@ -183,7 +269,7 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
 TMP_PREFIX = ".lightcompress-tmp-"
 
 
-def _remove_stale_temporaries(folder: Path):
+def remove_stale_temporaries(folder: Path):
     """Remove temporary files left in ``folder`` by a killed lightcompress run (its pid is gone)."""
     for stale in folder.glob(f"{TMP_PREFIX}*"):
         try:
@@ -192,7 +278,7 @@ def _remove_stale_temporaries(folder: Path):
             continue
         if pid != os.getpid() and not _alive(pid):
             try:
-                stale.unlink()
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             except OSError:
                 pass
 
@@ -214,7 +300,7 @@ def atomic_write(path, write):
     exit path; ones left by a killed run are removed here, by the next write to the folder.
     """
     path = Path(path)
-    _remove_stale_temporaries(path.parent)
+    remove_stale_temporaries(path.parent)
     tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         write(tmp)

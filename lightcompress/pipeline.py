@@ -25,6 +25,11 @@ def _quiet(text):
     return contextlib.nullcontext()
 
 
+def _data_inputs(data) -> list:
+    """The data set's own file or folder, protected like every input from being an output."""
+    return [Path(data.source)] if data is not None and data.source and Path(data.source).exists() else []
+
+
 def stem(path) -> str:
     """``dir/model.light.keras`` -> ``model``."""
     return Path(path).name.split(".")[0]
@@ -40,7 +45,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
 
         raise OptionError("give either a rank rule or plan_file, not both or neither.")
     source = Path(source)
-    inputs = [source] + ([plan_file] if plan_file else [])
+    inputs = [source] + ([plan_file] if plan_file else []) + _data_inputs(data)
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     with stage(f"loading {source}"):
         original = model_io.load_model(source, trust=trust)
@@ -75,7 +80,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
 
         raise OptionError(f"{' and '.join(tutor_settings)} only apply with a teacher model; give teacher too.")
     ft.Teacher(None, **tutor_settings)  # checks alpha and temperature before any work
-    inputs = [source] + ([teacher] if teacher else [])
+    inputs = [source] + ([teacher] if teacher else []) + _data_inputs(data)
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.tuned.keras"),
                                    force=force, inputs=inputs)
     history_path = model_io.check_output(target.with_name(f"{target.stem}.history.json"), force=force,

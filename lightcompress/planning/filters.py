@@ -70,6 +70,12 @@ class LayerFilter:
         return (self.conv_mode,) if self.conv_mode in c.modes else c.modes[:1]
 
     def chosen(self, found) -> tuple[list, dict]:
-        """(candidates to factorise, {name: reason} for the others)."""
+        """(candidates to factorise, {name: reason} for the others). Patterns in ``include`` that
+        match no layer are refused, with the layer names."""
+        for pattern in self.include:
+            if not any(fnmatch.fnmatchcase(c.name, pattern) for c in found):
+                names = ", ".join(c.name for c in found) or "none"
+                raise OptionError(f"matches no factorisable layer (they are: {names})", option="include",
+                                  value=pattern, allowed="one of those names or a glob matching some")
         reasons = {c.name: self.reason(c) for c in found}
         return [c for c in found if reasons[c.name] is None], {k: v for k, v in reasons.items() if v}

@@ -1,0 +1,345 @@
+"""Bad input, options and interruptions: one-line errors, exit codes, inputs untouched, nothing
+left behind, never a model with non-finite weights (issue: reliability)."""
+
+import hashlib
+import json
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from lightcompress import cache, model_io
+from lightcompress import training as ft
+from lightcompress.cli import app
+from lightcompress.data import DataSpec, load_for_model
+from lightcompress.errors import LightCompressError
+
+runner = CliRunner()
+
+
+def _digest(path: Path):
+    if path.is_dir():
+        return sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fails(args, message, inputs=(), folder=None, code=1):
+    """exit ``code``, one line naming ``message``, the inputs unchanged, no new file in ``folder``."""
+    before = {p: _digest(p) for p in inputs}
+    listing = sorted(os.listdir(folder)) if folder else None
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert {p: _digest(p) for p in inputs} == before
+    if folder:
+        assert sorted(os.listdir(folder)) == listing, "files were left in the output folder"
+    return lines[0]
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A tiny classifier of 8x8 images (1,290 params in its Dense) and an .npz of 60 images."""
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(20, activation="relu", name="fc"),
+                              keras.layers.Dense(10, activation="softmax", name="head")])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 8, 8), dtype=np.float32)
+    y = np.arange(60) % 10
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    return path, data
+
+
+# -- silent corruption --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["finetune", "{m}", "--teacher", "{m}", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
+    (["finetune", "{m}", "--teacher", "{m}", "--alpha", "5", "-o", "{d}/o.keras"], "--alpha 5.0 is invalid"),
+    (["finetune", "{m}", "--patience", "-1", "-o", "{d}/o.keras"], "--patience -1 is invalid"),
+    (["finetune", "{m}", "--lr", "nan", "-o", "{d}/o.keras"], "--lr nan is invalid"),
+    (["convert", "{m}", "--rank", "2", "--scale", "nan", "-d", "{data}", "-o", "{d}/o.keras"], "--scale nan is invalid"),
+    (["compress", "{m}", "--max-drop", "nan", "-o", "{d}/o.keras"], "--max-drop nan is invalid"),
+    (["compress", "{m}", "--target-params", "0.5", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
+])
+def test_options_that_would_corrupt_the_model_are_refused(small, tmp_path, args, message):
+    path, data = small
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [a.format(m=path, d=out, data=data) for a in args]
+    _fails(args, message, [path, data], out)
+
+
+def test_nan_and_inf_pixels_are_refused(small, tmp_path):
+    path, _ = small
+    x = np.zeros((20, 8, 8), np.float32)
+    x[3, 2, 2] = np.nan
+    bad = tmp_path / "nan.npz"
+    np.savez(bad, x_train=x, y_train=np.zeros(20, int), x_test=np.full((5, 8, 8), np.inf, np.float32),
+             y_test=np.zeros(5, int))
+    out = tmp_path / "out"
+    out.mkdir()
+    _fails(["finetune", path, "-d", bad, "-o", out / "t.keras"], "train image 3 (and 0 more) holds NaN or inf", [path, bad], out)
+    _fails(["evaluate", path, "-d", bad], "holds NaN or inf", [path, bad])
+
+
+def test_training_into_nan_saves_nothing_and_restores_the_weights(small):
+    path, data = small
+    model = model_io.load_model(path)
+    start = [w.copy() for w in model.get_weights()]
+    prepared = load_for_model(model, DataSpec(str(data)))
+
+    class Diverge(keras.callbacks.Callback):  # what a diverging run leaves behind
+        def on_train_batch_end(self, batch, logs=None):
+            kernel = self.model.get_layer("fc").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    with pytest.raises(LightCompressError, match="weight 'kernel' non-finite"):
+        ft.finetune(model, prepared, ft.FitSettings(epochs=2, validation_split=0.0), callbacks=[Diverge()])
+    for a, b in zip(start, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- inputs are never outputs ---------------------------------------------------------------------
+
+def test_the_teacher_and_the_plan_are_protected(small, tmp_path):
+    path, data = small
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(path.read_bytes())
+    _fails(["finetune", path, "--teacher", teacher, "-o", teacher, "--force"], "is the input file", [path, teacher])
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"policy": "x", "layers": []}))
+    _fails(["convert", path, "--plan", plan, "-o", plan, "--force"], "must end in .keras", [path, plan])
+
+
+# -- the cache is a cache -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", ["", "{ truncated", "[1, 2, 3]", json.dumps({"foreign": True})])
+def test_a_corrupt_cache_entry_is_a_miss_with_a_warning(tmp_path, content):
+    entry = tmp_path / "k.json"
+    entry.write_text(content)
+    warnings = []
+    assert cache.read(entry, lambda d: d["base_loss"], "sensitivity cache", warnings.append) is None
+    assert len(warnings) == 1 and str(entry) in warnings[0] and "recomputing" in warnings[0]
+
+
+def test_two_cache_writers_at_once_never_collide(tmp_path):
+    entry = tmp_path / "c" / "k.json"
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(30):
+                cache.write({"writer": n, "i": i, "pad": "x" * 5000}, entry)
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert json.loads(entry.read_text())["i"] == 29
+    assert os.listdir(entry.parent) == ["k.json"]
+
+
+# -- interrupts -----------------------------------------------------------------------------------
+
+def test_ctrl_c_in_the_first_epoch_keeps_the_input_weights(small):
+    path, data = small
+    model = model_io.load_model(path)
+    start = [w.copy() for w in model.get_weights()]
+    prepared = load_for_model(model, DataSpec(str(data)))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                raise KeyboardInterrupt
+
+    fit = ft.finetune(model, prepared, ft.FitSettings(epochs=3, batch_size=8), callbacks=[Interrupt()])
+    assert fit.interrupted and fit.started_from_input and fit.epochs_run == 0
+    for a, b in zip(start, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
+    import importlib
+
+    from lightcompress import _quiet
+
+    app_module = importlib.import_module("lightcompress.cli.app")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_quiet, "import_keras_quietly", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        app_module.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted."
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next_write(small, tmp_path):
+    path, _ = small
+    dead = tmp_path / f"{model_io.TMP_PREFIX}999999999-abcd-m.keras"
+    dead.write_bytes(b"half a model")
+    mine = tmp_path / f"{model_io.TMP_PREFIX}{os.getpid()}-abcd-other.keras"
+    mine.write_bytes(b"a write in progress in this process")
+    model_io.save_model(model_io.load_model(path), tmp_path / "again.keras")
+    assert not dead.exists() and mine.exists()
+
+
+def test_a_failed_write_leaves_nothing_and_says_why(tmp_path):
+    def full_disk(tmp):
+        tmp.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(LightCompressError, match="could not write .*out.keras: No space left on device"):
+        model_io.atomic_write(tmp_path / "out.keras", full_disk)
+    assert os.listdir(tmp_path) == []
+
+
+# -- checks before any write ----------------------------------------------------------------------
+
+def test_late_failures_now_fail_before_writing(small, tmp_path):
+    path, data = small
+    out = tmp_path / "out"
+    out.mkdir()
+    _fails(["demo", "--out", out, "--target-params", "5"], "--target-params 5.0 is not a fraction", [], out)
+    _fails(["demo", "--out", out, "--epochs", "0"], "--epochs 0 is invalid", [], out)
+    _fails(["convert", path, "--rank", "2", "--json", "--markdown", "-o", out / "c.keras"], "choose one of --json and --markdown", [path], out)
+    a_file = tmp_path / "cachefile"
+    a_file.write_text("x")
+    _fails(["compress", path, "--target-params", "0.5", "--cache-dir", a_file, "-o", out / "c.keras"], "is a file", [path], out)
+
+
+# -- messages instead of "unexpected" -------------------------------------------------------------
+
+def _rewrite_keras_config(path, target, edit):
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as z:
+        for name, blob in files.items():
+            z.writestr(name, blob)
+    return target
+
+
+def test_unknown_layer_class_and_malformed_config_name_the_problem(small, tmp_path):
+    path, _ = small
+
+    def rename(config):
+        config["config"]["layers"][2]["class_name"] = "FooLayer"
+        config["config"]["layers"][2]["module"] = "mypkg.layers"
+
+    foo = _rewrite_keras_config(path, tmp_path / "foo.keras", rename)
+    _fails(["convert", foo, "--rank", "2"], "layer 'fc' is of class 'FooLayer' (module mypkg.layers)", [foo])
+    broken = tmp_path / "broken.h5"
+    with h5py.File(broken, "w") as f:
+        f.attrs["model_config"] = '{"class_name": "Sequential", "config": {'
+        f.create_group("model_weights")
+    _fails(["convert", broken, "--rank", "2"], "not valid JSON", [broken])
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"name": "fc", "kernel_shape": [64, 20], "rank": 999, "mode": "dense"}, "--rank 999 for layer 'fc'"),
+    ({"kernel_shape": [64, 20], "rank": 2, "mode": "dense"}, "has no layer 'name'"),
+    ({"name": "fc", "kernel_shape": [64, 20], "rank": "two", "mode": "dense"}, "is not a whole number"),
+    ({"name": "fc", "kernel_shape": [64, 20], "rank": 2, "mode": "diagonal"}, "--mode diagonal" if False else "is unknown"),
+])
+def test_bad_plan_files_name_the_problem(small, tmp_path, entry, message):
+    path, _ = small
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"policy": "hand-made", "layers": [entry]}))
+    _fails(["convert", path, "--plan", plan, "-o", tmp_path / "x.keras"], message, [path, plan], tmp_path)
+
+
+def test_bad_data_names_the_problem(small, tmp_path):
+    path, _ = small
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x_train=np.zeros((0, 8, 8)), y_train=np.zeros(0), x_test=np.zeros((0, 8, 8)), y_test=np.zeros(0))
+    _fails(["evaluate", path, "-d", empty], "has no train images", [empty])
+    folder = tmp_path / "images" / "cat"
+    folder.mkdir(parents=True)
+    import tensorflow as tf
+
+    for i in range(4):
+        tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)))
+    (folder / "9.png").write_bytes(b"not a png at all")
+    cnn = tmp_path / "cnn.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(cnn)
+    _fails(["evaluate", cnn, "-d", tmp_path / "images"], "9.png: an image could not be decoded", [cnn])
+    mlp = tmp_path / "mlp.keras"
+    keras.Sequential([keras.Input((64,)), keras.layers.Dense(2, activation="softmax")]).save(mlp)
+    _fails(["evaluate", mlp, "-d", tmp_path / "images"], "the model does not take images", [mlp])
+
+
+def test_bad_counts_and_empty_selections_are_refused(small, tmp_path):
+    path, _ = small
+    _fails(["compress", path, "--target-params", "0.5", "--holdout", "0", "-o", tmp_path / "c.keras"], "--holdout 0 is invalid", [path], tmp_path)
+    _fails(["compress", path, "--max-drop", "1", "--trials", "0", "-o", tmp_path / "c.keras"], "--trials 0 is invalid", [path], tmp_path)
+    line = _fails(["convert", path, "--rank", "2", "--include", "conv*", "-o", tmp_path / "c.keras"], "--include conv* matches no factorisable layer", [path], tmp_path)
+    assert "fc" in line and "head" in line
+
+
+def test_a_model_too_big_for_memory_is_refused_before_loading(small, monkeypatch):
+    path, _ = small
+    declared = model_io.declared_weight_bytes(path)
+    assert declared == sum(int(np.prod(w.shape)) * 4 for w in model_io.load_model(path).weights)
+    monkeypatch.setattr(model_io, "available_memory", lambda: declared)  # less than twice the weights
+    monkeypatch.setattr(keras.models, "load_model", lambda *a, **k: pytest.fail("Keras was asked to load it"))
+    _fails(["convert", path, "--rank", "2"], "GiB of weights", [path])
+
+
+# -- every numeric option, thrown at ----------------------------------------------------------------
+
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-5, 10**6))
+OPTIONS = {
+    "convert": ["--energy", "--ratio", "--target-params", "--scale"],
+    "finetune": ["--lr", "--val-split", "--alpha", "--temperature", "--scale"],
+    "compress": ["--target-params", "--target-macs", "--target-latency", "--alpha", "--temperature", "--lr"],
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(sorted(OPTIONS)), data=st.data(), value=NUMBERS)
+def test_numeric_options_either_work_or_fail_cleanly(small, tmp_path_factory, command, data, value):
+    path, npz = small
+    option = data.draw(st.sampled_from(OPTIONS[command]))
+    out = tmp_path_factory.mktemp("out")
+    args = [command, str(path), "-d", str(npz), "-o", str(out / "r.keras"), option, repr(float(value))]
+    if command == "convert" and option != "--energy" and option not in ("--ratio", "--target-params"):
+        args += ["--rank", "2"]
+    if command == "finetune":
+        args += ["--epochs", "1"] + (["--teacher", str(path)] if option in ("--alpha", "--temperature") else [])
+    if command == "compress":
+        args += ["--epochs", "1", "--allow-slower", "--no-cache", "--runtime", "keras", "--holdout", "8"]
+        if option not in ("--target-params", "--target-macs", "--target-latency"):
+            args += ["--target-params", "0.6"]
+        if option == "--target-latency":
+            args = [a for a in args if a != "--allow-slower"]
+    before = _digest(path)
+    result = runner.invoke(app, args)
+    assert _digest(path) == before
+    if result.exit_code == 0:
+        saved = model_io.load_model(out / "r.keras")
+        assert all(np.all(np.isfinite(w)) for w in saved.get_weights())
+    else:
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "unexpected" not in lines[0], result.stderr
+        assert not (out / "r.keras").exists()
