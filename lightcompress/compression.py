@@ -25,7 +25,7 @@ from .errors import LightCompressError, OptionError
 from .evaluation import evaluate
 from .factorize import apply_plan
 from .planning import LayerFilter, Plan, Sensitivity, allocate, analyse
-from .planning.filters import check_whole
+from .checks import whole as check_whole
 
 
 @dataclass

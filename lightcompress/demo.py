@@ -15,7 +15,7 @@ from pathlib import Path
 from . import data, model_io, pipeline, report, zoo
 from . import training as ft
 from .planning import LayerFilter, TargetParams
-from .planning.filters import check_whole
+from .checks import whole as check_whole
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_cnn.keras"
 EXPORT = "litert-int8"

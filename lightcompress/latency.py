@@ -32,6 +32,7 @@ import numpy as np
 
 from . import cache, keras_private, svd
 from .analyze import candidates
+from .checks import whole
 from .errors import OptionError
 
 RUNTIMES = ("keras", "litert")
@@ -84,11 +85,10 @@ def _inputs(model, batch, seed=0):
     return x if isinstance(x, list) else [x]
 
 
-def _median_ms(call, repeats, warmup):
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise OptionError("is invalid", option="repeats", value=repeats, allowed="a whole number >= 1")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise OptionError("is invalid", option="warmup", value=warmup, allowed="a whole number >= 0")
+def median_ms(call, repeats, warmup):
+    """(median, fastest) milliseconds of ``repeats`` calls of ``call`` after ``warmup`` calls."""
+    whole("repeats", repeats, 1)
+    whole("warmup", warmup, 0)
     for _ in range(warmup):
         call()
     times = []
@@ -151,7 +151,7 @@ def model_latency(model, runtime=None, batches=(1, 32), repeats=30, warmup=5, th
     if runtime == "keras":
         out = []
         for batch in batches:
-            median, fastest = _median_ms(keras_timer(model, batch), repeats, warmup)
+            median, fastest = median_ms(keras_timer(model, batch), repeats, warmup)
             out.append(Latency(batch, median, fastest, repeats, warmup))
         return out
     with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
@@ -240,7 +240,7 @@ def _copy(layer):
 
 def _time_layer_model(model, runtime, threads, repeats, warmup, folder, name):
     if runtime == "keras":
-        return _median_ms(keras_timer(model, 1), repeats, warmup)[0]
+        return median_ms(keras_timer(model, 1), repeats, warmup)[0]
     return litert_artifact(model, folder, threads, name).latency(1, repeats, warmup).median_ms
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import analyze, measure, model_io, report
 from . import training as ft
+from .checks import whole
 from .compression import compress
 from .data import DataSpec, load_for_model
 from .devices import device_name
@@ -28,6 +29,16 @@ def _quiet(text):
 def _data_inputs(data) -> list:
     """The data set's own file or folder, protected like every input from being an output."""
     return [Path(data.source)] if data is not None and data.source and Path(data.source).exists() else []
+
+
+def _load(source, data, trust, stage):
+    """(the model in ``source``, ``data`` prepared for it or None)."""
+    with stage(f"loading {source}"):
+        net = model_io.load_model(source, trust=trust)
+    if data is None:
+        return net, None
+    with stage(f"loading data set {data.name}"):
+        return net, load_for_model(net, data)
 
 
 def stem(path) -> str:
@@ -47,12 +58,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + _data_inputs(data)
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
-    with stage(f"loading {source}"):
-        original = model_io.load_model(source, trust=trust)
-    prepared = None
-    if data is not None:
-        with stage(f"loading data set {data.name}"):
-            prepared = load_for_model(original, data)
+    original, prepared = _load(source, data, trust, stage)
     with stage("factorising"):
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else prepared.x_test
@@ -85,11 +91,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
                                    force=force, inputs=inputs)
     history_path = model_io.check_output(target.with_name(f"{target.stem}.history.json"), force=force,
                                          inputs=inputs, suffixes=(".json",))
-    data = data or DataSpec(seed=settings.seed)
-    with stage(f"loading {source}"):
-        net = model_io.load_model(source, trust=trust)
-    with stage(f"loading data set {data.name}"):
-        prepared = load_for_model(net, data)
+    net, prepared = _load(source, data or DataSpec(seed=settings.seed), trust, stage)
     tutor = None
     if teacher is not None:
         with stage(f"loading teacher {teacher}"):
@@ -205,10 +207,7 @@ def compress_file(source, output=None, *, data: DataSpec | None = None, layer_fi
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
                                       inputs=[source], suffixes=(".json",))
     data = data or DataSpec(seed=settings.seed)
-    with stage(f"loading {source}"):
-        original = model_io.load_model(source, trust=trust)
-    with stage(f"loading data set {data.name}"):
-        prepared = load_for_model(original, data)
+    original, prepared = _load(source, data, trust, stage)
     result = compress(original, prepared, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
                       **goal_and_options)
     model_io.save_model(result.model, target, force=force, inputs=[source])
@@ -295,18 +294,10 @@ def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, dat
     fmt = ex.check_settings(fmt, quantize, int8_io)
     if quantize == "int8" and data is None:
         raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise OptionError("is invalid", option="threads", value=threads, allowed="1 or more")
-    calibration = ex.DEFAULT_CALIBRATION if calibration is None else calibration
-    if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 1:
-        raise OptionError("is invalid", option="calibration", value=calibration, allowed="1 or more training images")
+    whole("threads", threads, 1)
+    calibration = whole("calibration", ex.DEFAULT_CALIBRATION if calibration is None else calibration, 1)
     target = ex.check_output(output or ex.default_output(source, fmt, quantize), fmt, force=force, inputs=[source])
-    with stage(f"loading {source}"):
-        net = model_io.load_model(source, trust=trust)
-    prepared = None
-    if data is not None:
-        with stage(f"loading data set {data.name}"):
-            prepared = load_for_model(net, data)
+    net, prepared = _load(source, data, trust, stage)
     x = y = where = None
     if prepared is not None:
         x, y, where = prepared.x_test, prepared.y_test, f"test images of {prepared.name}"

@@ -339,6 +339,8 @@ def compare_sections(data: dict) -> list[Section]:
     summary = Section("compare: " + " vs ".join(names), [""] + [">" + n for n in names])
 
     def row(label, key, fmt):
+        if all(m[key] is None for m in models):  # e.g. params of exported artefacts: not known
+            return
         cells = [label]
         for m in models:
             value = m[key]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExportError, LightCompressError
-from .latency import Latency
+from .latency import Latency, median_ms
 
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
@@ -81,21 +81,6 @@ def held_stderr():
             os.close(saved)
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
-
-
-def _time_calls(call, repeats, warmup):
-    if repeats < 1 or warmup < 0:
-        raise LightCompressError(
-            f"latency needs repeats >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}."
-        )
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), min(times)
 
 
 def _as_inputs(x):
@@ -175,7 +160,7 @@ class Artifact:
         if batch < 1:
             raise LightCompressError(f"latency needs batch >= 1; got batch={batch}.")
         call = self._timer(self.sample_inputs(batch, seed))
-        median, fastest = _time_calls(call, repeats, warmup)
+        median, fastest = median_ms(call, repeats, warmup)
         return Latency(batch, median, fastest, repeats, warmup)
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from . import distill
 from .data import Prepared
 from .devices import device_name
-from .errors import LightCompressError, OptionError
+from .checks import number
+from .errors import LightCompressError
 from .evaluation import loss_for, output_kind
 
 from .defaults import (
@@ -89,28 +90,14 @@ def _pipeline(x, y, batch_size, seed, shuffle):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _number(name, value, low, high=math.inf, *, low_open=False, whole=False, example=""):
-    """Check one setting: a finite (whole) number in [low, high] (low excluded if ``low_open``)."""
-    kind = (int,) if whole else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        if high == math.inf:
-            bounds = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        allowed = f"a {'whole ' if whole else ''}number {bounds}" + (f", e.g. {example}" if example else "")
-        raise OptionError("is invalid", option=name, value=value, allowed=allowed)
-
-
 def check_settings(s: "FitSettings"):
     """Refuse settings that cannot train (or would train into NaN), before any work."""
-    _number("epochs", s.epochs, 1, whole=True, example="3")
-    _number("batch_size", s.batch_size, 1, whole=True, example="64")
-    _number("learning_rate", s.learning_rate, 0, 1, low_open=True, example="1e-3")
-    _number("validation_split", s.validation_split, 0, 0.9, example="0.1")
-    _number("patience", s.patience, 0, whole=True, example="2")
-    _number("seed", s.seed, 0, whole=True)
+    number("epochs", s.epochs, 1, whole_only=True, example="3")
+    number("batch_size", s.batch_size, 1, whole_only=True, example="64")
+    number("learning_rate", s.learning_rate, 0, 1, low_open=True, example="1e-3")
+    number("validation_split", s.validation_split, 0, 0.9, example="0.1")
+    number("patience", s.patience, 0, whole_only=True, example="2")
+    number("seed", s.seed, 0, whole_only=True)
 
 
 @dataclass
@@ -123,8 +110,8 @@ class Teacher:
     temperature: float = distill.DEFAULT_TEMPERATURE
 
     def __post_init__(self):
-        _number("alpha", self.alpha, 0, 1, example=str(distill.DEFAULT_ALPHA))
-        _number("temperature", self.temperature, 0.05, 100, example=str(distill.DEFAULT_TEMPERATURE))
+        number("alpha", self.alpha, 0, 1, example=str(distill.DEFAULT_ALPHA))
+        number("temperature", self.temperature, 0.05, 100, example=str(distill.DEFAULT_TEMPERATURE))
 
 
 def compile_for_training(model, kind, settings: FitSettings, steps, teacher: Teacher | None = None):

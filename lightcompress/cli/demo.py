@@ -34,7 +34,7 @@ def command(
     from .. import demo
     from ..errors import OptionError
     from ..planning import TargetParams
-    from ..planning.filters import check_whole
+    from ..checks import whole as check_whole
     from ..progress import RichProgress
 
     o.check_form(json_out, markdown_out)

@@ -8,15 +8,10 @@ from dataclasses import dataclass
 
 from .. import svd
 from ..defaults import DEFAULT_MIN_PARAMS
+from ..checks import whole as check_whole
 from ..errors import OptionError
 
 CONV_MODE_CHOICES = ("channel", "spatial", "auto")
-
-
-def check_whole(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionError("is invalid", option=name, value=value, allowed=f"a whole number >= {minimum}")
-    return value
 
 
 @dataclass(frozen=True)

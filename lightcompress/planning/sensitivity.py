@@ -26,7 +26,7 @@ from ..model_io import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: skip reasons in Python words, options carry latency
 
 
 @dataclass
