@@ -61,9 +61,12 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
 
     cheapest = [min(range(len(ls.options)), key=lambda i: _cost(ls.options[i], metric)) for ls in layers]
     if total(cheapest) > budget:
+        def amount(x):
+            return f"{x * 1000:,.1f} us" if metric == "latency" else f"{x:,.0f}"
+
         raise RankError(
-            f"the {metric} budget of {budget:,.0f} cannot be met: even the smallest rank of every layer "
-            f"leaves {total(cheapest):,.0f}; aim higher, or lower min_params to convert more layers."
+            f"the {metric} budget of {amount(budget)} cannot be met: even the smallest rank of every layer "
+            f"leaves {amount(total(cheapest))}; aim higher, or lower min_params to convert more layers."
         )
     lo, hi = 0.0, 1.0
     while total(_pick(layers, hi, metric, sens.base_loss)) > budget:
