@@ -72,6 +72,7 @@ class BaselineResult:
     return_max_abs_diff: float
     worker: dict = field(default_factory=dict)
     tflite: bytes | None = None  # QAT only
+    probe: tuple | None = None  # (inputs, the final tf_keras twin's outputs on them)
 
     @property
     def nonzero(self) -> int:
@@ -232,8 +233,7 @@ def check_twin(model, x=None, workdir=None) -> float:
 
 
 def _run(model, prepared, method, job, settings, distill, alpha, temperature, holdout_size, on_event, workdir):
-    ordered_check = spec_io.model_spec(model)  # refuses unsupported layers before any work
-    del ordered_check
+    spec_io.model_spec(model)  # refuses unsupported layers before any work
     kind, arrays = _training_arrays(model, prepared, settings, distill, alpha, temperature, holdout_size)
     x_probe, y_probe = _probe(model, prepared)
     job.update(method=method, kind=kind, settings=_settings_dict(settings),
@@ -252,7 +252,7 @@ def _run(model, prepared, method, job, settings, distill, alpha, temperature, ho
         raise LightCompressError(f"training made weight '{bad}' non-finite (NaN or inf), so nothing is kept; "
                                  f"lower the learning rate.")
     back = _check_return(new_model, x_probe, twin_out)
-    return new_model, result, back, tflite
+    return new_model, result, back, tflite, (x_probe, twin_out)
 
 
 def baseline(model, prepared: Prepared, method, target_params, *, settings: ft.FitSettings | None = None,
@@ -265,10 +265,10 @@ def baseline(model, prepared: Prepared, method, target_params, *, settings: ft.F
     ft.Teacher(None, alpha, temperature)
     budget = plan_budget(model, method, target_params, min_params=min_params, layer_filter=layer_filter)
     job = {"layers": budget.layers, "sparsity": budget.sparsity, "clusters": budget.clusters}
-    new_model, result, back, _ = _run(model, prepared, method, job, settings, distill, alpha, temperature,
+    new_model, result, back, _, probe = _run(model, prepared, method, job, settings, distill, alpha, temperature,
                                       holdout_size, on_event, workdir)
     return BaselineResult(new_model, method, budget, result["fit"], result["layers"], result["twin_max_abs_diff"],
-                          back, {k: result.get(k) for k in ("tf_keras", "tfmot", "tf_keras_is_legacy")})
+                          back, {k: result.get(k) for k in ("tf_keras", "tfmot", "tf_keras_is_legacy")}, probe=probe)
 
 
 def qat(model, prepared: Prepared, *, settings: ft.FitSettings | None = None, distill=True, alpha=DEFAULT_ALPHA,
@@ -282,7 +282,7 @@ def qat(model, prepared: Prepared, *, settings: ft.FitSettings | None = None, di
     ft.check_settings(settings)
     ft.Teacher(None, alpha, temperature)
     lowered = lower_model(model)
-    new_model, result, back, tflite = _run(lowered, prepared, "qat", {}, settings, distill, alpha, temperature,
+    new_model, result, back, tflite, probe = _run(lowered, prepared, "qat", {}, settings, distill, alpha, temperature,
                                            holdout_size, on_event, workdir)
     return BaselineResult(new_model, "qat", None, result["fit"], result["layers"], result["twin_max_abs_diff"],
-                          back, {k: result.get(k) for k in ("tf_keras", "tfmot", "tf_keras_is_legacy")}, tflite)
+                          back, {k: result.get(k) for k in ("tf_keras", "tfmot", "tf_keras_is_legacy")}, tflite, probe)

@@ -62,19 +62,17 @@ LAYERS = {
 }
 
 # Keys dropped without a look: training-from-scratch settings (the weights are copied) and names.
-_IGNORED = ("name", "trainable", "dtype", "_initializer", "_regularizer", "_constraint", "seed")
+_IGNORED = ("name", "trainable", "dtype", "_initializer", "_regularizer", "_constraint", "seed",
+            "renorm_clipping", "renorm_momentum")  # the last two act only with renorm=True (refused)
 # Keys dropped when they hold a default value (None / False / 0 / {} ...).
-_DEFAULT_ONLY = ("lora_rank", "lora_alpha", "quantization_config", "synchronized", "rms_scaling", "renorm",
-                 "gamma_initializer")
+_DEFAULT_ONLY = ("lora_rank", "lora_alpha", "quantization_config", "synchronized", "rms_scaling", "renorm")
 _ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "softmax", "tanh", "elu", "selu", "softplus", "softsign",
                 "swish", "silu", "gelu", "hard_sigmoid", "exponential")
 
 
-def _refuse(layer_name, why):
-    raise UnsupportedModelError(
-        f"layer '{layer_name}' {why}; the tfmot baselines rebuild only these layer types: "
-        f"{', '.join(sorted(LAYERS))}."
-    )
+def _refuse(layer_name, why, fix=None):
+    fix = fix or f"the tfmot baselines rebuild only these layer types: {', '.join(sorted(LAYERS))}"
+    raise UnsupportedModelError(f"layer '{layer_name}' {why}; {fix}.")
 
 
 def _jsonable(value):
@@ -99,7 +97,7 @@ def layer_entry(layer) -> dict:
     config = layer.get_config()
     dtype = getattr(layer, "dtype_policy", None)
     if dtype is not None and getattr(dtype, "name", "float32") != "float32":
-        _refuse(layer.name, f"computes in {dtype.name} (mixed precision); cast the model to float32 first")
+        _refuse(layer.name, f"computes in {dtype.name} (mixed precision)", "save a float32 copy of the model first")
     keys = LAYERS[cls]
     out = {}
     for key, value in config.items():
@@ -107,14 +105,17 @@ def layer_entry(layer) -> dict:
             out[keys[key]] = _jsonable(value)
         elif key in _DEFAULT_ONLY:
             if not _is_default(value):
-                _refuse(layer.name, f"has {key}={value!r}, which the tf_keras twin cannot reproduce")
+                _refuse(layer.name, f"has {key}={value!r}, which the tf_keras twin cannot reproduce",
+                        "merge or remove it (e.g. a LoRA adapter) and save the model again")
         elif key in _IGNORED or any(key.endswith(s) for s in _IGNORED if s.startswith("_")):
             continue
         elif not _is_default(value):
-            _refuse(layer.name, f"has {key}={value!r}, which the tf_keras twin does not rebuild")
+            _refuse(layer.name, f"has {key}={value!r}, which the tf_keras twin does not rebuild",
+                    "only standard settings of standard layers can be compared with tfmot")
     activation = out.get("activation")
     if activation is not None and activation not in _ACTIVATIONS:
-        _refuse(layer.name, f"uses activation {activation!r}, which is not a built-in activation")
+        _refuse(layer.name, f"uses activation {activation!r}, which is not a built-in activation",
+                "use a built-in activation name")
     return {"class": cls, "name": layer.name, "config": out}
 
 

@@ -222,15 +222,16 @@ def run_qat(tf, k2, tfmot, twin, spec, data, job, folder):
     converter = tf.lite.TFLiteConverter.from_keras_model(quantized)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     (folder / "qat.tflite").write_bytes(converter.convert())
-    # The float model with the QAT-trained weights: each wrapper holds the original layer.
-    by_name = {}
-    for layer in quantized.layers:
-        inner = getattr(layer, "layer", None)
-        by_name[inner.name if inner is not None else layer.name] = inner if inner is not None else layer
-    for i, layer in enumerate(spec_layers(spec, twin)):
-        source = by_name.get(layer.name)
-        if source is not None and layer.get_weights():
-            layer.set_weights(source.get_weights())
+    # The float model with the QAT-trained weights: the wrappers keep each layer's variables under
+    # the layer's own names (``conv2d/kernel:0``), beside their quantiser ranges.
+    trained = {w.name: w for w in quantized.weights}
+    for layer in spec_layers(spec, twin):
+        if layer.weights:
+            missing = [w.name for w in layer.weights if w.name not in trained]
+            if missing:
+                raise JobError(f"layer '{layer.name}' lost weights {missing} in tfmot's quantize_model; "
+                               f"this model cannot be quantised for training here.")
+            layer.set_weights([trained[w.name].numpy() for w in layer.weights])
     return twin, info
 
 
