@@ -114,9 +114,9 @@ def _main(
 
 
 def _register():
-    from . import compare, compress, convert, demo, evaluate, export, finetune, inspect
+    from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect
 
-    for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo):
+    for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline):
         app.command(name=module.NAME)(handle_errors(module.command))
 
 
