@@ -258,17 +258,26 @@ def tucker_conv_macs(rank, input_rank, kernel_size, channels, filters, out_hw, i
 
 
 def _conv_input_matrix(layer, x):
-    """im2col: every patch the conv multiplies, a row in (kh, kw, c) order, computed by a conv
-    with an identity kernel (so strides, padding and dilation are exactly the layer's)."""
-    kh, kw = layer.kernel_size
-    axis = -1 if layer.data_format == "channels_last" else 1
-    c = int(x.shape[axis])
-    eye = np.eye(kh * kw * c, dtype="float32").reshape(kh, kw, c, kh * kw * c)
-    patches = keras.ops.conv(keras.ops.cast(x, "float32"), eye, strides=layer.strides, padding=layer.padding,
-                             data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+    """im2col: every patch the conv multiplies, one row each in (kh, kw, c) order (the rows of the
+    channel matrix), gathered by strided slices of the padded input with the layer's strides,
+    padding and dilation (Keras/TensorFlow "same": the extra row or column of padding at the end)."""
+    x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
     if layer.data_format == "channels_first":
-        patches = keras.ops.transpose(patches, (0, 2, 3, 1))
-    return keras.ops.reshape(patches, (-1, kh * kw * c))
+        x = x.transpose(0, 2, 3, 1)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    _, h, w, c = x.shape
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if layer.padding == "same":
+        oh, ow = -(-h // sh), -(-w // sw)
+        pad_h, pad_w = max((oh - 1) * sh + span_h - h, 0), max((ow - 1) * sw + span_w - w, 0)
+        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    else:
+        oh, ow = (h - span_h) // sh + 1, (w - span_w) // sw + 1
+    patches = np.empty((x.shape[0], oh, ow, kh, kw, c), dtype=np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            patches[:, :, :, i, j, :] = x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
+    return patches.reshape(-1, kh * kw * c)
 
 
 def _conv_factors(kernel, rank, mode, cov):

@@ -425,6 +425,20 @@ def sensitivity_sections(sens: dict) -> list[Section]:
     return [table]
 
 
+def errors_sections(errors: dict) -> list[Section]:
+    """Per layer at the chosen rank: weight-space and output-space errors, plain SVD and data-aware."""
+    table = Section(f"errors at the chosen rank ({errors['rank_from']}), outputs on {errors['samples']:,} "
+                    f"training images of {errors['dataset']}",
+                    ["layer", "mode", ">rank", ">svd weight", ">svd output", ">data-aware weight", ">data-aware output"])
+    for r in errors["layers"]:
+        table.rows.append([r["name"], r["mode"], r["rank"], f"{r['svd_weight_error']:.3f}",
+                           f"{r['svd_output_error']:.3f}", f"{r['data_aware_weight_error']:.3f}",
+                           f"{r['data_aware_output_error']:.3f}"])
+    table.lines.append(f"relative errors: ||W - W_r|| / ||W|| (weight) and ||X(W - W_r)|| / ||XW|| (output); "
+                       f"calibration pass {errors['seconds']:.1f} s")
+    return [table]
+
+
 def compress_dict(result, compare, plan_path, output) -> dict:
     return {
         "schema": SCHEMA_VERSION,

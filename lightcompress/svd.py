@@ -202,7 +202,7 @@ def conv_factors(kernel, rank: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
 # padding, dead channels); a small ridge (``ridge`` times the mean eigenvalue of C) decides the
 # directions the calibration inputs never excite, where it falls back to plain SVD.
 
-DEFAULT_RIDGE = 1e-3
+DEFAULT_RIDGE = 1e-6
 
 
 def regularised(cov, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
