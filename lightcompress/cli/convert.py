@@ -23,7 +23,7 @@ def command(
     include: o.Include = None,
     exclude: o.Exclude = None,
     min_params: o.MinParams = DEFAULT_MIN_PARAMS,
-    conv_mode: o.ConvModeOpt = o.ConvMode.channel,
+    conv_mode: o.ConvModeOpt = o.ConvMode.auto,
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
     calibration: o.Calibration = DEFAULT_CALIBRATION_SAMPLES,
