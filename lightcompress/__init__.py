@@ -8,7 +8,7 @@ flows on files, ``cli`` the command line):
 ...                          keras.layers.Dense(10, activation="softmax")])
 >>> plan = lightcompress.plan(model, rank=8)
 >>> [(p.name, p.rank) for p in plan.converted]
-[('dense', 8), ('dense_1', 8)]
+[('dense', 8), ('dense_1', 7)]
 
 Importing the package is cheap and has no side effects: Keras is imported when a verb or class
 is first used (``import lightcompress.layers`` registers LightDense and LightConv2D with Keras,
@@ -68,12 +68,12 @@ def inspect(model) -> dict:
 
 
 def _rule_and_filter(rank=None, energy=None, ratio=None, target_params=None, include=(), exclude=(),
-                     min_params=None, conv_mode="channel"):
-    from .defaults import DEFAULT_MIN_PARAMS
+                     min_params=None, conv_mode="channel", min_saving=None):
+    from .defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
     from .planning import LayerFilter, rank_rule
 
     layer_filter = LayerFilter(include, exclude, DEFAULT_MIN_PARAMS if min_params is None else min_params,
-                               conv_mode)
+                               conv_mode, DEFAULT_MIN_SAVING if min_saving is None else min_saving)
     return rank_rule(rank=rank, energy=energy, ratio=ratio, target_params=target_params), layer_filter
 
 
@@ -81,8 +81,8 @@ def plan(model, **rule_and_filter):
     """Decide a rank and mode (or a reason to keep it) for every factorisable layer.
 
     Exactly one rule: ``rank=``, ``energy=``, ``ratio=`` or ``target_params=``; layers chosen by
-    ``include=``, ``exclude=`` (globs), ``min_params=`` and ``conv_mode=`` ("channel", "spatial",
-    "auto").
+    ``include=``, ``exclude=`` (globs), ``min_params=``, ``min_saving=`` (fraction of a layer a
+    rank must save) and ``conv_mode=`` ("channel", "spatial", "tucker", "auto").
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(3)])
@@ -96,25 +96,27 @@ def plan(model, **rule_and_filter):
     return make_plan(model, rule, layer_filter)
 
 
-def convert(model, plan=None, x=None, **rule_and_filter):
+def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_and_filter):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
     ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise).
+    ``calibration_x`` (training inputs) makes the factors data-aware (``method="svd"`` forces
+    plain SVD).
 
     >>> import keras, numpy as np, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(10)])
     >>> result = lightcompress.convert(model, rank=16)
-    >>> result.params_before, result.params_after  # the 256x10 head is clipped to rank 9
-    (19210, 7780)
+    >>> result.params_before, result.params_after  # the 256x10 head: rank 7 keeps <= 80% (min_saving)
+    (19210, 7248)
     >>> type(result.model.layers[0]).__name__
     'LightDense'
     """
     from .factorize import convert as run
 
     if plan is not None:
-        return run(model, plan=plan, x=x)
+        return run(model, plan=plan, x=x, calibration_x=calibration_x, method=method)
     rule, layer_filter = _rule_and_filter(**rule_and_filter)
-    return run(model, rule, layer_filter, x=x)
+    return run(model, rule, layer_filter, x=x, calibration_x=calibration_x, method=method)
 
 
 def _prepared(model, data):

@@ -43,6 +43,13 @@ class Candidate:
     bias_params: int
     unsupported: str | None = None
     _spectra: dict = field(default_factory=dict, repr=False)
+    cov: np.ndarray | None = field(default=None, repr=False)  # calibration: modes[0] input second moment
+    _curves: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def method(self) -> str:
+        """"data-aware" when calibrated (errors are output errors on the calibration inputs)."""
+        return "svd" if self.cov is None else "data-aware"
 
     @property
     def kind(self) -> str:
@@ -66,15 +73,75 @@ class Candidate:
     def matrix(self, mode) -> np.ndarray:
         return self.entry.to_matrix(self.kernel, mode)
 
-    def spectrum(self, mode) -> np.ndarray:
-        """Singular values of the kernel's matrix in ``mode``, largest first (computed once)."""
+    def spectrum(self, mode) -> np.ndarray | None:
+        """Singular values of the kernel's matrix in ``mode``, largest first (computed once): of
+        the layer's outputs on the calibration inputs when calibrated; None for a mode that is not
+        a matrix (Tucker-2)."""
         if mode not in self._spectra:
-            self._spectra[mode] = svd.singular_values(self.matrix(mode))
+            self._spectra[mode] = self.entry.spectrum(self.kernel, mode, self.cov)
         return self._spectra[mode]
 
+    def factor_params(self, mode, rank) -> int:
+        """Weights of the factors at ``rank`` in ``mode``, bias not included."""
+        return self.entry.factor_params(self.kernel_shape, mode, rank)
 
-def candidates(model) -> list[Candidate]:
-    """Every layer of a registered type in ``model`` (exact types), in model order."""
+    def max_rank(self, mode) -> int:
+        return self.entry.max_rank(self.kernel_shape, mode)
+
+    def rank_limit(self, mode, min_saving=0.0) -> int:
+        """Largest rank saving at least ``min_saving`` of the kernel's weights (0: none does)."""
+        return self.entry.rank_limit(self.kernel_shape, mode, min_saving)
+
+    def approximate(self, mode, rank, cov="own") -> np.ndarray:
+        """The kernel the twin computes at ``rank`` (data-aware when calibrated)."""
+        return self.entry.approximate(self.kernel, rank, mode, self.cov if cov == "own" else cov)
+
+    def errors(self, mode) -> np.ndarray:
+        """Relative error at every rank 1..max_rank (element r - 1): the output error on the
+        calibration inputs when calibrated, else the weight error. Exact from the spectrum for
+        the modes[0] matrix (and for every matrix mode without calibration); other modes are
+        measured on a ladder of at most 25 ranks and interpolated in squared error."""
+        if mode in self._curves:
+            return self._curves[mode]
+        top = self.max_rank(mode)
+        s = self.spectrum(mode)
+        if s is not None and (self.cov is None or mode == self.modes[0]):
+            power = np.square(np.asarray(s, dtype=np.float64))
+            total = power.sum()
+            tail = np.concatenate([np.cumsum(power[::-1])[::-1][1:], [0.0]]) if total > 0 else np.zeros(len(power))
+            curve = np.sqrt(np.clip(tail / total, 0, None)) if total > 0 else tail
+            curve = np.concatenate([curve, np.zeros(max(0, top - len(curve)))])[:top]
+        else:
+            ranks = sorted({1, top, *np.unique(np.round(np.geomspace(1, top, 24)).astype(int))})
+            base = self.matrix(self.modes[0])
+            measured = []
+            for r in ranks:
+                approx = self.entry.to_matrix(self.approximate(mode, r), self.modes[0])
+                measured.append(svd.output_error(base, approx, self.cov) ** 2)
+            curve = np.sqrt(np.clip(np.interp(np.arange(1, top + 1), ranks, measured), 0, None))
+        self._curves[mode] = curve
+        return curve
+
+    def error(self, mode, rank) -> float:
+        return float(self.errors(mode)[rank - 1])
+
+    def weight_error(self, mode, rank) -> float:
+        """Relative Frobenius error of the kernel the twin computes (the factors actually used)."""
+        return svd.output_error(self.kernel.reshape(-1, 1), self.approximate(mode, rank).reshape(-1, 1))
+
+    def output_error(self, mode, rank, cov="own") -> float | None:
+        """Relative output error on the calibration inputs of the factors built with ``cov``
+        ("own": this candidate's; None: plain SVD); None without calibration."""
+        if self.cov is None:
+            return None
+        approx = self.entry.to_matrix(self.approximate(mode, rank, cov), self.modes[0])
+        return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
+
+
+def candidates(model, calibration=None) -> list[Candidate]:
+    """Every layer of a registered type in ``model`` (exact types), in model order; with
+    ``calibration`` (see ``calibration.Calibration``) the ones it covers carry their input
+    second moment, so their errors are output errors and their factors data-aware."""
     found = []
     for name, layer in iter_layers(model):
         entry = registry.entry_for(layer)
@@ -85,7 +152,8 @@ def candidates(model) -> list[Candidate]:
         if reason is None and kernel.ndim != entry.kernel_rank:
             reason = f"kernel of shape {kernel.shape} is not a {entry.name} kernel"
         bias = int(np.prod(layer.bias.shape)) if getattr(layer, "bias", None) is not None else 0
-        found.append(Candidate(name, layer, entry, kernel, bias, reason))
+        cov = calibration.cov_for(name) if calibration is not None and reason is None else None
+        found.append(Candidate(name, layer, entry, kernel, bias, reason, cov=cov))
     return found
 
 

@@ -23,7 +23,9 @@ from .data import Prepared
 from .distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from .errors import LightCompressError, OptionError
 from .evaluation import evaluate
-from .factorize import apply_plan
+from .calibration import calibration_images, check_count, check_method, collect
+from .defaults import DEFAULT_CALIBRATION_SAMPLES
+from .factorize import apply_plan, calibrate_and_apply
 from .planning import LayerFilter, Plan, Sensitivity, allocate, analyse
 from .checks import whole as check_whole
 
@@ -47,6 +49,7 @@ class CompressResult:
     target: float
     trials: list = field(default_factory=list)
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
+    calibration: object = None  # calibration.Calibration (data-aware), with its wall time
 
 
 def split_holdout(prepared: Prepared, size, seed):
@@ -115,15 +118,22 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
              max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000,
              cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
              alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime=None, threads=2,
-             allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None) -> CompressResult:
+             allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
+             calibration=DEFAULT_CALIBRATION_SAMPLES, sequential=False, bias_correction=False) -> CompressResult:
     """Meet one goal with the least accuracy lost: ``target_params``, ``target_macs`` or
     ``target_latency`` (fractions of the model's; latency is batch-1 time measured in ``runtime``)
     or ``max_drop`` (accuracy points, searched over ``trials`` budgets).
 
     Unless ``allow_slower``, every layer's options are timed in ``runtime`` (see
     ``latency.profile``; cached) and an option measured slower than the layer as it is is never
-    chosen."""
+    chosen.
+
+    ``method``: "data-aware" (the default) calibrates on ``calibration`` training images (never
+    the held-out slice's judgement nor test images) and factorises for output error; "svd" forces
+    plain truncated SVD. The sensitivity analysis measures the factorisation that is applied."""
     check_goal(target_params, target_macs, max_drop, target_latency)
+    method = check_method(method, True)
+    check_count(calibration)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
     settings = settings or ft.FitSettings()
@@ -132,7 +142,12 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
     layer_filter = layer_filter or LayerFilter()
     judge, train = split_holdout(prepared, holdout_size, settings.seed)
     runtime = latency.check_runtime(runtime)
-    sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn)
+    cal = None
+    if method == "data-aware":
+        calib_x = calibration_images(train, calibration, settings.seed)
+        cal = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}")
+    sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
+                   calibration=cal, bias_correction=bias_correction)
     if not sens.layers:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
@@ -143,7 +158,12 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
 
     def build(target, metric):
         plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)
-        return apply_plan(model, plan), plan
+        plan.method = method
+        if cal is None:
+            return apply_plan(model, plan), plan
+        new_model, _ = calibrate_and_apply(model, plan, calib_x, sequential=sequential,
+                                           bias_correction=bias_correction, calibration=cal)
+        return new_model, plan
 
     if max_drop is None:
         metric, target = next((m, t) for m, t in (("params", target_params), ("macs", target_macs),
@@ -152,7 +172,7 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
         if metric == "latency":
             new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime, threads)
         fit = _tune(new_model, train, settings, teacher, callbacks)
-        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile)
+        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, calibration=cal)
 
     base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
@@ -184,4 +204,4 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
             f"allow a larger max_drop, more epochs, or more trials."
         )
     candidate, plan, fit = best
-    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile)
+    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, calibration=cal)

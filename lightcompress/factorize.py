@@ -16,6 +16,7 @@ import numpy as np
 
 from . import keras_private, registry
 from .analyze import iter_layers, weight_bytes
+from .calibration import calibrated_weights
 from .errors import OptionError, UnsupportedModelError
 from .planning import LayerFilter, LayerPlan, Plan, make_plan
 
@@ -55,16 +56,58 @@ def rebuild(model, replace) -> keras.Model:
     return new_model
 
 
-def apply_plan(model, plan: Plan) -> keras.Model:
-    """A new model in which every converted layer of ``plan`` is its LightLayer twin."""
+def apply_plan(model, plan: Plan, calibration=None, bias_correction=False) -> keras.Model:
+    """A new model in which every converted layer of ``plan`` is its LightLayer twin: plain SVD
+    factors, or data-aware ones for the layers ``calibration`` (``calibration.Calibration``) covers."""
     by_name = {p.name: p for p in plan.converted}
     planned: dict[int, LayerPlan] = {id(layer): by_name[name] for name, layer in iter_layers(model) if name in by_name}
 
     def replace(layer):
         p = planned.get(id(layer))
-        return None if p is None else registry.entry_for(layer).build_twin(layer, p.rank, p.mode)
+        if p is None:
+            return None
+        entry = registry.entry_for(layer)
+        twin = entry.build_twin(layer, p.rank, p.mode)
+        moments = calibration.layers.get(p.name) if calibration is not None else None
+        if moments is not None:
+            weights = calibrated_weights(entry, layer, p.rank, p.mode, moments, bias_correction)
+            if weights is not None and len(weights) == len(twin.weights):
+                twin.set_weights(weights)
+        return twin
 
     return rebuild(model, replace)
+
+
+def calibrate_and_apply(model, plan: Plan, x, *, sequential=False, bias_correction=False, calibration=None,
+                        batch_size=64):
+    """(new model, Calibration): ``plan`` applied with data-aware factors from inputs ``x``.
+
+    ``sequential``: each layer is calibrated on the inputs the already-factorised layers before
+    it produce (one pass per converted layer), against the original's inputs (cross moments).
+    ``calibration``: moments of the original model already collected (reused when not sequential).
+    """
+    from .calibration import Calibration, collect
+
+    names = [p.name for p in plan.converted]
+    if not sequential:
+        cal = calibration if calibration is not None else collect(model, x, names, batch_size)
+        return apply_plan(model, plan, cal, bias_correction), cal
+    moments, seconds, skipped = {}, 0.0, {}
+    done = []
+    for name in names:
+        if done:
+            partial = Plan(plan.policy, [p for p in plan.layers if p.name in done], method=plan.method)
+            current = apply_plan(model, partial, Calibration(dict(moments)), bias_correction)
+            cal = collect(current, x, [name], batch_size, reference=model)
+        else:
+            cal = collect(model, x, [name], batch_size)
+        moments.update(cal.layers)
+        skipped.update(cal.skipped)
+        seconds += cal.seconds
+        done.append(name)
+    result = Calibration(moments, len(x[0]) if isinstance(x, (list, tuple)) else len(x), seconds,
+                         "sequential", skipped)
+    return apply_plan(model, plan, result, bias_correction), result
 
 
 def model_inputs_like(model, batch=32, seed=0):
@@ -125,19 +168,40 @@ class Conversion:
     weight_bytes_before: int
     weight_bytes_after: int
     difference: OutputDifference
+    method: str = "svd"
+    calibration_seconds: float | None = None  # wall time of the calibration passes
+    calibration_samples: int | None = None
 
 
 def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
-            plan=None) -> Conversion:
+            plan=None, *, calibration_x=None, method=None, sequential=False, bias_correction=False) -> Conversion:
     """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
     LightLayers, and measure the result.
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
+    ``calibration_x``: training inputs for data-aware factors (``method`` "data-aware", the default
+    when they are given; "svd" forces plain truncated SVD). The plan's errors are then output
+    errors on them, so the rank rules allocate by what each layer computes.
     """
+    from .calibration import check_method, collect
+
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
-    plan = plan if plan is not None else make_plan(model, rule, layer_filter)
-    new_model = apply_plan(model, plan)
+    method = check_method(method, calibration_x is not None)
+    cal = None
+    if method == "data-aware":
+        cal = collect(model, calibration_x)
+    if plan is None:
+        plan = make_plan(model, rule, layer_filter, calibration=cal)
+    plan.method = method
+    seconds = None
+    if cal is not None:
+        new_model, used = calibrate_and_apply(model, plan, calibration_x, sequential=sequential,
+                                              bias_correction=bias_correction,
+                                              calibration=None if sequential else cal)
+        seconds = cal.seconds + (used.seconds if sequential else 0.0)
+    else:
+        new_model = apply_plan(model, plan)
     if x is None:
         x = model_inputs_like(model)
     return Conversion(
@@ -148,4 +212,7 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         weight_bytes_before=weight_bytes(model),
         weight_bytes_after=weight_bytes(new_model),
         difference=output_difference(model, new_model, x, source),
+        method=method,
+        calibration_seconds=seconds,
+        calibration_samples=None if cal is None else cal.samples,
     )

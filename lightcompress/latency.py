@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import cache, keras_private, svd
+from . import cache, keras_private
 from .analyze import candidates
 from .checks import whole
 from .errors import OptionError
@@ -287,8 +287,7 @@ def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, mul
         jobs.append((c, shape, "overhead", None))
         jobs.append((c, shape, None, None))
         for mode in layer_filter.modes(c):
-            n, m = c.matrix_shape(mode)
-            jobs.extend((c, shape, r, mode) for r in latency_ladder(svd.break_even_rank(n, m), multiple))
+            jobs.extend((c, shape, r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
     result = Profile(runtime, threads, model_ms=model_latency(model, runtime, (1,), repeats, warmup, threads)[0].median_ms)
     by_name = {}
     with tempfile.TemporaryDirectory(prefix="lightcompress-profile-") as folder:

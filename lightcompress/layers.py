@@ -21,7 +21,7 @@ from keras import activations, constraints, initializers, ops, regularizers
 from . import svd
 from .errors import LightCompressError, RankError
 
-FACTORIZATIONS = ("channel", "spatial", "paper")
+FACTORIZATIONS = ("channel", "spatial", "paper", "tucker")
 PACKAGE = "lightcompress"
 
 
@@ -216,8 +216,11 @@ class LightConv2D(_LightLayer):
     - ``"paper"``: the LightLayers paper's layer (arXiv:2101.02268) for training from scratch:
       a kh×kw conv to ``rank`` channels with a bias and ReLU, then a kh×kw conv ("same", stride 1)
       to ``filters``. It is not linear in its factors, so it has no SVD initialisation.
+    - ``"tucker"``: Tucker-2 (Kim et al. 2016): a 1×1 conv to ``input_rank`` channels, the
+      kh×kw core to ``rank`` channels (strides, padding, dilation), a 1×1 conv to ``filters`` with
+      the bias and activation. ``input_rank`` defaults to ``svd.tucker_ranks(rank, c, filters)``.
 
-    "channel" and "spatial" reproduce a Conv2D exactly at full rank.
+    "channel", "spatial" and "tucker" reproduce a Conv2D exactly at full rank.
     """
 
     def __init__(
@@ -232,10 +235,12 @@ class LightConv2D(_LightLayer):
         activation=None,
         use_bias=True,
         factorization="channel",
+        input_rank=None,
         **kwargs,
     ):
         super().__init__(rank=rank, activation=activation, use_bias=use_bias, **kwargs)
         self.filters = _positive_int("filters", filters)
+        self.input_rank = None if input_rank is None else _positive_int("input_rank", input_rank)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)
         self.dilation_rate = _pair("dilation_rate", dilation_rate)
@@ -259,6 +264,11 @@ class LightConv2D(_LightLayer):
                 f"factorization={factorization!r} is unknown; use one of {', '.join(FACTORIZATIONS)}."
             )
         self.factorization = factorization
+        if input_rank is not None and factorization != "tucker":
+            raise LightCompressError(
+                f"input_rank={input_rank} only applies to factorization='tucker'; leave it out for "
+                f"{factorization!r}."
+            )
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     @property
@@ -274,6 +284,18 @@ class LightConv2D(_LightLayer):
             )
         kh, kw = self.kernel_size
         kernel_shape = (kh, kw, channels, self.filters)
+        if self.factorization == "tucker":
+            _rank_in_context(self, lambda: svd.check_rank(self.rank, (self.filters, self.filters)))
+            if self.input_rank is None:
+                self.input_rank = svd.tucker_ranks(self.rank, channels, self.filters)[0]
+            _rank_in_context(self, lambda: svd.check_rank(self.input_rank, (channels, channels)))
+            self.kernel_a = self._kernel("kernel_a", (1, 1, channels, self.input_rank))
+            self.kernel_core = self._kernel("kernel_core", (kh, kw, self.input_rank, self.rank))
+            self.kernel_b = self._kernel("kernel_b", (1, 1, self.rank, self.filters))
+            self.bias_a = None
+            self.bias = self._bias("bias", self.filters) if self.use_bias else None
+            self.input_spec = keras.layers.InputSpec(ndim=4, axes={self._channel_axis: channels})
+            return
         if self.factorization == "paper":
             first, second = (kh, kw, channels, self.rank), (kh, kw, self.rank, self.filters)
         else:
@@ -309,6 +331,10 @@ class LightConv2D(_LightLayer):
         elif self.factorization == "spatial":
             x = self._conv(inputs, self.kernel_a, (sh, 1), self.padding, (dh, 1))
             x = self._conv(x, self.kernel_b, (1, sw), self.padding, (1, dw))
+        elif self.factorization == "tucker":
+            x = self._conv(inputs, self.kernel_a, 1, "valid", 1)
+            x = self._conv(x, self.kernel_core, self.strides, self.padding, self.dilation_rate)
+            x = self._conv(x, self.kernel_b, 1, "valid", 1)
         else:
             x = self._conv(inputs, self.kernel_a, self.strides, self.padding, self.dilation_rate)
             x = ops.relu(self._add_bias(x, self.bias_a))
@@ -325,8 +351,10 @@ class LightConv2D(_LightLayer):
                           self.dilation_rate).shape
 
     def get_config(self):
+        tucker = {"input_rank": self.input_rank} if self.factorization == "tucker" else {}
         return {
             **super().get_config(),
+            **tucker,
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
@@ -340,12 +368,13 @@ class LightConv2D(_LightLayer):
     def from_conv2d(cls, layer, rank, factorization="channel"):
         """The LightConv2D twin of a built ``keras.layers.Conv2D``, initialised by truncated SVD.
 
-        ``factorization`` is "channel" or "spatial"; "paper" has no SVD initialisation.
+        ``factorization`` is "channel", "spatial" or "tucker" (HOSVD); "paper" has no SVD
+        initialisation.
         """
-        if factorization not in svd.CONV_MODES:
+        if factorization not in svd.CONV_MODES + (svd.TUCKER,):
             raise LightCompressError(
                 f"factorization={factorization!r} cannot be initialised from a trained Conv2D; "
-                f"use one of {', '.join(svd.CONV_MODES)}."
+                f"use one of {', '.join(svd.CONV_MODES + (svd.TUCKER,))}."
             )
         config = layer.get_config()
         if config.get("groups", 1) != 1:
@@ -354,9 +383,10 @@ class LightConv2D(_LightLayer):
                 f"only groups=1 can be factorised."
             )
         kernel = _kernel_of(layer, "Conv2D")
-        first, second = _rank_in_context(
-            layer, lambda: svd.conv_factors(kernel, rank, factorization)
-        )
+        if factorization == svd.TUCKER:
+            kernels = _rank_in_context(layer, lambda: svd.tucker2(kernel, rank))
+        else:
+            kernels = _rank_in_context(layer, lambda: svd.conv_factors(kernel, rank, factorization))
         light = cls(
             filters=kernel.shape[3],
             kernel_size=kernel.shape[:2],
@@ -374,4 +404,4 @@ class LightConv2D(_LightLayer):
             shape = (None, channels, None, None)
         light.build(shape)
         bias = ops.convert_to_numpy(layer.bias) if light.use_bias else None
-        return light._set_factors((first, second), bias)
+        return light._set_factors(kernels, bias)

@@ -50,10 +50,11 @@ def _unique_base(layer, taken):
     """A base name whose ``_a``/``_b`` layers collide with no other layer at this level."""
     base = _base_name(layer, None)
     candidate, n = base, 0
-    while f"{candidate}_a" in taken or f"{candidate}_b" in taken:
+    suffixes = ("_a", "_b", "_core")  # _core: the middle conv of a Tucker-2 LightConv2D
+    while any(f"{candidate}{s}" in taken for s in suffixes):
         n += 1
         candidate = f"{base}_lowered" if n == 1 else f"{base}_lowered{n}"
-    taken.update({f"{candidate}_a", f"{candidate}_b"})
+    taken.update(f"{candidate}{s}" for s in suffixes)
     return candidate
 
 

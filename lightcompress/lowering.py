@@ -100,6 +100,8 @@ def lower_light_conv2d(layer: LightConv2D, base: str | None = None) -> list:
       kh×kw "same" stride-1 conv to ``filters`` with the bias and activation.
     """
     base = _base_name(layer, base)
+    if layer.factorization == "tucker":
+        return lower_tucker_conv2d(layer, base)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
     kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
     mode = layer.factorization
@@ -131,3 +133,27 @@ def lower_light_conv2d(layer: LightConv2D, base: str | None = None) -> list:
     weights_a = [kernel_a] + ([_numpy(layer.bias_a)] if mode == "paper" else [])
     weights_b = [kernel_b] + ([_numpy(layer.bias)] if layer.use_bias else [])
     return [_with_weights(first, shape_in, weights_a), _with_weights(second, shape_mid, weights_b)]
+
+
+def lower_tucker_conv2d(layer: LightConv2D, base: str | None = None) -> list:
+    """A Tucker-2 LightConv2D as three ``Conv2D`` layers: ``<base>_a`` 1×1 to ``input_rank`` (no
+    bias), ``<base>_core`` kh×kw to ``rank`` (strides, padding, dilation; no bias), ``<base>_b``
+    1×1 to ``filters`` with the bias and activation."""
+    base = _base_name(layer, base)
+    fmt = layer.data_format
+    kernels = [_numpy(layer.kernel_a), _numpy(layer.kernel_core), _numpy(layer.kernel_b)]
+    first = keras.layers.Conv2D(layer.input_rank, 1, use_bias=False, name=f"{base}_a", data_format=fmt,
+                                **_common(layer))
+    core = keras.layers.Conv2D(layer.rank, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                               dilation_rate=layer.dilation_rate, use_bias=False, name=f"{base}_core",
+                               data_format=fmt, **_common(layer))
+    last = keras.layers.Conv2D(layer.filters, 1, name=f"{base}_b", data_format=fmt, **_common(layer),
+                               **_output_settings(layer))
+
+    def shape(channels):
+        return (None, None, None, channels) if fmt == "channels_last" else (None, channels, None, None)
+
+    bias = [_numpy(layer.bias)] if layer.use_bias else []
+    return [_with_weights(first, shape(kernels[0].shape[2]), [kernels[0]]),
+            _with_weights(core, shape(layer.input_rank), [kernels[1]]),
+            _with_weights(last, shape(layer.rank), [kernels[2], *bias])]

@@ -47,10 +47,17 @@ def stem(path) -> str:
 
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
-                 data: DataSpec | None = None, force=False, trust=False, stage=_quiet) -> dict:
+                 data: DataSpec | None = None, force=False, trust=False, stage=_quiet, method=None,
+                 calibration=None, sequential=False, bias_correction=False) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report; with
-    ``data``, outputs are compared and accuracy measured on its test images."""
+    ``data``, the factors are data-aware (``method``; calibrated on ``calibration`` training
+    images), and outputs are compared and accuracy measured on its test images."""
+    from .calibration import calibration_images, check_count, check_method
+    from .defaults import DEFAULT_CALIBRATION_SAMPLES
+
+    method = check_method(method, data is not None)
+    calibration = check_count(DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration)
     if (rule is None) == (plan_file is None):
         from .errors import OptionError
 
@@ -63,7 +70,9 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else prepared.x_test
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
-        result = convert(original, rule, layer_filter, x, where, plan=plan)
+        calib_x = calibration_images(prepared, calibration, data.seed) if method == "data-aware" else None
+        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
+                         sequential=sequential, bias_correction=bias_correction)
     model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
     if prepared is not None:
@@ -257,6 +266,38 @@ def inspect_model(net, path, conv_mode="channel") -> dict:
             mode = conv_mode if conv_mode in c.modes else c.modes[0]
             spectra[c.name] = analyze.spectrum_summary(c, mode)
     return report.inspect_dict(path, stats, spectra, conv_mode)
+
+
+def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration=None, seed=0) -> dict:
+    """Per factorisable layer, at the chosen rank (the ``plan``'s, else the rank keeping 95% of
+    the kernel's energy in ``conv_mode``): the weight-space and output-space relative errors of
+    plain SVD and of data-aware factors, on ``calibration`` training images of ``prepared``."""
+    from . import svd
+    from .calibration import calibration_images, collect
+    from .defaults import DEFAULT_CALIBRATION_SAMPLES
+
+    x = calibration_images(prepared, DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration, seed)
+    cal = collect(net, x)
+    planned = {p.name: p for p in plan.converted} if plan is not None else None
+    rows = []
+    for c in analyze.candidates(net, cal):
+        if c.unsupported is not None or c.cov is None:
+            continue
+        if planned is not None:
+            if c.name not in planned:
+                continue
+            mode, rank = planned[c.name].mode, planned[c.name].rank
+        else:
+            mode = conv_mode if conv_mode in c.entry.matrix_modes else c.modes[0]
+            rank = svd.rank_for_energy(svd.singular_values(c.matrix(mode)), 0.95)
+        plain = c.approximate(mode, rank, cov=None)
+        rows.append({"name": c.name, "mode": mode, "rank": rank,
+                     "svd_weight_error": svd.output_error(c.kernel.reshape(-1, 1), plain.reshape(-1, 1)),
+                     "svd_output_error": c.output_error(mode, rank, cov=None),
+                     "data_aware_weight_error": c.weight_error(mode, rank),
+                     "data_aware_output_error": c.output_error(mode, rank)})
+    return {"samples": cal.samples, "seconds": round(cal.seconds, 3), "dataset": prepared.name,
+            "rank_from": "the plan" if plan is not None else "95% of the kernel's energy", "layers": rows}
 
 
 def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_cache=True) -> dict:

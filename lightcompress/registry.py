@@ -14,7 +14,7 @@ docs/ARCHITECTURE.md).
 >>> entry_for(keras.layers.Dense(4)).modes
 ('dense',)
 >>> entry_for(keras.layers.Conv2D(4, 3)).modes
-('channel', 'spatial')
+('channel', 'spatial', 'tucker')
 >>> entry_for(keras.layers.Flatten()) is None
 True
 """
@@ -47,6 +47,15 @@ class LayerType:
     twin_mode: Callable  # (twin layer) -> its mode
     unsupported: Callable = lambda layer: None  # (layer) -> reason it cannot be factorised, or None
     lower: Callable | None = None  # (twin layer, base=name) -> built standard layers computing the same
+    # Data-aware factors and modes that are not matrix reshapes (all optional; defaults treat every
+    # mode as the matrix ``to_matrix`` gives and the type as not calibratable):
+    input_matrix: Callable | None = None  # (layer, inputs tensor) -> 2-D (rows, n): what multiplies the
+    #                                       rows of the modes[0] matrix, one row per application
+    mode_covariance: Callable = lambda cov, kernel_shape, mode: cov  # modes[0] second moment -> mode's
+    factor_fn: Callable | None = None  # (kernel, rank, mode, cov | None) -> the twin's kernels, in order
+    approximate_fn: Callable | None = None  # (kernel, rank, mode, cov | None) -> kernel the twin computes
+    params_fn: Callable | None = None  # (kernel_shape, mode, rank) -> weights of the factors (no bias)
+    max_rank_fn: Callable | None = None  # (kernel_shape, mode) -> the full rank
 
     @property
     def name(self) -> str:
@@ -57,9 +66,73 @@ class LayerType:
 
     def truncated_kernel(self, kernel, rank, mode) -> np.ndarray:
         """The rank-``rank`` approximation of ``kernel`` in ``mode``: what the twin computes."""
+        return self.approximate(kernel, rank, mode)
+
+    # -- generic over modes (issue 14) --
+
+    def factor_params(self, kernel_shape, mode, rank) -> int:
+        """Weights of the twin's factors at ``rank`` in ``mode``, bias not included."""
+        if self.params_fn is not None:
+            return int(self.params_fn(kernel_shape, mode, rank))
+        n, m = self.matrix_shape(kernel_shape, mode)
+        return svd.factorized_params(n, m, rank)
+
+    def max_rank(self, kernel_shape, mode) -> int:
+        if self.max_rank_fn is not None:
+            return int(self.max_rank_fn(kernel_shape, mode))
+        return int(min(self.matrix_shape(kernel_shape, mode)))
+
+    def rank_limit(self, kernel_shape, mode, min_saving: float = 0.0) -> int:
+        """Largest rank whose factors hold fewer weights than the kernel and at most
+        ``1 - min_saving`` of them; 0 when none does (factor weights grow with the rank)."""
+        size = int(np.prod(kernel_shape))
+        allowed = min(size - 1, int(np.floor((1.0 - min_saving) * size + 1e-9)))
+        lo, hi = 0, self.max_rank(kernel_shape, mode)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.factor_params(kernel_shape, mode, mid) <= allowed:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def mode_cov(self, cov, kernel_shape, mode):
+        return None if cov is None else self.mode_covariance(cov, kernel_shape, mode)
+
+    def factors(self, kernel, rank, mode, cov=None) -> list:
+        """The twin's kernels at ``rank`` in ``mode``: plain SVD, or data-aware given ``cov`` (the
+        second moment of the modes[0] matrix's input rows, see ``input_matrix``)."""
+        if self.factor_fn is not None:
+            return list(self.factor_fn(kernel, rank, mode, cov))
+        return list(self._matrix_factors(kernel, rank, mode, cov))
+
+    def _matrix_factors(self, kernel, rank, mode, cov):
         kernel = np.asarray(kernel)
-        a, b = svd.truncated_svd(self.to_matrix(kernel, mode), rank)
+        matrix = self.to_matrix(kernel, mode)
+        mcov = self.mode_cov(cov, kernel.shape, mode)
+        return svd.truncated_svd(matrix, rank) if mcov is None else svd.data_aware_svd(matrix, mcov, rank)
+
+    def approximate(self, kernel, rank, mode, cov=None) -> np.ndarray:
+        """The kernel (same shape and dtype) that the twin computes at ``rank`` in ``mode``."""
+        kernel = np.asarray(kernel)
+        if self.approximate_fn is not None:
+            return np.asarray(self.approximate_fn(kernel, rank, mode, cov)).astype(kernel.dtype)
+        a, b = self._matrix_factors(kernel, rank, mode, cov)
         return self.from_matrix(a @ b, kernel.shape, mode).astype(kernel.dtype)
+
+    def spectrum(self, kernel, mode, cov=None):
+        """Singular values of the ``mode`` matrix (output-space ones given ``cov``), or None for a
+        mode that is not a matrix reshape."""
+        if self.approximate_fn is not None and mode not in self.matrix_modes:
+            return None
+        matrix = self.to_matrix(np.asarray(kernel), mode)
+        mcov = self.mode_cov(cov, np.shape(kernel), mode)
+        return svd.singular_values(matrix) if mcov is None else svd.output_spectrum(matrix, mcov)
+
+    @property
+    def matrix_modes(self) -> tuple:
+        """The modes that are a reshape of the kernel into one matrix."""
+        return tuple(m for m in self.modes if m != svd.TUCKER)
 
 
 REGISTRY: dict[type, LayerType] = {}
@@ -161,6 +234,7 @@ DENSE = register(LayerType(
     twin_mode=lambda layer: "dense",
     unsupported=_common_unsupported,
     lower=lowering.lower_light_dense,
+    input_matrix=lambda layer, x: keras.ops.reshape(x, (-1, keras.ops.shape(x)[-1])),
 ))
 
 
@@ -169,7 +243,65 @@ DENSE = register(LayerType(
 def _conv_macs(layer, in_shape, out_shape, mode, rank):
     c, f, out_hw, in_w = conv_geometry(layer, in_shape, out_shape)
     groups = getattr(layer, "groups", 1)
+    if mode == svd.TUCKER and rank is not None:
+        in_h = _spatial(in_shape, getattr(layer, "data_format", "channels_last"))[0]
+        return tucker_conv_macs(rank, getattr(layer, "input_rank", None), layer.kernel_size, c, f, out_hw,
+                                (in_h, in_w))
     return factorized_conv_macs(mode, rank, layer.kernel_size, c // groups, f, out_hw, in_w)
+
+
+def tucker_conv_macs(rank, input_rank, kernel_size, channels, filters, out_hw, in_hw):
+    """MACs per example of Tucker-2: 1×1 c→r1 on the input, kh×kw r1→r2 and 1×1 r2→f on the output."""
+    r1 = input_rank or svd.tucker_ranks(rank, channels, filters)[0]
+    (kh, kw), (oh, ow), (ih, iw) = kernel_size, out_hw, in_hw
+    return ih * iw * channels * r1 + oh * ow * (kh * kw * r1 * rank + rank * filters)
+
+
+def _conv_input_matrix(layer, x):
+    """im2col: every patch the conv multiplies, one row each in (kh, kw, c) order (the rows of the
+    channel matrix), gathered by strided slices of the padded input with the layer's strides,
+    padding and dilation (Keras/TensorFlow "same": the extra row or column of padding at the end)."""
+    x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
+    if layer.data_format == "channels_first":
+        x = x.transpose(0, 2, 3, 1)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    _, h, w, c = x.shape
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if layer.padding == "same":
+        oh, ow = -(-h // sh), -(-w // sw)
+        pad_h, pad_w = max((oh - 1) * sh + span_h - h, 0), max((ow - 1) * sw + span_w - w, 0)
+        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    else:
+        oh, ow = (h - span_h) // sh + 1, (w - span_w) // sw + 1
+    patches = np.empty((x.shape[0], oh, ow, kh, kw, c), dtype=np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            patches[:, :, :, i, j, :] = x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
+    return patches.reshape(-1, kh * kw * c)
+
+
+def _conv_factors(kernel, rank, mode, cov):
+    if mode == svd.TUCKER:
+        return svd.tucker2(kernel, rank, cov)
+    a, b = CONV2D._matrix_factors(kernel, rank, mode, cov)
+    return svd.factors_to_conv_kernels(a, b, np.shape(kernel), mode)
+
+
+def _conv_approximate(kernel, rank, mode, cov):
+    if mode == svd.TUCKER:
+        return svd.tucker_kernel(*svd.tucker2(kernel, rank, cov))
+    a, b = CONV2D._matrix_factors(kernel, rank, mode, cov)
+    return svd.matrix_to_conv_kernel(a @ b, np.shape(kernel), mode)
+
+
+def _conv_params(kernel_shape, mode, rank):
+    if mode == svd.TUCKER:
+        return svd.tucker_params(kernel_shape, rank)
+    return svd.factorized_params(*svd.conv_matrix_shape(kernel_shape, mode), rank)
+
+
+def _conv_max_rank(kernel_shape, mode):
+    return int(kernel_shape[3]) if mode == svd.TUCKER else int(min(svd.conv_matrix_shape(kernel_shape, mode)))
 
 
 def _conv_unsupported(layer):
@@ -181,7 +313,7 @@ def _conv_unsupported(layer):
 
 CONV2D = register(LayerType(
     cls=keras.layers.Conv2D,
-    modes=svd.CONV_MODES,
+    modes=svd.CONV_MODES + (svd.TUCKER,),
     twin=LightConv2D,
     kernel_rank=4,
     to_matrix=svd.conv_kernel_to_matrix,
@@ -192,6 +324,12 @@ CONV2D = register(LayerType(
     twin_mode=lambda layer: layer.factorization,
     unsupported=_conv_unsupported,
     lower=lowering.lower_light_conv2d,
+    input_matrix=_conv_input_matrix,
+    mode_covariance=svd.mode_covariance,
+    factor_fn=_conv_factors,
+    approximate_fn=_conv_approximate,
+    params_fn=_conv_params,
+    max_rank_fn=_conv_max_rank,
 ))
 
 

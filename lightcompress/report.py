@@ -114,6 +114,9 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
         "source": str(source),
         "output": str(output),
         "policy": c.plan.policy,
+        "method": c.method,
+        "calibration": None if c.calibration_seconds is None else {
+            "samples": c.calibration_samples, "seconds": round(c.calibration_seconds, 3)},
         "layers": [{**asdict(p), "kernel_shape": list(p.kernel_shape)} for p in c.plan.layers],
         "totals": {
             "params_before": c.params_before,
@@ -133,26 +136,36 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
 
 def plan_section(title, layer_dicts) -> Section:
     """One row per layer of a plan: rank, mode, params before -> after, energy, error, and why."""
-    layers = Section(title, ["layer", "type", "kernel", ">rank", "mode", ">params", ">energy", ">error"])
+    outputs = any(layer.get("output_error") is not None for layer in layer_dicts)
+    layers = Section(title, ["layer", "type", "kernel", ">rank", "mode", ">params", ">energy", ">error"]
+                     + ([">output error"] if outputs else []))
     for layer in layer_dicts:
         converted = layer["rank"] is not None
         params = _num(layer["params_before"])
+        out_err = layer.get("output_error")
         layers.rows.append([
             layer["name"], layer["kind"], _shape(layer["kernel_shape"]),
             layer["rank"] if converted else "-", layer["mode"] or "kept",
             f"{params} -> {_num(layer['params_after'])}" if converted else params,
             f"{layer['energy']:.3f}" if converted else "", f"{layer['error']:.3f}" if converted else "",
-        ])
+        ] + ([f"{out_err:.3f}" if converted and out_err is not None else ""] if outputs else []))
         if layer["skipped"]:
             layers.lines.append(f"kept {layer['name']}: {layer['skipped']}")
         elif layer["note"]:
             layers.lines.append(f"{layer['name']}: {layer['note']}")
-    layers.lines.append("energy: fraction of squared singular values kept; error: relative error of the kernel.")
+    layers.lines.append("energy: 1 - error²; error: relative error of the kernel the factors compute"
+                        + ("; output error: relative error of the layer's outputs on the calibration images."
+                           if outputs else "."))
     return layers
 
 
 def conversion_sections(data: dict) -> list[Section]:
-    layers = plan_section(f"convert ({data['policy']}): {data['source']}", data["layers"])
+    layers = plan_section(f"convert ({data['policy']}, {data.get('method', 'svd')}): {data['source']}",
+                          data["layers"])
+    cal = data.get("calibration")
+    if cal:
+        layers.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} training images in "
+                            f"{cal['seconds']:.1f} s")
 
     t = data["totals"]
     totals = Section("", ["", ">before", ">after", ">change"], [
@@ -415,7 +428,22 @@ def sensitivity_sections(sens: dict) -> list[Section]:
     table.lines.extend(f"not analysed: {name}: {reason}" for name, reason in sens["skipped"].items())
     source = "read from the cache" if sens["from_cache"] else (
         f"{sens['evaluations']} evaluations in {sens['seconds']:.1f} s")
-    table.lines.append(f"analysis: {source} ({sens['cache_file'] or 'not cached'})")
+    table.lines.append(f"analysis ({sens.get('method', 'svd')} factors): {source} "
+                       f"({sens['cache_file'] or 'not cached'})")
+    return [table]
+
+
+def errors_sections(errors: dict) -> list[Section]:
+    """Per layer at the chosen rank: weight-space and output-space errors, plain SVD and data-aware."""
+    table = Section(f"errors at the chosen rank ({errors['rank_from']}), outputs on {errors['samples']:,} "
+                    f"training images of {errors['dataset']}",
+                    ["layer", "mode", ">rank", ">svd weight", ">svd output", ">data-aware weight", ">data-aware output"])
+    for r in errors["layers"]:
+        table.rows.append([r["name"], r["mode"], r["rank"], f"{r['svd_weight_error']:.3f}",
+                           f"{r['svd_output_error']:.3f}", f"{r['data_aware_weight_error']:.3f}",
+                           f"{r['data_aware_output_error']:.3f}"])
+    table.lines.append(f"relative errors: ||W - W_r|| / ||W|| (weight) and ||X(W - W_r)|| / ||XW|| (output); "
+                       f"calibration pass {errors['seconds']:.1f} s")
     return [table]
 
 
@@ -429,6 +457,9 @@ def compress_dict(result, compare, plan_path, output) -> dict:
         "trials": [asdict(t) for t in result.trials],
         "sensitivity": {k: v for k, v in result.sensitivity.to_dict().items() if k != "layers"},
         "plan": result.plan.to_dict(),
+        "method": result.plan.method,
+        "calibration": None if result.calibration is None else {
+            "samples": result.calibration.samples, "seconds": round(result.calibration.seconds, 3)},
         "finetune": {"epochs_run": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
                      "epoch_seconds": [round(s, 3) for s in result.fit.epoch_seconds],
                      "device": result.fit.device, "interrupted": result.fit.interrupted,
@@ -460,7 +491,12 @@ def latency_sections(p: dict) -> list[Section]:
 
 def compress_sections(data: dict) -> list[Section]:
     goal = data["goal"]
-    plan = plan_section(f"compress plan ({data['plan']['policy']})", data["plan"]["layers"])
+    plan = plan_section(f"compress plan ({data['plan']['policy']}, {data['plan'].get('method', 'svd')})",
+                        data["plan"]["layers"])
+    cal = data.get("calibration")
+    if cal:
+        plan.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} training images in "
+                          f"{cal['seconds']:.1f} s")
     s = data["sensitivity"]
     plan.lines.append(
         f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "

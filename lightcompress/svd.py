@@ -22,6 +22,7 @@ import numpy as np
 from .errors import RankError
 
 CONV_MODES = ("channel", "spatial")
+TUCKER = "tucker"  # the third Conv2D mode (Tucker-2); not a matrix reshape, see tucker2
 
 
 def check_rank(rank, shape) -> int:
@@ -189,3 +190,203 @@ def conv_factors(kernel, rank: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     kernel = np.asarray(kernel)
     a, b = truncated_svd(conv_kernel_to_matrix(kernel, mode), rank)
     return factors_to_conv_kernels(a, b, kernel.shape, mode)
+
+
+# -- data-aware factors (output error on calibration inputs) ----------------------------------
+#
+# With inputs X (rows: samples, columns: the n rows of W) and their second moment C = XᵀX / N,
+# the rank-r W_r minimising ||X·(W − W_r)|| (DRONE, NeurIPS 2021; SVD-LLM's whitening) is
+# L⁻ᵀ·trunc_r(Lᵀ·W) for C = L·Lᵀ. Writing Lᵀ·W = U·S·Vᵀ, that is W·V_r·V_rᵀ: W projected onto the
+# top-r eigenvectors of Wᵀ·C·W (the principal directions of the layer's *outputs*). This form
+# needs no Cholesky factor and no inverse, so it is safe when C is rank-deficient (ReLU zeros,
+# padding, dead channels); a small ridge (``ridge`` times the mean eigenvalue of C) decides the
+# directions the calibration inputs never excite, where it falls back to plain SVD.
+
+DEFAULT_RIDGE = 1e-6
+
+
+def regularised(cov, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
+    """``cov`` symmetrised in float64, plus ``ridge`` times its mean eigenvalue on the diagonal
+    (the identity when ``cov`` is all zeros)."""
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise RankError(f"expected a square covariance matrix, got an array of shape {cov.shape}.")
+    cov = (cov + cov.T) / 2
+    scale = float(np.trace(cov)) / len(cov)
+    if not np.isfinite(scale):
+        raise RankError("the covariance holds NaN or inf values; calibrate on finite inputs.")
+    if scale <= 0.0:
+        return np.eye(len(cov))
+    return cov + ridge * scale * np.eye(len(cov))
+
+
+def _output_basis(matrix, cov, ridge):
+    """Eigenvalues (descending) and eigenvectors of Wᵀ·C·W (C regularised)."""
+    w = _check_matrix(matrix).astype(np.float64)
+    c = regularised(cov, ridge)
+    if c.shape[0] != w.shape[0]:
+        raise RankError(f"covariance of shape {c.shape} does not match a matrix with {w.shape[0]} rows.")
+    values, vectors = np.linalg.eigh(w.T @ c @ w)
+    order = np.argsort(values)[::-1]
+    return np.clip(values[order], 0.0, None), vectors[:, order]
+
+
+def output_spectrum(matrix, cov, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
+    """Singular values of Lᵀ·W (C = L·Lᵀ), largest first: the spectrum of the layer's outputs on
+    the calibration inputs. ``reconstruction_error`` of it is the relative output error.
+
+    With white inputs (C = I) it is the plain spectrum:
+
+    >>> w = np.random.default_rng(0).normal(size=(6, 4))
+    >>> bool(np.allclose(output_spectrum(w, np.eye(6), ridge=0.0), singular_values(w)))
+    True
+    """
+    values, _ = _output_basis(matrix, cov, ridge)
+    return np.sqrt(values[: min(np.shape(matrix))])
+
+
+def data_aware_svd(matrix, cov, rank: int, ridge: float = DEFAULT_RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Factors A (n, rank), B (rank, m) with A·B minimising ||X·(W − A·B)|| for inputs whose second
+    moment is ``cov`` (n, n): A = W·V_r, B = V_rᵀ, rescaled so each column of A and row of B have
+    the same norm (as ``truncated_svd`` splits √S). With C = I they are the plain SVD factors.
+
+    >>> w = np.random.default_rng(0).normal(size=(6, 4))
+    >>> a, b = data_aware_svd(w, np.eye(6), 2, ridge=0.0)
+    >>> a0, b0 = truncated_svd(w, 2)
+    >>> bool(np.allclose(a @ b, a0 @ b0))
+    True
+    """
+    matrix = _check_matrix(matrix)
+    rank = check_rank(rank, matrix.shape)
+    _, vectors = _output_basis(matrix, cov, ridge)
+    v = vectors[:, :rank]
+    a = matrix.astype(np.float64) @ v
+    norms = np.sqrt(np.linalg.norm(a, axis=0))
+    norms[norms == 0.0] = 1.0
+    dtype = matrix.dtype if np.issubdtype(matrix.dtype, np.floating) else np.float32
+    return (a / norms).astype(dtype), (norms[:, None] * v.T).astype(dtype)
+
+
+def output_error(matrix, approx, cov=None) -> float:
+    """Relative error sqrt(tr(ΔᵀCΔ) / tr(WᵀCW)) of ``approx`` for ``matrix`` (Δ = W − approx) on
+    inputs with second moment ``cov`` (None: white inputs, the relative Frobenius error)."""
+    w = np.asarray(matrix, dtype=np.float64)
+    d = w - np.asarray(approx, dtype=np.float64)
+    if cov is None:
+        num, den = float(np.sum(d * d)), float(np.sum(w * w))
+    else:
+        c = np.asarray(cov, dtype=np.float64)
+        num, den = float(np.sum(d * (c @ d))), float(np.sum(w * (c @ w)))
+    return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
+
+
+def mode_covariance(cov, kernel_shape, mode: str) -> np.ndarray:
+    """The second moment of the rows of a conv kernel's ``mode`` matrix, from the second moment
+    ``cov`` of its im2col patches in (kh, kw, c) order (the rows of the channel matrix).
+
+    spatial: the kh×1 column patches (kh, c) the first factor sees, averaged over the kw column
+    offsets; "input channels": the per-pixel (c, c) block averaged over the kh·kw offsets (the
+    input projection of Tucker-2); channel and tucker: ``cov`` itself.
+    """
+    kh, kw, c, f = _check_kernel_shape(kernel_shape)
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.shape != (kh * kw * c, kh * kw * c):
+        raise RankError(f"patch covariance of shape {cov.shape} does not fit a kernel of shape {tuple(kernel_shape)}.")
+    if mode in ("channel", "tucker"):
+        return cov
+    six = cov.reshape(kh, kw, c, kh, kw, c)
+    if mode == "spatial":
+        blocks = np.einsum("iajkal->ijkl", six) / kw  # (kh, c, kh, c), same column offset a
+        return blocks.reshape(kh * c, kh * c)
+    if mode == "input channels":
+        return np.einsum("abiabj->ij", six) / (kh * kw)
+    raise RankError(f"conv mode {mode!r} is unknown; use one of {', '.join(CONV_MODES)}.")
+
+
+# -- Tucker-2 for convolutions (Kim et al., ICLR 2016) ----------------------------------------
+#
+# A (kh, kw, c, f) kernel becomes a 1×1 conv c→r1 (input projection), a kh×kw conv r1→r2 (the
+# core, with the layer's strides, padding and dilation) and a 1×1 conv r2→f (output projection).
+# One rank r (1..f) sets both: r2 = r and r1 = round(r·c/f) clipped to [1, c], so both channel
+# modes are cut in the same proportion and the full rank r = f gives r1 = c, r2 = f (exact).
+
+def tucker_ranks(rank: int, channels: int, filters: int) -> tuple[int, int]:
+    """(r1, r2) of Tucker-2 at ``rank`` for a conv c→f.
+
+    >>> tucker_ranks(16, 32, 64), tucker_ranks(64, 32, 64), tucker_ranks(3, 1, 64)
+    ((8, 16), (32, 64), (1, 3))
+    """
+    rank = check_rank(rank, (filters, filters))
+    return min(channels, max(1, int(round(rank * channels / filters)))), rank
+
+
+def tucker_params(kernel_shape, rank: int) -> int:
+    """Weights of the three Tucker-2 kernels at ``rank`` (bias not included)."""
+    kh, kw, c, f = _check_kernel_shape(kernel_shape)
+    r1, r2 = tucker_ranks(rank, c, f)
+    return c * r1 + kh * kw * r1 * r2 + r2 * f
+
+
+def tucker_shapes(kernel_shape, rank: int) -> tuple[tuple, tuple, tuple]:
+    kh, kw, c, f = _check_kernel_shape(kernel_shape)
+    r1, r2 = tucker_ranks(rank, c, f)
+    return (1, 1, c, r1), (kh, kw, r1, r2), (1, 1, r2, f)
+
+
+def _sym_sqrt(cov, ridge):
+    values, vectors = np.linalg.eigh(regularised(cov, ridge))
+    values = np.clip(values, values.max() * 1e-12, None)
+    root = np.sqrt(values)
+    return (vectors * root) @ vectors.T, (vectors / root) @ vectors.T
+
+
+def tucker2(kernel, rank: int, cov=None, ridge: float = DEFAULT_RIDGE):
+    """The Tucker-2 kernels (first (1, 1, c, r1), core (kh, kw, r1, r2), last (1, 1, r2, f)) of a
+    Conv2D kernel, by truncated HOSVD: without ``cov`` the leading singular vectors of the output
+    and input channel unfoldings; with the patch second moment ``cov`` (channel-mode order) the
+    output projection keeps the principal directions of the layer's outputs and the input
+    projection is whitened by the per-pixel channel covariance. Equal to the kernel at full rank.
+
+    >>> k = np.random.default_rng(0).normal(size=(3, 3, 4, 6))
+    >>> bool(np.allclose(tucker_kernel(*tucker2(k, 6)), k))
+    True
+    """
+    kernel = np.asarray(kernel)
+    kh, kw, c, f = _check_kernel_shape(kernel.shape)
+    r1, r2 = tucker_ranks(rank, c, f)
+    k = kernel.astype(np.float64)
+    w = k.reshape(kh * kw * c, f)
+    if cov is None:
+        u2 = np.linalg.svd(w.T, full_matrices=True)[0][:, :r2]
+        root = inverse = np.eye(c)
+    else:
+        u2 = _output_basis(w, cov, ridge)[1][:, :r2]
+        root, inverse = _sym_sqrt(mode_covariance(cov, kernel.shape, "input channels"), ridge)
+    k2 = k @ u2  # (kh, kw, c, r2)
+    unfolded = k2.transpose(2, 0, 1, 3).reshape(c, kh * kw * r2)
+    u1 = np.linalg.svd(root @ unfolded, full_matrices=True)[0][:, :r1]
+    first = inverse @ u1  # (c, r1)
+    core = (u1.T @ root @ unfolded).reshape(r1, kh, kw, r2).transpose(1, 2, 0, 3)
+    dtype = kernel.dtype if np.issubdtype(kernel.dtype, np.floating) else np.float32
+    return (first.reshape(1, 1, c, r1).astype(dtype), core.astype(dtype),
+            u2.T.reshape(1, 1, r2, f).astype(dtype))
+
+
+def tucker_kernel(first, core, last) -> np.ndarray:
+    """The (kh, kw, c, f) kernel that the three Tucker-2 kernels compute together."""
+    return np.einsum("ca,ijab,bf->ijcf", np.asarray(first)[0, 0], np.asarray(core), np.asarray(last)[0, 0])
+
+
+def sequential_target(matrix, cov, cross, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
+    """W' = C_ĥĥ⁻¹·C_ĥx·W: with inputs x̂ from already-factorised earlier layers (second moment
+    ``cov``) standing in for the original inputs x (cross moment ``cross`` = E[x̂·xᵀ]), the full
+    matrix W' minimises ||X·W − X̂·W'||; factorising W' data-aware on ``cov`` then minimises
+    ||X·W − X̂·W_r|| over rank-r W_r. Equal to W when x̂ = x.
+
+    >>> x = np.random.default_rng(0).normal(size=(50, 4)); w = np.ones((4, 2))
+    >>> c = x.T @ x / 50
+    >>> bool(np.allclose(sequential_target(w, c, c, ridge=0.0), w))
+    True
+    """
+    c = regularised(cov, ridge)
+    return np.linalg.solve(c, np.asarray(cross, dtype=np.float64) @ np.asarray(matrix, dtype=np.float64))

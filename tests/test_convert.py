@@ -153,8 +153,12 @@ def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
     model = GRAPHS["sequential"]()
     plan = make_plan(model, *policy(rank=1000, min_params=0))
     by = {p.name: p for p in plan.layers}
-    assert by["h1"].rank == break_even_rank(32, 64) and "clipped" in by["h1"].note
+    # default min_saving 0.2: the largest rank keeping at most 80% of the kernel (32·64)
+    assert by["h1"].rank == int(0.8 * 32 * 64) // (32 + 64) and "clipped" in by["h1"].note
     assert all(p.params_after < p.params_before for p in plan.converted)
+    rule, layer_filter = policy(rank=1000, min_params=0)
+    plan = make_plan(model, rule, dataclasses.replace(layer_filter, min_saving=0.0))
+    assert {p.name: p for p in plan.layers}["h1"].rank == break_even_rank(32, 64)
     plan = make_plan(model, *policy(rank=4))
     assert by["out"].params_before < 1000 and "below min_params=" in {p.name: p for p in plan.layers}["out"].skipped
 
@@ -165,7 +169,7 @@ def test_energy_policy_keeps_the_asked_fraction():
     for p in plan.converted:
         assert p.energy >= 0.9
     skipped = make_plan(model, *policy(energy=0.9999))
-    assert any("above the break-even rank" in (p.skipped or "") for p in skipped.layers)
+    assert any("above the largest rank saving" in (p.skipped or "") for p in skipped.layers)
 
 
 def test_include_exclude_patterns():

@@ -25,7 +25,10 @@ def command(
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
     rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
-    conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures both.")] = o.ConvMode.channel,
+    conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures every mode.")] = o.ConvMode.auto,
+    min_saving: o.MinSaving = d.DEFAULT_MIN_SAVING,
+    method: o.MethodOpt = None,
+    calibration: o.Calibration = d.DEFAULT_CALIBRATION_SAMPLES,
     include: o.Include = None,
     exclude: o.Exclude = None,
     min_params: o.MinParams = d.DEFAULT_MIN_PARAMS,
@@ -84,7 +87,8 @@ def command(
         try:
             out = pipeline.compress_file(
                 model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
-                layer_filter=o.layer_filter(include, exclude, min_params, conv_mode),
+                layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
+                method=None if method is None else method.value, calibration=calibration,
                 settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
                 target_params=target_params, target_macs=target_macs, target_latency=target_latency,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..defaults import DEFAULT_MIN_PARAMS
+from ..defaults import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from . import options as o
 
 NAME = "convert"
@@ -23,7 +23,10 @@ def command(
     include: o.Include = None,
     exclude: o.Exclude = None,
     min_params: o.MinParams = DEFAULT_MIN_PARAMS,
-    conv_mode: o.ConvModeOpt = o.ConvMode.channel,
+    conv_mode: o.ConvModeOpt = o.ConvMode.auto,
+    min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
+    method: o.MethodOpt = None,
+    calibration: o.Calibration = DEFAULT_CALIBRATION_SAMPLES,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
     dataset: o.DatasetOpt = None,
     npz_keys: o.NpzKeys = None,
@@ -38,8 +41,10 @@ def command(
 ):
     """Replace Dense and Conv2D layers with SVD-initialised LightLayers and report what changed.
 
-    Without --dataset the outputs are compared on random inputs; with it, on the test images,
-    and the report adds accuracy before and after.
+    Without --dataset the outputs are compared on random inputs and the factors are plain SVD;
+    with it, the factors are data-aware (calibrated on --calibration training images, never test
+    images; --method svd forces plain SVD), outputs are compared on the test images, and the
+    report adds accuracy before and after.
 
     Example: lightcompress convert model.h5 --rank 8
     """
@@ -49,8 +54,10 @@ def command(
     o.check_form(json_out, markdown_out)
     choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
-    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    train_limit = 1 if method == o.Method.svd else None  # data-aware factors calibrate on training images
+    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     out = pipeline.convert_file(
-        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode),
-        plan_file=plan, data=data, force=force, trust=trust_model, stage=o.spinner(o.stderr()))
+        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
+        plan_file=plan, data=data, force=force, trust=trust_model, stage=o.spinner(o.stderr()),
+        method=None if method is None else method.value, calibration=calibration)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,6 +19,7 @@ def command(
     plot: o.PlotOpt = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's accuracy cost per rank on --dataset.")] = False,
     dataset: o.DatasetOpt = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="With --dataset: errors at this plan's ranks (plan.json).")] = None,
     holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = DEFAULT_HOLDOUT,
     latency: Annotated[bool, typer.Option("--latency", help="Also time each layer alone, as it is and at each rank, in --runtime.")] = False,
     runtime: o.RuntimeOpt = None,
@@ -32,8 +34,9 @@ def command(
     """Where the parameters and MACs are, and how compressible each factorisable layer is.
 
     For each layer: output shape, params, MACs per example; for factorisable layers also the ranks
-    keeping 90/95/99% of the spectral energy, the break-even rank, and the cost at 95%. Changes
-    nothing.
+    keeping 90/95/99% of the spectral energy, the break-even rank, and the cost at 95%. With
+    --dataset, also the weight-space and output-space errors of plain SVD and of data-aware
+    factors at the chosen rank (--plan's, else the 95% energy rank). Changes nothing.
 
     Example: lightcompress inspect model.h5 --plot spectra.png
     """
@@ -50,13 +53,26 @@ def command(
         net = model_io.load_model(model, trust=trust_model)
     out = pipeline.inspect_model(net, model, conv_mode.value)
     sections = report.inspect_sections
+    if dataset is not None:
+        from ..data import load_for_model
+        from ..planning import read_plan
+
+        with stage("calibrating: weight and output errors"):
+            chosen = read_plan(net, plan) if plan is not None else None
+            out["errors"] = pipeline.layer_errors(net, load_for_model(net, o.data_spec(dataset)), conv_mode.value,
+                                                  chosen)
+
+        def sections(d, base=sections):
+            return base(d) + report.errors_sections(d["errors"])
+    elif plan is not None:
+        raise OptionError("plan=... shows errors on calibration images; give data=NAME (a data set) too.")
     if sensitivity:
         with stage("sensitivity analysis"):
             out["sensitivity"] = pipeline.sensitivity_of(net, o.data_spec(dataset), holdout, conv_mode.value,
                                                            use_cache=not no_cache)
 
-        def sections(d):
-            return report.inspect_sections(d) + report.sensitivity_sections(d["sensitivity"])
+        def sections(d, base=sections):
+            return base(d) + report.sensitivity_sections(d["sensitivity"])
     if latency:
         from .. import latency as lat
         from ..planning import LayerFilter
@@ -64,9 +80,8 @@ def command(
         with stage("timing layers"):
             prof = lat.profile(net, LayerFilter(conv_mode="auto"), runtime, threads, use_cache=not no_cache)
         out["latency"] = report.profile_dict(prof)
-        before_latency = sections
 
-        def sections(d, before=before_latency):
+        def sections(d, before=sections):
             return before(d) + report.latency_sections(d["latency"])
     if plot:
         from ..plots import inspect_plot

@@ -56,6 +56,7 @@ def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None
 class ConvMode(str, Enum):
     channel = "channel"
     spatial = "spatial"
+    tucker = "tucker"
     auto = "auto"
 
 
@@ -64,14 +65,30 @@ Exclude = Annotated[Optional[list[str]], typer.Option(help="Leave layers whose n
 MinParams = Annotated[int, typer.Option(help="Leave layers with fewer parameters alone.")]
 ConvModeOpt = Annotated[
     ConvMode,
-    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1), spatial (kx1 then 1xk), or auto per layer."),
+    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1), spatial (kx1 then 1xk), tucker "
+                      "(1x1, kxk core, 1x1), or auto per layer."),
 ]
 
 
-def layer_filter(include, exclude, min_params, conv_mode):
+class Method(str, Enum):
+    svd = "svd"
+    data_aware = "data-aware"
+
+
+MethodOpt = Annotated[
+    Optional[Method],
+    typer.Option(help="Factors: data-aware (output error on training images; the default with --dataset) "
+                      "or svd (plain truncated SVD, the default without)."),
+]
+Calibration = Annotated[int, typer.Option(help="Training images whose layer inputs calibrate data-aware factors.")]
+MinSaving = Annotated[float, typer.Option(help="Factorise a layer only at ranks saving at least this fraction of it.")]
+
+
+def layer_filter(include, exclude, min_params, conv_mode, min_saving=None):
     from ..planning import LayerFilter
 
-    return LayerFilter(tuple(include or ()), tuple(exclude or ()), min_params, conv_mode.value)
+    extra = {} if min_saving is None else {"min_saving": min_saving}
+    return LayerFilter(tuple(include or ()), tuple(exclude or ()), min_params, conv_mode.value, **extra)
 
 
 Epochs = Annotated[int, typer.Option(help="Most epochs to train; early stopping may end sooner.")]

@@ -6,19 +6,20 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from .. import svd
-from ..defaults import DEFAULT_MIN_PARAMS
 from ..checks import whole as check_whole
+from ..defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from ..errors import OptionError
 
-CONV_MODE_CHOICES = ("channel", "spatial", "auto")
+CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")
 
 
 @dataclass(frozen=True)
 class LayerFilter:
     """Layers to consider: names matching ``include`` (all when empty) and none of ``exclude``
     (fnmatch globs on layer paths like ``block/dense``), with at least ``min_params``
-    parameters. ``conv_mode``: "channel", "spatial", or "auto" (every mode of the layer type).
+    parameters. ``conv_mode``: "channel", "spatial", "tucker", or "auto" (every mode of the layer
+    type). ``min_saving``: a layer is factorised only at ranks that save at least this fraction of
+    its kernel's weights (no plan spends accuracy on a layer for a few percent of its size).
 
     >>> LayerFilter(include=("dense*",)).reason_for_name("conv2d")
     'not matched by include'
@@ -28,6 +29,7 @@ class LayerFilter:
     exclude: tuple = ()
     min_params: int = DEFAULT_MIN_PARAMS
     conv_mode: str = "channel"
+    min_saving: float = DEFAULT_MIN_SAVING
 
     def __post_init__(self):
         object.__setattr__(self, "include", tuple(self.include))
@@ -36,6 +38,10 @@ class LayerFilter:
             raise OptionError("is unknown", option="conv_mode", value=self.conv_mode,
                               allowed=f"one of {', '.join(CONV_MODE_CHOICES)}")
         check_whole("min_params", self.min_params)
+        ok = isinstance(self.min_saving, (int, float)) and not isinstance(self.min_saving, bool)
+        if not ok or not 0 <= self.min_saving < 1:
+            raise OptionError("is invalid", option="min_saving", value=self.min_saving,
+                              allowed="a fraction in [0, 1), e.g. 0.2")
 
     def reason_for_name(self, name) -> str | None:
         if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
@@ -54,9 +60,16 @@ class LayerFilter:
             return by_name
         if c.params < self.min_params:
             return f"{c.params} params, below min_params={self.min_params}"
-        if all(svd.break_even_rank(*c.matrix_shape(m)) == 0 for m in c.modes):
-            return f"no rank saves parameters for a kernel of shape {c.kernel_shape}"
+        if all(c.rank_limit(m, self.min_saving) == 0 for m in self.modes(c)):
+            if all(c.rank_limit(m) == 0 for m in self.modes(c)):
+                return f"no rank saves parameters for a kernel of shape {c.kernel_shape}"
+            return (f"no rank saves min_saving={self.min_saving:g} of its {c.kernel.size} kernel weights "
+                    f"(shape {c.kernel_shape})")
         return None
+
+    def limit(self, c, mode) -> int:
+        """Largest rank of ``mode`` for candidate ``c`` that saves ``min_saving`` (0: none)."""
+        return c.rank_limit(mode, self.min_saving)
 
     def modes(self, c) -> tuple:
         """The modes to consider for candidate ``c``: all of its type's with "auto"."""

@@ -8,7 +8,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import svd
 from ..errors import LightCompressError, OptionError, RankError
 
 
@@ -27,6 +26,7 @@ class LayerPlan:
     error: float | None = None
     skipped: str | None = None
     note: str | None = None
+    output_error: float | None = None  # relative output error on the calibration inputs
 
     @property
     def converted(self) -> bool:
@@ -37,6 +37,7 @@ class LayerPlan:
 class Plan:
     policy: str
     layers: list[LayerPlan] = field(default_factory=list)
+    method: str = "svd"  # how the factors are made: "svd" or "data-aware" (calibrated)
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -46,7 +47,7 @@ class Plan:
         return sum(p.params_before - p.params_after for p in self.layers)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "layers": [asdict(p) for p in self.layers]}
+        return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers]}
 
 
 def keep(c, reason: str) -> LayerPlan:
@@ -55,20 +56,22 @@ def keep(c, reason: str) -> LayerPlan:
 
 
 def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
-    """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and error."""
-    n, m = c.matrix_shape(mode)
-    s = c.spectrum(mode)
+    """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and errors:
+    ``error`` in weight space (of the factors that will be used), ``output_error`` on the
+    calibration inputs when ``c`` is calibrated; ``energy`` = 1 − error²."""
+    error = c.weight_error(mode, rank)
     return LayerPlan(
         name=c.name,
         kind=c.kind,
         kernel_shape=c.kernel_shape,
         params_before=c.params,
-        params_after=svd.factorized_params(n, m, rank) + c.bias_params,
+        params_after=c.factor_params(mode, rank) + c.bias_params,
         rank=rank,
         mode=mode,
-        energy=float(svd.retained_energy(s)[rank - 1]),
-        error=svd.reconstruction_error(s, rank),
+        energy=float(1.0 - error**2),
+        error=error,
         note=note,
+        output_error=None if c.cov is None else c.error(mode, rank),
     )
 
 
@@ -79,7 +82,7 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
     by_name = {c.name: c for c in candidates(model)}
-    plan = Plan(policy=str(data.get("policy", "saved plan")))
+    plan = Plan(policy=str(data.get("policy", "saved plan")), method=str(data.get("method", "svd")))
     for i, entry in enumerate(data["layers"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise LightCompressError(f"{source}: entry {i} of 'layers' has no layer 'name'; use a plan written by compress.")
@@ -100,10 +103,11 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
         if isinstance(rank, bool) or not isinstance(rank, int):
             raise OptionError(f"for layer '{c.name}' in {source} is not a whole number", option="rank",
                               value=rank, allowed="a rank from the plan written by compress")
-        limit = min(c.matrix_shape(mode))
+        limit = c.max_rank(mode)
         if not 1 <= rank <= limit:
-            raise RankError(f"for layer '{c.name}' in {source} is out of range for its {mode} matrix "
-                            f"{c.matrix_shape(mode)}", option="rank", value=rank, allowed=f"1 to {limit}")
+            raise RankError(f"for layer '{c.name}' in {source} is out of range for its {mode} "
+                            f"factorisation of a {c.kernel_shape} kernel", option="rank", value=rank,
+                            allowed=f"1 to {limit}")
         plan.layers.append(factorise(c, mode, rank, entry.get("note")))
     return plan
 

@@ -1,18 +1,21 @@
 """Rank rules: how much each chosen layer keeps. One rule per plan:
 
 - ``FixedRank(n)``: the same rank everywhere, clipped per layer to the largest rank that still
-  saves parameters (the break-even rank); a layer where no rank saves anything is kept.
-- ``Energy(f)``: per layer, the smallest rank keeping a fraction f of the squared singular values.
+  saves ``min_saving`` of its parameters (see ``LayerFilter``); a layer where none does is kept.
+- ``Energy(f)``: per layer, the smallest rank keeping a fraction f of the energy (1 − relative
+  error², the output error on calibration inputs when there are some).
 - ``Ratio(f)``: a global budget: the chosen layers together keep about f of their parameters.
-  Ranks are bought greedily, one singular value at a time, across all layers, by the energy it
-  keeps (σ² as a fraction of the layer's ||W||²) per parameter it costs; so layers whose spectra
-  fall fast get small ranks and the budget goes where singular values are large.
+  Ranks are bought greedily across all layers by the squared relative error they remove (σ² as
+  a fraction of the layer's ||W||² for plain SVD; of its outputs' energy when calibrated) per
+  parameter they cost; so layers whose spectra fall fast get small ranks and the budget goes
+  where singular values are large. Modes whose cost is not linear in the rank (Tucker-2) buy
+  the upgrade with the best error removed per weight over all larger ranks.
 - ``TargetParams(f)``: the same allocation, sized so the whole model keeps about f of its
   parameters (layers that are not converted count at their full size).
 
 Measured allocation (sensitivity tables) lives in ``allocate``. Modes come from the
-``LayerFilter``: with conv_mode "auto" the mode with the lower reconstruction error for the same
-parameters is picked per layer.
+``LayerFilter``: with conv_mode "auto" the mode (channel, spatial or tucker) with the lower error
+for the same parameters is picked per layer.
 
 >>> rank_rule(target_params=0.2)
 TargetParams(fraction=0.2)
@@ -24,7 +27,8 @@ import heapq
 import math
 from dataclasses import dataclass
 
-from .. import svd
+import numpy as np
+
 from ..errors import OptionError, RankError
 from .filters import LayerFilter
 from .plan import Plan, factorise, keep
@@ -99,92 +103,130 @@ def rank_rule(**choices):
     return RULES[name](value)
 
 
-def _best_for_budget(c, modes, budget: float):
+def _best_for_budget(c, modes, budget: float, layer_filter):
     """(mode, rank) with the lowest error among ranks costing at most ``budget`` weights."""
     best = None
     for mode in modes:
-        n, m = c.matrix_shape(mode)
-        limit = svd.break_even_rank(n, m)
+        limit = layer_filter.limit(c, mode)
         if limit == 0:
             continue
-        rank = max(1, min(int(budget // (n + m)), limit))
-        error = svd.reconstruction_error(c.spectrum(mode), rank)
+        rank = 1
+        while rank < limit and c.factor_params(mode, rank + 1) <= budget:
+            rank += 1
+        error = c.error(mode, rank)
         if best is None or error < best[0] - 1e-12:
             best = (error, mode, rank)
-    return best[1], best[2]
+    return (best[1], best[2]) if best else (None, None)
 
 
-def _plan_rank(c, modes, wanted):
+def _plan_rank(c, modes, wanted, layer_filter):
     if len(modes) > 1:  # spend the weights the first mode takes at this rank where error is lowest
-        n, m = c.matrix_shape(modes[0])
-        budget = min(wanted, max(1, svd.break_even_rank(n, m))) * (n + m)
-        mode, rank = _best_for_budget(c, modes, budget)
+        limit = layer_filter.limit(c, modes[0])
+        budget = c.factor_params(modes[0], min(wanted, max(1, limit)))
+        mode, rank = _best_for_budget(c, modes, budget, layer_filter)
+        if mode is None:
+            return keep(c, f"no rank saves min_saving={layer_filter.min_saving:g} of its params")
         return factorise(c, mode, rank, f"auto: {mode} has the lower error for {budget} weights")
     mode = modes[0]
-    n, m = c.matrix_shape(mode)
-    limit = svd.break_even_rank(n, m)
+    limit = layer_filter.limit(c, mode)
     if limit == 0:
-        return keep(c, f"no rank saves parameters for a {mode} matrix of shape {(n, m)}")
+        return keep(c, f"no rank of its {mode} factorisation saves min_saving={layer_filter.min_saving:g} of "
+                       f"its params")
     rank = min(wanted, limit)
-    note = f"rank {wanted} clipped to {rank}, the largest that saves parameters" if rank < wanted else None
+    note = (f"rank {wanted} clipped to {rank}, the largest that saves min_saving={layer_filter.min_saving:g}"
+            if rank < wanted else None)
     return factorise(c, mode, rank, note)
 
 
-def _plan_energy(c, modes, fraction):
+def _plan_energy(c, modes, fraction, layer_filter):
     options = []
     for mode in modes:
-        n, m = c.matrix_shape(mode)
-        rank = svd.rank_for_energy(c.spectrum(mode), fraction)
-        options.append((svd.factorized_params(n, m, rank), mode, rank, svd.break_even_rank(n, m)))
+        errors = c.errors(mode)
+        rank = int(np.searchsorted(-(1.0 - errors**2), -(fraction - 1e-12))) + 1  # first rank keeping it
+        rank = min(rank, len(errors))
+        options.append((c.factor_params(mode, rank), mode, rank, layer_filter.limit(c, mode)))
     params, mode, rank, limit = min(options)
     if rank > limit:
-        return keep(c, f"keeping {fraction:g} of the energy needs rank {rank}, above the break-even rank {limit}")
+        return keep(c, f"keeping {fraction:g} of the energy needs rank {rank}, above the largest rank "
+                       f"saving min_saving={layer_filter.min_saving:g} ({limit})")
     return factorise(c, mode, rank)
 
 
+class _Curve:
+    """One layer's options in one mode: params (bias excluded) and squared error per rank."""
+
+    def __init__(self, c, mode, limit):
+        ranks = np.arange(1, limit + 1)
+        self.params = np.array([c.factor_params(mode, int(r)) for r in ranks], dtype=np.float64)
+        self.loss = c.errors(mode)[:limit].astype(np.float64) ** 2  # squared relative error
+        self.rank = 1
+
+    def next_step(self):
+        """(gain per weight, rank) of the best upgrade from the current rank, or None."""
+        i = self.rank - 1
+        if i + 1 >= len(self.params):
+            return None
+        cost = self.params[i + 1:] - self.params[i]
+        gain = (self.loss[i] - self.loss[i + 1:]) / np.maximum(cost, 1e-12)
+        j = int(np.argmax(gain))
+        return float(gain[j]), i + 2 + j
+
+
 def _plan_ratio(chosen, layer_filter, ratio):
-    """Greedy global allocation keeping about ``ratio`` of the chosen layers' params."""
+    """Greedy global allocation keeping about ``ratio`` of the chosen layers' params: upgrades are
+    bought across layers by the squared relative error they remove per weight they cost."""
     picks = {}
     for c in chosen:
         modes = layer_filter.modes(c)
-        mode = _best_for_budget(c, modes, ratio * c.kernel.size)[0] if len(modes) > 1 else modes[0]
-        picks[c.name] = [c, mode, 1]
+        mode = _best_for_budget(c, modes, ratio * c.kernel.size, layer_filter)[0] if len(modes) > 1 else modes[0]
+        if mode is None or layer_filter.limit(c, mode) == 0:
+            continue
+        picks[c.name] = (c, mode, _Curve(c, mode, layer_filter.limit(c, mode)))
     before = sum(c.params for c in chosen)
-    budget = ratio * before - sum(c.bias_params for c in chosen)
-    spent = sum(sum(c.matrix_shape(mode)) for c, mode, _ in picks.values())
+    kept = sum(c.params for c in chosen if c.name not in picks)
+    budget = ratio * before - sum(c.bias_params for c in chosen if c.name in picks) - kept
+    spent = sum(curve.params[0] for _, _, curve in picks.values())
     heap = []
 
     def push(name):
-        c, mode, rank = picks[name]
-        n, m = c.matrix_shape(mode)
-        s = c.spectrum(mode)
-        if rank < min(svd.break_even_rank(n, m), len(s)):
-            gain = s[rank] ** 2 / max(float((s**2).sum()), 1e-300)
-            heapq.heappush(heap, (-gain / (n + m), name))
+        step = picks[name][2].next_step()
+        if step is not None:
+            heapq.heappush(heap, (-step[0], step[1], name))
 
     for name in picks:
         push(name)
     while heap:
-        _, name = heapq.heappop(heap)
-        c, mode, rank = picks[name]
-        cost = sum(c.matrix_shape(mode))
+        _, rank, name = heapq.heappop(heap)
+        curve = picks[name][2]
+        cost = curve.params[rank - 1] - curve.params[curve.rank - 1]
         if spent + cost > budget:
-            continue  # this layer's next ranks all cost the same: it is done
+            # the best upgrade does not fit: try the largest smaller one that does
+            affordable = [r for r in range(curve.rank + 1, rank)
+                          if spent + curve.params[r - 1] - curve.params[curve.rank - 1] <= budget]
+            if not affordable:
+                continue
+            rank = affordable[-1]
+            cost = curve.params[rank - 1] - curve.params[curve.rank - 1]
         spent += cost
-        picks[name][2] = rank + 1
+        curve.rank = rank
         push(name)
-    return {name: factorise(c, mode, rank) for name, (c, mode, rank) in picks.items()}
+    plans = {name: factorise(c, mode, curve.rank) for name, (c, mode, curve) in picks.items()}
+    for c in chosen:
+        if c.name not in plans:
+            plans[c.name] = keep(c, f"no rank saves min_saving={layer_filter.min_saving:g} of its params")
+    return plans
 
 
-def make_plan(model, rule, layer_filter: LayerFilter | None = None) -> Plan:
-    """Decide what to do with every factorisable layer of ``model`` under ``rule``."""
+def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=None) -> Plan:
+    """Decide what to do with every factorisable layer of ``model`` under ``rule``; with
+    ``calibration`` errors are output errors on its inputs (the data-aware factors' own)."""
     from ..analyze import candidates
 
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
-    plan = Plan(policy=rule.describe())
-    found = candidates(model)
+    plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware")
+    found = candidates(model, calibration)
     chosen, reasons = layer_filter.chosen(found)
     ratio = rule.fraction if isinstance(rule, Ratio) else None
     if isinstance(rule, TargetParams) and chosen:
@@ -202,9 +244,9 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None) -> Plan:
         if c.name in reasons:
             plan.layers.append(keep(c, reasons[c.name]))
         elif isinstance(rule, FixedRank):
-            plan.layers.append(_plan_rank(c, layer_filter.modes(c), rule.rank))
+            plan.layers.append(_plan_rank(c, layer_filter.modes(c), rule.rank, layer_filter))
         elif isinstance(rule, Energy):
-            plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction))
+            plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction, layer_filter))
         else:
             plan.layers.append(ratio_plans[c.name])
     return plan

@@ -1,8 +1,9 @@
 """Sensitivity analysis: how much each layer alone costs the model at each rank of a ladder.
 
-For every candidate layer and rank r, the layer's kernel in a copy of the model is replaced by
-its rank-r truncation (the product of the two SVD factors, which computes exactly what the
-LightLayer would) and the model is evaluated on a held-out slice of the *training* data, never
+For every candidate layer, mode and rank r, the layer's kernel in a copy of the model is replaced
+by the kernel its rank-r factors compute (plain SVD, or the data-aware factors when a calibration
+is given: the factorisation that will be applied, so the plan reflects its starting point) and
+the model is evaluated on a held-out slice of the *training* data, never
 the test set. The result is cached on disk, keyed by the model's weights and architecture, the
 data slice, and the ladder, so a second run with another target reuses it.
 """
@@ -18,7 +19,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import cache, keras_private, registry, svd
+from .. import cache, keras_private, registry
+from ..calibration import calibrated_weights
+from ..errors import LightCompressError
 from ..analyze import candidates, iter_layers
 from ..data import Prepared
 from ..evaluation import evaluate, output_kind
@@ -26,7 +29,7 @@ from ..model_io import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
-CACHE_VERSION = 2  # 2: skip reasons in Python words, options carry latency
+CACHE_VERSION = 3  # 2: skip reasons in Python words, options carry latency; 3: calibrated factors
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Sensitivity:
     seconds: float = 0.0
     cache_file: str | None = None
     from_cache: bool = False
+    method: str = "svd"
 
     def to_dict(self):
         return asdict(self)
@@ -99,10 +103,13 @@ def _macs_per_rank(model):
     return out
 
 
-def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int) -> str:
+def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int, calibration=None,
+              bias_correction=False) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, layer_filter.conv_mode,
-                         layer_filter.include, layer_filter.exclude, layer_filter.min_params]).encode())
+                         layer_filter.include, layer_filter.exclude, layer_filter.min_params,
+                         layer_filter.min_saving, None if calibration is None else calibration.digest(),
+                         bias_correction]).encode())
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     h.update(np.ascontiguousarray(data.x_test).tobytes())
@@ -121,18 +128,20 @@ def _parse(data) -> Sensitivity:
 
 
 def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
-            use_cache=True, on_step=None, warn=None) -> Sensitivity:
+            use_cache=True, on_step=None, warn=None, calibration=None, bias_correction=False) -> Sensitivity:
     """The sensitivity table of ``model`` on ``data`` (a held-out slice of training images).
 
     ``layer_filter`` chooses the layers (include, exclude, min_params) and modes (conv_mode "auto"
     measures every mode). ``on_step(done, total, name)`` reports progress; ``warn(message)`` hears
-    about a cache file that had to be ignored.
+    about a cache file that had to be ignored. ``calibration`` (``calibration.Calibration`` of
+    ``model``): measure the data-aware factors (with ``bias_correction``, their corrected bias).
     """
     layer_filter = layer_filter or LayerFilter()
     cache_file = None
     if cache_dir is not None or use_cache:
+        key = cache_key(model, data, layer_filter, multiple, calibration, bias_correction)
         folder = cache.check_dir(cache_dir if cache_dir is not None else default_cache_dir())
-        cache_file = folder / f"{cache_key(model, data, layer_filter, multiple)}.json"
+        cache_file = folder / f"{key}.json"
         cached = cache.read(cache_file, _parse, "sensitivity cache", warn) if use_cache else None
         if cached is not None:
             cached.cache_file = str(cache_file)
@@ -142,33 +151,40 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
     model = plain_copy(model)  # kernels are swapped below: never in the caller's model
     kind = output_kind(model, data.x_test)
     base = evaluate(model, data, kind)
-    result = Sensitivity(base.loss, base.accuracy, base.examples)
+    result = Sensitivity(base.loss, base.accuracy, base.examples,
+                         method="svd" if calibration is None else "data-aware")
     macs = _macs_per_rank(model)
-    chosen, result.skipped = layer_filter.chosen(candidates(model))
+    chosen, result.skipped = layer_filter.chosen(candidates(model, calibration))
     plans = []
     for c in chosen:
         for mode in layer_filter.modes(c):
-            n, m = c.matrix_shape(mode)
-            plans.extend((c, mode, r) for r in ladder(svd.break_even_rank(n, m), multiple))
+            plans.extend((c, mode, r) for r in ladder(layer_filter.limit(c, mode), multiple))
     total = len(plans)
     layer_of = dict(iter_layers(model))
     by_name = {}
     for step, (c, mode, rank) in enumerate(plans):
         layer = layer_of[c.name]
         original = keras.ops.convert_to_numpy(layer.kernel)
-        layer.kernel.assign(c.entry.truncated_kernel(c.kernel, rank, mode))
+        original_bias = None if getattr(layer, "bias", None) is None else keras.ops.convert_to_numpy(layer.bias)
+        layer.kernel.assign(c.approximate(mode, rank))
+        moments = None if calibration is None else calibration.layers.get(c.name)
+        if bias_correction and moments is not None and original_bias is not None:
+            weights = calibrated_weights(c.entry, layer, rank, mode, moments, bias_correction=True)
+            if weights is not None:
+                layer.bias.assign(weights[-1])
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1
         finally:
             layer.kernel.assign(original)
-        n, m = c.matrix_shape(mode)
+            if original_bias is not None:
+                layer.bias.assign(original_bias)
         if c.name not in by_name:
             keep_macs = macs[c.name](None, None) if c.name in macs else 0
             by_name[c.name] = LayerSensitivity(c.name, c.kind, list(c.kernel_shape), [
                 Option(None, None, c.params, keep_macs, base.loss, base.accuracy)])
         by_name[c.name].options.append(Option(
-            rank, mode, svd.factorized_params(n, m, rank) + c.bias_params,
+            rank, mode, c.factor_params(mode, rank) + c.bias_params,
             macs[c.name](mode, rank) if c.name in macs else 0, ev.loss, ev.accuracy))
         if on_step:
             on_step(step + 1, total, c.name)
