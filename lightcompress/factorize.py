@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from . import keras_private, registry
-from .analyze import iter_layers, weight_bytes
+from .analyze import candidates, weight_bytes
 from .errors import OptionError, UnsupportedModelError
 from .planning import LayerFilter, LayerPlan, Plan, make_plan
 
@@ -58,9 +58,20 @@ def rebuild(model, replace) -> keras.Model:
 def apply_plan(model, plan: Plan) -> keras.Model:
     """A new model in which every converted layer of ``plan`` is its LightLayer twin."""
     by_name = {p.name: p for p in plan.converted}
-    planned: dict[int, LayerPlan] = {id(layer): by_name[name] for name, layer in iter_layers(model) if name in by_name}
+    planned: dict[int, LayerPlan] = {}
+    parts: dict[int, dict] = {}  # composite layers: {id(owner): {part: (rank, mode)}}
+    for c in candidates(model):
+        p = by_name.get(c.name)
+        if p is None:
+            continue
+        if c.owner is None:
+            planned[id(c.layer)] = p
+        else:
+            parts.setdefault(id(c.owner), {})[c.part] = (p.rank, p.mode)
 
     def replace(layer):
+        if id(layer) in parts:
+            return registry.composite_for(layer).build_twin(layer, parts[id(layer)])
         p = planned.get(id(layer))
         return None if p is None else registry.entry_for(layer).build_twin(layer, p.rank, p.mode)
 

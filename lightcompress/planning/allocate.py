@@ -106,7 +106,9 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
         sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
     choice = choose(sens, target * whole, whole - in_table, metric)
-    plan = Plan(policy=f"sensitivity, target {metric} {target:g}")
+    from ..analyze import not_considered
+
+    plan = Plan(policy=f"sensitivity, target {metric} {target:g}", not_considered=not_considered(model))
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():

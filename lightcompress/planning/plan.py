@@ -37,6 +37,8 @@ class LayerPlan:
 class Plan:
     policy: str
     layers: list[LayerPlan] = field(default_factory=list)
+    # weighted layers that are no candidates: {"name", "kind", "params", "reason"}
+    not_considered: list = field(default_factory=list)
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -46,7 +48,8 @@ class Plan:
         return sum(p.params_before - p.params_after for p in self.layers)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "layers": [asdict(p) for p in self.layers]}
+        return {"policy": self.policy, "layers": [asdict(p) for p in self.layers],
+                "not_considered": list(self.not_considered)}
 
 
 def keep(c, reason: str) -> LayerPlan:
@@ -58,6 +61,11 @@ def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
     """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and error."""
     n, m = c.matrix_shape(mode)
     s = c.spectrum(mode)
+    constraint = getattr(c, "constraint", None)
+    if constraint is not None:
+        dropped = (f"kernel constraint {type(constraint).__name__} dropped: applied to each factor it "
+                   f"would change their product")
+        note = f"{note}; {dropped}" if note else dropped
     return LayerPlan(
         name=c.name,
         kind=c.kind,

@@ -183,7 +183,9 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None) -> Plan:
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
-    plan = Plan(policy=rule.describe())
+    from ..analyze import not_considered
+
+    plan = Plan(policy=rule.describe(), not_considered=not_considered(model))
     found = candidates(model)
     chosen, reasons = layer_filter.chosen(found)
     ratio = rule.fraction if isinstance(rule, Ratio) else None

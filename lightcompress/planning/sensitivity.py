@@ -176,17 +176,16 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
             n, m = c.matrix_shape(mode)
             plans.extend((c, mode, r) for r in ladder(svd.break_even_rank(n, m), multiple))
     total = len(plans)
-    layer_of = dict(iter_layers(model))
     by_name = {}
     for step, (c, mode, rank) in enumerate(plans):
-        layer = layer_of[c.name]
-        original = keras.ops.convert_to_numpy(layer.kernel)
-        layer.kernel.assign(c.entry.truncated_kernel(c.kernel, rank, mode))
+        layer = c.layer  # a candidate of the copy (a leaf layer, or a part of a MultiHeadAttention)
+        original = c.entry.kernel(layer)
+        c.entry.assign_kernel(layer, c.entry.truncated_kernel(c.kernel, rank, mode))
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1
         finally:
-            layer.kernel.assign(original)
+            c.entry.assign_kernel(layer, original)
         n, m = c.matrix_shape(mode)
         if c.name not in by_name:
             keep_macs = macs[c.name](None, None) if c.name in macs else 0
