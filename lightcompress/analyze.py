@@ -155,7 +155,8 @@ class LayerStats:
     kind: str
     output_shape: list
     params: int
-    macs: int | None  # None: this layer type is not counted
+    macs: int | None  # None: this layer type is not counted, or a size is unknown
+    size_unknown: bool = False  # counted type, but an input or output size is not fixed
 
 
 def layer_stats(model) -> list[LayerStats]:
@@ -170,14 +171,15 @@ def layer_stats(model) -> list[LayerStats]:
             kind=type(layer).__name__,
             output_shape=list(shapes[0][1:]) if shapes else [],
             params=int(layer.count_params()) if layer.built else 0,
-            macs=layer_macs(layer, nodes),
+            macs=(macs := layer_macs(layer, nodes)),
+            size_unknown=macs is None and type(layer) in registry.MAC_COUNTERS and bool(nodes),
         ))
     return rows
 
 
 def not_counted(stats) -> list[str]:
     """Layer types in ``stats`` whose MACs count as zero (input layers aside)."""
-    return sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"})
+    return sorted({s.kind for s in stats if s.macs is None and not s.size_unknown and s.kind != "InputLayer"})
 
 
 @dataclass

@@ -142,11 +142,15 @@ class LightConv1D(_LightLayer):
         config = layer.get_config()
         kernel = _numpy(layer.kernel)
         a, b = _rank_in_context(layer, lambda: svd.truncated_svd(conv1d_matrix(kernel, factorization), rank))
-        first, second = conv1d_factor_shapes(kernel.shape, rank, factorization)
+        k, c, f = kernel.shape
+        if factorization == "channel":
+            a, b = a.reshape(k, c, rank), b.reshape(1, rank, f)
+        else:  # B is (rank, k·f) in (rank, k, f) order; the conv wants (k, rank, f)
+            a, b = a.reshape(1, c, rank), np.transpose(b.reshape(rank, k, f), (1, 0, 2))
         light = cls(kernel.shape[2], kernel.shape[0], rank, strides=config["strides"], padding=config["padding"],
                     dilation_rate=config["dilation_rate"], factorization=factorization, **cls._settings_of(layer))
         light.build((None, None, kernel.shape[1]))
-        return light._set_factors((a.reshape(first), b.reshape(second)), _bias_of(layer))
+        return light._set_factors((a, b), _bias_of(layer))
 
 
 def _single(value):
