@@ -84,6 +84,18 @@ def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
     assert a.size + b.size == 2 * sum(c.matrix_shape(mode))
 
 
+@pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
+def test_twin_lowers_to_standard_layers_computing_the_same(entry, mode, rng):
+    from lightcompress.lowered import lower_model
+
+    model, shape = _model_with(entry, mode)
+    twin_model = apply_plan(model, make_plan(model, FixedRank(2), _filter(mode)))
+    lowered = lower_model(twin_model)
+    assert all(type(layer).__module__.startswith("keras") for layer in lowered.layers)
+    x = rng.random((3, *shape[1:]), dtype=np.float32)
+    np.testing.assert_allclose(lowered.predict(x, verbose=0), twin_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
 def test_mac_formulas_against_hand_counts():
     dense = keras.layers.Dense(12)
     assert registry.macs(dense, (None, 3, 20), (None, 3, 12)) == 3 * 20 * 12
