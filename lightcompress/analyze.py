@@ -50,6 +50,9 @@ class Candidate:
     def method(self) -> str:
         """"data-aware" when calibrated (errors are output errors on the calibration inputs)."""
         return "svd" if self.cov is None else "data-aware"
+    owner: object = field(default=None, repr=False)  # the composite layer (MultiHeadAttention) holding it
+    part: str | None = None  # its name inside the owner ("query")
+    constraint: object = field(default=None, repr=False)  # kernel constraint (dropped when factorised)
 
     @property
     def kind(self) -> str:
@@ -144,17 +147,47 @@ def candidates(model, calibration=None) -> list[Candidate]:
     second moment, so their errors are output errors and their factors data-aware."""
     found = []
     for name, layer in iter_layers(model):
-        entry = registry.entry_for(layer)
-        if entry is None:
+        composite = registry.composite_for(layer)
+        if composite is not None and layer.built:
+            for part, sub in composite.parts(layer):
+                c = _candidate(f"{name}/{part}", sub)
+                if c is not None:
+                    c.owner, c.part = layer, part
+                    found.append(c)
             continue
-        reason = entry.unsupported(layer)
-        kernel = entry.kernel(layer) if reason is None else np.zeros((0,) * entry.kernel_rank)
-        if reason is None and kernel.ndim != entry.kernel_rank:
-            reason = f"kernel of shape {kernel.shape} is not a {entry.name} kernel"
-        bias = int(np.prod(layer.bias.shape)) if getattr(layer, "bias", None) is not None else 0
-        cov = calibration.cov_for(name) if calibration is not None and reason is None else None
-        found.append(Candidate(name, layer, entry, kernel, bias, reason, cov=cov))
+        c = _candidate(name, layer)
+        if c is not None:
+            if calibration is not None and c.unsupported is None:
+                c.cov = calibration.cov_for(name)
+            found.append(c)
     return found
+
+
+def _candidate(name, layer):
+    entry = registry.entry_for(layer)
+    if entry is None:
+        return None
+    reason = entry.unsupported(layer)
+    kernel = entry.kernel(layer) if reason is None else np.zeros((0,) * entry.kernel_rank)
+    if reason is None and kernel.ndim != entry.kernel_rank:
+        reason = f"kernel of shape {kernel.shape} is not a {entry.name} kernel"
+    bias_var = entry.bias(layer) if layer.built else None
+    bias = int(np.prod(bias_var.shape)) if bias_var is not None else 0
+    return Candidate(name, layer, entry, kernel, bias, reason, constraint=registry.kernel_constraint(layer))
+
+
+def not_considered(model) -> list[dict]:
+    """Every leaf layer holding weights that is no factorisation candidate, with the reason
+    (``{"name", "kind", "params", "reason"}``)."""
+    rows = []
+    for name, layer in iter_layers(model):
+        if registry.entry_for(layer) is not None or registry.composite_for(layer) is not None:
+            continue
+        if not layer.weights:
+            continue
+        rows.append({"name": name, "kind": type(layer).__name__, "params": int(layer.count_params()),
+                     "reason": registry.not_factorised_reason(layer)})
+    return rows
 
 
 def weight_bytes(model) -> int:
@@ -176,10 +209,12 @@ def layer_macs(layer, nodes) -> int | None:
     if type(layer) not in registry.MAC_COUNTERS:
         return None
     total = 0
-    for in_shape, out_shape in zip(_shapes(nodes, "input"), _shapes(nodes, "output")):
-        if None in in_shape[1:] or None in out_shape[1:]:
+    every = type(layer) in registry.ALL_INPUT_SHAPES
+    for node, in_shape, out_shape in zip(nodes, _shapes(nodes, "input"), _shapes(nodes, "output")):
+        shapes = [tuple(t.shape) for t in node.input_tensors] if every else [in_shape]
+        if any(None in s[1:] for s in shapes) or None in out_shape[1:]:
             return None
-        total += registry.macs(layer, in_shape, out_shape)
+        total += registry.macs(layer, shapes if every else in_shape, out_shape)
     return int(total)
 
 
@@ -189,7 +224,8 @@ class LayerStats:
     kind: str
     output_shape: list
     params: int
-    macs: int | None  # None: this layer type is not counted
+    macs: int | None  # None: this layer type is not counted, or a size is unknown
+    size_unknown: bool = False  # counted type, but an input or output size is not fixed
 
 
 def layer_stats(model) -> list[LayerStats]:
@@ -204,14 +240,15 @@ def layer_stats(model) -> list[LayerStats]:
             kind=type(layer).__name__,
             output_shape=list(shapes[0][1:]) if shapes else [],
             params=int(layer.count_params()) if layer.built else 0,
-            macs=layer_macs(layer, nodes),
+            macs=(macs := layer_macs(layer, nodes)),
+            size_unknown=macs is None and type(layer) in registry.MAC_COUNTERS and bool(nodes),
         ))
     return rows
 
 
 def not_counted(stats) -> list[str]:
     """Layer types in ``stats`` whose MACs count as zero (input layers aside)."""
-    return sorted({s.kind for s in stats if s.macs is None and s.kind != "InputLayer"})
+    return sorted({s.kind for s in stats if s.macs is None and not s.size_unknown and s.kind != "InputLayer"})
 
 
 @dataclass

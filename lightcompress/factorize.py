@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from . import keras_private, registry
-from .analyze import iter_layers, weight_bytes
+from .analyze import candidates, iter_layers, weight_bytes
 from .calibration import calibrated_weights
 from .errors import OptionError, UnsupportedModelError
 from .planning import LayerFilter, LayerPlan, Plan, make_plan
@@ -60,9 +60,20 @@ def apply_plan(model, plan: Plan, calibration=None, bias_correction=False) -> ke
     """A new model in which every converted layer of ``plan`` is its LightLayer twin: plain SVD
     factors, or data-aware ones for the layers ``calibration`` (``calibration.Calibration``) covers."""
     by_name = {p.name: p for p in plan.converted}
-    planned: dict[int, LayerPlan] = {id(layer): by_name[name] for name, layer in iter_layers(model) if name in by_name}
+    planned: dict[int, LayerPlan] = {}
+    parts: dict[int, dict] = {}  # composite layers: {id(owner): {part: (rank, mode)}}
+    for c in candidates(model):
+        p = by_name.get(c.name)
+        if p is None:
+            continue
+        if c.owner is None:
+            planned[id(c.layer)] = p
+        else:
+            parts.setdefault(id(c.owner), {})[c.part] = (p.rank, p.mode)
 
     def replace(layer):
+        if id(layer) in parts:
+            return registry.composite_for(layer).build_twin(layer, parts[id(layer)])
         p = planned.get(id(layer))
         if p is None:
             return None
@@ -110,30 +121,60 @@ def calibrate_and_apply(model, plan: Plan, x, *, sequential=False, bias_correcti
     return apply_plan(model, plan, result, bias_correction), result
 
 
+def _token_vocabularies(model) -> dict:
+    """{index of a model input: vocabulary size} for inputs that feed an Embedding directly."""
+    from . import keras_private
+
+    positions = {id(t): i for i, t in enumerate(model.inputs)}
+    vocab = {}
+    for nodes in keras_private.graph_nodes(model).values():
+        for node in nodes:
+            size = getattr(node.operation, "input_dim", None)
+            if size is None or not isinstance(node.operation, keras.layers.Layer):
+                continue
+            for tensor in node.input_tensors:
+                i = positions.get(id(tensor))
+                if i is not None:
+                    vocab[i] = min(vocab.get(i, size), int(size))
+    return vocab
+
+
 def model_inputs_like(model, batch=32, seed=0):
-    """Random inputs in [0, 1) shaped for ``model``'s inputs (unknown sizes other than batch fail)."""
+    """Random inputs shaped for ``model``'s inputs (unknown sizes other than batch fail): token
+    ids below the vocabulary size for inputs that feed an Embedding (or have an integer dtype),
+    floats in [0, 1) otherwise."""
     rng = np.random.default_rng(seed)
+    vocab = _token_vocabularies(model)
     arrays = []
-    for tensor in model.inputs:
+    for i, tensor in enumerate(model.inputs):
         shape = tuple(tensor.shape)[1:]
         if any(d is None for d in shape):
             raise UnsupportedModelError(
                 f"input '{tensor.name}' has an unknown size {tuple(tensor.shape)}; give a data set so "
                 f"real inputs can be used."
             )
-        arrays.append(rng.random((batch, *shape), dtype=np.float32))
+        integer = "int" in str(tensor.dtype)
+        if i in vocab or integer:
+            dtype = str(tensor.dtype) if integer else "float32"
+            arrays.append(rng.integers(0, vocab.get(i, 2), size=(batch, *shape)).astype(dtype))
+        else:
+            arrays.append(rng.random((batch, *shape), dtype=np.float32))
     return arrays if len(arrays) > 1 else arrays[0]
 
 
 @dataclass
 class OutputDifference:
-    """How far a converted model's outputs are from the original's on the same inputs."""
+    """How far a converted model's outputs are from the original's on the same inputs.
+
+    ``agreement`` (classification outputs) comes first in every report: a small relative
+    difference of probabilities says little when the predicted classes changed."""
 
     relative: float  # ||y - y'|| / ||y|| over all outputs
     max_abs: float
     agreement: float | None  # fraction of examples with the same argmax (classification outputs)
     examples: int
     source: str
+    changed: int | None = None  # examples whose top-1 class changed
 
 
 def output_difference(original, converted, x, source="random inputs") -> OutputDifference:
@@ -141,15 +182,17 @@ def output_difference(original, converted, x, source="random inputs") -> OutputD
     ys2 = _as_list(converted.predict(x, verbose=0, batch_size=256))
     diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(ys, ys2)))
     norm = np.sqrt(sum(np.sum(a**2) for a in ys))
-    agreement = None
+    agreement = changed = None
     if ys[0].ndim == 2 and ys[0].shape[1] > 1:
-        agreement = float(np.mean(np.argmax(ys[0], 1) == np.argmax(ys2[0], 1)))
+        same = np.argmax(ys[0], 1) == np.argmax(ys2[0], 1)
+        agreement, changed = float(np.mean(same)), int(np.sum(~same))
     return OutputDifference(
         relative=float(diff / norm) if norm > 0 else float(diff),
         max_abs=float(max(np.max(np.abs(a - b)) for a, b in zip(ys, ys2))),
         agreement=agreement,
         examples=int(len(ys[0])),
         source=source,
+        changed=changed,
     )
 
 

@@ -20,6 +20,8 @@ PRIVATE_APIS = (
     "keras.src.models.functional.Functional",
     "Sequential._functional",
     "Functional._nodes_by_depth",
+    "keras.src.layers.core.einsum_dense._analyze_einsum_string",
+    "Layer._tracker.untrack",
 )
 
 
@@ -59,3 +61,18 @@ def graph_nodes(model) -> dict:
 def sequential_input(model):
     """The InputLayer a built Sequential model starts with."""
     return model._layers[0]
+
+
+def einsum_shapes(equation, bias_axes, input_shape, output_shape):
+    """(kernel shape, bias shape or None, full output shape) of an EinsumDense, as Keras computes
+    them in ``EinsumDense.build``."""
+    from keras.src.layers.core.einsum_dense import _analyze_einsum_string
+
+    kernel_shape, bias_shape, full_output_shape, _, _ = _analyze_einsum_string(
+        equation, bias_axes, input_shape, output_shape)
+    return kernel_shape, bias_shape, full_output_shape
+
+
+def untrack(layer, sublayer):
+    """Forget ``sublayer`` (and its weights) in ``layer``'s tracking, before a replacement is set."""
+    layer._tracker.untrack(sublayer)

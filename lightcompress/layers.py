@@ -110,7 +110,11 @@ class _LightLayer(keras.layers.Layer):
 
     @staticmethod
     def _settings_of(layer):
-        """The constructor arguments a LightLayer copies from the Dense/Conv2D it replaces."""
+        """The constructor arguments a LightLayer copies from the Dense/Conv2D it replaces.
+
+        The kernel constraint is not copied: projected onto each factor, a constraint on W (a
+        max-norm, non-negativity) would change the product A·B at every training step. The plan
+        notes it as dropped."""
         config = layer.get_config()
         keys = (
             "activation",
@@ -120,7 +124,6 @@ class _LightLayer(keras.layers.Layer):
             "kernel_regularizer",
             "bias_regularizer",
             "activity_regularizer",
-            "kernel_constraint",
             "bias_constraint",
             "trainable",
             "dtype",

@@ -157,3 +157,116 @@ def lower_tucker_conv2d(layer: LightConv2D, base: str | None = None) -> list:
     return [_with_weights(first, shape(kernels[0].shape[2]), [kernels[0]]),
             _with_weights(core, shape(layer.input_rank), [kernels[1]]),
             _with_weights(last, shape(layer.rank), [kernels[2], *bias])]
+
+
+# -- the twins of twins.py --------------------------------------------------------------------
+
+def lower_light_conv1d(layer, base: str | None = None) -> list:
+    """Two ``Conv1D`` layers: channel mode a k-wide conv to ``rank`` then a 1-wide conv; spatial
+    mode a 1-wide conv to ``rank`` then the k-wide conv (strides, padding, dilation)."""
+    base = _base_name(layer, base)
+    kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
+    spatial = dict(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate)
+    if layer.factorization == "channel":
+        first_args, second_args = dict(kernel_size=layer.kernel_size, **spatial), dict(kernel_size=1)
+    else:
+        first_args, second_args = dict(kernel_size=1), dict(kernel_size=layer.kernel_size, **spatial)
+    first = keras.layers.Conv1D(layer.rank, name=f"{base}_a", use_bias=False, **first_args, **_common(layer))
+    second = keras.layers.Conv1D(layer.filters, name=f"{base}_b", **second_args, **_common(layer),
+                                 **_output_settings(layer))
+    bias = [_numpy(layer.bias)] if layer.use_bias else []
+    return [_with_weights(first, (None, None, kernel_a.shape[1]), [kernel_a]),
+            _with_weights(second, (None, None, layer.rank), [kernel_b, *bias])]
+
+
+def lower_light_conv2d_transpose(layer, base: str | None = None) -> list:
+    """``Conv2DTranspose`` to ``rank`` (no bias), then a 1×1 ``Conv2D`` with bias and activation."""
+    base = _base_name(layer, base)
+    kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
+    first = keras.layers.Conv2DTranspose(
+        layer.rank, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+        output_padding=layer.output_padding, dilation_rate=layer.dilation_rate, use_bias=False,
+        name=f"{base}_a", **_common(layer))
+    second = keras.layers.Conv2D(layer.filters, 1, name=f"{base}_b", **_common(layer), **_output_settings(layer))
+    bias = [_numpy(layer.bias)] if layer.use_bias else []
+    return [_with_weights(first, (None, None, None, kernel_a.shape[3]), [kernel_a]),
+            _with_weights(second, (None, None, None, layer.rank), [kernel_b, *bias])]
+
+
+def lower_light_separable_conv2d(layer, base: str | None = None) -> list:
+    """``SeparableConv2D`` to ``rank`` (the depthwise kernel and the first pointwise factor, no
+    bias), then a 1×1 ``Conv2D`` with the bias and activation."""
+    base = _base_name(layer, base)
+    depthwise = _numpy(layer.depthwise_kernel)
+    first = keras.layers.SeparableConv2D(
+        layer.rank, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+        depth_multiplier=layer.depth_multiplier, dilation_rate=layer.dilation_rate, use_bias=False,
+        name=f"{base}_a", dtype=layer.dtype_policy, trainable=layer.trainable,
+        depthwise_initializer=layer.depthwise_initializer, depthwise_regularizer=layer.depthwise_regularizer,
+        depthwise_constraint=layer.depthwise_constraint, pointwise_initializer=layer.kernel_initializer,
+        pointwise_regularizer=layer.kernel_regularizer)
+    second = keras.layers.Conv2D(layer.filters, 1, name=f"{base}_b", **_common(layer), **_output_settings(layer))
+    bias = [_numpy(layer.bias)] if layer.use_bias else []
+    return [_with_weights(first, (None, None, None, depthwise.shape[2]), [depthwise, _numpy(layer.kernel_a)]),
+            _with_weights(second, (None, None, None, layer.rank), [_numpy(layer.kernel_b), *bias])]
+
+
+def _middle_output_shape(equation, rank, in_shape):
+    """EinsumDense ``output_shape`` of the first factor: the input's sizes, then the rank."""
+    inputs, middle = equation.split(",")[0], equation.split("->")[1]
+    letters = inputs.replace("...", "")
+    sizes = dict(zip(letters, list(in_shape)[len(in_shape) - len(letters):]))
+    kept = middle.replace("...", "")[:-1]
+    if not middle.startswith("..."):
+        kept = kept[1:]  # the batch axis is not part of output_shape
+    return tuple([sizes.get(ch) for ch in kept] + [rank])
+
+
+def lower_light_einsum_dense(layer, base: str | None = None) -> list:
+    """Two ``EinsumDense`` layers: the contracted axes to ``rank``, then ``rank`` to the output
+    axes with the bias and activation."""
+    base = _base_name(layer, base)
+    kernel_a, kernel_b = _numpy(layer.kernel_a), _numpy(layer.kernel_b)
+    common = {k: v for k, v in _common(layer).items()}
+    from .twins import _einsum_input_shape
+
+    in_shape = _einsum_input_shape(layer.equation, layer.kernel_shape, layer.partial_output_shape)
+    first = keras.layers.EinsumDense(layer.first_equation,
+                                     _middle_output_shape(layer.first_equation, layer.rank, in_shape),
+                                     name=f"{base}_a", **common)
+    second = keras.layers.EinsumDense(
+        layer.second_equation, layer.partial_output_shape, bias_axes=layer.bias_axes, name=f"{base}_b",
+        activation=layer.activation, bias_initializer=layer.bias_initializer,
+        bias_regularizer=layer.bias_regularizer, bias_constraint=layer.bias_constraint,
+        activity_regularizer=layer.activity_regularizer, **common)
+    first.build(in_shape)
+    first.set_weights([kernel_a])
+    second.build(first.compute_output_shape(in_shape))
+    second.set_weights([kernel_b] + ([_numpy(layer.bias)] if layer.bias is not None else []))
+    return [first, second]
+
+
+def lower_light_embedding(layer, base: str | None = None) -> list:
+    """``Embedding(input_dim, rank)`` (masking as the layer), then ``Dense(output_dim, no bias)``."""
+    base = _base_name(layer, base)
+    first = keras.layers.Embedding(layer.input_dim, layer.rank, mask_zero=layer.mask_zero, name=f"{base}_a",
+                                   dtype=layer.dtype_policy, trainable=layer.trainable,
+                                   embeddings_initializer=layer.embeddings_initializer,
+                                   embeddings_regularizer=layer.embeddings_regularizer)
+    second = keras.layers.Dense(layer.output_dim, use_bias=False, name=f"{base}_b", dtype=layer.dtype_policy,
+                                trainable=layer.trainable)
+    return [_with_weights(first, (None, None), [_numpy(layer.kernel_a)]),
+            _with_weights(second, (None, layer.rank), [_numpy(layer.kernel_b)])]
+
+
+def lower_light_time_distributed(layer, base: str | None = None) -> list:
+    """``TimeDistributed(Dense(rank))`` then ``TimeDistributed(Dense(units))``: the inner
+    LightDense lowered and each half wrapped again."""
+    base = _base_name(layer, base)
+    first, second = lower_light_dense(layer.layer, base=f"{base}_inner")
+    wrapped = []
+    for half, suffix in ((first, "a"), (second, "b")):
+        td = keras.layers.TimeDistributed(half, name=f"{base}_{suffix}", dtype=layer.dtype_policy)
+        td.build((None, None, half.kernel.shape[0]))
+        wrapped.append(td)
+    return wrapped

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import lowering, svd
 from .layers import LightConv2D, LightDense
+from . import twins
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,27 @@ class LayerType:
     approximate_fn: Callable | None = None  # (kernel, rank, mode, cov | None) -> kernel the twin computes
     params_fn: Callable | None = None  # (kernel_shape, mode, rank) -> weights of the factors (no bias)
     max_rank_fn: Callable | None = None  # (kernel_shape, mode) -> the full rank
+    kernel_of: Callable | None = None  # (layer) -> the kernel as this entry reads it (default layer.kernel)
+    set_kernel: Callable | None = None  # (layer, kernel as read) -> writes it back (default kernel.assign)
+    bias_of: Callable | None = None  # (layer) -> the bias variable or None (default layer.bias)
 
     @property
     def name(self) -> str:
         return self.cls.__name__
 
     def kernel(self, layer) -> np.ndarray:
+        if self.kernel_of is not None:
+            return np.asarray(self.kernel_of(layer))
         return keras.ops.convert_to_numpy(layer.kernel)
+
+    def assign_kernel(self, layer, kernel):
+        """Write ``kernel`` (in the shape ``kernel`` reads) into ``layer``."""
+        if self.set_kernel is not None:
+            return self.set_kernel(layer, kernel)
+        return layer.kernel.assign(kernel)
+
+    def bias(self, layer):
+        return self.bias_of(layer) if self.bias_of is not None else getattr(layer, "bias", None)
 
     def truncated_kernel(self, kernel, rank, mode) -> np.ndarray:
         """The rank-``rank`` approximation of ``kernel`` in ``mode``: what the twin computes."""
@@ -350,3 +365,322 @@ def _separable_macs(layer, in_shape, out_shape):
 
 MAC_COUNTERS[keras.layers.DepthwiseConv2D] = _depthwise_macs
 MAC_COUNTERS[keras.layers.SeparableConv2D] = _separable_macs
+
+
+# -- why the layers that are not factorised are left alone -----------------------------------
+
+NOT_FACTORISED: dict[type, str] = {
+    keras.layers.DepthwiseConv2D: "depthwise conv: one kh×kw filter per channel, no channel-mixing matrix to "
+                                  "factorise (its cost is already that of a rank-1 layer per channel)",
+    keras.layers.DepthwiseConv1D: "depthwise conv: one filter per channel, no channel-mixing matrix to factorise",
+    keras.layers.BatchNormalization: "per-channel scale and shift, not a matrix",
+    keras.layers.LayerNormalization: "per-channel scale and shift, not a matrix",
+    keras.layers.GroupNormalization: "per-channel scale and shift, not a matrix",
+    keras.layers.Normalization: "per-feature mean and variance, not a matrix",
+}
+ALREADY_LIGHT = "already factorised (a LightLayer)"
+
+
+def not_factorised_reason(layer) -> str:
+    """Why a weighted layer that is no candidate is left alone."""
+    if twin_entry(layer) is not None or type(layer) in COMPOSITE_TWINS:
+        return ALREADY_LIGHT
+    reason = NOT_FACTORISED.get(type(layer))
+    if reason:
+        return reason
+    if type(layer) in REGISTRY or type(layer) in COMPOSITES:
+        return "not a candidate"
+    return f"{type(layer).__name__} is not a layer type lightcompress factorises"
+
+
+def kernel_constraint(layer):
+    """The constraint on ``layer``'s factorised kernel, or None (never copied to the factors)."""
+    for attr in ("kernel_constraint", "embeddings_constraint", "pointwise_constraint"):
+        constraint = getattr(layer, attr, None)
+        if constraint is not None:
+            return constraint
+    inner = getattr(layer, "layer", None)
+    return None if inner is None or inner is layer else kernel_constraint(inner)
+
+
+# -- Conv1D ---------------------------------------------------------------------------------
+
+def _conv1d_macs(layer, in_shape, out_shape, mode, rank):
+    length, c = in_shape[1], in_shape[2]
+    out_len, f = out_shape[1], out_shape[2]
+    k = layer.kernel_size[0] if isinstance(layer.kernel_size, (tuple, list)) else layer.kernel_size
+    if rank is None:
+        return out_len * k * (c // getattr(layer, "groups", 1)) * f
+    if mode == "channel":
+        return out_len * (k * c * rank + rank * f)
+    return length * c * rank + out_len * k * rank * f
+
+
+def _channels_last_conv_unsupported(layer):
+    config = layer.get_config()
+    if config.get("groups", 1) != 1:
+        return f"grouped convolution (groups={config['groups']}): each group is its own kernel"
+    if config.get("data_format", "channels_last") != "channels_last":
+        return f"data_format={config['data_format']} (only channels_last is factorised)"
+    return _common_unsupported(layer)
+
+
+CONV1D = register(LayerType(
+    cls=keras.layers.Conv1D,
+    modes=twins.CONV1D_MODES,
+    twin=twins.LightConv1D,
+    kernel_rank=3,
+    to_matrix=twins.conv1d_matrix,
+    from_matrix=twins.conv1d_kernel,
+    matrix_shape=twins.conv1d_matrix_shape,
+    build_twin=lambda layer, rank, mode: twins.LightConv1D.from_conv1d(layer, rank, factorization=mode),
+    macs=_conv1d_macs,
+    twin_mode=lambda layer: layer.factorization,
+    unsupported=_channels_last_conv_unsupported,
+    lower=lowering.lower_light_conv1d,
+))
+
+
+# -- Conv2DTranspose ------------------------------------------------------------------------
+
+def _transpose_macs(layer, in_shape, out_shape, mode, rank):
+    _, h, w, c = in_shape
+    _, oh, ow, f = out_shape
+    kh, kw = layer.kernel_size
+    if rank is None:
+        return h * w * kh * kw * c * f
+    return h * w * kh * kw * c * rank + oh * ow * rank * f
+
+
+CONV2D_TRANSPOSE = register(LayerType(
+    cls=keras.layers.Conv2DTranspose,
+    modes=("channel",),
+    twin=twins.LightConv2DTranspose,
+    kernel_rank=4,
+    to_matrix=twins.transpose_matrix,
+    from_matrix=twins.transpose_kernel,
+    matrix_shape=twins.transpose_matrix_shape,
+    build_twin=lambda layer, rank, mode: twins.LightConv2DTranspose.from_conv2d_transpose(layer, rank),
+    macs=_transpose_macs,
+    twin_mode=lambda layer: "channel",
+    unsupported=_channels_last_conv_unsupported,
+    lower=lowering.lower_light_conv2d_transpose,
+))
+
+
+# -- SeparableConv2D: the pointwise kernel --------------------------------------------------
+
+def _identity_matrix(kernel, mode):
+    return np.asarray(kernel)
+
+
+def _reshaped(matrix, shape, mode):
+    return np.asarray(matrix).reshape(shape)
+
+
+def _matrix_shape_2d(shape, mode):
+    return int(shape[0]), int(shape[1])
+
+
+def _separable_twin_macs(layer, in_shape, out_shape, mode, rank):
+    c, f, (h, w), _ = conv_geometry(layer, in_shape, out_shape)
+    kh, kw = layer.kernel_size
+    mid = c * layer.depth_multiplier
+    if rank is None:
+        return h * w * (kh * kw * mid + mid * f)
+    return h * w * (kh * kw * mid + mid * rank + rank * f)
+
+
+def _separable_unsupported(layer):
+    if layer.get_config().get("data_format", "channels_last") != "channels_last":
+        return "data_format=channels_first (only channels_last is factorised)"
+    return _common_unsupported(layer)
+
+
+def _set_pointwise(layer, matrix):
+    layer.pointwise_kernel.assign(np.asarray(matrix).reshape(layer.pointwise_kernel.shape))
+
+
+SEPARABLE_CONV2D = register(LayerType(
+    cls=keras.layers.SeparableConv2D,
+    modes=("pointwise",),
+    twin=twins.LightSeparableConv2D,
+    kernel_rank=2,
+    to_matrix=_identity_matrix,
+    from_matrix=_reshaped,
+    matrix_shape=_matrix_shape_2d,
+    build_twin=lambda layer, rank, mode: twins.LightSeparableConv2D.from_separable(layer, rank),
+    macs=_separable_twin_macs,
+    twin_mode=lambda layer: "pointwise",
+    unsupported=_separable_unsupported,
+    lower=lowering.lower_light_separable_conv2d,
+    kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.pointwise_kernel)[0, 0],
+    set_kernel=_set_pointwise,
+))
+
+
+# -- EinsumDense ----------------------------------------------------------------------------
+
+def _einsum_macs(layer, in_shape, out_shape, mode, rank):
+    kernel_shape = getattr(layer, "kernel_shape", None) or tuple(layer.kernel.shape)
+    n, m = twins.einsum_matrix_shape(layer.equation, kernel_shape)
+    outputs = int(np.prod([d for d in out_shape[1:]]))
+    positions = outputs // max(1, int(np.prod([d for d in _einsum_out_dims(layer, kernel_shape)])))
+    return positions * (n * m if rank is None else rank * (n + m))
+
+
+def _einsum_out_dims(layer, kernel_shape):
+    _, outs, _ = twins.einsum_axes(layer.equation)
+    return [kernel_shape[i] for i in outs]
+
+
+def _einsum_unsupported(layer):
+    _, _, reason = twins.einsum_axes(layer.equation)
+    return reason or _common_unsupported(layer)
+
+
+def _einsum_kernel(layer):
+    return twins.einsum_matrix(layer.equation, keras.ops.convert_to_numpy(layer.kernel))
+
+
+def _set_einsum_kernel(layer, matrix):
+    layer.kernel.assign(twins.einsum_kernel(layer.equation, matrix, tuple(layer.kernel.shape)))
+
+
+EINSUM_DENSE = register(LayerType(
+    cls=keras.layers.EinsumDense,
+    modes=("einsum",),
+    twin=twins.LightEinsumDense,
+    kernel_rank=2,
+    to_matrix=_identity_matrix,
+    from_matrix=_reshaped,
+    matrix_shape=_matrix_shape_2d,
+    build_twin=lambda layer, rank, mode: twins.LightEinsumDense.from_einsum_dense(layer, rank,
+                                                                                    name=f"{layer.name}_light"),
+    macs=_einsum_macs,
+    twin_mode=lambda layer: "einsum",
+    unsupported=_einsum_unsupported,
+    lower=lowering.lower_light_einsum_dense,
+    kernel_of=_einsum_kernel,
+    set_kernel=_set_einsum_kernel,
+))
+
+
+# -- Embedding ------------------------------------------------------------------------------
+
+def _embedding_macs(layer, in_shape, out_shape, mode, rank):
+    """A lookup costs no MACs; the factorised table adds a rank × output_dim product per token."""
+    if rank is None:
+        return 0
+    return positions(out_shape) * rank * out_shape[-1]
+
+
+def _set_embeddings(layer, table):
+    layer.embeddings.assign(table)
+
+
+EMBEDDING = register(LayerType(
+    cls=keras.layers.Embedding,
+    modes=("table",),
+    twin=twins.LightEmbedding,
+    kernel_rank=2,
+    to_matrix=_identity_matrix,
+    from_matrix=_reshaped,
+    matrix_shape=_matrix_shape_2d,
+    build_twin=lambda layer, rank, mode: twins.LightEmbedding.from_embedding(layer, rank),
+    macs=_embedding_macs,
+    twin_mode=lambda layer: "table",
+    unsupported=_common_unsupported,
+    lower=lowering.lower_light_embedding,
+    kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.embeddings),
+    set_kernel=_set_embeddings,
+    bias_of=lambda layer: None,
+))
+
+
+# -- Dense inside TimeDistributed -----------------------------------------------------------
+
+def _time_distributed_unsupported(layer):
+    inner = layer.layer
+    if type(inner) is not keras.layers.Dense:
+        return f"wraps a {type(inner).__name__}, not a Dense"
+    return _common_unsupported(inner) or _common_unsupported(layer)
+
+
+def _set_inner_kernel(layer, kernel):
+    layer.layer.kernel.assign(kernel)
+
+
+TIME_DISTRIBUTED = register(LayerType(
+    cls=keras.layers.TimeDistributed,
+    modes=("dense",),
+    twin=twins.LightTimeDistributed,
+    kernel_rank=2,
+    to_matrix=_identity_matrix,
+    from_matrix=_reshaped,
+    matrix_shape=_matrix_shape_2d,
+    build_twin=lambda layer, rank, mode: twins.LightTimeDistributed.from_time_distributed(layer, rank),
+    macs=_dense_macs,
+    twin_mode=lambda layer: "dense",
+    unsupported=_time_distributed_unsupported,
+    lower=lowering.lower_light_time_distributed,
+    kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.layer.kernel),
+    set_kernel=_set_inner_kernel,
+    bias_of=lambda layer: getattr(layer.layer, "bias", None),
+))
+
+
+# -- composite layers: factorisable parts inside one layer (MultiHeadAttention) ---------------
+
+@dataclass(frozen=True)
+class Composite:
+    """A layer whose sublayers are factorised (each through its own entry), not the layer itself."""
+
+    cls: type
+    twin: type
+    parts: Callable  # (layer) -> [(part name, sublayer)]
+    build_twin: Callable  # (layer, {part: (rank, mode)}) -> built twin
+
+
+COMPOSITES: dict[type, Composite] = {}
+COMPOSITE_TWINS: dict[type, Composite] = {}
+ALL_INPUT_SHAPES: set = set()  # MAC counters given every input's shape (a list), not the first
+
+
+def register_composite(composite: Composite) -> Composite:
+    COMPOSITES[composite.cls] = composite
+    COMPOSITE_TWINS[composite.twin] = composite
+    for cls in (composite.cls, composite.twin):
+        MAC_COUNTERS[cls] = _mha_macs
+        ALL_INPUT_SHAPES.add(cls)
+    return composite
+
+
+def _mha_macs(layer, in_shapes, out_shape):
+    """Projections (each as its entry counts it) plus the score (Q·Kᵀ) and value (A·V) products."""
+    query = in_shapes[0]
+    value = in_shapes[1] if len(in_shapes) > 1 else query
+    tq, tk = int(np.prod(query[1:-1])), int(np.prod(value[1:-1]))
+    total = 0
+    for part, sub in twins.mha_parts(layer):
+        entry = twin_entry(sub) or entry_for(sub)
+        kernel_shape = getattr(sub, "kernel_shape", None) or tuple(sub.kernel.shape)
+        n, m = twins.einsum_matrix_shape(sub.equation, kernel_shape)
+        rank = getattr(sub, "rank", None) if twin_entry(sub) is entry else None
+        per_position = n * m if rank is None else rank * (n + m)
+        total += (tk if part in ("key", "value") else tq) * per_position
+    heads = layer.num_heads
+    return total + heads * tq * tk * layer.key_dim + heads * tq * tk * (layer.value_dim or layer.key_dim)
+
+
+MULTI_HEAD_ATTENTION = register_composite(Composite(
+    cls=keras.layers.MultiHeadAttention,
+    twin=twins.LightMultiHeadAttention,
+    parts=twins.mha_parts,
+    build_twin=lambda layer, ranks: twins.LightMultiHeadAttention.from_mha(
+        layer, {part: rank for part, (rank, mode) in ranks.items()}),
+))
+
+
+def composite_for(layer) -> Composite | None:
+    return COMPOSITES.get(type(layer))

@@ -131,6 +131,7 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
             "layers_skipped": len(c.plan.layers) - len(c.plan.converted),
         },
         "output_difference": asdict(c.difference),
+        "not_considered": list(getattr(c.plan, "not_considered", [])),
     }
 
 
@@ -147,7 +148,7 @@ def plan_section(title, layer_dicts) -> Section:
             layer["name"], layer["kind"], _shape(layer["kernel_shape"]),
             layer["rank"] if converted else "-", layer["mode"] or "kept",
             f"{params} -> {_num(layer['params_after'])}" if converted else params,
-            f"{layer['energy']:.3f}" if converted else "", f"{layer['error']:.3f}" if converted else "",
+            _energy(layer["energy"]) if converted else "", f"{layer['error']:.3f}" if converted else "",
         ] + ([f"{out_err:.3f}" if converted and out_err is not None else ""] if outputs else []))
         if layer["skipped"]:
             layers.lines.append(f"kept {layer['name']}: {layer['skipped']}")
@@ -157,6 +158,47 @@ def plan_section(title, layer_dicts) -> Section:
                         + ("; output error: relative error of the layer's outputs on the calibration images."
                            if outputs else "."))
     return layers
+
+
+def difference_line(d) -> str:
+    """Outputs vs the original, predictions first: a small relative difference of probabilities
+    must not read as lossless when the top-1 class changed."""
+    where = f"outputs vs original on {d['examples']} {d['source']}: "
+    numbers = f"relative difference {d['relative']:.3g}, max abs {d['max_abs']:.3g}"
+    if d.get("agreement") is None:
+        return where + numbers
+    changed = d.get("changed")
+    if changed is None:
+        changed = round((1 - d["agreement"]) * d["examples"])
+    verdict = ("same top-1 class on every example" if changed == 0 else
+               f"top-1 class CHANGED on {changed} of {d['examples']} (agreement {d['agreement']:.1%})")
+    return f"{where}{verdict}; {numbers}"
+
+
+def not_considered_lines(rows) -> list[str]:
+    """One line per (type, reason) of the weighted layers no factorisation considered."""
+    groups: dict = {}
+    for r in rows:
+        g = groups.setdefault((r["kind"], r["reason"]), [0, 0, []])
+        g[0] += 1
+        g[1] += r["params"]
+        g[2].append(r["name"])
+    lines = []
+    for (kind, reason), (count, params, names) in groups.items():
+        which = names[0] if count == 1 else f"{count} layers, e.g. {names[0]}"
+        lines.append(f"not considered: {kind} ({which}; {_num(params)} params): {reason}")
+    return lines
+
+
+def _energy(v) -> str:
+    """A kept energy fraction, never rounded up to 1 when some energy was dropped."""
+    text = f"{v:.3f}"
+    if v < 1 and text == "1.000":
+        digits = 4
+        while f"{v:.{digits}f}" == "1." + "0" * digits and digits < 12:
+            digits += 1
+        text = f"{v:.{digits}f}"
+    return text
 
 
 def conversion_sections(data: dict) -> list[Section]:
@@ -175,12 +217,8 @@ def conversion_sections(data: dict) -> list[Section]:
         ["file bytes", _bytes(t["file_bytes_before"]), _bytes(t["file_bytes_after"]),
          _times(t["file_bytes_after"], t["file_bytes_before"])],
     ])
-    d = data["output_difference"]
-    agreement = f", same top-1 class on {d['agreement']:.1%}" if d["agreement"] is not None else ""
-    totals.lines.append(
-        f"outputs vs original on {d['examples']} {d['source']}: relative difference "
-        f"{d['relative']:.4f}, max abs {d['max_abs']:.4g}{agreement}"
-    )
+    totals.lines.append(difference_line(data["output_difference"]))
+    totals.lines.extend(not_considered_lines(data.get("not_considered", [])))
     if "accuracy" in data:
         totals.lines.extend(_before_after_lines(data["accuracy"]))
     totals.lines.append(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
@@ -284,7 +322,8 @@ def inspect_dict(source, stats, spectra, conv_mode) -> dict:
         "layers": layers,
         "totals": {
             "params": int(sum(s.params for s in stats)),
-            "macs": int(sum(s.macs for s in counted)),
+            # None when a counted layer's size is unknown (an input of free size): no false total
+            "macs": None if any(s.size_unknown for s in stats) else int(sum(s.macs for s in counted)),
             "not_counted": not_counted(stats),
         },
     }
@@ -306,7 +345,9 @@ def inspect_sections(data: dict) -> list[Section]:
         ])
     t = data["totals"]
     table.lines = [
-        f"total: {_num(t['params'])} params, {_num(t['macs'])} MACs per example"
+        f"total: {_num(t['params'])} params, "
+        + (f"{_num(t['macs'])} MACs per example" if t["macs"] is not None else
+           "MACs unknown: the input size is not fixed (give the model a fixed input shape)")
         + (f" (not counted, as zero: {', '.join(t['not_counted'])})" if t["not_counted"] else ""),
         f"rN: smallest rank keeping N% of the spectral energy ({data['conv_mode']} mode for Conv2D); "
         "break-even: largest rank that still saves parameters; params@r95: the layer's cost at r95.",

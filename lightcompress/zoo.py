@@ -99,3 +99,42 @@ def train(model, data, epochs, batch_size=64, learning_rate=1e-3, seed=0, verbos
                   metrics=["accuracy"])
     return model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
                      shuffle=True, verbose=verbose)
+
+
+def small_vit(input_shape=(28, 28, 1), classes=10, dim=64, depth=2, heads=4, mlp=128, patch=4):
+    """A small Vision Transformer: 4×4 patches embedded by a strided conv, a depthwise 3×3 conv
+    added as position encoding (as in CPVT), ``depth`` pre-norm blocks of MultiHeadAttention and
+    a GELU MLP, layer norm, average pooling over the patches, Dense softmax."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Conv2D(dim, patch, strides=patch, name="patch_embed")(inputs)
+    x = layers.Add(name="pos_add")([x, layers.DepthwiseConv2D(3, padding="same", name="pos_conv")(x)])
+    tokens = (input_shape[0] // patch) * (input_shape[1] // patch)
+    x = layers.Reshape((tokens, dim), name="tokens")(x)
+    for i in range(1, depth + 1):
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)
+        h = layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attn")(h, h)
+        x = layers.Add(name=f"block{i}_add1")([x, h])
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln2")(x)
+        h = layers.Dense(mlp, activation="gelu", name=f"block{i}_mlp1")(h)
+        h = layers.Dense(dim, name=f"block{i}_mlp2")(h)
+        x = layers.Add(name=f"block{i}_add2")([x, h])
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="small_vit")
+
+
+def conv1d_rows(input_shape=(28, 28), classes=10):
+    """A Conv1D model reading an image as a sequence of rows (28 steps × 28 features): three
+    Conv1D layers (64, 96, 128 filters, kernel 3) with max-pooling, global average pooling,
+    Dense 96, Dense softmax."""
+    inputs = keras.Input(input_shape, name="rows")
+    x = inputs
+    for i, filters in enumerate((64, 96, 128), start=1):
+        x = layers.Conv1D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        if i < 3:
+            x = layers.MaxPooling1D(2, name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = layers.Dense(96, activation="relu", name="fc")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="conv1d_rows")

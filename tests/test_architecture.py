@@ -27,6 +27,26 @@ def _model_with(entry, mode):
     elif entry.cls is keras.layers.Conv2D:
         layer = keras.layers.Conv2D(10, (3, 2), strides=(2, 1), padding="same", name="target")
         inputs = keras.Input((9, 8, 6))
+    elif entry.cls is keras.layers.Conv1D:
+        layer = keras.layers.Conv1D(10, 3, strides=2, padding="same", activation="relu", name="target")
+        inputs = keras.Input((11, 6))
+    elif entry.cls is keras.layers.Conv2DTranspose:
+        layer = keras.layers.Conv2DTranspose(7, (3, 2), strides=(2, 1), padding="same", name="target")
+        inputs = keras.Input((5, 6, 8))
+    elif entry.cls is keras.layers.SeparableConv2D:
+        layer = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same", name="target")
+        inputs = keras.Input((6, 6, 5))
+    elif entry.cls is keras.layers.EinsumDense:  # a MultiHeadAttention-style query projection
+        layer = keras.layers.EinsumDense("abc,cde->abde", (4, 3, 5), bias_axes="de", name="target")
+        inputs = keras.Input((4, 12))
+    elif entry.cls is keras.layers.Embedding:
+        layer = keras.layers.Embedding(30, 9, name="target")
+        inputs = keras.Input((5,))
+        # floats in [0, 1) from the tests become token ids 0..29
+        return keras.Model(inputs, layer(keras.layers.Rescaling(30.0)(inputs))), inputs.shape
+    elif entry.cls is keras.layers.TimeDistributed:
+        layer = keras.layers.TimeDistributed(keras.layers.Dense(9, activation="tanh"), name="target")
+        inputs = keras.Input((4, 11))
     else:  # an entry added later must add its own case here
         pytest.fail(f"no test model for registry entry {entry.name}; add one")
     return keras.Model(inputs, layer(inputs)), inputs.shape
@@ -59,11 +79,25 @@ def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
     twin = entry.build_twin(c.layer, 2, mode)
     dense_kernel = entry.truncated_kernel(c.kernel, 2, mode)
     # the original layer holding the truncated kernel computes what the twin computes
-    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
-    c.layer.kernel.assign(dense_kernel)
+    from lightcompress.factorize import model_inputs_like
+
+    x = model_inputs_like(model, batch=2)
+    entry.assign_kernel(c.layer, dense_kernel)
     np.testing.assert_allclose(np.asarray(twin(x)), np.asarray(c.layer(x)), rtol=1e-4, atol=1e-5)
     bias = 0 if getattr(twin, "bias", None) is None else int(np.prod(twin.bias.shape))
     assert twin.count_params() - bias == c.factor_params(mode, 2)
+
+
+@pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
+def test_twin_lowers_to_standard_layers_computing_the_same(entry, mode, rng):
+    from lightcompress.lowered import lower_model
+
+    model, shape = _model_with(entry, mode)
+    twin_model = apply_plan(model, make_plan(model, FixedRank(2), _filter(mode)))
+    lowered = lower_model(twin_model)
+    assert all(type(layer).__module__.startswith("keras") for layer in lowered.layers)
+    x = rng.random((3, *shape[1:]), dtype=np.float32)
+    np.testing.assert_allclose(lowered.predict(x, verbose=0), twin_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
 def test_mac_formulas_against_hand_counts():
@@ -89,6 +123,44 @@ def test_twin_round_trips_through_keras_and_h5(entry, mode, tmp_path, rng):
         twin_model.save(path)
         again = keras.saving.load_model(path)
         np.testing.assert_allclose(again.predict(x, verbose=0), twin_model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_mac_formulas_of_the_other_entries_against_hand_counts():
+    conv1d = keras.layers.Conv1D(10, 3)
+    # 9 output steps, kernel 3, 6 channels in, 10 out
+    assert registry.macs(conv1d, (None, 11, 6), (None, 9, 10)) == 9 * 3 * 6 * 10
+    assert registry.CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "channel", 4) == 9 * (3 * 6 * 4 + 4 * 10)
+    # spatial: 1-wide conv over all 11 input steps, then the 3-wide conv to 9 outputs
+    assert registry.CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "spatial", 4) == 11 * 6 * 4 + 9 * 3 * 4 * 10
+    transpose = keras.layers.Conv2DTranspose(7, (3, 2), strides=2)
+    # each of the 5x6 input pixels scatters a 3x2 kernel 8 -> 7; the 1x1 runs on the 11x12 output
+    assert registry.macs(transpose, (None, 5, 6, 8), (None, 11, 12, 7)) == 5 * 6 * 3 * 2 * 8 * 7
+    assert registry.CONV2D_TRANSPOSE.macs(transpose, (None, 5, 6, 8), (None, 11, 12, 7), "channel", 4) == (
+        5 * 6 * 3 * 2 * 8 * 4 + 11 * 12 * 4 * 7)
+    separable = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same")
+    # 6x6 outputs: depthwise 3x3 on 5*2 channels, then pointwise 10 -> 12 (or 10 -> 4 -> 12)
+    assert registry.macs(separable, (None, 6, 6, 5), (None, 6, 6, 12)) == 36 * (9 * 10 + 10 * 12)
+    assert registry.SEPARABLE_CONV2D.macs(separable, (None, 6, 6, 5), (None, 6, 6, 12), "pointwise", 4) == (
+        36 * (9 * 10 + 10 * 4 + 4 * 12))
+    einsum = keras.layers.EinsumDense("abc,cde->abde", (4, 3, 5), bias_axes="de")
+    einsum.build((None, 4, 12))
+    # 4 positions, a (12) x (3*5) matrix
+    assert registry.macs(einsum, (None, 4, 12), (None, 4, 3, 5)) == 4 * 12 * 15
+    assert registry.EINSUM_DENSE.macs(einsum, (None, 4, 12), (None, 4, 3, 5), "einsum", 2) == 4 * 2 * (12 + 15)
+    embedding = keras.layers.Embedding(30, 9)
+    # a lookup costs nothing; the factorised table multiplies each of 5 rank-4 rows by a 4x9 matrix
+    assert registry.macs(embedding, (None, 5), (None, 5, 9)) == 0
+    assert registry.EMBEDDING.macs(embedding, (None, 5), (None, 5, 9), "table", 4) == 5 * 4 * 9
+    td = keras.layers.TimeDistributed(keras.layers.Dense(9))
+    assert registry.macs(td, (None, 4, 11), (None, 4, 9)) == 4 * 11 * 9
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    x = keras.Input((5, 8))
+    y = keras.Input((7, 8))
+    mha(x, y)
+    # projections: q on 5 positions, k and v on 7, output on 5, each 8 -> 2x4 (or back);
+    # scores 2 heads x 5 x 7 x 4, values 2 x 5 x 7 x 4
+    expected = (5 + 7 + 7 + 5) * 8 * 8 + 2 * 5 * 7 * 4 * 2
+    assert registry.macs(mha, [(None, 5, 8), (None, 7, 8)], (None, 5, 8)) == expected
 
 
 def test_a_new_layer_type_is_one_registry_entry(rng):

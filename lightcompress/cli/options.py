@@ -135,10 +135,17 @@ def emit(data, sections, json_out, markdown_out, console=None):
         report.render(sections(data), console or stdout())
 
 
+REDIRECTED_WIDTH = 200  # rich falls back to 80 columns when not on a terminal; tables would wrap
+
+
 def stdout():
+    import os
+    import sys
+
     from rich.console import Console
 
-    return Console()
+    redirected = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=REDIRECTED_WIDTH if redirected else None)
 
 
 def stderr():

@@ -154,8 +154,11 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     fixed = whole - in_table if metric != "latency" else max(0.0, whole - in_table)
     budget = target * whole if metric != "latency" else target * max(whole, in_table)
     choice = choose(sens, budget, fixed, metric)
+    from ..analyze import not_considered
+
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
-                + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""))
+                + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),
+                not_considered=not_considered(model))
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():

@@ -38,6 +38,8 @@ class Plan:
     policy: str
     layers: list[LayerPlan] = field(default_factory=list)
     method: str = "svd"  # how the factors are made: "svd" or "data-aware" (calibrated)
+    # weighted layers that are no candidates: {"name", "kind", "params", "reason"}
+    not_considered: list = field(default_factory=list)
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -47,7 +49,8 @@ class Plan:
         return sum(p.params_before - p.params_after for p in self.layers)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers]}
+        return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers],
+                "not_considered": list(self.not_considered)}
 
 
 def keep(c, reason: str) -> LayerPlan:
@@ -58,8 +61,14 @@ def keep(c, reason: str) -> LayerPlan:
 def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
     """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and errors:
     ``error`` in weight space (of the factors that will be used), ``output_error`` on the
-    calibration inputs when ``c`` is calibrated; ``energy`` = 1 − error²."""
+    calibration inputs when ``c`` is calibrated; ``energy`` = 1 − error². A kernel constraint is
+    dropped (the note says so): applied to each factor it would change their product."""
     error = c.weight_error(mode, rank)
+    constraint = getattr(c, "constraint", None)
+    if constraint is not None:
+        dropped = (f"kernel constraint {type(constraint).__name__} dropped: applied to each factor it "
+                   f"would change their product")
+        note = f"{note}; {dropped}" if note else dropped
     return LayerPlan(
         name=c.name,
         kind=c.kind,

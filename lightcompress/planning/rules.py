@@ -225,7 +225,10 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
-    plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware")
+    from ..analyze import not_considered
+
+    plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware",
+                not_considered=not_considered(model))
     found = candidates(model, calibration)
     chosen, reasons = layer_filter.chosen(found)
     ratio = rule.fraction if isinstance(rule, Ratio) else None

@@ -160,25 +160,25 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
         for mode in layer_filter.modes(c):
             plans.extend((c, mode, r) for r in ladder(layer_filter.limit(c, mode), multiple))
     total = len(plans)
-    layer_of = dict(iter_layers(model))
     by_name = {}
     for step, (c, mode, rank) in enumerate(plans):
-        layer = layer_of[c.name]
-        original = keras.ops.convert_to_numpy(layer.kernel)
-        original_bias = None if getattr(layer, "bias", None) is None else keras.ops.convert_to_numpy(layer.bias)
-        layer.kernel.assign(c.approximate(mode, rank))
+        layer = c.layer  # a candidate of the copy (a leaf layer, or a part of a MultiHeadAttention)
+        original = c.entry.kernel(layer)
+        bias_var = c.entry.bias(layer)
+        original_bias = None if bias_var is None else keras.ops.convert_to_numpy(bias_var)
+        c.entry.assign_kernel(layer, c.approximate(mode, rank))
         moments = None if calibration is None else calibration.layers.get(c.name)
         if bias_correction and moments is not None and original_bias is not None:
             weights = calibrated_weights(c.entry, layer, rank, mode, moments, bias_correction=True)
             if weights is not None:
-                layer.bias.assign(weights[-1])
+                bias_var.assign(weights[-1])
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1
         finally:
-            layer.kernel.assign(original)
+            c.entry.assign_kernel(layer, original)
             if original_bias is not None:
-                layer.bias.assign(original_bias)
+                bias_var.assign(original_bias)
         if c.name not in by_name:
             keep_macs = macs[c.name](None, None) if c.name in macs else 0
             by_name[c.name] = LayerSensitivity(c.name, c.kind, list(c.kernel_shape), [
