@@ -8,7 +8,8 @@ The paper's CNN trained on Fashion-MNIST (paper_cnn_fmnist.keras) is made by
 
 from pathlib import Path
 
-from lightcompress import data, finetune, model_io, zoo
+from lightcompress import data, model_io, zoo
+from lightcompress import training as finetune
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = {
