@@ -28,6 +28,8 @@ import keras
 
 from lightcompress import data, model_io, zoo
 from lightcompress import training as finetune
+from lightcompress.devices import device_name
+from lightcompress.evaluation import evaluate
 from lightcompress.factorize import convert
 from lightcompress.planning import LayerFilter, TargetParams
 
@@ -58,7 +60,7 @@ def _done(group, name):
 
 
 def _machine():
-    return f"{finetune.device_name()}, {platform.system()}, keras {keras.__version__}"
+    return f"{device_name()}, {platform.system()}, keras {keras.__version__}"
 
 
 def _fashion(model):
@@ -69,7 +71,7 @@ def _scratch(name, model, prepared):
     start = time.perf_counter()
     zoo.train(model, prepared, EPOCHS, BATCH, LR, SEED, verbose=2)
     seconds = time.perf_counter() - start
-    ev = finetune.evaluate(model, prepared)
+    ev = evaluate(model, prepared)
     _save_row({"group": "paper", "name": name, "method": f"from scratch, {EPOCHS} epochs",
                "params": model.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
                "seconds": round(seconds, 1), "machine": _machine()})
@@ -81,9 +83,9 @@ def _converted(group, name, original, prepared, target_params, base_accuracy, co
     fraction = target_params / original.count_params()
     result = convert(original, TargetParams(fraction), LayerFilter(min_params=0, conv_mode=conv_mode),
                      prepared.x_test[:1000], "test images")
-    before = finetune.evaluate(result.model, prepared)
+    before = evaluate(result.model, prepared)
     fit = finetune.finetune(result.model, prepared, finetune.FitSettings(epochs=3, seed=SEED))
-    ev = finetune.evaluate(result.model, prepared)
+    ev = evaluate(result.model, prepared)
     _save_row({"group": group, "name": name, "method": f"lightcompress target_params={fraction:.4f} "
                f"conv_mode={conv_mode}, finetune {fit.epochs_run} epochs (best {fit.best_epoch})",
                "params": result.model.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
@@ -100,7 +102,7 @@ def run_paper():
     else:
         _scratch("Conv2D", base, prepared)
         model_io.save_model(base, SAMPLE, force=True)
-    base_accuracy = finetune.evaluate(base, prepared).accuracy
+    base_accuracy = evaluate(base, prepared).accuracy
     builders = {"SeparableConv2D": zoo.paper_separable_cnn,
                 **{f"LightLayers K={k}": (lambda k=k: zoo.paper_light_cnn(k)) for k in range(1, 7)}}
     for name, build in builders.items():
@@ -118,7 +120,7 @@ def run_real():
     for path in sorted(REAL.glob("*.h5")):
         original = model_io.load_model(path)
         prepared = _fashion(original)
-        base_accuracy = finetune.evaluate(original, prepared).accuracy
+        base_accuracy = evaluate(original, prepared).accuracy
         for factor in (2, 5, 10):
             name = f"{path.name} {factor}x fewer params"
             if not _done("real", name):
@@ -135,7 +137,7 @@ def run_control():
     prepared = _fashion(base)
     start = time.perf_counter()
     fit = finetune.finetune(base, prepared, finetune.FitSettings(epochs=3, seed=SEED))
-    ev = finetune.evaluate(base, prepared)
+    ev = evaluate(base, prepared)
     _save_row({"group": "control", "name": "Conv2D + 3 epochs finetune",
                "method": f"no conversion; finetune {fit.epochs_run} epochs (best {fit.best_epoch})",
                "params": base.count_params(), "accuracy": ev.accuracy, "loss": ev.loss,
@@ -148,7 +150,7 @@ def run_compress(group="compress", distill=True):
     for path in sorted(REAL.glob("*.h5")):
         original = model_io.load_model(path)
         prepared = _fashion(original)
-        base_accuracy = finetune.evaluate(original, prepared).accuracy
+        base_accuracy = evaluate(original, prepared).accuracy
         for factor in (5, 10):
             name = f"{path.name} {factor}x fewer params"
             if _done(group, name):
@@ -157,7 +159,7 @@ def run_compress(group="compress", distill=True):
             result = compress(original, prepared, target_params=1 / factor,
                               layer_filter=LayerFilter(min_params=0), use_cache=True,
                               settings=finetune.FitSettings(epochs=3, seed=SEED), distill=distill)
-            ev = finetune.evaluate(result.model, prepared)
+            ev = evaluate(result.model, prepared)
             how = "distilled" if distill else "plain (--no-distill)"
             _save_row({"group": group, "name": name,
                        "method": f"lightcompress compress --target-params {1 / factor:g} --min-params 0, "

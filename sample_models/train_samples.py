@@ -8,7 +8,9 @@ The paper's CNN trained on Fashion-MNIST (paper_cnn_fmnist.keras) is made by
 
 from pathlib import Path
 
-from lightcompress import data, finetune, model_io, zoo
+from lightcompress import data, model_io, zoo
+from lightcompress import training as finetune
+from lightcompress.evaluation import evaluate
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = {
@@ -30,7 +32,7 @@ def train_sample(name, out_dir=HERE, force=True):
     prepared = data.prepare(data.load_dataset("digits"), model)
     zoo.train(model, prepared, epochs, batch_size=32, learning_rate=1e-3, seed=0)
     model_io.save_model(model, Path(out_dir) / name, force=force)
-    return model, finetune.evaluate(model, prepared)
+    return model, evaluate(model, prepared)
 
 
 if __name__ == "__main__":

@@ -304,3 +304,13 @@ def test_demo_json(tmp_path):
     assert data["compress"]["export"]["verification"]["accuracy"] is not None
     assert (tmp_path / "digits_cnn.compressed.int8.tflite").exists()
     assert "faster" in data["verdict"] or "no speed-up" in data["verdict"]
+    from rich.console import Console
+
+    from lightcompress import demo, report
+
+    console = Console(record=True, width=120)
+    report.render(demo.sections(data), console)
+    text = console.export_text()
+    assert "compare:" in text and "agreement" in text and "int8" in text and data["verdict"][:30] in text
+    again = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "1"])
+    assert again.exit_code == 1 and "exists; pass --force" in again.stderr

@@ -140,20 +140,6 @@ def test_compare_json_schema_and_values(tmp_path):
     _fails_with(["compare", base_path], "compare needs at least two models")
 
 
-def test_demo_runs_offline_and_writes_its_files(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2"])
-    assert result.exit_code == 0, result.output
-    for name in ("digits_cnn.keras", "digits_cnn.light.keras", "digits_cnn.tuned.keras",
-                 "digits_cnn.tuned.history.json"):
-        assert (tmp_path / name).exists(), name
-    assert "x smaller" in result.stdout and "fine-tuned" in result.stdout
-    assert "compare:" in result.stdout and "agreement" in result.stdout
-    light = keras.models.load_model(tmp_path / "digits_cnn.light.keras")
-    original = keras.models.load_model(tmp_path / "digits_cnn.keras")
-    assert abs(light.count_params() / original.count_params() - 0.2) < 0.01
-    _fails_with(["demo", "--out", tmp_path, "--epochs", "1"], "exists; pass --force")
-
-
 def test_zoo_matches_the_papers_counts():
     from lightcompress import zoo
     assert zoo.paper_cnn().count_params() == 18818
