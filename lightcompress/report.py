@@ -554,8 +554,8 @@ def compress_sections(data: dict) -> list[Section]:
     sections = [plan] + compare_sections(data["compare"])
     if data.get("latency_profile"):
         lp = data["latency_profile"]
-        plan.lines.append(f"latency guard: options measured in {lp['runtime']} ({lp['threads']} threads); "
-                          f"none slower than its layer as it is was allowed"
+        plan.lines.append(f"latency guard: each layer's options timed in {lp['runtime']} ({lp['threads']} threads); "
+                          f"none measured slower than the layer it replaces was chosen"
                           if "latency guard" in data["plan"]["policy"] else
                           f"latency measured in {lp['runtime']} ({lp['threads']} threads)")
     if data.get("export"):

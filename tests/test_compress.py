@@ -149,6 +149,7 @@ def test_distilled_finetune_improves_agreement(digits_setup):
     assert after > before + 0.1 and fit.epochs_run >= 1 and "val_loss" in fit.history
 
 
+@pytest.mark.slow  # ~1 min: the full compress flow (sensitivity, latency profile, 3 epochs) on a real model
 def test_cli_compress_end_to_end_on_a_real_model(tmp_path):
     source = real_model_path("fmnist_cnn_keras3.h5")
     try:
