@@ -166,8 +166,13 @@ def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
 def test_energy_policy_keeps_the_asked_fraction():
     model = _two_layer_model(0.8, 0.95)
     plan = make_plan(model, *policy(energy=0.9))
+    assert plan.converted
+    kernels = {name: layer.kernel.numpy() for name, layer in ((l.name, l) for l in model.layers) if hasattr(layer, "kernel")}
     for p in plan.converted:
         assert p.energy >= 0.9
+        # the smallest such rank, not just any rank keeping it
+        from lightcompress import svd
+        assert p.rank == svd.rank_for_energy(svd.singular_values(kernels[p.name]), 0.9), p
     skipped = make_plan(model, *policy(energy=0.9999))
     assert any("above the largest rank saving" in (p.skipped or "") for p in skipped.layers)
 

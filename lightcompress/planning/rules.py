@@ -142,7 +142,8 @@ def _plan_energy(c, modes, fraction, layer_filter):
     options = []
     for mode in modes:
         errors = c.errors(mode)
-        rank = int(np.searchsorted(-(1.0 - errors**2), -(fraction - 1e-12))) + 1  # first rank keeping it
+        kept = np.maximum.accumulate(1.0 - errors**2)  # energy kept at rank 1, 2, ... (non-decreasing)
+        rank = int(np.searchsorted(kept, fraction - 1e-12)) + 1  # the first rank keeping ``fraction``
         rank = min(rank, len(errors))
         options.append((c.factor_params(mode, rank), mode, rank, layer_filter.limit(c, mode)))
     params, mode, rank, limit = min(options)
