@@ -74,6 +74,9 @@ def command(
     from ..progress import RichProgress
 
     o.check_form(json_out, markdown_out)
+    from ..compression import check_goal
+
+    check_goal(target_params, target_macs, max_drop, target_latency)  # before any progress display
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
