@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import keras
@@ -34,37 +35,52 @@ def iter_layers(model, prefix=""):
 
 @dataclass
 class Candidate:
-    """A trained layer of a registered type and the matrices its kernel can be factorised as."""
+    """A trained layer of a registered type and the matrices its kernel can be factorised as.
+
+    The kernel is read from the layer when needed, never held (a big model is not copied). Each
+    matrix mode is decomposed once (``decomposition``) and that one decomposition answers the
+    spectrum, energies, errors and factors that inspect, planning and factorising ask for.
+    ``vectors``: decompose with singular vectors from the start (the plan will be applied), so
+    factorising needs no second decomposition."""
 
     name: str
     layer: object = field(repr=False)
     entry: registry.LayerType = field(repr=False)
-    kernel: np.ndarray = field(repr=False)
+    kernel_shape: tuple
     bias_params: int
     unsupported: str | None = None
-    _spectra: dict = field(default_factory=dict, repr=False)
     cov: np.ndarray | None = field(default=None, repr=False)  # calibration: modes[0] input second moment
+    owner: object = field(default=None, repr=False)  # the composite layer (MultiHeadAttention) holding it
+    part: str | None = None  # its name inside the owner ("query")
+    constraint: object = field(default=None, repr=False)  # kernel constraint (dropped when factorised)
+    vectors: bool = False
+    dtype: np.dtype = field(default=np.dtype(np.float32), repr=False)  # the kernel's
+    _decompositions: dict = field(default_factory=dict, repr=False)
+    _spectra: dict = field(default_factory=dict, repr=False)  # calibrated or non-matrix modes
     _curves: dict = field(default_factory=dict, repr=False)
+    _approximations: dict = field(default_factory=dict, repr=False)  # the last non-matrix-mode one
 
     @property
     def method(self) -> str:
         """"data-aware" when calibrated (errors are output errors on the calibration inputs)."""
         return "svd" if self.cov is None else "data-aware"
-    owner: object = field(default=None, repr=False)  # the composite layer (MultiHeadAttention) holding it
-    part: str | None = None  # its name inside the owner ("query")
-    constraint: object = field(default=None, repr=False)  # kernel constraint (dropped when factorised)
 
     @property
     def kind(self) -> str:
         return self.entry.name
 
     @property
-    def kernel_shape(self) -> tuple:
-        return tuple(self.kernel.shape)
+    def kernel(self) -> np.ndarray:
+        """The kernel as the registry entry reads it (a fresh copy from the layer)."""
+        return self.entry.kernel(self.layer)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.kernel_shape))
 
     @property
     def params(self) -> int:
-        return int(self.kernel.size) + self.bias_params
+        return self.size + self.bias_params
 
     @property
     def modes(self) -> tuple:
@@ -76,10 +92,32 @@ class Candidate:
     def matrix(self, mode) -> np.ndarray:
         return self.entry.to_matrix(self.kernel, mode)
 
+    def _plain(self, mode, cov="own") -> bool:
+        """Whether ``mode`` is answered by the plain decomposition (a matrix mode, no calibration)."""
+        return mode in self.entry.matrix_modes and (self.cov is None or cov is None)
+
+    def decomposition(self, mode, rank=None, vectors=False) -> svd.Decomposition:
+        """The decomposition of the kernel's ``mode`` matrix: the whole spectrum (``rank`` None)
+        or at least the leading ``rank`` values, with singular vectors if asked. Computed once: a
+        held decomposition that answers the request is reused; a new one keeps vectors when the
+        candidate was made with ``vectors`` or a rank is asked (factorising follows)."""
+        d = self._decompositions.get(mode)
+        if d is not None:
+            values = d.complete if rank is None else (d.complete or len(d.s) >= rank)
+            if values and (not vectors or d.vectors >= (rank or len(d.s))):
+                return d
+        d = svd.decompose(self.matrix(mode), rank, vectors=vectors or self.vectors or rank is not None)
+        self._decompositions[mode] = d
+        for watcher in list(_WATCHERS):
+            watcher(self, mode)
+        return d
+
     def spectrum(self, mode) -> np.ndarray | None:
         """Singular values of the kernel's matrix in ``mode``, largest first (computed once): of
         the layer's outputs on the calibration inputs when calibrated; None for a mode that is not
         a matrix (Tucker-2)."""
+        if self._plain(mode):
+            return self.decomposition(mode).s
         if mode not in self._spectra:
             self._spectra[mode] = self.entry.spectrum(self.kernel, mode, self.cov)
         return self._spectra[mode]
@@ -95,9 +133,25 @@ class Candidate:
         """Largest rank saving at least ``min_saving`` of the kernel's weights (0: none does)."""
         return self.entry.rank_limit(self.kernel_shape, mode, min_saving)
 
+    def factors(self, mode, rank) -> tuple[np.ndarray, np.ndarray]:
+        """Matrix factors A (n, rank), B (rank, m) of the best rank-``rank`` approximation of the
+        ``mode`` matrix (plain SVD), in the kernel's dtype, from the one decomposition."""
+        d = self.decomposition(mode, rank, vectors=True)
+        matrix = self.matrix(mode) if d.completes(rank) else None
+        return d.factors(rank, matrix, self.dtype)
+
     def approximate(self, mode, rank, cov="own") -> np.ndarray:
-        """The kernel the twin computes at ``rank`` (data-aware when calibrated)."""
-        return self.entry.approximate(self.kernel, rank, mode, self.cov if cov == "own" else cov)
+        """The kernel the twin computes at ``rank`` (data-aware when calibrated, unless ``cov``
+        is None)."""
+        if self._plain(mode, cov):
+            a, b = self.factors(mode, rank)
+            return self.entry.from_matrix(a @ b, self.kernel_shape, mode).astype(a.dtype)
+        own = isinstance(cov, str)
+        key = (mode, rank, own)
+        if key not in self._approximations:  # one held: planning asks error and weight error in turn
+            self._approximations.clear()
+            self._approximations[key] = self.entry.approximate(self.kernel, rank, mode, self.cov if own else cov)
+        return self._approximations[key]
 
     def errors(self, mode) -> np.ndarray:
         """Relative error at every rank 1..max_rank (element r - 1): the output error on the
@@ -126,10 +180,23 @@ class Candidate:
         return curve
 
     def error(self, mode, rank) -> float:
-        return float(self.errors(mode)[rank - 1])
+        """The relative error at ``rank`` (see ``errors``); without calibration, from the leading
+        ``rank`` singular values and ||W||² alone (no whole spectrum needed)."""
+        if mode in self._curves:
+            return float(self._curves[mode][rank - 1])
+        if self._plain(mode):
+            return self.decomposition(mode, rank).error(rank)
+        if self.cov is None or mode == self.modes[0]:
+            s = self.spectrum(mode)
+            if s is not None:
+                return float(self.errors(mode)[rank - 1])
+        approx = self.entry.to_matrix(self.approximate(mode, rank), self.modes[0])  # one rank, measured
+        return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
 
     def weight_error(self, mode, rank) -> float:
         """Relative Frobenius error of the kernel the twin computes (the factors actually used)."""
+        if self._plain(mode):
+            return self.decomposition(mode, rank).error(rank)  # Eckart–Young: the factors project W
         return svd.output_error(self.kernel.reshape(-1, 1), self.approximate(mode, rank).reshape(-1, 1))
 
     def output_error(self, mode, rank, cov="own") -> float | None:
@@ -140,22 +207,52 @@ class Candidate:
         approx = self.entry.to_matrix(self.approximate(mode, rank, cov), self.modes[0])
         return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
 
+    def keep_only(self, mode, rank):
+        """Keep just what factorising at ``rank`` in ``mode`` needs (planning decided it): memory
+        stays at the model plus one layer's work."""
+        d = self._decompositions.get(mode)
+        self._decompositions.clear()
+        self._curves.clear()
+        self._approximations.clear()
+        if d is not None and rank is not None:
+            self._decompositions[mode] = d.trimmed(min(rank, d.vectors)) if d.vectors else d
 
-def candidates(model, calibration=None) -> list[Candidate]:
+    def release(self):
+        """Forget the decompositions (a layer's work) once the layer is done."""
+        self._decompositions.clear()
+        self._curves.clear()
+        self._approximations.clear()
+
+
+_WATCHERS: list = []  # callables (candidate, mode) told of each new decomposition (progress bars)
+
+
+@contextlib.contextmanager
+def watching(callback):
+    """Within the block, ``callback(candidate, mode)`` runs after every new decomposition."""
+    _WATCHERS.append(callback)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(callback)
+
+
+def candidates(model, calibration=None, vectors=False) -> list[Candidate]:
     """Every layer of a registered type in ``model`` (exact types), in model order; with
     ``calibration`` (see ``calibration.Calibration``) the ones it covers carry their input
-    second moment, so their errors are output errors and their factors data-aware."""
+    second moment, so their errors are output errors and their factors data-aware. ``vectors``:
+    see ``Candidate`` (set it when the plan will be applied)."""
     found = []
     for name, layer in iter_layers(model):
         composite = registry.composite_for(layer)
         if composite is not None and layer.built:
             for part, sub in composite.parts(layer):
-                c = _candidate(f"{name}/{part}", sub)
+                c = _candidate(f"{name}/{part}", sub, vectors)
                 if c is not None:
                     c.owner, c.part = layer, part
                     found.append(c)
             continue
-        c = _candidate(name, layer)
+        c = _candidate(name, layer, vectors)
         if c is not None:
             if calibration is not None and c.unsupported is None:
                 c.cov = calibration.cov_for(name)
@@ -163,17 +260,19 @@ def candidates(model, calibration=None) -> list[Candidate]:
     return found
 
 
-def _candidate(name, layer):
+def _candidate(name, layer, vectors=False):
     entry = registry.entry_for(layer)
     if entry is None:
         return None
     reason = entry.unsupported(layer)
-    kernel = entry.kernel(layer) if reason is None else np.zeros((0,) * entry.kernel_rank)
-    if reason is None and kernel.ndim != entry.kernel_rank:
-        reason = f"kernel of shape {kernel.shape} is not a {entry.name} kernel"
+    shape, dtype = entry.kernel_info(layer) if reason is None else ((0,) * entry.kernel_rank, np.float32)
+    if reason is None and len(shape) != entry.kernel_rank:
+        reason = f"kernel of shape {shape} is not a {entry.name} kernel"
+        shape = (0,) * entry.kernel_rank
     bias_var = entry.bias(layer) if layer.built else None
     bias = int(np.prod(bias_var.shape)) if bias_var is not None else 0
-    return Candidate(name, layer, entry, kernel, bias, reason, constraint=registry.kernel_constraint(layer))
+    return Candidate(name, layer, entry, shape, bias, reason, constraint=registry.kernel_constraint(layer),
+                     vectors=vectors, dtype=dtype)
 
 
 def not_considered(model) -> list[dict]:

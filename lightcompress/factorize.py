@@ -17,7 +17,7 @@ import numpy as np
 from . import keras_private, registry
 from .analyze import candidates, iter_layers, weight_bytes
 from .calibration import calibrated_weights
-from .errors import OptionError, UnsupportedModelError
+from .errors import OptionError, RankError, UnsupportedModelError
 from .planning import LayerFilter, LayerPlan, Plan, make_plan
 
 
@@ -56,34 +56,50 @@ def rebuild(model, replace) -> keras.Model:
     return new_model
 
 
-def apply_plan(model, plan: Plan, calibration=None, bias_correction=False) -> keras.Model:
+def apply_plan(model, plan: Plan, calibration=None, bias_correction=False, on_layer=None) -> keras.Model:
     """A new model in which every converted layer of ``plan`` is its LightLayer twin: plain SVD
-    factors, or data-aware ones for the layers ``calibration`` (``calibration.Calibration``) covers."""
+    factors, or data-aware ones for the layers ``calibration`` (``calibration.Calibration``) covers.
+
+    Plain factors come from the decompositions the plan was decided from (``plan.sources``), so no
+    kernel is decomposed twice; each layer's work is released once its twin is built.
+    ``on_layer(done, total, name)`` reports progress."""
     by_name = {p.name: p for p in plan.converted}
-    planned: dict[int, LayerPlan] = {}
+    planned: dict[int, tuple] = {}  # {id(layer): (LayerPlan, Candidate)}
     parts: dict[int, dict] = {}  # composite layers: {id(owner): {part: (rank, mode)}}
     for c in candidates(model):
         p = by_name.get(c.name)
         if p is None:
             continue
         if c.owner is None:
-            planned[id(c.layer)] = p
+            source = plan.sources.get(c.name)
+            planned[id(c.layer)] = (p, source if source is not None and source.layer is c.layer else c)
         else:
             parts.setdefault(id(c.owner), {})[c.part] = (p.rank, p.mode)
+    done = []
 
     def replace(layer):
         if id(layer) in parts:
             return registry.composite_for(layer).build_twin(layer, parts[id(layer)])
-        p = planned.get(id(layer))
-        if p is None:
+        if id(layer) not in planned:
             return None
+        p, source = planned[id(layer)]
         entry = registry.entry_for(layer)
-        twin = entry.build_twin(layer, p.rank, p.mode)
         moments = calibration.layers.get(p.name) if calibration is not None else None
+        factors = None
+        if moments is None and entry.takes_factors and p.mode in entry.matrix_modes:
+            try:
+                factors = source.factors(p.mode, p.rank)
+            except RankError as err:
+                raise RankError(f"layer '{layer.name}': {err}") from None
+        twin = entry.make_twin(layer, p.rank, p.mode, factors)
+        source.release()
         if moments is not None:
             weights = calibrated_weights(entry, layer, p.rank, p.mode, moments, bias_correction)
             if weights is not None and len(weights) == len(twin.weights):
                 twin.set_weights(weights)
+        done.append(p.name)
+        if on_layer:
+            on_layer(len(done), len(planned), p.name)
         return twin
 
     return rebuild(model, replace)
@@ -137,6 +153,18 @@ def _token_vocabularies(model) -> dict:
                 if i is not None:
                     vocab[i] = min(vocab.get(i, size), int(size))
     return vocab
+
+
+RANDOM_INPUT_MACS = 4e10  # multiply-accumulates one comparison on random inputs may cost (~1-2 s here)
+
+
+def random_batch(model, most=32, least=2) -> int:
+    """How many random inputs to compare ``model`` on: ``most``, fewer for a model whose forward
+    pass is costly (VGG16, 15.5 GMACs per example: 2), never fewer than ``least``."""
+    from .analyze import layer_stats
+
+    per_example = sum(s.macs or 0 for s in layer_stats(model))
+    return int(max(least, min(most, RANDOM_INPUT_MACS // max(per_example, 1))))
 
 
 def model_inputs_like(model, batch=32, seed=0):
@@ -246,7 +274,7 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     else:
         new_model = apply_plan(model, plan)
     if x is None:
-        x = model_inputs_like(model)
+        x = model_inputs_like(model, random_batch(model))
     return Conversion(
         model=new_model,
         plan=plan,

@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import numpy as np
 import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
@@ -138,18 +139,25 @@ class _LightLayer(keras.layers.Layer):
         return self
 
 
-def _kernel_of(layer, kind):
+def _kernel_of(layer, kind, read=True):
+    """The layer's kernel as NumPy (``read`` False: an array of its shape only, no copy)."""
     if not layer.built:
         raise LightCompressError(
             f"layer '{layer.name}' is not built, so it has no weights to factorise; "
             f"call the model on data or build it first."
         )
-    kernel = ops.convert_to_numpy(layer.kernel)
+    kernel = ops.convert_to_numpy(layer.kernel) if read else np.broadcast_to(np.int8(0), tuple(layer.kernel.shape))
     if kernel.ndim != {"Dense": 2, "Conv2D": 4}[kind]:
         raise LightCompressError(
             f"layer '{layer.name}' has a kernel of shape {kernel.shape}, not a {kind} kernel."
         )
     return kernel
+
+
+def given_or_svd(layer, factors, compute):
+    """Matrix factors (A, B): ``factors`` when given (decomposed once elsewhere, e.g. by
+    ``analyze.Candidate.factors``), else ``compute()``, a RankError naming the layer."""
+    return tuple(factors) if factors is not None else _rank_in_context(layer, compute)
 
 
 def _rank_in_context(layer, fn):
@@ -196,10 +204,11 @@ class LightDense(_LightLayer):
         return {**super().get_config(), "units": self.units}
 
     @classmethod
-    def from_dense(cls, layer, rank):
-        """The LightDense twin of a built ``keras.layers.Dense``, initialised by truncated SVD."""
-        kernel = _kernel_of(layer, "Dense")
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(kernel, rank))
+    def from_dense(cls, layer, rank, factors=None):
+        """The LightDense twin of a built ``keras.layers.Dense``, initialised by truncated SVD
+        (or from given matrix ``factors`` (A, B) of its kernel)."""
+        kernel = _kernel_of(layer, "Dense", read=factors is None)
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(kernel, rank))
         light = cls(units=kernel.shape[1], rank=rank, **cls._settings_of(layer))
         light.build((None, kernel.shape[0]))
         bias = ops.convert_to_numpy(layer.bias) if light.use_bias else None
@@ -368,11 +377,12 @@ class LightConv2D(_LightLayer):
         }
 
     @classmethod
-    def from_conv2d(cls, layer, rank, factorization="channel"):
+    def from_conv2d(cls, layer, rank, factorization="channel", factors=None):
         """The LightConv2D twin of a built ``keras.layers.Conv2D``, initialised by truncated SVD.
 
         ``factorization`` is "channel", "spatial" or "tucker" (HOSVD); "paper" has no SVD
-        initialisation.
+        initialisation. ``factors``: matrix factors (A, B) of the ``factorization`` matrix
+        computed elsewhere (channel and spatial).
         """
         if factorization not in svd.CONV_MODES + (svd.TUCKER,):
             raise LightCompressError(
@@ -385,11 +395,13 @@ class LightConv2D(_LightLayer):
                 f"layer '{layer.name}' is a grouped Conv2D (groups={config['groups']}); "
                 f"only groups=1 can be factorised."
             )
-        kernel = _kernel_of(layer, "Conv2D")
+        kernel = _kernel_of(layer, "Conv2D", read=factors is None)
         if factorization == svd.TUCKER:
             kernels = _rank_in_context(layer, lambda: svd.tucker2(kernel, rank))
         else:
-            kernels = _rank_in_context(layer, lambda: svd.conv_factors(kernel, rank, factorization))
+            matrix = (lambda: svd.conv_kernel_to_matrix(kernel, factorization))
+            a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(matrix(), rank))
+            kernels = svd.factors_to_conv_kernels(a, b, kernel.shape, factorization)
         light = cls(
             filters=kernel.shape[3],
             kernel_size=kernel.shape[:2],

@@ -41,6 +41,28 @@ def _load(source, data, trust, stage):
         return net, load_for_model(net, data)
 
 
+def decomposition_progress(net, on_step, layer_filter=None):
+    """A context in which every kernel decomposition of ``net`` advances ``on_step(done, total,
+    text)``, counted in kernel weights (a decomposition costs about its kernel's size, so a big
+    model's largest kernels dominate the bar as they dominate the time). Nothing when ``on_step``
+    is None."""
+    if on_step is None:
+        return contextlib.nullcontext()
+    from .planning import LayerFilter
+
+    layer_filter = layer_filter or LayerFilter()
+    chosen, _ = layer_filter.chosen([c for c in analyze.candidates(net) if c.unsupported is None])
+    total = sum(c.size * len(layer_filter.modes(c)) for c in chosen) or 1
+    done = [0]
+
+    def advance(c, mode):
+        done[0] = min(total, done[0] + c.size)
+        on_step(done[0], total, f"decomposed {c.name} ({mode})")
+
+    on_step(0, total, "decomposing kernels")
+    return analyze.watching(advance)
+
+
 def stem(path) -> str:
     """``dir/model.light.keras`` -> ``model``."""
     return Path(path).name.split(".")[0]
@@ -48,11 +70,12 @@ def stem(path) -> str:
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=_quiet, method=None,
-                 calibration=None, sequential=False, bias_correction=False) -> dict:
+                 calibration=None, sequential=False, bias_correction=False, on_step=None) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report; with
     ``data``, the factors are data-aware (``method``; calibrated on ``calibration`` training
-    images), and outputs are compared and accuracy measured on its test images."""
+    images), and outputs are compared and accuracy measured on its test images. ``on_step(done,
+    total, text)`` follows the decompositions (kernel weights done of all)."""
     from .calibration import calibration_images, check_count, check_method
     from .defaults import DEFAULT_CALIBRATION_SAMPLES
 
@@ -66,14 +89,15 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     inputs = [source] + ([plan_file] if plan_file else []) + _data_inputs(data)
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     original, prepared = _load(source, data, trust, stage)
-    with stage("factorising"):
+    with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else prepared.x_test
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
         calib_x = calibration_images(prepared, calibration, data.seed) if method == "data-aware" else None
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
                          sequential=sequential, bias_correction=bias_correction)
-    model_io.save_model(result.model, target, force=force, inputs=inputs)
+    with stage(f"saving {target}"):
+        model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
     if prepared is not None:
         with stage("evaluating"):
@@ -256,15 +280,23 @@ def _check_export(export, source, output, force):
 
 
 
-def inspect_model(net, path, conv_mode="channel") -> dict:
+def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:
     """The `inspect` report of a loaded model: params and MACs per layer, spectra of the
-    factorisable ones (Conv2D matrices in ``conv_mode``)."""
+    factorisable ones (Conv2D matrices in ``conv_mode``). ``on_step(done, total, text)`` follows
+    the spectra (kernel weights done of all)."""
     stats = analyze.layer_stats(net)
     spectra = {}
-    for c in analyze.candidates(net):
-        if c.unsupported is None:
-            mode = conv_mode if conv_mode in c.modes else c.modes[0]
-            spectra[c.name] = analyze.spectrum_summary(c, mode)
+    found = [c for c in analyze.candidates(net) if c.unsupported is None]
+    total, done = sum(c.size for c in found) or 1, 0
+    for c in found:
+        if on_step:
+            on_step(done, total, f"spectrum of {c.name}")
+        mode = conv_mode if conv_mode in c.modes else c.modes[0]
+        spectra[c.name] = analyze.spectrum_summary(c, mode)
+        c.release()
+        done += c.size
+    if on_step:
+        on_step(total, total, "spectra done")
     return report.inspect_dict(path, stats, spectra, conv_mode)
 
 

@@ -43,7 +43,7 @@ class LayerType:
     to_matrix: Callable  # (kernel, mode) -> 2-D matrix
     from_matrix: Callable  # (matrix, kernel_shape, mode) -> kernel
     matrix_shape: Callable  # (kernel_shape, mode) -> (n, m)
-    build_twin: Callable  # (layer, rank, mode) -> built LightLayer, SVD-initialised
+    build_twin: Callable  # (layer, rank, mode[, factors]) -> built LightLayer, SVD-initialised
     macs: Callable  # (layer, in_shape, out_shape, mode | None, rank | None) -> MACs per example
     twin_mode: Callable  # (twin layer) -> its mode
     unsupported: Callable = lambda layer: None  # (layer) -> reason it cannot be factorised, or None
@@ -60,6 +60,7 @@ class LayerType:
     kernel_of: Callable | None = None  # (layer) -> the kernel as this entry reads it (default layer.kernel)
     set_kernel: Callable | None = None  # (layer, kernel as read) -> writes it back (default kernel.assign)
     bias_of: Callable | None = None  # (layer) -> the bias variable or None (default layer.bias)
+    takes_factors: bool = False  # build_twin accepts factors=(A, B) of the mode matrix (no own SVD)
 
     @property
     def name(self) -> str:
@@ -70,6 +71,14 @@ class LayerType:
             return np.asarray(self.kernel_of(layer))
         return keras.ops.convert_to_numpy(layer.kernel)
 
+    def kernel_info(self, layer) -> tuple[tuple, np.dtype]:
+        """(shape, dtype) of the kernel as ``kernel`` reads it, without copying a plain kernel."""
+        if self.kernel_of is not None:
+            kernel = self.kernel(layer)
+            return tuple(int(d) for d in kernel.shape), kernel.dtype
+        return (tuple(int(d) for d in layer.kernel.shape),
+                np.dtype(keras.backend.standardize_dtype(layer.kernel.dtype)))
+
     def assign_kernel(self, layer, kernel):
         """Write ``kernel`` (in the shape ``kernel`` reads) into ``layer``."""
         if self.set_kernel is not None:
@@ -78,6 +87,13 @@ class LayerType:
 
     def bias(self, layer):
         return self.bias_of(layer) if self.bias_of is not None else getattr(layer, "bias", None)
+
+    def make_twin(self, layer, rank, mode, factors=None):
+        """The built twin at ``rank`` in ``mode``, from matrix ``factors`` (A, B) decomposed
+        elsewhere when given and this type takes them, else SVD-initialised by itself."""
+        if factors is not None and self.takes_factors and mode in self.matrix_modes:
+            return self.build_twin(layer, rank, mode, factors=factors)
+        return self.build_twin(layer, rank, mode)
 
     def truncated_kernel(self, kernel, rank, mode) -> np.ndarray:
         """The rank-``rank`` approximation of ``kernel`` in ``mode``: what the twin computes."""
@@ -244,7 +260,8 @@ DENSE = register(LayerType(
     to_matrix=lambda kernel, mode: np.asarray(kernel),
     from_matrix=lambda matrix, shape, mode: np.asarray(matrix).reshape(shape),
     matrix_shape=lambda shape, mode: (int(shape[0]), int(shape[1])),
-    build_twin=lambda layer, rank, mode: LightDense.from_dense(layer, rank),
+    build_twin=lambda layer, rank, mode, factors=None: LightDense.from_dense(layer, rank, factors),
+    takes_factors=True,
     macs=_dense_macs,
     twin_mode=lambda layer: "dense",
     unsupported=_common_unsupported,
@@ -334,7 +351,8 @@ CONV2D = register(LayerType(
     to_matrix=svd.conv_kernel_to_matrix,
     from_matrix=svd.matrix_to_conv_kernel,
     matrix_shape=svd.conv_matrix_shape,
-    build_twin=lambda layer, rank, mode: LightConv2D.from_conv2d(layer, rank, factorization=mode),
+    build_twin=lambda layer, rank, mode, factors=None: LightConv2D.from_conv2d(layer, rank, mode, factors),
+    takes_factors=True,
     macs=_conv_macs,
     twin_mode=lambda layer: layer.factorization,
     unsupported=_conv_unsupported,
@@ -433,7 +451,8 @@ CONV1D = register(LayerType(
     to_matrix=twins.conv1d_matrix,
     from_matrix=twins.conv1d_kernel,
     matrix_shape=twins.conv1d_matrix_shape,
-    build_twin=lambda layer, rank, mode: twins.LightConv1D.from_conv1d(layer, rank, factorization=mode),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightConv1D.from_conv1d(layer, rank, mode, factors),
+    takes_factors=True,
     macs=_conv1d_macs,
     twin_mode=lambda layer: layer.factorization,
     unsupported=_channels_last_conv_unsupported,
@@ -460,7 +479,9 @@ CONV2D_TRANSPOSE = register(LayerType(
     to_matrix=twins.transpose_matrix,
     from_matrix=twins.transpose_kernel,
     matrix_shape=twins.transpose_matrix_shape,
-    build_twin=lambda layer, rank, mode: twins.LightConv2DTranspose.from_conv2d_transpose(layer, rank),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightConv2DTranspose.from_conv2d_transpose(
+        layer, rank, factors),
+    takes_factors=True,
     macs=_transpose_macs,
     twin_mode=lambda layer: "channel",
     unsupported=_channels_last_conv_unsupported,
@@ -509,7 +530,8 @@ SEPARABLE_CONV2D = register(LayerType(
     to_matrix=_identity_matrix,
     from_matrix=_reshaped,
     matrix_shape=_matrix_shape_2d,
-    build_twin=lambda layer, rank, mode: twins.LightSeparableConv2D.from_separable(layer, rank),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightSeparableConv2D.from_separable(layer, rank, factors),
+    takes_factors=True,
     macs=_separable_twin_macs,
     twin_mode=lambda layer: "pointwise",
     unsupported=_separable_unsupported,
@@ -555,8 +577,9 @@ EINSUM_DENSE = register(LayerType(
     to_matrix=_identity_matrix,
     from_matrix=_reshaped,
     matrix_shape=_matrix_shape_2d,
-    build_twin=lambda layer, rank, mode: twins.LightEinsumDense.from_einsum_dense(layer, rank,
-                                                                                    name=f"{layer.name}_light"),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightEinsumDense.from_einsum_dense(
+        layer, rank, name=f"{layer.name}_light", factors=factors),
+    takes_factors=True,
     macs=_einsum_macs,
     twin_mode=lambda layer: "einsum",
     unsupported=_einsum_unsupported,
@@ -587,7 +610,8 @@ EMBEDDING = register(LayerType(
     to_matrix=_identity_matrix,
     from_matrix=_reshaped,
     matrix_shape=_matrix_shape_2d,
-    build_twin=lambda layer, rank, mode: twins.LightEmbedding.from_embedding(layer, rank),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightEmbedding.from_embedding(layer, rank, factors),
+    takes_factors=True,
     macs=_embedding_macs,
     twin_mode=lambda layer: "table",
     unsupported=_common_unsupported,
@@ -619,7 +643,9 @@ TIME_DISTRIBUTED = register(LayerType(
     to_matrix=_identity_matrix,
     from_matrix=_reshaped,
     matrix_shape=_matrix_shape_2d,
-    build_twin=lambda layer, rank, mode: twins.LightTimeDistributed.from_time_distributed(layer, rank),
+    build_twin=lambda layer, rank, mode, factors=None: twins.LightTimeDistributed.from_time_distributed(
+        layer, rank, factors),
+    takes_factors=True,
     macs=_dense_macs,
     twin_mode=lambda layer: "dense",
     unsupported=_time_distributed_unsupported,

@@ -27,7 +27,7 @@ from keras import ops
 
 from . import keras_private, svd
 from .errors import LightCompressError
-from .layers import PACKAGE, _LightLayer, _positive_int, _rank_in_context
+from .layers import PACKAGE, _LightLayer, _positive_int, _rank_in_context, given_or_svd
 
 CONV1D_MODES = ("channel", "spatial")
 
@@ -137,11 +137,11 @@ class LightConv1D(_LightLayer):
                 "factorization": self.factorization}
 
     @classmethod
-    def from_conv1d(cls, layer, rank, factorization="channel"):
+    def from_conv1d(cls, layer, rank, factorization="channel", factors=None):
         """The twin of a built ``keras.layers.Conv1D`` (channels last, groups=1), SVD-initialised."""
         config = layer.get_config()
         kernel = _numpy(layer.kernel)
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(conv1d_matrix(kernel, factorization), rank))
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(conv1d_matrix(kernel, factorization), rank))
         k, c, f = kernel.shape
         if factorization == "channel":
             a, b = a.reshape(k, c, rank), b.reshape(1, rank, f)
@@ -225,11 +225,11 @@ class LightConv2DTranspose(_LightLayer):
                 "dilation_rate": self.dilation_rate}
 
     @classmethod
-    def from_conv2d_transpose(cls, layer, rank):
+    def from_conv2d_transpose(cls, layer, rank, factors=None):
         config = layer.get_config()
         kernel = _numpy(layer.kernel)
         kh, kw, f, c = kernel.shape
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(transpose_matrix(kernel), rank))
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(transpose_matrix(kernel), rank))
         first = np.transpose(a.reshape(kh, kw, c, rank), (0, 1, 3, 2))
         light = cls(f, (kh, kw), rank, strides=config["strides"], padding=config["padding"],
                     output_padding=config.get("output_padding"), dilation_rate=config["dilation_rate"],
@@ -296,11 +296,11 @@ class LightSeparableConv2D(_LightLayer):
                 "depthwise_constraint": keras.constraints.serialize(self.depthwise_constraint)}
 
     @classmethod
-    def from_separable(cls, layer, rank):
+    def from_separable(cls, layer, rank, factors=None):
         config = layer.get_config()
         pointwise = _numpy(layer.pointwise_kernel)[0, 0]
         mid, f = pointwise.shape
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(pointwise, rank))
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(pointwise, rank))
         settings = cls._settings_of(layer)
         for key in ("kernel_initializer", "kernel_regularizer"):
             settings.pop(key, None)
@@ -422,10 +422,10 @@ class LightEinsumDense(_LightLayer):
         return config
 
     @classmethod
-    def from_einsum_dense(cls, layer, rank, name=None):
+    def from_einsum_dense(cls, layer, rank, name=None, factors=None):
         kernel = _numpy(layer.kernel)
         matrix = einsum_matrix(layer.equation, kernel)
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(matrix, rank))
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(matrix, rank))
         contracted, outs, _ = einsum_axes(layer.equation)
         settings = cls._settings_of(layer)
         settings.pop("use_bias", None)
@@ -503,10 +503,10 @@ class LightEmbedding(keras.layers.Layer):
                 "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer)}
 
     @classmethod
-    def from_embedding(cls, layer, rank):
+    def from_embedding(cls, layer, rank, factors=None):
         config = layer.get_config()
         table = _numpy(layer.embeddings)
-        a, b = _rank_in_context(layer, lambda: svd.truncated_svd(table, rank))
+        a, b = given_or_svd(layer, factors, lambda: svd.truncated_svd(table, rank))
         light = cls(table.shape[0], table.shape[1], rank, embeddings_initializer=config["embeddings_initializer"],
                     embeddings_regularizer=config.get("embeddings_regularizer"), mask_zero=config["mask_zero"],
                     name=f"{layer.name}_light", dtype=config.get("dtype"), trainable=config.get("trainable", True))
@@ -534,10 +534,10 @@ class LightTimeDistributed(keras.layers.TimeDistributed):
         return self.layer.kernel_b
 
     @classmethod
-    def from_time_distributed(cls, layer, rank):
+    def from_time_distributed(cls, layer, rank, factors=None):
         from .layers import LightDense
 
-        inner = LightDense.from_dense(layer.layer, rank)
+        inner = LightDense.from_dense(layer.layer, rank, factors)
         config = layer.get_config()
         light = cls(inner, name=f"{layer.name}_light", dtype=config.get("dtype"),
                     trainable=config.get("trainable", True))

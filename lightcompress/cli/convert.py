@@ -56,8 +56,9 @@ def command(
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     train_limit = 1 if method == o.Method.svd else None  # data-aware factors calibrate on training images
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
+    stage = o.spinner(o.stderr())
     out = pipeline.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
-        plan_file=plan, data=data, force=force, trust=trust_model, stage=o.spinner(o.stderr()),
+        plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
         method=None if method is None else method.value, calibration=calibration)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

@@ -51,7 +51,8 @@ def command(
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
         net = model_io.load_model(model, trust=trust_model)
-    out = pipeline.inspect_model(net, model, conv_mode.value)
+    with stage("spectra"):
+        out = pipeline.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
     if dataset is not None:
         from ..data import load_for_model

@@ -3,6 +3,8 @@ to turn them into library objects and to print a report in the form asked for.""
 
 from __future__ import annotations
 
+import contextlib
+
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -155,5 +157,42 @@ def stderr():
 
 
 def spinner(console):
-    """A ``stage(text)`` for the pipeline: a spinner on ``console`` while a stage runs."""
-    return lambda text: console.status(text)
+    """A ``stage(text)`` for the pipeline: a spinner on ``console`` while a stage runs, a bar when
+    the stage reports measured progress (see ``Stages``)."""
+    return Stages(console)
+
+
+class Stages:
+    """``stage(text)``: a context showing a spinner and the time spent on ``console``; inside it,
+    ``step(done, total, text)`` turns the spinner into a bar with an ETA (e.g. kernel weights
+    decomposed of all, for a big model)."""
+
+    def __init__(self, console):
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.task = None
+        self.text = ""
+
+    @contextlib.contextmanager
+    def __call__(self, text):
+        outer = (self.task, self.text)  # stages may nest: the inner one shows while it runs
+        self.text = text
+        self.task = self.progress.add_task(text, total=None)
+        if outer[0] is None:
+            self.progress.start()
+        try:
+            yield
+        finally:
+            self.progress.remove_task(self.task)
+            self.task, self.text = outer
+            if self.task is None:
+                self.progress.stop()
+
+    def step(self, done, total, text=None):
+        if self.task is not None:
+            description = f"{self.text}: {text}" if text else self.text
+            self.progress.update(self.task, completed=done, total=total, description=description)

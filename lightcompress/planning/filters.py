@@ -63,7 +63,7 @@ class LayerFilter:
         if all(c.rank_limit(m, self.min_saving) == 0 for m in self.modes(c)):
             if all(c.rank_limit(m) == 0 for m in self.modes(c)):
                 return f"no rank saves parameters for a kernel of shape {c.kernel_shape}"
-            return (f"no rank saves min_saving={self.min_saving:g} of its {c.kernel.size} kernel weights "
+            return (f"no rank saves min_saving={self.min_saving:g} of its {c.size} kernel weights "
                     f"(shape {c.kernel_shape})")
         return None
 

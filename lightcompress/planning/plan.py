@@ -40,6 +40,9 @@ class Plan:
     method: str = "svd"  # how the factors are made: "svd" or "data-aware" (calibrated)
     # weighted layers that are no candidates: {"name", "kind", "params", "reason"}
     not_considered: list = field(default_factory=list)
+    # {name: analyze.Candidate} the plan was decided from: applying it reuses their decompositions
+    # (not saved; empty for a plan built by hand)
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -91,7 +94,7 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
     by_name = {c.name: c for c in candidates(model)}
-    plan = Plan(policy=str(data.get("policy", "saved plan")), method=str(data.get("method", "svd")))
+    plan = Plan(policy=str(data.get("policy", "saved plan")), method=str(data.get("method", "svd")), sources=by_name)
     for i, entry in enumerate(data["layers"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise LightCompressError(f"{source}: entry {i} of 'layers' has no layer 'name'; use a plan written by compress.")

@@ -179,7 +179,7 @@ def _plan_ratio(chosen, layer_filter, ratio):
     picks = {}
     for c in chosen:
         modes = layer_filter.modes(c)
-        mode = _best_for_budget(c, modes, ratio * c.kernel.size, layer_filter)[0] if len(modes) > 1 else modes[0]
+        mode = _best_for_budget(c, modes, ratio * c.size, layer_filter)[0] if len(modes) > 1 else modes[0]
         if mode is None or layer_filter.limit(c, mode) == 0:
             continue
         picks[c.name] = (c, mode, _Curve(c, mode, layer_filter.limit(c, mode)))
@@ -230,7 +230,8 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=
 
     plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware",
                 not_considered=not_considered(model))
-    found = candidates(model, calibration)
+    found = candidates(model, calibration, vectors=True)  # the plan is usually applied: decompose once
+    plan.sources = {c.name: c for c in found}
     chosen, reasons = layer_filter.chosen(found)
     ratio = rule.fraction if isinstance(rule, Ratio) else None
     if isinstance(rule, TargetParams) and chosen:
@@ -253,4 +254,5 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=
             plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction, layer_filter))
         else:
             plan.layers.append(ratio_plans[c.name])
+        c.keep_only(plan.layers[-1].mode, plan.layers[-1].rank)  # memory: only what applying needs
     return plan

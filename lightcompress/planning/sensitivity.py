@@ -154,14 +154,20 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
     result = Sensitivity(base.loss, base.accuracy, base.examples,
                          method="svd" if calibration is None else "data-aware")
     macs = _macs_per_rank(model)
-    chosen, result.skipped = layer_filter.chosen(candidates(model, calibration))
+    chosen, result.skipped = layer_filter.chosen(candidates(model, calibration, vectors=True))
     plans = []
     for c in chosen:
         for mode in layer_filter.modes(c):
             plans.extend((c, mode, r) for r in ladder(layer_filter.limit(c, mode), multiple))
     total = len(plans)
     by_name = {}
+    previous = None
     for step, (c, mode, rank) in enumerate(plans):
+        if previous is not None and previous is not c:
+            previous.release()  # memory: one layer's decompositions at a time
+        previous = c
+        if c.cov is None and mode in c.entry.matrix_modes:
+            c.decomposition(mode)  # every rank of the ladder from one decomposition, with vectors
         layer = c.layer  # a candidate of the copy (a leaf layer, or a part of a MultiHeadAttention)
         original = c.entry.kernel(layer)
         bias_var = c.entry.bias(layer)

@@ -1,0 +1,85 @@
+"""Issue 17 benchmark: a VGG16-sized model (keras.applications.VGG16, weights=None: 138M params,
+553 MB .keras) converted and inspected, against the floor of a plain Keras load + save of the
+same file. Each command runs in its own process under /usr/bin/time -v (wall time, peak RSS),
+one after another, so the ratios compare runs made minutes apart on the same machine.
+
+    python benchmarks/scale_vgg16.py [--work /tmp/scale] [--tree PATH ...] [--rank 64]
+
+``--tree`` (repeatable) runs the lightcompress in that source tree (PYTHONPATH), e.g. a checkout
+of an older commit for a before/after table; default: this checkout. Nothing is written into
+the repository; the model and outputs live under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MAKE = """
+import keras
+keras.applications.VGG16(weights=None).save({path!r})
+"""
+FLOOR = """
+import keras
+keras.models.load_model({path!r}).save({out!r})
+"""
+
+
+def timed(args, env, log):
+    """(wall seconds, peak RSS bytes) of ``args`` run under /usr/bin/time -v."""
+    stats = Path(f"{log}.time")
+    with open(log, "w") as out:
+        done = subprocess.run(["/usr/bin/time", "-v", "-o", str(stats), *args], stdout=out,
+                              stderr=subprocess.STDOUT, env=env)
+    text = stats.read_text()
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}); see {log}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
+    seconds = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.split(":"))))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    return seconds, rss
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/tmp/scale")
+    parser.add_argument("--tree", action="append", default=None)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--skip", action="append", default=[], help="convert or inspect")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "vgg16.keras"
+    py = sys.executable
+    if not model.exists():
+        subprocess.run([py, "-c", MAKE.format(path=str(model))], check=True)
+    rows = []
+    for tree in args.tree or [str(ROOT)]:
+        env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
+        tag = Path(tree).name
+        floor = timed([py, "-c", FLOOR.format(path=str(model), out=str(work / "floor.keras"))], env,
+                      work / f"{tag}.floor.log")
+        rows.append((tag, "keras load + save (floor)", *floor, floor))
+        if "convert" not in args.skip:
+            out = work / f"{tag}.light.keras"
+            run = timed([py, "-m", "lightcompress", "convert", str(model), "--rank", str(args.rank), "-o", str(out),
+                         "--force"], env, work / f"{tag}.convert.log")
+            rows.append((tag, f"convert --rank {args.rank}", *run, floor))
+        if "inspect" not in args.skip:
+            run = timed([py, "-m", "lightcompress", "inspect", str(model), "--json"], env, work / f"{tag}.inspect.log")
+            rows.append((tag, "inspect", *run, floor))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print("| tree | command | wall | peak RSS | time / floor | memory / floor |")
+    print("|---|---|---|---|---|---|")
+    for tag, name, wall, rss, (fwall, frss) in rows:
+        print(f"| {tag} | {name} | {wall:.1f} s | {rss / 2**30:.2f} GiB | {wall / fwall:.2f}x | {rss / frss:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
