@@ -10,6 +10,8 @@ paper's CNN (18,818 parameters, seed-0 initialisation, saved once to ROOT) for o
 whole folder with the command line tool, in its own process under ``/usr/bin/time -v``, and
 appends {images, peak RSS, wall time, load average} to benchmarks/streaming_memory.jsonl.
 The folder's 20% test split is evaluated before and after, as ``finetune`` always does.
+Run it from the checkout to measure: ``python -m lightcompress`` imports the package from the
+current folder (the row's "lightcompress" field says which one ran).
 """
 
 import json
