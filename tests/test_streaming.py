@@ -259,14 +259,21 @@ def test_folder_and_tfrecord_errors(tmp_path, digits_folder, cnn):
     broken = next(bad.rglob("*.png"))
     broken.write_bytes(b"not a png")
     stream = streams.open_for_model(cnn, data.DataSpec(str(bad)))
-    with pytest.raises(DataError, match=r"an image could not be decoded .*; remove or replace that file"):
+    with pytest.raises(DataError, match=r"an image could not be decoded .*; remove or replace that file") as err:
         stream.materialise()  # both splits, so the broken file is read wherever it fell
+    assert str(err.value).startswith(f"{broken}: ")  # names the file
     big = np.zeros((10, 10, 10), np.uint8)
     _write_tfrecord(tmp_path / "big.tfrecord", big, np.zeros(10, np.int64))
     with pytest.raises(DataError, match=r"the images are 10x10 but the model takes 8x8; pass resize=True"):
         streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord")))
     resized = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord"), resize=True))
     assert resized.sample("train", 3)[0].shape == (3, 8, 8, 1)
+    mixed = [np.zeros((8, 8), np.uint8)] * 5 + [np.zeros((10, 10), np.uint8)] * 5
+    _write_tfrecord(tmp_path / "mixed.tfrecord", mixed, np.zeros(10, np.int64))
+    stream = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "mixed.tfrecord")))  # the first fits
+    with pytest.raises(DataError, match=r"an image has another shape than the first .*; make every image the "
+                                        r"same size, or pass resize=True\.$"):
+        stream.materialise()
     with pytest.raises(DataError, match="no such TFRecord file"):
         streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "none*.tfrecord")))
     (tmp_path / "junk.tfrecord").write_bytes(b"0123456789abcdef0123")
