@@ -202,6 +202,8 @@ def single():
 @pytest.fixture
 def sources(tmp_path, monkeypatch):
     (tmp_path / "user_sources.py").write_text(textwrap.dedent(SOURCES))
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "crashes.py").write_text("raise RuntimeError('bad config')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path / "user_sources.py"
 
@@ -230,6 +232,9 @@ def test_function_returning_tf_data_and_pydataset(sources, cnn):
     ("user_sources:unbatched", "yields single examples of shape (8, 8); batch it"),
     ("user_sources:rgb", "train images have 3 channel(s) but the model takes 1"),
     ("missing_file.py:load", "missing_file.py: no such Python file"),
+    ("needs_more:load", "importing module 'needs_more' failed (ModuleNotFoundError: No module named "
+                        "'no_such_dependency_xyz'); install what it needs."),
+    ("crashes:load", "importing module 'crashes' failed (RuntimeError: bad config); fix that module."),
 ])
 def test_function_source_errors(sources, cnn, spec, message):
     with pytest.raises(DataError) as err:
