@@ -120,11 +120,13 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
 
 
 def _prepared(model, data):
-    from .data import DataSpec, Prepared, load_for_model
+    """In-memory sets as arrays; folders, TFRecord files and module:function as streams."""
+    from .data import DataSpec, Prepared
+    from .streams import Streamed, open_for_model
 
-    if isinstance(data, Prepared):
+    if isinstance(data, (Prepared, Streamed)):
         return data
-    return load_for_model(model, data if isinstance(data, DataSpec) else DataSpec(data))
+    return open_for_model(model, data if isinstance(data, DataSpec) else DataSpec(data))
 
 
 def finetune(model, data="digits", teacher=None, **settings):

@@ -90,8 +90,13 @@ def check_count(count) -> int:
 
 
 def calibration_images(prepared, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` training images of ``prepared`` drawn at random (never its test images)."""
+    """``count`` training images of ``prepared`` drawn at random (never its test images); of a
+    stream (``streams.Streamed``), ``count`` spread over its training split, read in batches."""
     check_count(count)
+    from .streams import Streamed
+
+    if isinstance(prepared, Streamed):
+        return prepared.sample("train", count)[0]
     x = prepared.x_train
     if len(x) == 0:
         raise DataError(f"{prepared.name} has no training images to calibrate on.")

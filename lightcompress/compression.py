@@ -28,6 +28,7 @@ from .defaults import DEFAULT_CALIBRATION_SAMPLES
 from .factorize import apply_plan, calibrate_and_apply
 from .planning import LayerFilter, Plan, Sensitivity, allocate, analyse
 from .checks import whole as check_whole
+from .streams import Streamed, train_count
 
 
 @dataclass
@@ -55,9 +56,11 @@ class CompressResult:
 def split_holdout(prepared: Prepared, size, seed):
     """(held-out slice for judging, the rest of the training data for fine-tuning)."""
     check_whole("holdout", size, 1)
-    size = min(size, len(prepared.x_train) // 5)
+    size = min(size, train_count(prepared) // 5)
     if size < 1:
         raise LightCompressError(f"{prepared.name} has too few training images to hold any out.")
+    if isinstance(prepared, Streamed):  # the slice in memory, the rest still streamed
+        return prepared.held_out(size)
     order = np.random.default_rng(seed + 1).permutation(len(prepared.x_train))
     held, rest = order[:size], order[size:]
     sl = Prepared(f"{prepared.name} (held-out train slice)", prepared.x_train[held], prepared.y_train[held],

@@ -10,7 +10,9 @@ Sources, chosen by one string (the data set spec):
   loader downloads them, and offline a one-line error says where to put the files;
 - a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (or keys the caller names);
 - a folder of images in one sub-folder per class (``train/`` and ``test/`` inside it are used
-  when present; else 20% is held out for testing).
+  when present; else 20% is held out for testing);
+- TFRecord files and ``module:function`` sources (see ``streams``), which ``load_for_model``
+  reads whole; ``streams.open_for_model`` streams them, and folders, in batches instead.
 
 ``load_dataset`` returns the raw arrays; ``prepare`` scales and shapes them for a model and says
 what it changed, or raises a DataError that names the mismatch before any training starts.
@@ -280,9 +282,14 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
         if not path.exists():
             raise DataError(f"{path}: no such file; check the path.")
         return _load_npz(path, npz_keys)
+    from .streams import is_function_spec, is_tfrecord_spec
+
+    if is_tfrecord_spec(spec) or is_function_spec(spec):
+        raise DataError(f"'{spec}' is a streamed source; read it for a model with load_for_model or "
+                        f"streams.open_for_model.")
     raise DataError(
-        f"unknown data set '{spec}'; use one of {', '.join(NAMED)}, a .npz file or a folder of "
-        f"images in class sub-folders."
+        f"unknown data set '{spec}'; use one of {', '.join(NAMED)}, a .npz file, a folder of "
+        f"images in class sub-folders, a .tfrecord file or module:function."
     )
 
 
@@ -431,14 +438,24 @@ class DataSpec:
         return self.source or "digits"
 
 
-def load_for_model(model, spec: DataSpec) -> Prepared:
-    """Load ``spec`` and shape it for ``model`` (image folders are read at the model's size)."""
-    target, _ = single_io_shape(model)
-    image_size = target[:2] if len(target) == 3 else None
-    color = "grayscale" if len(target) == 3 and target[2] == 1 else "rgb"
+def check_limits(spec: DataSpec):
     for name, value in (("train_limit", spec.train_limit), ("test_limit", spec.test_limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DataError(f"{name}={value!r} is invalid; use 1 or more images.")
+
+
+def load_for_model(model, spec: DataSpec) -> Prepared:
+    """Load ``spec`` into memory and shape it for ``model`` (image folders are read at the model's
+    size; TFRecord and module:function sources are read whole through ``streams``)."""
+    target, _ = single_io_shape(model)
+    image_size = target[:2] if len(target) == 3 else None
+    color = "grayscale" if len(target) == 3 and target[2] == 1 else "rgb"
+    check_limits(spec)
+    if spec.source:
+        from . import streams
+
+        if streams.is_tfrecord_spec(spec.source) or streams.is_function_spec(spec.source):
+            return streams.open_stream(model, spec).materialise()
     raw = load_dataset(spec.source, npz_keys=spec.npz_keys, image_size=image_size, color_mode=color,
                        seed=spec.seed)
     return prepare(raw.limit(spec.train_limit, spec.test_limit), model, scale=spec.scale, resize=spec.resize)

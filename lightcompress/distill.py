@@ -67,3 +67,17 @@ def label_accuracy(y_true, y_pred):
     """Top-1 accuracy against the label column of packed targets."""
     labels = ops.cast(y_true[:, 0], "int32")
     return ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32")
+
+
+def stream_targets(teacher, kind, temperature):
+    """A tf.data map (images, labels) -> (images, packed targets) that runs ``teacher`` on each
+    batch as it streams (TensorFlow backend): ``pack(labels, soft_targets(...))`` per batch."""
+    import tensorflow as tf
+
+    def targets(x, y):
+        out = tf.cast(teacher(x, training=False), tf.float32)
+        logp = tf.nn.log_softmax(out, axis=-1) if kind == "logits" else tf.math.log(tf.clip_by_value(out, 1e-7, 1.0))
+        soft = tf.nn.softmax(logp / temperature, axis=-1)
+        return x, tf.concat([tf.cast(y, tf.float32)[:, None], soft], axis=1)
+
+    return targets

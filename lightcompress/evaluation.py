@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from .data import Prepared
+from .streams import Streamed, reading
 
 
 # -- loss that matches the model's output ----------------------------------------------------
@@ -54,8 +55,10 @@ def log_probs(y, kind):
     return np.log(np.clip(y, 1e-7, 1.0))
 
 
-def evaluate(model, data: Prepared, kind: str | None = None, batch_size=256) -> Evaluation:
+def evaluate(model, data: Prepared | Streamed, kind: str | None = None, batch_size=256) -> Evaluation:
     """Top-1 accuracy (and top-5 above 10 classes) and mean cross-entropy on the test split."""
+    if isinstance(data, Streamed):
+        return _evaluate_stream(model, data, kind, batch_size)
     kind = kind or output_kind(model, data.x_test)
     start = time.perf_counter()
     predictions = model.predict(data.x_test, batch_size=batch_size, verbose=0)
@@ -69,6 +72,30 @@ def evaluate(model, data: Prepared, kind: str | None = None, batch_size=256) -> 
         top = np.argsort(-logp, axis=1)[:, :5]
         top5 = float(np.mean(np.any(top == y[:, None], axis=1)))
     return Evaluation(accuracy, loss, int(len(y)), seconds, top5)
+
+
+def _evaluate_stream(model, data: Streamed, kind, batch_size) -> Evaluation:
+    """``evaluate`` batch by batch over a stream's test split: only running sums are kept."""
+    n = correct = correct5 = 0
+    total_loss = 0.0
+    seconds = 0.0
+    with reading(data):
+        for x, y in data.batches("test", batch_size).as_numpy_iterator():
+            kind = kind or output_kind(model, x)
+            start = time.perf_counter()
+            logp = log_probs(model.predict(x, batch_size=batch_size, verbose=0), kind)
+            seconds += time.perf_counter() - start
+            total_loss += float(-np.sum(logp[np.arange(len(y)), y]))
+            correct += int(np.sum(np.argmax(logp, axis=1) == y))
+            if logp.shape[1] > 10:
+                correct5 += int(np.sum(np.any(np.argsort(-logp, axis=1)[:, :5] == y[:, None], axis=1)))
+            top5 = logp.shape[1] > 10
+            n += len(y)
+    if n == 0:
+        from .errors import DataError
+
+        raise DataError(f"data set '{data.name}' has no test images; give a data set with both splits.")
+    return Evaluation(correct / n, total_loss / n, n, seconds, correct5 / n if top5 else None)
 
 
 def agreement(model_a, model_b, x, batch_size=256) -> float:

@@ -17,6 +17,7 @@ from .checks import whole
 from .compression import compress
 from .data import DataSpec, load_for_model
 from .devices import device_name
+from .streams import Streamed, open_for_model
 from .evaluation import agreement, evaluate
 from .factorize import convert
 from .planning import read_plan, write_plan
@@ -31,14 +32,15 @@ def _data_inputs(data) -> list:
     return [Path(data.source)] if data is not None and data.source and Path(data.source).exists() else []
 
 
-def _load(source, data, trust, stage):
-    """(the model in ``source``, ``data`` prepared for it or None)."""
+def _load(source, data, trust, stage, stream=False):
+    """(the model in ``source``, ``data`` prepared for it or None); ``stream``: folders, TFRecord
+    files and module:function sources are read in batches (``streams.Streamed``), not whole."""
     with stage(f"loading {source}"):
         net = model_io.load_model(source, trust=trust)
     if data is None:
         return net, None
     with stage(f"loading data set {data.name}"):
-        return net, load_for_model(net, data)
+        return net, (open_for_model(net, data) if stream else load_for_model(net, data))
 
 
 def decomposition_progress(net, on_step, layer_filter=None):
@@ -88,10 +90,10 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + _data_inputs(data)
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
-    original, prepared = _load(source, data, trust, stage)
+    original, prepared = _load(source, data, trust, stage, stream=True)
     with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
         plan = read_plan(original, plan_file) if plan_file else None
-        x = None if prepared is None else prepared.x_test
+        x = None if prepared is None else _test_images(prepared)
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
         calib_x = calibration_images(prepared, calibration, data.seed) if method == "data-aware" else None
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
@@ -103,6 +105,16 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))
     return out
+
+
+CHECK_SAMPLES = 2000  # test images of a stream the conversion's output check runs on
+
+
+def _test_images(prepared):
+    """The test images of in-memory data; of a stream, a bounded sample of them."""
+    if isinstance(prepared, Streamed):
+        return prepared.sample("test", CHECK_SAMPLES)[0]
+    return prepared.x_test
 
 
 def finetune_file(source, output=None, *, data: DataSpec | None = None, settings=None, teacher=None,
@@ -124,7 +136,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
                                    force=force, inputs=inputs)
     history_path = model_io.check_output(target.with_name(f"{target.stem}.history.json"), force=force,
                                          inputs=inputs, suffixes=(".json",))
-    net, prepared = _load(source, data or DataSpec(seed=settings.seed), trust, stage)
+    net, prepared = _load(source, data or DataSpec(seed=settings.seed), trust, stage, stream=True)
     tutor = None
     if teacher is not None:
         with stage(f"loading teacher {teacher}"):
@@ -162,7 +174,12 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
-        agreements = [artifact_agreement(nets[0], net, prepared.x_test) for net in nets]
+        if isinstance(prepared, Streamed):
+            from .streams import agreement
+
+            agreements = [agreement(nets[0], net, prepared) for net in nets]
+        else:
+            agreements = [artifact_agreement(nets[0], net, prepared.x_test) for net in nets]
     keras_nets = [n for n in nets if not isinstance(n, Artifact)]
     layers = analyze.matching_layers(keras_nets) if len(keras_nets) == len(nets) else []
     return report.compare_dict(measures, device_name(), evaluations, agreements, layers,
@@ -193,26 +210,27 @@ def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repea
     prepared = None
     if data is not None:
         with stage(f"loading data set {data.name}"):
-            prepared = load_data_for(nets[0], data)
+            prepared = load_data_for(nets[0], data, stream=True)
     with stage("timing and evaluating"):
         out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime, threads=threads)
     return out, nets
 
 
-def load_data_for(net, data: DataSpec):
+def load_data_for(net, data: DataSpec, stream=False):
     """``data`` shaped for a Keras model or an artefact (through a stand-in Keras model with the
-    artefact's input shape and output size)."""
+    artefact's input shape and output size); ``stream``: see ``_load``."""
     import keras
     import numpy as np
 
     from .runtimes import Artifact
 
+    load = open_for_model if stream else load_for_model
     if not isinstance(net, Artifact):
-        return load_for_model(net, data)
+        return load(net, data)
     shape = net._input_shapes()[0]
     units = np.asarray(net.predict(np.zeros((1, *shape), np.float32))).shape[-1]
     stand_in = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)])
-    return load_for_model(stand_in, data)
+    return load(stand_in, data)
 
 
 def compress_file(source, output=None, *, data: DataSpec | None = None, layer_filter=None,
@@ -240,7 +258,7 @@ def compress_file(source, output=None, *, data: DataSpec | None = None, layer_fi
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
                                       inputs=[source], suffixes=(".json",))
     data = data or DataSpec(seed=settings.seed)
-    original, prepared = _load(source, data, trust, stage)
+    original, prepared = _load(source, data, trust, stage, stream=True)
     result = compress(original, prepared, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
                       **goal_and_options)
     model_io.save_model(result.model, target, force=force, inputs=[source])
@@ -337,7 +355,7 @@ def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_c
     from .compression import split_holdout
     from .planning import LayerFilter, analyse
 
-    prepared = load_for_model(net, data)
+    prepared = open_for_model(net, data)
     judge, _ = split_holdout(prepared, holdout, data.seed)
     return analyse(net, judge, LayerFilter(conv_mode=conv_mode), use_cache=use_cache).to_dict()
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .analyze import not_counted
+from .streams import train_count
 
 SCHEMA_VERSION = 1
 
@@ -251,7 +252,7 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
         "source": str(source),
         "output": str(output),
         "dataset": prepared.name,
-        "train_images": int(len(prepared.x_train)),
+        "train_images": train_count(prepared),
         "data_changes": prepared.changes,
         "device": fit.device,
         "settings": asdict(fit.settings),

@@ -20,6 +20,7 @@ from .devices import device_name
 from .checks import number
 from .errors import LightCompressError
 from .evaluation import loss_for, output_kind
+from .streams import Streamed, first_images, reading
 
 from .defaults import (
     DEFAULT_BATCH_SIZE,
@@ -90,6 +91,21 @@ def _pipeline(x, y, batch_size, seed, shuffle):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _in_memory(data: Prepared, settings, teacher):
+    """(train, validation, steps per epoch, (x, y), (x_val, y_val)) of arrays: the tf.data pipelines
+    are None off TensorFlow; with a teacher, the labels carry its soft targets."""
+    (x, y), (x_val, y_val) = _split(data, settings.validation_split, settings.seed)
+    if teacher is not None:
+        teacher_kind = output_kind(teacher.model, x[:64])
+        y = distill.pack(y, distill.soft_targets(teacher.model, x, teacher.temperature, teacher_kind))
+        if len(x_val):
+            y_val = distill.pack(y_val, distill.soft_targets(teacher.model, x_val, teacher.temperature,
+                                                             teacher_kind))
+    train = _pipeline(x, y, settings.batch_size, settings.seed, shuffle=True)
+    val = _pipeline(x_val, y_val, settings.batch_size, settings.seed, shuffle=False) if len(x_val) else None
+    return train, val, math.ceil(len(x) / settings.batch_size), (x, y), (x_val, y_val)
+
+
 def check_settings(s: "FitSettings"):
     """Refuse settings that cannot train (or would train into NaN), before any work."""
     number("epochs", s.epochs, 1, whole_only=True, example="3")
@@ -138,26 +154,24 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
     settings = settings or FitSettings()
     check_settings(settings)
     keras.utils.set_random_seed(settings.seed)
-    kind = kind or output_kind(model, data.x_train)
-    (x, y), (x_val, y_val) = _split(data, settings.validation_split, settings.seed)
-    if teacher is not None:
-        if kind == "binary":
-            raise LightCompressError("distillation needs a multi-class output; this model has one unit.")
-        teacher_kind = output_kind(teacher.model, x[:64])
-        y = distill.pack(y, distill.soft_targets(teacher.model, x, teacher.temperature, teacher_kind))
-        if len(x_val):
-            y_val = distill.pack(y_val, distill.soft_targets(teacher.model, x_val, teacher.temperature,
-                                                             teacher_kind))
-    steps_per_epoch = math.ceil(len(x) / settings.batch_size)
+    kind = kind or output_kind(model, first_images(data))
+    if teacher is not None and kind == "binary":
+        raise LightCompressError("distillation needs a multi-class output; this model has one unit.")
+    if isinstance(data, Streamed):  # batches read as they are needed, never the whole set
+        targets = None if teacher is None else distill.stream_targets(
+            teacher.model, output_kind(teacher.model, first_images(data)), teacher.temperature)
+        train, val, steps_per_epoch = data.fit_data(settings.batch_size, settings.validation_split,
+                                                    settings.seed, targets)
+        x_val = y_val = ()
+    else:
+        train, val, steps_per_epoch, (x, y), (x_val, y_val) = _in_memory(data, settings, teacher)
     compile_for_training(model, kind, settings, steps_per_epoch * settings.epochs, teacher)
-    has_val = len(x_val) > 0
+    has_val = len(x_val) > 0 or val is not None
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss" if has_val else "loss", patience=settings.patience,
         restore_best_weights=True,
     )
     log = _EpochLog()
-    train = _pipeline(x, y, settings.batch_size, settings.seed, shuffle=True)
-    val = _pipeline(x_val, y_val, settings.batch_size, settings.seed, shuffle=False) if has_val else None
     fit_args = dict(epochs=settings.epochs, verbose=0, callbacks=[stopper, log, *callbacks])
     if train is not None:
         fit_args.update(x=train, validation_data=val, shuffle=False)  # tf.data shuffles itself
@@ -167,7 +181,8 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
     start_weights = model.get_weights()
     interrupted = False
     try:
-        model.fit(**fit_args)
+        with reading(data):
+            model.fit(**fit_args)
     except KeyboardInterrupt:
         interrupted = True
         model.set_weights(stopper.best_weights if stopper.best_weights is not None and log.seconds

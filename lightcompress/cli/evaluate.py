@@ -38,8 +38,8 @@ def command(
         net = pipeline.load_any(model, trust=trust_model)
     spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     with stage(f"loading data set {spec.name}"):
-        prepared = pipeline.load_data_for(net, spec)
+        prepared = pipeline.load_data_for(net, spec, stream=True)
     with stage("evaluating"):
-        result = evaluate(net, prepared)
+        result = evaluate(net, prepared)  # a stream is read batch by batch
     out = report.evaluation_dict(model, prepared, result, getattr(net, "runtime", None) or device_name())
     o.emit(out, report.evaluation_sections, json_out, markdown_out)

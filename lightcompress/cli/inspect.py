@@ -55,12 +55,12 @@ def command(
         out = pipeline.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
     if dataset is not None:
-        from ..data import load_for_model
+        from ..streams import open_for_model
         from ..planning import read_plan
 
         with stage("calibrating: weight and output errors"):
             chosen = read_plan(net, plan) if plan is not None else None
-            out["errors"] = pipeline.layer_errors(net, load_for_model(net, o.data_spec(dataset)), conv_mode.value,
+            out["errors"] = pipeline.layer_errors(net, open_for_model(net, o.data_spec(dataset)), conv_mode.value,
                                                   chosen)
 
         def sections(d, base=sections):

@@ -36,10 +36,16 @@ DatasetOpt = Annotated[
     typer.Option(
         "--dataset", "-d",
         help="digits (default: real 8x8 digits shipped with scikit-learn, offline), mnist, "
-        "fashion_mnist, cifar10, cifar100, a .npz file, or a folder of images in class sub-folders.",
+        "fashion_mnist, cifar10, cifar100, or a .npz file (read into memory); streamed in batches: a folder "
+        "of images in class sub-folders (train/ and test/ inside if present, else 20% held out), TFRecord "
+        "files (x.tfrecord or 'shards/*.tfrecord': an encoded 'image' bytes and an int64 'label' feature; "
+        "files named *test* are the test split), or module:function / file.py:function returning a "
+        "tf.data.Dataset or keras PyDataset of (images, labels) batches (called with split='train' and "
+        "split='test' if it takes split, else returning a (train, test) pair).",
     ),
 ]
-NpzKeys = Annotated[Optional[str], typer.Option(help="Names of the 4 arrays in a .npz: x_train,y_train,x_test,y_test.")]
+NpzKeys = Annotated[Optional[str], typer.Option(help="Names of the 4 arrays in a .npz (x_train,y_train,x_test,y_test), "
+                                                 "or of the 2 features of TFRecord examples (image,label).")]
 Scale = Annotated[Optional[float], typer.Option(help="Multiply pixels by this. Default: uint8 images to [0, 1], others as they are.")]
 Resize = Annotated[bool, typer.Option("--resize", help="Resize images to the model's input size.")]
 TrainLimit = Annotated[Optional[int], typer.Option(help="Use only the first N training images.")]
