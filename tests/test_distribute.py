@@ -17,7 +17,6 @@ from lightcompress.cli import app
 from lightcompress.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.backend  # backend-independent: runs in the JAX subset too
 
 
 def run(backend, **env):
@@ -49,6 +48,7 @@ def test_two_jax_devices_match_one():
     check(run("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"), "keras.distribution.DataParallel")
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "", 0, -2, 1.5, True, None])
 def test_bad_devices_value_is_one_line(value):
     with pytest.raises(OptionError) as err:
@@ -57,16 +57,19 @@ def test_bad_devices_value_is_one_line(value):
     assert "'all' or a whole number" in str(err.value)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("value, expected", [("all", "all"), (" ALL ", "all"), ("2", 2), (3, 3)])
 def test_good_devices_values(value, expected):
     assert distribute.check_devices(value) == expected
 
 
+@pytest.mark.backend
 def test_more_devices_than_visible_is_refused():
     with pytest.raises(OptionError, match=r"devices=64 is more than the 1 CPU device\(s\) the \w+ backend sees"):
         distribute.placement(64)
 
 
+@pytest.mark.backend
 def test_all_on_a_cpu_only_machine_is_the_cpu_without_a_strategy():
     where = distribute.placement("all")
     assert where.count == 1 and where.engine == "keras" and where.describe() == "1 device (keras)"
@@ -74,6 +77,7 @@ def test_all_on_a_cpu_only_machine_is_the_cpu_without_a_strategy():
         pass
 
 
+@pytest.mark.backend
 def test_describe_names_engine_count_and_hosts():
     assert distribute.Placement("tf.distribute.MirroredStrategy", ("a", "b"), 2).describe() == \
         "2 devices (tf.distribute.MirroredStrategy)"
@@ -81,6 +85,7 @@ def test_describe_names_engine_count_and_hosts():
         "4 devices on 2 hosts (tf.distribute.MultiWorkerMirroredStrategy)"
 
 
+@pytest.mark.backend
 def test_jax_batches_split_evenly_over_the_devices():
     import numpy as np
 
@@ -95,6 +100,7 @@ def test_jax_batches_split_evenly_over_the_devices():
     assert len(batches) == 2 and [len(batches[i][0]) for i in range(2)] == [64, 36]  # 37 -> 36: even
 
 
+@pytest.mark.backend
 def test_several_hosts_need_devices_all(monkeypatch):
     variable = "TF_CONFIG" if keras.backend.backend() == "tensorflow" else "KERAS_DISTRIBUTION_NUM_PROCESSES"
     value = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}) \
@@ -108,6 +114,7 @@ def test_several_hosts_need_devices_all(monkeypatch):
 runner = CliRunner()
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("value", ["two", "0", "-1", "1.5", "64"])
 @pytest.mark.parametrize("command", ["finetune", "compress"])
 def test_cli_devices_errors_are_one_line_in_flag_words_before_any_work(value, command, tmp_path):
@@ -122,6 +129,7 @@ def test_cli_devices_errors_are_one_line_in_flag_words_before_any_work(value, co
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # nothing written
 
 
+@pytest.mark.backend
 def test_cli_devices_is_in_the_help_of_finetune_and_compress():
     for command in ("finetune", "compress"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
