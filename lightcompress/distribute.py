@@ -30,7 +30,7 @@ import keras
 
 from .errors import LightCompressError, OptionError
 
-_started = {}  # the multi-host engine of this process, made once by start()
+_started = {}  # the engines of this process, each made once (several hosts: by start())
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def hosts() -> int:
 def start():
     """Set up the multi-host engine of this process when the environment describes several hosts
     (nothing otherwise). Call it before building or loading any model; calling it again is free."""
-    if hosts() <= 1 or _started:
+    if hosts() <= 1 or "jax" in _started or "tensorflow" in _started:
         return
     backend = keras.backend.backend()
     if backend == "jax":
@@ -181,10 +181,13 @@ def scope(where: Placement):
         return
     if where.hosts > 1:
         strategy = _started["tensorflow"]
-    else:
-        import tensorflow as tf
+    else:  # one strategy per set of devices and process: a second one clashes with the first's collectives
+        key = ("tensorflow",) + tuple(where.devices)
+        if key not in _started:
+            import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy(devices=list(where.devices))
+            _started[key] = tf.distribute.MirroredStrategy(devices=list(where.devices))
+        strategy = _started[key]
     with strategy.scope():
         yield
 

@@ -1,6 +1,6 @@
 """Run by tests/test_distribute.py in a fresh process (a process fixes its devices when the backend
 starts): make 2 virtual CPU devices, then fine-tune the same small digits model through the CLI
-with --devices 1 and --devices 2. Prints one JSON line: per device count, the loss curve, the
+with --devices 1 and --devices 2 (and the model converted, on 2 devices, distilled from the original). Prints one JSON line: per device count, the loss curve, the
 engine, the count and the report text.
 
 JAX gets its 2 devices from XLA_FLAGS=--xla_force_host_platform_device_count=2 (set by the
@@ -38,15 +38,21 @@ model = keras.Sequential([
 ])
 model.save(work / "digits.keras")
 out = {}
-for devices in ("1", "2"):
-    target = work / f"tuned{devices}.keras"
-    result = CliRunner().invoke(app, ["finetune", str(work / "digits.keras"), "--epochs", EPOCHS, "--batch-size", "64",
-                                      "--lr", "3e-3", "--devices", devices, "-o", str(target),
+converted = CliRunner().invoke(app, ["convert", str(work / "digits.keras"), "--rank", "4", "--min-params", "0",
+                                     "-o", str(work / "light.keras")])
+assert converted.exit_code == 0, converted.output
+# 1 device, 2 devices, then the converted model on 2 devices distilled from the original: a second
+# model of other shapes on the same engine in one process, as compress and its trials do
+for run, devices, extra in (("1", "1", []), ("2", "2", []), ("distilled", "2", ["--teacher", str(work / "digits.keras")])):
+    target = work / f"tuned{run}.keras"
+    source = work / ("light.keras" if run == "distilled" else "digits.keras")
+    result = CliRunner().invoke(app, ["finetune", str(source), "--epochs", EPOCHS, "--batch-size", "64",
+                                      "--lr", "3e-3", "--devices", devices, "-o", str(target), *extra,
                                       *os.environ.get("DISTRIBUTED_RUN_ARGS", "").split()])
     if result.exit_code != 0:
-        sys.exit(f"--devices {devices} failed: {result.output}")
-    history = json.loads((work / f"tuned{devices}.history.json").read_text())
-    out[devices] = {"loss": history["history"]["loss"], "val_loss": history["history"].get("val_loss"),
+        sys.exit(f"--devices {devices} {' '.join(extra)} failed: {result.output}")
+    history = json.loads((work / f"tuned{run}.history.json").read_text())
+    out[run] = {"loss": history["history"]["loss"], "val_loss": history["history"].get("val_loss"),
                     "devices": history["devices"], "engine": history["engine"], "device": history["device"],
                     "seconds": sum(history["epoch_seconds"]), "report": result.stdout,
                     "tensorflow_imported": "tensorflow" in sys.modules}

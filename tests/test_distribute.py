@@ -36,6 +36,8 @@ def check(out, engine):
     assert "devices (" not in one["report"]
     assert two["loss"][-1] == pytest.approx(one["loss"][-1], rel=0.02)  # the tolerance
     assert two["loss"][-1] < two["loss"][0]  # it trained
+    distilled = out["distilled"]  # a second run on the same engine in the process, with a teacher
+    assert distilled["devices"] == 2 and distilled["loss"][-1] < distilled["loss"][0]
 
 
 def test_two_tensorflow_devices_match_one():
