@@ -75,6 +75,12 @@ def check_settings(fmt, quantize="none", int8_io=False):
         )
     if int8_io and quantize != "int8":
         raise ExportError("int8_io=True needs int8 quantisation; add quantize=int8.")
+    if fmt in ("litert", "tf_saved_model"):
+        try:
+            import tensorflow  # noqa: F401  (the one TF-only export path: its converter and runtime)
+        except ImportError:
+            raise ExportError(f"format={fmt} needs TensorFlow, which is not installed here; install it "
+                              f"(pip install tensorflow) or use format=keras.") from None
     return fmt
 
 

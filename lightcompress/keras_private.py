@@ -6,15 +6,22 @@ message if one of them moves in a new Keras release.
 - ``keras.src.saving.serialization_lib.SafeModeScope``: lift safe mode while recreating layers of
   a model that is already in memory (no code is read from a file there).
 - ``keras.src.models.functional.Functional``: tell graph models from subclassed ones.
+- ``keras.src.backend.common.global_state`` with ``rng_utils.GLOBAL_RANDOM_SEED`` and
+  ``seed_generator.GLOBAL_SEED_GENERATOR``: seed Keras as ``keras.utils.set_random_seed`` does
+  without importing TensorFlow on the JAX and PyTorch backends (Keras imports it there only to
+  seed ``tf.data``).
 - ``Model._functional`` (a Sequential's inner graph) and ``Functional._nodes_by_depth``: every
   call of every layer in a model's own graph, for MAC counting.
 """
 
 from __future__ import annotations
 
+import sys
+
 import keras
 
 PRIVATE_APIS = (
+    "keras.src.backend.common.global_state, rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR",
     "Sequential._layers (its InputLayer)",
     "keras.src.saving.serialization_lib.SafeModeScope",
     "keras.src.models.functional.Functional",
@@ -23,6 +30,34 @@ PRIVATE_APIS = (
     "keras.src.layers.core.einsum_dense._analyze_einsum_string",
     "Layer._tracker.untrack",
 )
+
+
+def set_random_seed(seed: int):
+    """``keras.utils.set_random_seed(seed)``, less its TensorFlow import when TensorFlow is neither
+    the backend nor already imported (nothing then uses tf.data, whose seed is all it sets there)."""
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+    else:
+        seed_without_tensorflow(seed)
+
+
+def seed_without_tensorflow(seed: int):
+    """What ``keras.utils.set_random_seed`` does, but TensorFlow's seed."""
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def unsafe_scope():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from . import analyze, measure, model_io, report
+from . import analyze, distribute, measure, model_io, report
 from . import training as ft
 from .checks import whole
 from .compression import compress
@@ -125,6 +125,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
     source = Path(source)
     settings = settings or ft.FitSettings()
     ft.check_settings(settings)
+    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
     if teacher is None and tutor_settings:
         from .errors import OptionError
@@ -249,6 +250,7 @@ def compress_file(source, output=None, *, data: DataSpec | None = None, layer_fi
     export_target = _check_export(export, source, output, force)
     settings = settings or ft.FitSettings()
     ft.check_settings(settings)
+    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     if goal_and_options.get("cache_dir") is not None:
         from . import cache
 

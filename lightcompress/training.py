@@ -2,7 +2,8 @@
 
 Nothing here prints: progress goes through the callbacks the caller passes, results come back as
 dataclasses. Works on the TensorFlow, JAX and PyTorch backends of Keras 3 (TensorFlow is imported
-only when it is the backend) and on whatever device that backend sees, GPU first.
+only when it is the backend) and on whatever devices that backend sees, GPU first: several devices
+train data-parallel through the backend's own engine (see ``distribute``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from . import distill
+from . import distill, distribute
 from .data import Prepared
 from .devices import device_name
 from .checks import number
+from .keras_private import set_random_seed
 from .errors import LightCompressError
 from .evaluation import loss_for, output_kind
 from .streams import Streamed, first_images, reading
@@ -41,6 +43,7 @@ class FitSettings:
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     patience: int = DEFAULT_PATIENCE
     seed: int = 0
+    devices: int | str = "all"  # "all" visible accelerators, or a number of devices (see ``distribute``)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class FitResult:
     settings: FitSettings
     learning_rates: list = field(default_factory=list)
     started_from_input: bool = False  # interrupted before any epoch completed: weights unchanged
+    engine: str = "keras"  # what spread training over the devices (see ``distribute.Placement``)
+    devices: int = 1  # replicas in all
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -79,21 +84,62 @@ def _split(data: Prepared, fraction, seed):
     return (data.x_train[train], data.y_train[train]), (data.x_train[val], data.y_train[val])
 
 
-def _pipeline(x, y, batch_size, seed, shuffle):
-    """tf.data with shuffling and prefetch on TensorFlow; NumPy arrays (Keras batches them) elsewhere."""
+def _orders(n, seed, epochs):
+    """The order of the training images in each epoch, drawn from ``seed`` up front: one seed
+    gives one loss curve on any number of devices and with any engine."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n).astype("int32") for _ in range(epochs)]
+
+
+class _Batches(keras.utils.PyDataset):
+    """Batches of (x, y), in each epoch's order when shuffled (the backends but TensorFlow).
+    With ``multiple``, each batch keeps a multiple of it (JAX shards every batch evenly over the
+    devices: a final partial batch loses fewer images than there are devices)."""
+
+    def __init__(self, x, y, batch_size, seed, shuffle, epochs=1, multiple=1):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.multiple = x, y, batch_size, multiple
+        self.orders = _orders(len(x), seed, epochs) if shuffle else [np.arange(len(x))]
+        self.epoch = 0
+
+    def __len__(self):
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full + (rest >= self.multiple)
+
+    def __getitem__(self, i):
+        index = self.orders[min(self.epoch, len(self.orders) - 1)][i * self.batch_size:(i + 1) * self.batch_size]
+        index = index[:len(index) // self.multiple * self.multiple]
+        return self.x[index], self.y[index]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def _pipeline(x, y, batch_size, seed, shuffle, epochs=1, multiple=1):
+    """tf.data with prefetch on TensorFlow, ``_Batches`` elsewhere. Shuffled, each epoch comes in
+    its order from ``_orders`` (tf.data's own reshuffling draws another order once a tf.distribute
+    strategy copies the pipeline); the TensorFlow pipeline holds all ``epochs``, so fit it with
+    ``steps_per_epoch``."""
     if keras.backend.backend() != "tensorflow":
-        return None
+        return _Batches(x, y, batch_size, seed, shuffle, epochs, multiple)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        xs, ys = tf.constant(x), tf.constant(y)
+        ds = (tf.data.Dataset.from_tensor_slices(np.stack(_orders(len(x), seed, epochs)))
+              .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+              .map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=tf.data.AUTOTUNE,
+                   deterministic=True))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    options = tf.data.Options()  # in-memory data: several workers each keep every n-th batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def _in_memory(data: Prepared, settings, teacher):
-    """(train, validation, steps per epoch, (x, y), (x_val, y_val)) of arrays: the tf.data pipelines
-    are None off TensorFlow; with a teacher, the labels carry its soft targets."""
+def _in_memory(data: Prepared, settings, teacher, where):
+    """(fit arguments, global steps per epoch) for arrays: this process's share of the training
+    and validation images in each epoch's order; with a teacher, the labels carry its soft targets."""
     (x, y), (x_val, y_val) = _split(data, settings.validation_split, settings.seed)
     if teacher is not None:
         teacher_kind = output_kind(teacher.model, x[:64])
@@ -101,9 +147,15 @@ def _in_memory(data: Prepared, settings, teacher):
         if len(x_val):
             y_val = distill.pack(y_val, distill.soft_targets(teacher.model, x_val, teacher.temperature,
                                                              teacher_kind))
-    train = _pipeline(x, y, settings.batch_size, settings.seed, shuffle=True)
-    val = _pipeline(x_val, y_val, settings.batch_size, settings.seed, shuffle=False) if len(x_val) else None
-    return train, val, math.ceil(len(x) / settings.batch_size), (x, y), (x_val, y_val)
+    steps_per_epoch = math.ceil(len(x) / settings.batch_size)
+    x, y, batch_size, multiple = distribute.local_share(x, y, settings.batch_size, where)
+    x_val, y_val, _, _ = distribute.local_share(x_val, y_val, settings.batch_size, where)
+    fit = dict(x=_pipeline(x, y, batch_size, settings.seed, shuffle=True, epochs=settings.epochs, multiple=multiple),
+               validation_data=_pipeline(x_val, y_val, batch_size, settings.seed, shuffle=False, multiple=multiple)
+               if len(x_val) else None)
+    if keras.backend.backend() == "tensorflow":
+        fit["steps_per_epoch"] = math.ceil(len(x) / batch_size)  # the pipeline holds every epoch
+    return fit, steps_per_epoch
 
 
 def check_settings(s: "FitSettings"):
@@ -114,6 +166,7 @@ def check_settings(s: "FitSettings"):
     number("validation_split", s.validation_split, 0, 0.9, example="0.1")
     number("patience", s.patience, 0, whole_only=True, example="2")
     number("seed", s.seed, 0, whole_only=True)
+    distribute.check_devices(s.devices)
 
 
 @dataclass
@@ -153,7 +206,8 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
     """
     settings = settings or FitSettings()
     check_settings(settings)
-    keras.utils.set_random_seed(settings.seed)
+    where = distribute.placement(settings.devices)
+    set_random_seed(settings.seed)
     kind = kind or output_kind(model, first_images(data))
     if teacher is not None and kind == "binary":
         raise LightCompressError("distillation needs a multi-class output; this model has one unit.")
@@ -162,38 +216,40 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
             teacher.model, output_kind(teacher.model, first_images(data)), teacher.temperature)
         train, val, steps_per_epoch = data.fit_data(settings.batch_size, settings.validation_split,
                                                     settings.seed, targets)
-        x_val = y_val = ()
+        fit_data = dict(x=train, validation_data=val)
     else:
-        train, val, steps_per_epoch, (x, y), (x_val, y_val) = _in_memory(data, settings, teacher)
-    compile_for_training(model, kind, settings, steps_per_epoch * settings.epochs, teacher)
-    has_val = len(x_val) > 0 or val is not None
+        fit_data, steps_per_epoch = _in_memory(data, settings, teacher, where)
+    has_val = fit_data["validation_data"] is not None
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss" if has_val else "loss", patience=settings.patience,
         restore_best_weights=True,
     )
     log = _EpochLog()
-    fit_args = dict(epochs=settings.epochs, verbose=0, callbacks=[stopper, log, *callbacks])
-    if train is not None:
-        fit_args.update(x=train, validation_data=val, shuffle=False)  # tf.data shuffles itself
-    else:
-        fit_args.update(x=x, y=y, batch_size=settings.batch_size, shuffle=True,
-                        validation_data=(x_val, y_val) if has_val else None)
+    fit_args = dict(fit_data, epochs=settings.epochs, verbose=0, shuffle=False,  # each source shuffles itself
+                    callbacks=[stopper, log, *callbacks])
     start_weights = model.get_weights()
     interrupted = False
-    try:
-        with reading(data):
-            model.fit(**fit_args)
-    except KeyboardInterrupt:
-        interrupted = True
-        model.set_weights(stopper.best_weights if stopper.best_weights is not None and log.seconds
-                          else start_weights)
+    net = model
+    with distribute.scope(where):
+        if where.count > 1 or where.hosts > 1:  # the engine places the variables: train a copy made here
+            net = distribute.replica(model)
+        compile_for_training(net, kind, settings, steps_per_epoch * settings.epochs, teacher)
+        try:
+            with reading(data):
+                net.fit(**fit_args)
+        except KeyboardInterrupt:
+            interrupted = True
+            net.set_weights(stopper.best_weights if stopper.best_weights is not None and log.seconds
+                            else start_weights)
+    if net is not model:
+        model.set_weights(net.get_weights())
     bad = next((w.name for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))), None)
     if bad is not None:
         model.set_weights(start_weights)
         raise LightCompressError(
             f"training made weight '{bad}' non-finite (NaN or inf), so nothing is kept; lower the "
             f"learning rate, check the data for NaN/inf values, or raise the distillation temperature.")
-    history = {k: [float(v) for v in vs] for k, vs in model.history.history.items()} if model.history else {}
+    history = {k: [float(v) for v in vs] for k, vs in net.history.history.items()} if net.history else {}
     best_epoch = getattr(stopper, "best_epoch", None)
     return FitResult(
         history=history,
@@ -202,7 +258,9 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
         best_epoch=None if best_epoch is None or not log.seconds else int(best_epoch) + 1,
         started_from_input=interrupted and not log.seconds,
         interrupted=interrupted,
-        device=device_name(),
+        device=device_name() if where.count <= 1 else f"{where.describe()}: {device_name()}",
         settings=settings,
         learning_rates=log.learning_rates,
+        engine=where.engine,
+        devices=where.count,
     )

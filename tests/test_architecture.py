@@ -276,6 +276,16 @@ def test_private_keras_apis_are_still_there():
             f"under Keras {keras.__version__}: one of {keras_private.PRIVATE_APIS} moved")
 
 
+def test_seeding_without_tensorflow_seeds_keras_as_keras_does():
+    """keras_private.seed_without_tensorflow (the JAX/PyTorch path) leans on Keras's global seed state."""
+    keras.utils.set_random_seed(5)
+    expected = keras.ops.convert_to_numpy(keras.random.uniform((4,)))
+    keras.utils.set_random_seed(6)
+    keras_private.seed_without_tensorflow(5)
+    got = keras.ops.convert_to_numpy(keras.random.uniform((4,)))
+    np.testing.assert_array_equal(got, expected, err_msg=f"one of {keras_private.PRIVATE_APIS} moved")
+
+
 def test_the_verbs_docstrings_run():
     import doctest
 

@@ -88,6 +88,7 @@ def test_graph_shapes_convert_and_round_trip(tmp_path):
     assert _reload_in_fresh_process(paths) == expected
 
 
+@pytest.mark.backend
 def test_shared_layer_stays_shared():
     original = GRAPHS["shared"]()
     result = convert(original, *policy(rank=4, min_params=0))
@@ -96,6 +97,7 @@ def test_shared_layer_stays_shared():
     assert result.params_after == 4 * (50 + 50) + 50 + 2 * (50 + 3) + 3  # out clipped to rank 2
 
 
+@pytest.mark.backend
 def test_nested_layers_are_named_by_path_and_converted():
     original = GRAPHS["nested"]()
     plan = make_plan(original, *policy(rank=4, min_params=0))
@@ -106,6 +108,7 @@ def test_nested_layers_are_named_by_path_and_converted():
     assert type(result.model.get_layer("out")) is keras.layers.Dense
 
 
+@pytest.mark.backend
 def test_converted_model_shares_nothing_with_original():
     original = GRAPHS["residual"]()
     result = convert(original, *policy(rank=4))
@@ -128,6 +131,7 @@ def _two_layer_model(decay_a, decay_b, n=64):
     return model
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("ratio", [0.15, 0.3, 0.45])
 def test_ratio_meets_budget_and_gives_unequal_ranks(ratio):
     model = _two_layer_model(0.5, 0.99)
@@ -149,6 +153,7 @@ def test_ratio_on_real_model_is_within_a_few_percent():
     assert len({p.rank for p in converted}) > 1
 
 
+@pytest.mark.backend
 def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
     model = GRAPHS["sequential"]()
     plan = make_plan(model, *policy(rank=1000, min_params=0))
@@ -163,6 +168,7 @@ def test_rank_is_clipped_to_break_even_and_tiny_layers_skipped():
     assert by["out"].params_before < 1000 and "below min_params=" in {p.name: p for p in plan.layers}["out"].skipped
 
 
+@pytest.mark.backend
 def test_energy_policy_keeps_the_asked_fraction():
     model = _two_layer_model(0.8, 0.95)
     plan = make_plan(model, *policy(energy=0.9))
@@ -177,6 +183,7 @@ def test_energy_policy_keeps_the_asked_fraction():
     assert any("above the largest rank saving" in (p.skipped or "") for p in skipped.layers)
 
 
+@pytest.mark.backend
 def test_include_exclude_patterns():
     model = GRAPHS["residual"]()
     plan = make_plan(model, *policy(rank=2, min_params=0, include=("branch_*", "fc"), exclude=("branch_b",)))
@@ -186,6 +193,7 @@ def test_include_exclude_patterns():
     assert status["stem"] == (False, "not matched by include")
 
 
+@pytest.mark.backend
 def test_auto_mode_picks_the_lower_error():
     from lightcompress import svd
     model = GRAPHS["residual"]()
@@ -215,12 +223,14 @@ def test_auto_mode_picks_the_lower_error():
         ({"rank": 2, "min_params": -1}, "min_params=-1 is invalid"),
     ],
 )
+@pytest.mark.backend
 def test_policy_errors(kwargs, message):
     from lightcompress.errors import LightCompressError
     with pytest.raises(LightCompressError, match=message):
         policy(**kwargs)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("target", [0.2, 0.5])
 def test_target_params_sizes_the_whole_model(target):
     model = model_io.load_model(real_model_path("fmnist_cnn_keras2.h5"))

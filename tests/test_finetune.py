@@ -42,6 +42,7 @@ def test_short_finetune_of_converted_real_model_improves_loss(fashion_slice, tmp
     assert evaluation.evaluate(reloaded, prepared).loss == pytest.approx(after.loss, rel=1e-5)
 
 
+@pytest.mark.backend
 def test_evaluate_matches_keras_metrics():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     prepared = data.prepare(data.load_dataset("digits"), model)
@@ -52,6 +53,7 @@ def test_evaluate_matches_keras_metrics():
     assert mine.examples == 360 and mine.top5_accuracy is None and mine.seconds > 0
 
 
+@pytest.mark.backend
 def test_logits_models_get_a_from_logits_loss_and_top5_above_ten_classes():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(12)])
     x = np.random.default_rng(0).normal(size=(50, 4)).astype("float32")
@@ -64,6 +66,7 @@ def test_logits_models_get_a_from_logits_loss_and_top5_above_ten_classes():
     assert result.loss == pytest.approx(float(expected), rel=1e-4)
 
 
+@pytest.mark.backend
 def test_interrupt_keeps_best_weights(monkeypatch):
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     prepared = data.prepare(data.load_dataset("digits"), model)
@@ -94,6 +97,7 @@ def _digits_model(path):
     return path
 
 
+@pytest.mark.backend
 def test_cli_finetune_and_evaluate_on_default_digits(tmp_path):
     source = _digits_model(tmp_path / "digits.keras")
     out = tmp_path / "tuned.keras"
@@ -111,6 +115,7 @@ def test_cli_finetune_and_evaluate_on_default_digits(tmp_path):
     assert report["examples"] == 360
 
 
+@pytest.mark.backend
 def test_cli_convert_with_dataset_reports_accuracy(tmp_path):
     source = _digits_model(tmp_path / "digits.keras")
     result = runner.invoke(app, ["convert", str(source), "--rank", "2", "--dataset", "digits", "--json",
@@ -122,6 +127,7 @@ def test_cli_convert_with_dataset_reports_accuracy(tmp_path):
     assert report["output_difference"]["examples"] == 360
 
 
+@pytest.mark.backend
 def test_cli_data_errors(tmp_path):
     source = _digits_model(tmp_path / "digits.keras")
     gray = tmp_path / "gray28.keras"

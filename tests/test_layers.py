@@ -7,6 +7,7 @@ import pytest
 from lightcompress import LightConv2D, LightDense
 from lightcompress.errors import LightCompressError, RankError
 
+pytestmark = pytest.mark.backend  # the layers use keras.ops only: checked on JAX too (.ci/run)
 ATOL = 2e-5
 
 

@@ -39,6 +39,7 @@ def command(
     batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,
     lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
     seed: o.Seed = 0,
+    devices: o.Devices = "all",
     output: o.output_opt("<stem>.compressed.keras beside the input") = None,
     npz_keys: o.NpzKeys = None,
     scale: o.Scale = None,
@@ -77,6 +78,7 @@ def command(
     from ..compression import check_goal
 
     check_goal(target_params, target_macs, max_drop, target_latency)  # before any progress display
+    settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
@@ -92,7 +94,7 @@ def command(
                 model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=None if method is None else method.value, calibration=calibration,
-                settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
+                settings=settings,
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
                 target_params=target_params, target_macs=target_macs, target_latency=target_latency,
                 max_drop=max_drop, distill=distill, runtime=runtime, threads=threads, allow_slower=allow_slower,

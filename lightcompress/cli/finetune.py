@@ -22,6 +22,7 @@ def command(
     val_split: o.ValSplit = d.DEFAULT_VALIDATION_SPLIT,
     patience: o.Patience = d.DEFAULT_PATIENCE,
     seed: o.Seed = 0,
+    devices: o.Devices = "all",
     output: o.output_opt("<stem>.tuned.keras beside the input") = None,
     teacher: Annotated[Optional[Path], typer.Option(help="Distil from this model (usually the original before convert).")] = None,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
@@ -54,7 +55,7 @@ def command(
     try:
         out = pipeline.finetune_file(
             model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
-            settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed), teacher=teacher,
+            settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices), teacher=teacher,
             force=force, trust=trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)
     finally:
         progress.stop()

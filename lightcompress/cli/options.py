@@ -104,14 +104,20 @@ BatchSize = Annotated[int, typer.Option(help="Images per training step.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Peak learning rate of Adam (cosine decay to 5% of it).")]
 Patience = Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of training images held out for validation.")]
+Devices = Annotated[
+    str,
+    typer.Option("--devices", help="Train data-parallel on 'all' visible accelerators (the CPU, as one device, when "
+                 "there is none) or on the first N: keras.distribution on JAX, tf.distribute on TensorFlow."),
+]
 Alpha = Annotated[float, typer.Option(help="Distillation: weight of the hard labels (the teacher gets 1 - alpha), in [0, 1].")]
 Temperature = Annotated[float, typer.Option(help="Distillation: temperature softening the teacher's outputs.")]
 
 
-def fit_settings(epochs, batch_size, lr, val_split, patience, seed):
+def fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices="all"):
+    from ..distribute import check_devices
     from ..training import FitSettings
 
-    return FitSettings(epochs, batch_size, lr, val_split, patience, seed)
+    return FitSettings(epochs, batch_size, lr, val_split, patience, seed, check_devices(devices))
 
 
 # -- runtime ------------------------------------------------------------------------------------
