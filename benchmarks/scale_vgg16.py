@@ -4,6 +4,7 @@ same file. Each command runs in its own process under /usr/bin/time -v (wall tim
 one after another, so the ratios compare runs made minutes apart on the same machine.
 
     python benchmarks/scale_vgg16.py [--work /tmp/scale] [--tree PATH ...] [--rank 64]
+        [--conv-mode auto] [--limit SECONDS]
 
 ``--tree`` (repeatable) runs the lightcompress in that source tree (PYTHONPATH), e.g. a checkout
 of an older commit for a before/after table; default: this checkout. Nothing is written into
@@ -31,13 +32,17 @@ keras.models.load_model({path!r}).save({out!r})
 """
 
 
-def timed(args, env, log):
-    """(wall seconds, peak RSS bytes) of ``args`` run under /usr/bin/time -v."""
+def timed(args, env, log, limit=None):
+    """(wall seconds, peak RSS bytes) of ``args`` run under /usr/bin/time -v; (None, None) when it
+    ran past ``limit`` seconds and was stopped."""
     stats = Path(f"{log}.time")
+    prefix = ["timeout", str(limit)] if limit else []
     with open(log, "w") as out:
-        done = subprocess.run(["/usr/bin/time", "-v", "-o", str(stats), *args], stdout=out,
+        done = subprocess.run(["/usr/bin/time", "-v", "-o", str(stats), *prefix, *args], stdout=out,
                               stderr=subprocess.STDOUT, env=env)
     text = stats.read_text()
+    if limit and done.returncode == 124:
+        return None, None
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}); see {log}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
@@ -52,6 +57,9 @@ def main():
     parser.add_argument("--tree", action="append", default=None)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--skip", action="append", default=[], help="convert or inspect")
+    parser.add_argument("--conv-mode", action="append", default=None,
+                        help="convert's --conv-mode, repeatable (default: the command's own default)")
+    parser.add_argument("--limit", type=float, default=None, help="stop a command after this many seconds")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -62,22 +70,28 @@ def main():
     rows = []
     for tree in args.tree or [str(ROOT)]:
         env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
+        os.chdir(tree)  # python -m takes the package from the working directory first
         tag = Path(tree).name
         floor = timed([py, "-c", FLOOR.format(path=str(model), out=str(work / "floor.keras"))], env,
                       work / f"{tag}.floor.log")
         rows.append((tag, "keras load + save (floor)", *floor, floor))
-        if "convert" not in args.skip:
+        for mode in ([] if "convert" in args.skip else args.conv_mode or [None]):
             out = work / f"{tag}.light.keras"
-            run = timed([py, "-m", "lightcompress", "convert", str(model), "--rank", str(args.rank), "-o", str(out),
-                         "--force"], env, work / f"{tag}.convert.log")
-            rows.append((tag, f"convert --rank {args.rank}", *run, floor))
+            extra = [] if mode is None else ["--conv-mode", mode]
+            run = timed([py, "-m", "lightcompress", "convert", str(model), "--rank", str(args.rank), *extra,
+                         "-o", str(out), "--force"], env, work / f"{tag}.convert.log", args.limit)
+            rows.append((tag, " ".join(["convert --rank", str(args.rank), *extra]), *run, floor))
         if "inspect" not in args.skip:
-            run = timed([py, "-m", "lightcompress", "inspect", str(model), "--json"], env, work / f"{tag}.inspect.log")
+            run = timed([py, "-m", "lightcompress", "inspect", str(model), "--json"], env, work / f"{tag}.inspect.log",
+                        args.limit)
             rows.append((tag, "inspect", *run, floor))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print("| tree | command | wall | peak RSS | time / floor | memory / floor |")
     print("|---|---|---|---|---|---|")
     for tag, name, wall, rss, (fwall, frss) in rows:
+        if wall is None:
+            print(f"| {tag} | {name} | stopped after {args.limit:.0f} s | | > {args.limit / fwall:.1f}x | |")
+            continue
         print(f"| {tag} | {name} | {wall:.1f} s | {rss / 2**30:.2f} GiB | {wall / fwall:.2f}x | {rss / frss:.2f}x |")
 
 

@@ -219,6 +219,7 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
     assert lenient.target == 0.125 and lenient.model.count_params() <= 0.125 * model.count_params() * 1.02
 
 
+@pytest.mark.slow  # 16 s: the search's failure message; the search itself is in the default suite
 def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
     from lightcompress import compression as compress_module
     model, prepared, _, _ = digits_setup

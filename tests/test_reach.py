@@ -221,7 +221,7 @@ APPLICATIONS = {
     "NASNetMobile": lambda: keras.applications.NASNetMobile(weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None),
     "ConvNeXtTiny": lambda: keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None),
 }
-FAST = ("MobileNetV2", "EfficientNetB0")  # 7 s and ~30 s unloaded; the others take minutes: slow
+FAST = ("MobileNetV2",)  # ~7 s; EfficientNetB0 (~12-30 s) and the others take longer: slow
 
 
 @pytest.mark.parametrize("name", FAST)
