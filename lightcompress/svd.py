@@ -189,9 +189,10 @@ def decompose(matrix, rank=None, vectors=True, method="auto", seed=0) -> Decompo
     """Singular values (all of them when ``rank`` is None, else at least the leading ``rank``)
     and, with ``vectors``, the leading singular vectors of ``matrix``.
 
-    ``method``: "auto" (``choose_method``), "exact", "gram" or "randomized". Every decomposition
-    lightcompress makes goes through here, once per kernel and mode (see ``analyze.Candidate``).
-    Accuracy against the float64 SVD is tested on real kernels (tests/test_svd.py).
+    ``method``: "auto" (``choose_method``), "exact", "gram" or "randomized". Every plain SVD
+    lightcompress makes goes through here (data-aware factors and Tucker-2 have their own
+    eigensolves), once per kernel and mode (see ``analyze.Candidate``). Accuracy against the
+    float64 SVD is tested on real kernels (tests/test_decompose.py).
     """
     matrix = _check_matrix(matrix)
     if rank is not None:
