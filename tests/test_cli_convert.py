@@ -171,3 +171,12 @@ def test_unwritable_folder_is_refused_before_work(tmp_path, mlp_file, monkeypatc
 def test_debug_shows_the_traceback(tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "nope.h5"), "--rank", "1", "--debug"])
     assert result.exit_code == 1 and isinstance(result.exception, LightCompressError)
+
+
+def test_progress_writes_nothing_when_stderr_is_no_terminal(mlp_file, tmp_path):
+    """The progress bars are live displays for a terminal; in a log or a pipe they leave no lines."""
+    for args in (["inspect", mlp_file], ["convert", mlp_file, "--rank", "2", "-o", tmp_path / "out.keras"]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "", repr(result.stderr)
+        assert result.stdout.lstrip("\n") == result.stdout, result.stdout[:80]

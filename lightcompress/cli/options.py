@@ -191,6 +191,9 @@ class Stages:
 
     @contextlib.contextmanager
     def __call__(self, text):
+        if not self.progress.console.is_terminal:  # a log or a pipe: no live display, no stray lines
+            yield
+            return
         outer = (self.task, self.text)  # stages may nest: the inner one shows while it runs
         self.text = text
         self.task = self.progress.add_task(text, total=None)
