@@ -106,7 +106,10 @@ class Candidate:
             values = d.complete if rank is None else (d.complete or len(d.s) >= rank)
             if values and (not vectors or d.vectors >= (rank or len(d.s))):
                 return d
-        d = svd.decompose(self.matrix(mode), rank, vectors=vectors or self.vectors or rank is not None)
+        matrix = self.matrix(mode)
+        if self.vectors and rank is not None and svd.choose_method(matrix.shape, rank) == "gram":
+            rank = None  # the whole basis costs the same: planning may raise the rank later (keep_only trims)
+        d = svd.decompose(matrix, rank, vectors=vectors or self.vectors or rank is not None)
         self._decompositions[mode] = d
         for watcher in list(_WATCHERS):
             watcher(self, mode)
@@ -137,8 +140,11 @@ class Candidate:
         """Matrix factors A (n, rank), B (rank, m) of the best rank-``rank`` approximation of the
         ``mode`` matrix (plain SVD), in the kernel's dtype, from the one decomposition."""
         d = self.decomposition(mode, rank, vectors=True)
-        matrix = self.matrix(mode) if d.completes(rank) else None
-        return d.factors(rank, matrix, self.dtype)
+        matrix = self.matrix(mode)
+        if not np.isclose(svd.squared_norm(matrix), d.total, rtol=1e-7, atol=0.0):  # the kernel changed since
+            self.release()
+            d = self.decomposition(mode, rank, vectors=True)
+        return d.factors(rank, matrix if d.completes(rank) else None, self.dtype)
 
     def approximate(self, mode, rank, cov="own") -> np.ndarray:
         """The kernel the twin computes at ``rank`` (data-aware when calibrated, unless ``cov``

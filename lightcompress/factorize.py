@@ -102,7 +102,10 @@ def apply_plan(model, plan: Plan, calibration=None, bias_correction=False, on_la
             on_layer(len(done), len(planned), p.name)
         return twin
 
-    return rebuild(model, replace)
+    try:
+        return rebuild(model, replace)
+    finally:
+        plan.sources = {}  # applied: the candidates (and the layers they hold) are not kept
 
 
 def calibrate_and_apply(model, plan: Plan, x, *, sequential=False, bias_correction=False, calibration=None,

@@ -395,6 +395,9 @@ class LightConv2D(_LightLayer):
                 f"layer '{layer.name}' is a grouped Conv2D (groups={config['groups']}); "
                 f"only groups=1 can be factorised."
             )
+        if factors is not None and factorization == svd.TUCKER:
+            raise LightCompressError("factors=(A, B) initialise the channel and spatial factorisations; "
+                                     "tucker decomposes the kernel itself: leave factors out.")
         kernel = _kernel_of(layer, "Conv2D", read=factors is None)
         if factorization == svd.TUCKER:
             kernels = _rank_in_context(layer, lambda: svd.tucker2(kernel, rank))

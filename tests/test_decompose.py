@@ -7,7 +7,9 @@ import pytest
 
 from lightcompress import analyze, pipeline, registry, svd
 from lightcompress.factorize import apply_plan, convert
-from lightcompress.planning import Energy, FixedRank, LayerFilter, make_plan, plan_from_dict
+from lightcompress.errors import LightCompressError
+from lightcompress.layers import LightConv2D
+from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
 
 from .conftest import real_model_path
 
@@ -165,3 +167,32 @@ def test_big_kernels_take_the_fast_method_once_and_factor_near_the_optimum(count
     error = np.linalg.norm(kernel - a @ b) / np.linalg.norm(kernel)
     assert error <= RANDOMIZED_ERROR * exact.error(p.rank) + 1e-6
     assert p.error == pytest.approx(error, abs=1e-4)  # the plan reports the factors actually used
+
+
+def test_a_plan_applied_after_the_weights_changed_uses_the_new_weights():
+    model = small_model()
+    plan = make_plan(model, FixedRank(4), LayerFilter(min_params=0))
+    rng = np.random.default_rng(1)
+    for name in ("hidden", "head"):
+        layer = model.get_layer(name)
+        layer.kernel.assign(rng.standard_normal(tuple(layer.kernel.shape)).astype(np.float32))
+    new = apply_plan(model, plan)
+    assert plan.sources == {}  # applied: the plan no longer holds the model's layers
+    for name in ("hidden", "head"):
+        kernel = np.asarray(model.get_layer(name).kernel)
+        a, b = (np.asarray(w) for w in new.get_layer(f"{name}_light").get_weights()[:2])
+        np.testing.assert_allclose(a @ b, svd.truncated_kernel(kernel, 4, "dense"), atol=1e-5)
+
+
+def test_ratio_with_every_conv_mode_decomposes_each_kernel_and_mode_once(counted):
+    model = small_model()
+    plan = make_plan(model, Ratio(0.3), LayerFilter(min_params=0, conv_mode="auto"))
+    apply_plan(model, plan)
+    modes = [(shape, rank) for shape, rank, _, _ in counted]
+    assert len(counted) == len({shape for shape, _ in modes}), counted  # (shapes differ per kernel and mode here)
+
+
+def test_tucker_twins_refuse_matrix_factors():
+    layer = small_model().get_layer("conv")
+    with pytest.raises(LightCompressError, match="tucker decomposes the kernel itself"):
+        LightConv2D.from_conv2d(layer, 4, "tucker", factors=(np.zeros((27, 4)), np.zeros((4, 16))))
