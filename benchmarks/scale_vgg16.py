@@ -4,7 +4,11 @@ same file. Each command runs in its own process under /usr/bin/time -v (wall tim
 one after another, so the ratios compare runs made minutes apart on the same machine.
 
     python benchmarks/scale_vgg16.py [--work /tmp/scale] [--tree PATH ...] [--rank 64]
-        [--conv-mode auto] [--limit SECONDS]
+        [--conv-mode auto] [--limit SECONDS] [--repeat N]
+
+With ``--repeat N`` the floor and the commands run N times, interleaved (floor, convert,
+inspect, floor, ...), and the table gives medians: a single floor varies by a third here
+(page cache, disk writes), more than the differences measured.
 
 ``--tree`` (repeatable) runs the lightcompress in that source tree (PYTHONPATH), e.g. a checkout
 of an older commit for a before/after table; default: this checkout. Nothing is written into
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +65,7 @@ def main():
     parser.add_argument("--conv-mode", action="append", default=None,
                         help="convert's --conv-mode, repeatable (default: the command's own default)")
     parser.add_argument("--limit", type=float, default=None, help="stop a command after this many seconds")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the table gives medians")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -72,28 +78,35 @@ def main():
         env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
         os.chdir(tree)  # python -m takes the package from the working directory first
         tag = Path(tree).name
-        floor = timed([py, "-c", FLOOR.format(path=str(model), out=str(work / "floor.keras"))], env,
-                      work / f"{tag}.floor.log")
-        rows.append((tag, "keras load + save (floor)", *floor, floor))
+        commands = {"keras load + save (floor)": [py, "-c", FLOOR.format(path=str(model), out=str(work / "floor.keras"))]}
         for mode in ([] if "convert" in args.skip else args.conv_mode or [None]):
-            out = work / f"{tag}.light.keras"
             extra = [] if mode is None else ["--conv-mode", mode]
-            run = timed([py, "-m", "lightcompress", "convert", str(model), "--rank", str(args.rank), *extra,
-                         "-o", str(out), "--force"], env, work / f"{tag}.convert.log", args.limit)
-            rows.append((tag, " ".join(["convert --rank", str(args.rank), *extra]), *run, floor))
+            commands[" ".join(["convert --rank", str(args.rank), *extra])] = [
+                py, "-m", "lightcompress", "convert", str(model), "--rank", str(args.rank), *extra,
+                "-o", str(work / f"{tag}.light.keras"), "--force"]
         if "inspect" not in args.skip:
-            run = timed([py, "-m", "lightcompress", "inspect", str(model), "--json"], env, work / f"{tag}.inspect.log",
-                        args.limit)
-            rows.append((tag, "inspect", *run, floor))
+            commands["inspect"] = [py, "-m", "lightcompress", "inspect", str(model), "--json"]
+        runs = {name: [] for name in commands}
+        for i in range(args.repeat):
+            for j, (name, command) in enumerate(commands.items()):
+                runs[name].append(timed(command, env, work / f"{tag}.{j}.{i}.log", args.limit if j else None))
+        floor = tuple(statistics.median(v) for v in zip(*runs["keras load + save (floor)"]))
+        for name, measured in runs.items():
+            if any(wall is None for wall, _ in measured):
+                rows.append((tag, name, None, None, floor, []))
+                continue
+            walls = [wall for wall, _ in measured]
+            rows.append((tag, name, statistics.median(walls), statistics.median(r for _, r in measured), floor, walls))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    print("| tree | command | wall | peak RSS | time / floor | memory / floor |")
-    print("|---|---|---|---|---|---|")
-    for tag, name, wall, rss, (fwall, frss) in rows:
+    print(f"medians of {args.repeat} run(s) each")
+    print("| tree | command | wall | peak RSS | time / floor | memory / floor | walls |")
+    print("|---|---|---|---|---|---|---|")
+    for tag, name, wall, rss, (fwall, frss), walls in rows:
         if wall is None:
-            print(f"| {tag} | {name} | stopped after {args.limit:.0f} s | | > {args.limit / fwall:.1f}x | |")
+            print(f"| {tag} | {name} | stopped after {args.limit:.0f} s | | > {args.limit / fwall:.1f}x | | |")
             continue
-        print(f"| {tag} | {name} | {wall:.1f} s | {rss / 2**30:.2f} GiB | {wall / fwall:.2f}x | {rss / frss:.2f}x |")
-
+        print(f"| {tag} | {name} | {wall:.1f} s | {rss / 2**30:.2f} GiB | {wall / fwall:.2f}x | {rss / frss:.2f}x | "
+              f"{', '.join(f'{w:.1f}' for w in walls)} |")
 
 if __name__ == "__main__":
     main()

@@ -132,8 +132,9 @@ def check_config(path, config, trust=False):
 
 
 def declared_weight_bytes(path) -> int:
-    """Bytes of the weights a model file declares (dataset shapes read from HDF5 metadata; no
-    weight is loaded)."""
+    """Bytes of the weights a model file declares, no weight loaded: in a `.keras` archive the
+    size of its weights file (the weights plus a little HDF5 metadata: reading the dataset shapes
+    through the zip stream re-reads the archive, 3.7 s for VGG16), in `.h5` the dataset shapes."""
     path = Path(path)
     total = 0
 
@@ -147,8 +148,7 @@ def declared_weight_bytes(path) -> int:
             with zipfile.ZipFile(path) as archive:
                 if "model.weights.h5" not in archive.namelist():
                     return 0
-                with archive.open("model.weights.h5") as raw, h5py.File(raw, "r") as f:
-                    f.visititems(add)
+                return int(archive.getinfo("model.weights.h5").file_size)
         else:
             with h5py.File(path, "r") as f:
                 f.visititems(add)

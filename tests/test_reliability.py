@@ -299,7 +299,8 @@ def test_bad_counts_and_empty_selections_are_refused(small, tmp_path):
 def test_a_model_too_big_for_memory_is_refused_before_loading(small, monkeypatch):
     path, _ = small
     declared = model_io.declared_weight_bytes(path)
-    assert declared == sum(int(np.prod(w.shape)) * 4 for w in model_io.load_model(path).weights)
+    weights = sum(int(np.prod(w.shape)) * 4 for w in model_io.load_model(path).weights)
+    assert weights <= declared <= weights * 1.1 + 256 * 1024  # the weights file: weights + HDF5 metadata
     monkeypatch.setattr(model_io, "available_memory", lambda: declared)  # less than twice the weights
     monkeypatch.setattr(keras.models, "load_model", lambda *a, **k: pytest.fail("Keras was asked to load it"))
     _fails(["convert", path, "--rank", "2"], "GiB of weights", [path])
