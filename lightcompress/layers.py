@@ -76,6 +76,12 @@ class _LightLayer(keras.layers.Layer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
 
+    def _bias_and_activation(self, x):
+        """``x`` plus the bias, then the activation (each where the layer has one)."""
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        return self.activation(x) if self.activation is not None else x
+
     def _kernel(self, name, shape):
         return self.add_weight(
             name=name,
@@ -192,10 +198,7 @@ class LightDense(_LightLayer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs):
-        outputs = ops.matmul(ops.matmul(inputs, self.kernel_a), self.kernel_b)
-        if self.bias is not None:
-            outputs = ops.add(outputs, self.bias)
-        return self.activation(outputs) if self.activation is not None else outputs
+        return self._bias_and_activation(ops.matmul(ops.matmul(inputs, self.kernel_a), self.kernel_b))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -122,9 +122,7 @@ class LightConv1D(_LightLayer):
         else:
             x = ops.matmul(inputs, self.kernel_a[0])
             x = self._spatial_conv(x, self.kernel_b)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        return self.activation(x) if self.activation is not None else x
+        return self._bias_and_activation(x)
 
     def compute_output_shape(self, input_shape):
         conv = keras.layers.Conv1D(self.filters, self.kernel_size, strides=self.strides,
@@ -209,9 +207,7 @@ class LightConv2DTranspose(_LightLayer):
                                output_padding=self.output_padding, data_format="channels_last",
                                dilation_rate=self.dilation_rate)
         x = ops.matmul(x, self.kernel_b[0, 0])
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        return self.activation(x) if self.activation is not None else x
+        return self._bias_and_activation(x)
 
     def compute_output_shape(self, input_shape):
         return keras.layers.Conv2DTranspose(
@@ -277,9 +273,7 @@ class LightSeparableConv2D(_LightLayer):
         x = ops.depthwise_conv(inputs, self.depthwise_kernel, strides=self.strides, padding=self.padding,
                                data_format="channels_last", dilation_rate=self.dilation_rate)
         x = ops.matmul(ops.matmul(x, self.kernel_a[0, 0]), self.kernel_b[0, 0])
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        return self.activation(x) if self.activation is not None else x
+        return self._bias_and_activation(x)
 
     def compute_output_shape(self, input_shape):
         return keras.layers.SeparableConv2D(
@@ -407,9 +401,7 @@ class LightEinsumDense(_LightLayer):
 
     def call(self, inputs):
         x = ops.einsum(self.second_equation, ops.einsum(self.first_equation, inputs, self.kernel_a), self.kernel_b)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        return self.activation(x) if self.activation is not None else x
+        return self._bias_and_activation(x)
 
     def compute_output_shape(self, input_shape):
         return tuple(keras_private.einsum_shapes(self.equation, self.bias_axes, input_shape,
