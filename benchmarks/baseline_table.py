@@ -21,8 +21,8 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "real_models"
 
 
 def measure(model, prepared, extra):
-    from lightcompress.baseline.sizes import deployment_sizes
-    from lightcompress.evaluation import evaluate
+    from lightcompress.deploy.sizes import deployment_sizes
+    from lightcompress.training.evaluation import evaluate
 
     out = deployment_sizes(model, prepared, threads=2, repeats=200)
     out["accuracy"] = evaluate(model, prepared).accuracy
@@ -31,12 +31,12 @@ def measure(model, prepared, extra):
 
 
 def run_all(out_dir: Path, epochs: int, qat_epochs: int):
-    from lightcompress import model_io
+    from lightcompress.io import models as model_io
     from lightcompress.baseline import run
-    from lightcompress.baseline.sizes import tflite_sizes
-    from lightcompress.compression import compress
-    from lightcompress.data import DataSpec, load_for_model
-    from lightcompress.training import FitSettings
+    from lightcompress.deploy.sizes import tflite_sizes
+    from lightcompress.flows.compress import compress
+    from lightcompress.data.sets import DataSpec, load_for_model
+    from lightcompress.training.finetune import FitSettings
 
     settings = FitSettings(epochs=epochs)
     for name in MODELS:
@@ -77,7 +77,7 @@ def run_all(out_dir: Path, epochs: int, qat_epochs: int):
                 q = run.qat(low, prepared, settings=FitSettings(epochs=qat_epochs))
                 seconds = time.time() - t
                 measured = tflite_sizes(q.tflite, q.model, prepared, repeats=200)
-                from lightcompress.evaluation import evaluate
+                from lightcompress.training.evaluation import evaluate
 
                 measured.update(seconds=seconds, float_accuracy_after_qat=evaluate(q.model, prepared).accuracy)
                 save(qtag, measured)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from lightcompress import model_io  # noqa: E402
-from lightcompress.calibration import calibration_images  # noqa: E402
-from lightcompress.data import DataSpec, load_for_model  # noqa: E402
+from lightcompress.io import models as model_io  # noqa: E402
+from lightcompress.factorization.statistics import calibration_images  # noqa: E402
+from lightcompress.data.sets import DataSpec, load_for_model  # noqa: E402
 from lightcompress.defaults import DEFAULT_CALIBRATION_SAMPLES  # noqa: E402
-from lightcompress.evaluation import evaluate  # noqa: E402
-from lightcompress.factorize import convert  # noqa: E402
+from lightcompress.training.evaluation import evaluate  # noqa: E402
+from lightcompress.factorization.apply import convert  # noqa: E402
 from lightcompress.planning import LayerFilter, TargetParams  # noqa: E402
 
 MODELS = {"keras2": "fmnist_cnn_keras2.h5", "keras3": "fmnist_cnn_keras3.h5"}

@@ -26,11 +26,13 @@ from pathlib import Path
 
 import keras
 
-from lightcompress import data, model_io, zoo
-from lightcompress import training as finetune
-from lightcompress.devices import device_name
-from lightcompress.evaluation import evaluate
-from lightcompress.factorize import convert
+from lightcompress.data import sets as data
+from lightcompress.io import models as model_io
+from lightcompress.flows import zoo
+from lightcompress.training import finetune
+from lightcompress.training.devices import device_name
+from lightcompress.training.evaluation import evaluate
+from lightcompress.factorization.apply import convert
 from lightcompress.planning import LayerFilter, TargetParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +147,7 @@ def run_control():
 
 
 def run_compress(group="compress", distill=True):
-    from lightcompress.compression import compress
+    from lightcompress.flows.compress import compress
 
     for path in sorted(REAL.glob("*.h5")):
         original = model_io.load_model(path)

@@ -30,7 +30,7 @@ def write(n):
     import numpy as np
     import tensorflow as tf
 
-    from lightcompress.data import load_dataset
+    from lightcompress.data.sets import load_dataset
 
     folder = ROOT / f"fmnist-{n}"
     if folder.exists():
@@ -52,7 +52,7 @@ def model_file():
     if not path.exists():
         import keras
 
-        from lightcompress.zoo import paper_cnn
+        from lightcompress.flows.zoo import paper_cnn
 
         keras.utils.set_random_seed(0)
         ROOT.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ flows on files, ``cli`` the command line):
 [('dense', 8), ('dense_1', 7)]
 
 Importing the package is cheap and has no side effects: Keras is imported when a verb or class
-is first used (``import lightcompress.layers`` registers LightDense and LightConv2D with Keras,
+is first used (``import lightcompress.layers.core`` registers LightDense and LightConv2D with Keras,
 so a ``.keras`` file holding them loads with ``keras.saving.load_model``; when Keras is already
 imported, ``import lightcompress`` does it at once).
 """
@@ -24,9 +24,9 @@ import sys
 __version__ = "0.2.0"
 
 _CLASSES = {
-    "LightDense": "layers", "LightConv2D": "layers", "LightCompressError": "errors",
+    "LightDense": "layers.core", "LightConv2D": "layers.core", "LightCompressError": "errors",
     "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
-    "TargetParams": "planning", "Plan": "planning", "DataSpec": "data", "FitSettings": "training",
+    "TargetParams": "planning", "Plan": "planning", "DataSpec": "data.sets", "FitSettings": "training.finetune",
 }
 
 __all__ = ["__version__", "load_model", "inspect", "plan", "convert", "finetune", "compress", *_CLASSES]
@@ -47,7 +47,7 @@ def load_model(path, trust=False):
     Traceback (most recent call last):
     lightcompress.errors.ModelLoadError: no/such/model.h5: no such file; check the path.
     """
-    from . import model_io
+    from .io import models as model_io
 
     return model_io.load_model(path, trust=trust)
 
@@ -62,7 +62,7 @@ def inspect(model) -> dict:
     >>> report["totals"]["params"], report["totals"]["macs"]
     (528, 512)
     """
-    from .pipeline import inspect_model
+    from .flows.files import inspect_model
 
     return inspect_model(model, model.name)
 
@@ -111,7 +111,7 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
     >>> type(result.model.layers[0]).__name__
     'LightDense'
     """
-    from .factorize import convert as run
+    from .factorization.apply import convert as run
 
     if plan is not None:
         return run(model, plan=plan, x=x, calibration_x=calibration_x, method=method)
@@ -121,8 +121,8 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
 
 def _prepared(model, data):
     """In-memory sets as arrays; folders, TFRecord files and module:function as streams."""
-    from .data import DataSpec, Prepared
-    from .streams import Streamed, open_for_model
+    from .data.sets import DataSpec, Prepared
+    from .data.streams import Streamed, open_for_model
 
     if isinstance(data, (Prepared, Streamed)):
         return data
@@ -142,7 +142,7 @@ def finetune(model, data="digits", teacher=None, **settings):
     >>> fit.epochs_run
     2
     """
-    from . import training
+    from .training import finetune as training
 
     tutor = training.Teacher(teacher) if teacher is not None else None
     return training.finetune(model, _prepared(model, data), training.FitSettings(**settings), teacher=tutor)
@@ -164,10 +164,10 @@ def compress(model, data="digits", **goal_and_options):
     >>> result.model.count_params() <= 0.5 * model.count_params()
     True
     """
-    from .compression import compress as run
+    from .flows.compress import compress as run
 
     return run(model, _prepared(model, data), **goal_and_options)
 
 
 if "keras" in sys.modules:  # registering the LightLayers costs nothing once Keras is loaded
-    from . import layers  # noqa: E402,F401
+    from .layers import core as layers  # noqa: E402,F401

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from lightcompress import data, model_io, zoo
-from lightcompress.evaluation import evaluate
+from lightcompress.data import sets as data
+from lightcompress.io import models as model_io
+from lightcompress.flows import zoo
+from lightcompress.training.evaluation import evaluate
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = {

@@ -8,9 +8,11 @@ The paper's CNN trained on Fashion-MNIST (paper_cnn_fmnist.keras) is made by
 
 from pathlib import Path
 
-from lightcompress import data, model_io, zoo
-from lightcompress import training as finetune
-from lightcompress.evaluation import evaluate
+from lightcompress.data import sets as data
+from lightcompress.io import models as model_io
+from lightcompress.flows import zoo
+from lightcompress.training import finetune
+from lightcompress.training.evaluation import evaluate
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = {

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from lightcompress.cli import app  # noqa: E402
-from lightcompress.keras_private import set_random_seed  # noqa: E402
+from lightcompress._keras_private import set_random_seed  # noqa: E402
 
 EPOCHS = os.environ.get("DISTRIBUTED_RUN_EPOCHS", "3")
 

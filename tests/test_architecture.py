@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import analyze, keras_private, registry
-from lightcompress.factorize import apply_plan
+from lightcompress.factorization import candidates as analyze
+from lightcompress import _keras_private as keras_private
+from lightcompress.layers import registry
+from lightcompress.factorization.apply import apply_plan
 from lightcompress.planning import FixedRank, LayerFilter, make_plan
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightcompress"
@@ -79,7 +81,7 @@ def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
     twin = entry.build_twin(c.layer, 2, mode)
     dense_kernel = entry.truncated_kernel(c.kernel, 2, mode)
     # the original layer holding the truncated kernel computes what the twin computes
-    from lightcompress.factorize import model_inputs_like
+    from lightcompress.factorization.apply import model_inputs_like
 
     x = model_inputs_like(model, batch=2)
     entry.assign_kernel(c.layer, dense_kernel)
@@ -91,7 +93,7 @@ def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
 
 @pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
 def test_twin_lowers_to_standard_layers_computing_the_same(entry, mode, rng):
-    from lightcompress.lowered import lower_model
+    from lightcompress.deploy.lower import lower_model
 
     model, shape = _model_with(entry, mode)
     twin_model = apply_plan(model, make_plan(model, FixedRank(2), _filter(mode)))
@@ -317,7 +319,8 @@ def test_demo_json(tmp_path):
     assert "faster" in data["verdict"] or "no speed-up" in data["verdict"]
     from rich.console import Console
 
-    from lightcompress import demo, report
+    from lightcompress.flows import demo
+    from lightcompress.report import reports as report
 
     console = Console(record=True, width=120)
     report.render(demo.sections(data), console)

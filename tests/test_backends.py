@@ -32,15 +32,15 @@ class NoTensorFlow:
 sys.meta_path.insert(0, NoTensorFlow())
 import keras
 import lightcompress
-from lightcompress.data import Prepared, load_dataset, prepare
-from lightcompress.evaluation import evaluate
+from lightcompress.data.sets import Prepared, load_dataset, prepare
+from lightcompress.training.evaluation import evaluate
 from typer.testing import CliRunner
 from lightcompress.cli import app
 
 assert keras.backend.backend() == "jax"
 out = {}
 work = Path(tempfile.mkdtemp())
-from lightcompress.keras_private import set_random_seed
+from lightcompress._keras_private import set_random_seed
 set_random_seed(0)
 model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
                           keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import model_io
+from lightcompress.io import models as model_io
 from lightcompress.baseline import run, spec
 from lightcompress.cli import app
-from lightcompress.data import DataSpec, load_for_model
+from lightcompress.data.sets import DataSpec, load_for_model
 from lightcompress.errors import LightCompressError, OptionError, UnsupportedModelError
-from lightcompress.training import FitSettings
+from lightcompress.training.finetune import FitSettings
 
 from .conftest import real_model_path
 from .models import residual
@@ -187,7 +187,7 @@ def test_main_process_stays_on_keras3_after_a_baseline(pruned):
 
 @pytest.mark.slow
 def test_qat_writes_a_verified_int8_litert_file(digits):
-    from lightcompress.baseline.sizes import tflite_sizes
+    from lightcompress.deploy.sizes import tflite_sizes
 
     model, prepared = digits
     result = run.qat(model, prepared, settings=FitSettings(epochs=1), holdout_size=100)

@@ -157,7 +157,7 @@ def test_error_cases(tmp_path, mlp_file):
 
 
 def test_unwritable_folder_is_refused_before_work(tmp_path, mlp_file, monkeypatch):
-    from lightcompress import model_io
+    from lightcompress.io import models as model_io
     real_access = model_io.os.access
     locked = tmp_path / "locked"
     locked.mkdir()

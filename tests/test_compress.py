@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import data, distill, model_io, svd
-from lightcompress import evaluation
-from lightcompress import training as finetune
+from lightcompress.data import sets as data
+from lightcompress.training import distill
+from lightcompress.io import models as model_io
+from lightcompress import linalg as svd
+from lightcompress.training import evaluation
+from lightcompress.training import finetune
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate, choose
 from lightcompress.cli import app
-from lightcompress.compression import split_holdout
+from lightcompress.flows.compress import split_holdout
 from tests.models import policy
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
 
@@ -139,7 +142,7 @@ def test_soft_targets_soften():
 
 
 def test_distilled_finetune_improves_agreement(digits_setup):
-    from lightcompress.factorize import convert
+    from lightcompress.factorization.apply import convert
     model, prepared, _, train = digits_setup
     student = convert(model, *policy(rank=4, min_params=0)).model
     before = evaluation.agreement(model, student, prepared.x_test)
@@ -209,7 +212,7 @@ def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
 
 
 def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup, tmp_path):
-    from lightcompress.compression import compress
+    from lightcompress.flows.compress import compress
     model, prepared, _, _ = digits_setup
     settings = finetune.FitSettings(epochs=2, learning_rate=3e-3)
     lenient = compress(model, prepared, max_drop=100.0, layer_filter=LayerFilter(min_params=0),
@@ -221,7 +224,7 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
 
 @pytest.mark.slow  # 16 s: the search's failure message; the search itself is in the default suite
 def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
-    from lightcompress import compression as compress_module
+    from lightcompress.flows import compress as compress_module
     model, prepared, _, _ = digits_setup
     calls = []
 

@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import LightConv2D, LightDense, model_io
-from lightcompress.factorize import apply_plan, convert, model_inputs_like
+from lightcompress import LightConv2D, LightDense
+from lightcompress.io import models as model_io
+from lightcompress.factorization.apply import apply_plan, convert, model_inputs_like
 from lightcompress.planning import make_plan
 from tests.models import policy
-from lightcompress.svd import break_even_rank
+from lightcompress.linalg import break_even_rank
 
 from .conftest import real_model_path
 from .models import GRAPHS
@@ -177,7 +178,7 @@ def test_energy_policy_keeps_the_asked_fraction():
     for p in plan.converted:
         assert p.energy >= 0.9
         # the smallest such rank, not just any rank keeping it
-        from lightcompress import svd
+        from lightcompress import linalg as svd
         assert p.rank == svd.rank_for_energy(svd.singular_values(kernels[p.name]), 0.9), p
     skipped = make_plan(model, *policy(energy=0.9999))
     assert any("above the largest rank saving" in (p.skipped or "") for p in skipped.layers)
@@ -195,7 +196,7 @@ def test_include_exclude_patterns():
 
 @pytest.mark.backend
 def test_auto_mode_picks_the_lower_error():
-    from lightcompress import svd
+    from lightcompress import linalg as svd
     model = GRAPHS["residual"]()
     plan = make_plan(model, *policy(rank=4, conv_mode="auto"))
     conv = next(p for p in plan.layers if p.name == "branch_a")

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import data
+from lightcompress.data import sets as data
 from lightcompress.errors import DataError
 
 

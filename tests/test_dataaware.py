@@ -6,12 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import LightConv2D, registry, svd
-from lightcompress.calibration import Calibration, calibration_images, check_method, collect
-from lightcompress.data import Prepared
+from lightcompress import LightConv2D, linalg as svd
+from lightcompress.layers import registry
+from lightcompress.factorization.statistics import Calibration, calibration_images, check_method, collect
+from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
-from lightcompress.factorize import apply_plan, convert
-from lightcompress.lowering import lower_light_conv2d
+from lightcompress.factorization.apply import apply_plan, convert
+from lightcompress.layers.lowering import lower_light_conv2d
 from lightcompress.planning import FixedRank, LayerFilter, TargetParams, make_plan
 
 
@@ -218,7 +219,8 @@ def test_method_errors_are_one_line():
 
 def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     """Test images are marked (all pixels 1.0, train pixels < 0.5): no calibration pass sees one."""
-    from lightcompress import calibration, compression, factorize
+    from lightcompress.factorization import statistics as calibration, apply as factorize
+    from lightcompress.flows import compress as compression
 
     model = _conv_model()
     train = rng.random((150, 10, 10, 2), dtype=np.float32) * 0.5
@@ -237,7 +239,7 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     picked = calibration_images(prepared, 1000)
     assert len(picked) == 150 and picked.max() < 0.5
     convert(model, FixedRank(2), LayerFilter(min_params=0), test, calibration_x=picked)
-    from lightcompress.training import FitSettings
+    from lightcompress.training.finetune import FitSettings
 
     compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0),
                          settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False,

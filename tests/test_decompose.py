@@ -5,10 +5,13 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import analyze, pipeline, registry, svd
-from lightcompress.factorize import apply_plan, convert
+from lightcompress.factorization import candidates as analyze
+from lightcompress.flows import files as pipeline
+from lightcompress.layers import registry
+from lightcompress import linalg as svd
+from lightcompress.factorization.apply import apply_plan, convert
 from lightcompress.errors import LightCompressError
-from lightcompress.layers import LightConv2D
+from lightcompress.layers.core import LightConv2D
 from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
 
 from .conftest import real_model_path

@@ -12,7 +12,7 @@ import keras
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import distribute
+from lightcompress.training import distribute
 from lightcompress.cli import app
 from lightcompress.errors import OptionError
 
@@ -96,7 +96,7 @@ def test_jax_batches_split_evenly_over_the_devices():
     assert distribute.local_share(x, y, 64, where)[2:] == (64, 2)
     with pytest.raises(OptionError, match="batch_size=63 does not split evenly over 2 devices"):
         distribute.local_share(x, y, 63, where)
-    from lightcompress.training import _Batches
+    from lightcompress.training.finetune import _Batches
 
     batches = _Batches(x, y, 64, seed=0, shuffle=True, epochs=2, multiple=2)
     assert len(batches) == 2 and [len(batches[i][0]) for i in range(2)] == [64, 36]  # 37 -> 36: even

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import LightConv2D, LightDense, export, lowering, registry, runtimes
-from lightcompress import lowered as lowered_module
+from lightcompress import LightConv2D, LightDense
+from lightcompress.deploy import export, runtimes
+from lightcompress.layers import lowering, registry
+from lightcompress.deploy import lower as lowered_module
 from lightcompress.cli import app
-from lightcompress.data import Prepared
+from lightcompress.data.sets import Prepared
 from lightcompress.errors import ExportError, LightCompressError
-from lightcompress.factorize import convert, model_inputs_like
-from lightcompress.evaluation import evaluate
+from lightcompress.factorization.apply import convert, model_inputs_like
+from lightcompress.training.evaluation import evaluate
 
 from .models import GRAPHS, policy
 

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import data, model_io
-from lightcompress import evaluation
-from lightcompress import training as finetune
+from lightcompress.data import sets as data
+from lightcompress.io import models as model_io
+from lightcompress.training import evaluation
+from lightcompress.training import finetune
 from lightcompress.cli import app
-from lightcompress.factorize import convert
+from lightcompress.factorization.apply import convert
 from tests.models import policy
 
 from .conftest import real_model_path

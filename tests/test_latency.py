@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import latency, measure
+from lightcompress.deploy import latency, measure
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity

@@ -70,7 +70,7 @@ def _matrix_shape(conv, mode):
 
 @pytest.mark.parametrize("mode", ["channel", "spatial"])
 def test_light_conv_low_rank_error_matches_svd(rng, mode):
-    from lightcompress import svd
+    from lightcompress import linalg as svd
     conv = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)
     conv.build((None, 9, 9, 5))
     kernel = keras.ops.convert_to_numpy(conv.kernel)

@@ -5,10 +5,13 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress import analyze, factorize, lowered, registry, report
-from lightcompress.factorize import apply_plan, convert, model_inputs_like, output_difference
+from lightcompress.factorization import candidates as analyze, apply as factorize
+from lightcompress.deploy import lower as lowered
+from lightcompress.layers import registry
+from lightcompress.report import reports as report
+from lightcompress.factorization.apply import apply_plan, convert, model_inputs_like, output_difference
 from lightcompress.planning import Energy, FixedRank, LayerFilter, TargetParams, make_plan
-from lightcompress.twins import LightMultiHeadAttention
+from lightcompress.layers.twins import LightMultiHeadAttention
 
 ALL = LayerFilter(min_params=0, min_saving=0.0)  # every layer, any saving: exactness is the point here
 
@@ -198,7 +201,7 @@ def test_energy_close_to_one_is_not_printed_as_one():
 
 
 def test_inspect_says_macs_are_unknown_for_a_free_input_size():
-    from lightcompress import pipeline
+    from lightcompress.flows import files as pipeline
 
     inp = keras.Input((None, 4))
     model = keras.Model(inp, keras.layers.Conv1D(4, 3)(inp))

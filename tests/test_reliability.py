@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from lightcompress import cache, model_io
-from lightcompress import training as ft
+from lightcompress.io import cache, models as model_io
+from lightcompress.training import finetune as ft
 from lightcompress.cli import app
-from lightcompress.data import DataSpec, load_for_model
+from lightcompress.data.sets import DataSpec, load_for_model
 from lightcompress.errors import LightCompressError
 
 runner = CliRunner()

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lightcompress import LightConv2D, LightDense, analyze, measure, model_io
+from lightcompress import LightConv2D, LightDense
+from lightcompress.factorization import candidates as analyze
+from lightcompress.deploy import measure
+from lightcompress.io import models as model_io
 from lightcompress.cli import app
-from lightcompress.factorize import convert
+from lightcompress.factorization.apply import convert
 from tests.models import policy
 
 from .conftest import real_model_path
@@ -141,7 +144,7 @@ def test_compare_json_schema_and_values(tmp_path):
 
 
 def test_zoo_matches_the_papers_counts():
-    from lightcompress import zoo
+    from lightcompress.flows import zoo
     assert zoo.paper_cnn().count_params() == 18818
     assert zoo.paper_separable_cnn().count_params() == 3611
     # The paper reports 2,649 ... 11,364: with a Dense head ours are 16 fewer for every K; the

@@ -5,10 +5,11 @@ Needs Debian's dataset-fashion-mnist (or the files in the Keras cache).
 
 import pytest
 
-from lightcompress import data, model_io
-from lightcompress import evaluation
-from lightcompress import training as finetune
-from lightcompress.factorize import convert
+from lightcompress.data import sets as data
+from lightcompress.io import models as model_io
+from lightcompress.training import evaluation
+from lightcompress.training import finetune
+from lightcompress.factorization.apply import convert
 from tests.models import policy
 
 from .conftest import real_model_path

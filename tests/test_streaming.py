@@ -11,13 +11,13 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from lightcompress import data, streams
-from lightcompress.calibration import calibration_images
+from lightcompress.data import sets as data, streams
+from lightcompress.factorization.statistics import calibration_images
 from lightcompress.cli import app
-from lightcompress.compression import split_holdout
+from lightcompress.flows.compress import split_holdout
 from lightcompress.errors import DataError
-from lightcompress.evaluation import evaluate
-from lightcompress.training import FitSettings, Teacher, finetune
+from lightcompress.training.evaluation import evaluate
+from lightcompress.training.finetune import FitSettings, Teacher, finetune
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 N = 400  # real digits written as PNGs

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightcompress import svd
+from lightcompress import linalg as svd
 from lightcompress.errors import LightCompressError, RankError
 
 

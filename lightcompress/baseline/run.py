@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import training as ft
-from ..data import Prepared
+from ..training import finetune as ft
+from ..data.sets import Prepared
 from ..defaults import DEFAULT_ALPHA, DEFAULT_HOLDOUT, DEFAULT_MIN_PARAMS, DEFAULT_TEMPERATURE
 from ..errors import LightCompressError, OptionError, UnsupportedModelError
 from . import spec as spec_io
@@ -187,9 +187,9 @@ def _settings_dict(settings):
 def _training_arrays(model, prepared, settings, distill, alpha, temperature, holdout_size):
     """Fine-tuning arrays exactly as ``compress`` would fine-tune: the held-out slice removed,
     the same validation split, and the teacher's softened outputs packed with the labels."""
-    from .. import distill as kd
-    from ..compression import split_holdout
-    from ..evaluation import output_kind
+    from ..training import distill as kd
+    from ..flows.compress import split_holdout
+    from ..training.evaluation import output_kind
 
     _, train = split_holdout(prepared, holdout_size, settings.seed)
     kind = output_kind(model, train.x_train)
@@ -221,7 +221,7 @@ def _check_return(model, x, expected):
 def check_twin(model, x=None, workdir=None) -> float:
     """Build the tf_keras twin of ``model`` in the worker and check its outputs on ``x`` (random
     inputs when None); the largest absolute difference. Refuses unsupported layers first."""
-    from ..factorize import model_inputs_like
+    from ..factorization.apply import model_inputs_like
 
     x = model_inputs_like(model, batch=32) if x is None else x
     with tempfile.TemporaryDirectory(prefix="lightcompress-baseline-", dir=workdir) as folder:
@@ -276,7 +276,7 @@ def qat(model, prepared: Prepared, *, settings: ft.FitSettings | None = None, di
     """Quantisation-aware fine-tuning (tfmot ``quantize_model``) of ``model`` lowered to standard
     layers, distilled from ``model`` itself by default. ``result.tflite``: the int8 LiteRT file;
     ``result.model``: the lowered float model holding the QAT-trained weights."""
-    from ..lowered import lower_model
+    from ..deploy.lower import lower_model
 
     settings = settings or ft.FitSettings()
     ft.check_settings(settings)

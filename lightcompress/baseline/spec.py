@@ -218,7 +218,7 @@ def read_weights(path, ordered) -> list:
 
 def put_weights(model, path):
     """A copy of ``model`` holding the weights in ``path`` (a worker's ``.npz``); ``model`` is unchanged."""
-    from ..model_io import plain_copy
+    from ..io.models import plain_copy
 
     copy = plain_copy(model)
     _, ordered = model_spec(copy)

@@ -101,7 +101,7 @@ def loss_and_metrics(tf, k2, kind, distill):
         return k2.losses.SparseCategoricalCrossentropy(from_logits=kind == "logits"), ["accuracy"]
     alpha, temperature = float(distill["alpha"]), float(distill["temperature"])
 
-    def distillation(y_true, y_pred):  # lightcompress.distill.DistillationLoss, in TensorFlow
+    def distillation(y_true, y_pred):  # lightcompress.training.distill.DistillationLoss, in TensorFlow
         labels = tf.cast(y_true[:, 0], tf.int32)
         teacher = tf.clip_by_value(y_true[:, 1:], 1e-7, 1.0)
         log_p = tf.nn.log_softmax(y_pred) if kind == "logits" else tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))

@@ -65,7 +65,8 @@ def command(
 
     Example: lightcompress baseline model.h5 --method prune --target-params 0.2 -d fashion_mnist
     """
-    from .. import pipeline, report
+    from ..flows import files as pipeline
+    from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
     err = o.stderr()

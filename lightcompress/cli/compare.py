@@ -38,11 +38,12 @@ def command(
 
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
     """
-    from .. import pipeline, report
+    from ..flows import files as pipeline
+    from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
     if plot is not None:
-        from .. import model_io
+        from ..io import models as model_io
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
@@ -50,7 +51,7 @@ def command(
                                        trust=trust_model, runtime=runtime, threads=threads,
                                        stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
-        from ..plots import compare_plot
+        from ..report.plots import compare_plot
 
         compare_plot(out, plot, spectra=pipeline.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, json_out, markdown_out)

@@ -71,11 +71,13 @@ def command(
     """
     from rich.progress import Progress
 
-    from .. import model_io, pipeline, report
-    from ..progress import RichProgress
+    from ..io import models as model_io
+    from ..flows import files as pipeline
+    from ..report import reports as report
+    from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
-    from ..compression import check_goal
+    from ..flows.compress import check_goal
 
     check_goal(target_params, target_macs, max_drop, target_latency)  # before any progress display
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
@@ -107,7 +109,7 @@ def command(
         finally:
             progress.stop()
     if plot:
-        from ..plots import compare_plot
+        from ..report.plots import compare_plot
 
         compare_plot(out["compare"], plot, force=force)
     o.emit(out, report.compress_sections, json_out, markdown_out)

@@ -48,7 +48,8 @@ def command(
 
     Example: lightcompress convert model.h5 --rank 8
     """
-    from .. import pipeline, report
+    from ..flows import files as pipeline
+    from ..report import reports as report
     from ..planning import rank_rule
 
     o.check_form(json_out, markdown_out)

@@ -31,11 +31,11 @@ def command(
     """
     import tempfile
 
-    from .. import demo
+    from ..flows import demo
     from ..errors import OptionError
     from ..planning import TargetParams
-    from ..checks import whole as check_whole
-    from ..progress import RichProgress
+    from ..validation import whole as check_whole
+    from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
     TargetParams(target_params)  # checked before the folder is made

@@ -28,9 +28,10 @@ def command(
 
     Example: lightcompress evaluate model.keras --dataset fashion_mnist
     """
-    from .. import pipeline, report
-    from ..devices import device_name
-    from ..evaluation import evaluate
+    from ..flows import files as pipeline
+    from ..report import reports as report
+    from ..training.devices import device_name
+    from ..training.evaluation import evaluate
 
     o.check_form(json_out, markdown_out)
     stage = o.spinner(o.stderr())

@@ -71,7 +71,8 @@ def command(
 
     Example: lightcompress export model.light.keras --format litert --quantize int8 -d fashion_mnist
     """
-    from .. import pipeline, report
+    from ..flows import files as pipeline
+    from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, None, test_limit)

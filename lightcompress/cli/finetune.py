@@ -45,8 +45,9 @@ def command(
 
     Example: lightcompress finetune model.light.keras --dataset fashion_mnist --epochs 3 -o tuned.keras
     """
-    from .. import pipeline, report
-    from ..progress import RichProgress
+    from ..flows import files as pipeline
+    from ..report import reports as report
+    from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
     err = o.stderr()

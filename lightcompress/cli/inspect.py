@@ -40,7 +40,9 @@ def command(
 
     Example: lightcompress inspect model.h5 --plot spectra.png
     """
-    from .. import model_io, pipeline, report
+    from ..io import models as model_io
+    from ..flows import files as pipeline
+    from ..report import reports as report
     from ..errors import OptionError
 
     o.check_form(json_out, markdown_out)
@@ -55,7 +57,7 @@ def command(
         out = pipeline.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
     if dataset is not None:
-        from ..streams import open_for_model
+        from ..data.streams import open_for_model
         from ..planning import read_plan
 
         with stage("calibrating: weight and output errors"):
@@ -75,7 +77,7 @@ def command(
         def sections(d, base=sections):
             return base(d) + report.sensitivity_sections(d["sensitivity"])
     if latency:
-        from .. import latency as lat
+        from ..deploy import latency as lat
         from ..planning import LayerFilter
 
         with stage("timing layers"):
@@ -85,7 +87,7 @@ def command(
         def sections(d, before=sections):
             return before(d) + report.latency_sections(d["latency"])
     if plot:
-        from ..plots import inspect_plot
+        from ..report.plots import inspect_plot
 
         inspect_plot(out, plot, force=force)
     o.emit(out, sections, json_out, markdown_out)

@@ -54,7 +54,7 @@ Seed = Annotated[int, typer.Option(help="Seed for shuffling, splits and initiali
 
 
 def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None, test_limit=None, seed=0):
-    from ..data import DataSpec
+    from ..data.sets import DataSpec
 
     keys = tuple(k.strip() for k in npz_keys.split(",")) if npz_keys else None
     return DataSpec(dataset, keys, scale, resize, train_limit, test_limit, seed)
@@ -114,8 +114,8 @@ Temperature = Annotated[float, typer.Option(help="Distillation: temperature soft
 
 
 def fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices="all"):
-    from ..distribute import check_devices
-    from ..training import FitSettings
+    from ..training.distribute import check_devices
+    from ..training.finetune import FitSettings
 
     return FitSettings(epochs, batch_size, lr, val_split, patience, seed, check_devices(devices))
 
@@ -138,7 +138,7 @@ def check_form(json_out, markdown_out):
 
 def emit(data, sections, json_out, markdown_out, console=None):
     """Print one report in the form asked for: JSON, Markdown, or rich tables."""
-    from .. import report
+    from ..report import reports as report
 
     check_form(json_out, markdown_out)
     if json_out:

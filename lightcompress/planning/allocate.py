@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..analyze import candidates, layer_stats
+from ..factorization.candidates import candidates, layer_stats
 from ..errors import RankError
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
@@ -162,7 +162,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     fixed = whole - in_table if metric != "latency" else max(0.0, whole - in_table)
     budget = target * whole if metric != "latency" else target * max(whole, in_table)
     choice = choose(sens, budget, fixed, metric)
-    from ..analyze import not_considered
+    from ..factorization.candidates import not_considered
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
                 + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..checks import whole as check_whole
+from ..validation import whole as check_whole
 from ..defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from ..errors import OptionError
 

@@ -89,7 +89,7 @@ def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
 
 def plan_from_dict(model, data, source="the plan") -> Plan:
     """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking it fits the model."""
-    from ..analyze import candidates
+    from ..factorization.candidates import candidates
 
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
@@ -138,6 +138,6 @@ def read_plan(model, path) -> Plan:
 
 def write_plan(plan: Plan, path, *, force=False, inputs=()):
     """Save ``plan`` as JSON (atomically; never over an input or an existing file unless forced)."""
-    from ..model_io import write_json
+    from ..io.models import write_json
 
     return write_json(plan.to_dict(), path, force=force, inputs=inputs)

@@ -221,12 +221,12 @@ def _plan_ratio(chosen, layer_filter, ratio):
 def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=None) -> Plan:
     """Decide what to do with every factorisable layer of ``model`` under ``rule``; with
     ``calibration`` errors are output errors on its inputs (the data-aware factors' own)."""
-    from ..analyze import candidates
+    from ..factorization.candidates import candidates
 
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
-    from ..analyze import not_considered
+    from ..factorization.candidates import not_considered
 
     plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware",
                 not_considered=not_considered(model))

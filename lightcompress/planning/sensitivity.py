@@ -19,13 +19,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .. import cache, keras_private, registry
-from ..calibration import calibrated_weights
+from ..io import cache
+from .. import _keras_private as keras_private
+from ..layers import registry
+from ..factorization.statistics import calibrated_weights
 from ..errors import LightCompressError
-from ..analyze import candidates, iter_layers
-from ..data import Prepared
-from ..evaluation import evaluate, output_kind
-from ..model_io import plain_copy
+from ..factorization.candidates import candidates, iter_layers
+from ..data.sets import Prepared
+from ..training.evaluation import evaluate, output_kind
+from ..io.models import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even

@@ -1,0 +1,323 @@
+"""Latency measured in the runtime a model is deployed to, for whole models and per layer.
+
+Runtimes:
+
+- ``"litert"``: the model lowered to standard layers, exported to a float ``.tflite`` with Keras's
+  own exporter, timed in the LiteRT interpreter (its ``invoke`` on a resident input, a stated
+  thread count). Needs TensorFlow.
+- ``"keras"``: the model's forward pass compiled by its backend (``tf.function``, ``jax.jit``,
+  or torch under ``no_grad``) on device-resident inputs, so ``predict_on_batch``'s per-call
+  overhead (data adapters, callbacks: 0.5-3 ms on small models) is not counted.
+
+Every figure is the median of ``repeats`` calls after ``warmup`` calls, batch 1 and a larger
+batch. Nothing here is derived from a FLOP count.
+
+Per-layer profiles time each candidate layer alone, at its real input shape, as it is and as
+each (rank, mode) option on a ladder, in the chosen runtime; they are cached on disk like the
+sensitivity table, keyed by the layer, the ladder and the runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..io import cache
+from .. import _keras_private as keras_private
+from ..factorization.candidates import candidates
+from ..validation import whole
+from ..errors import OptionError
+
+RUNTIMES = ("keras", "litert")
+
+
+@dataclass
+class Latency:
+    batch: int
+    median_ms: float
+    min_ms: float
+    repeats: int
+    warmup: int
+
+
+DEFAULT_THREADS = 2
+# Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
+# an option on LiteRT costs a conversion through Keras's exporter (~1.5 s here), so the ladder is
+# coarser than sensitivity's. (The converter called directly on a concrete function is 5x faster
+# to convert, but left the weights as variables and ran convolutions ~500x slower: not what a
+# deployment runs.)
+LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
+PROFILE_VERSION = 1
+
+
+def default_runtime() -> str:
+    """LiteRT where TensorFlow is the backend (what a deployment runs), else the backend itself."""
+    return "litert" if keras.backend.backend() == "tensorflow" else "keras"
+
+
+def check_runtime(runtime) -> str:
+    runtime = runtime or default_runtime()
+    if runtime not in RUNTIMES:
+        raise OptionError("is unknown", option="runtime", value=runtime, allowed=f"one of {', '.join(RUNTIMES)}")
+    if runtime == "litert" and keras.backend.backend() != "tensorflow":
+        raise OptionError(f"needs TensorFlow; this process runs Keras on {keras.backend.backend()}",
+                          option="runtime", value=runtime, allowed="runtime='keras'")
+    return runtime
+
+
+def describe(runtime, threads=DEFAULT_THREADS) -> str:
+    if runtime == "litert":
+        return f"LiteRT interpreter, {threads} thread{'s' if threads != 1 else ''}"
+    return f"compiled Keras forward pass ({keras.backend.backend()})"
+
+
+def _inputs(model, batch, seed=0):
+    from ..factorization.apply import model_inputs_like
+
+    x = model_inputs_like(model, batch=batch, seed=seed)
+    return x if isinstance(x, list) else [x]
+
+
+def median_ms(call, repeats, warmup):
+    """(median, fastest) milliseconds of ``repeats`` calls of ``call`` after ``warmup`` calls."""
+    whole("repeats", repeats, 1)
+    whole("warmup", warmup, 0)
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times)
+
+
+def keras_timer(model, batch=1, seed=0):
+    """A no-argument callable running ``model``'s compiled forward pass on resident inputs."""
+    arrays = _inputs(model, batch, seed)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = [tf.constant(a) for a in arrays]
+        fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+        return lambda: keras.tree.map_structure(lambda t: t.numpy(), fn(*x))
+    if backend == "jax":
+        import jax
+
+        x = [jax.device_put(a) for a in arrays]
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        fn = jax.jit(lambda tv, ntv, *xs: model.stateless_call(tv, ntv, list(xs) if len(xs) > 1 else xs[0],
+                                                              training=False)[0])
+        return lambda: jax.block_until_ready(fn(tv, ntv, *x))
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = [torch.as_tensor(a, device=device) for a in arrays]
+
+    def call():
+        with torch.no_grad():
+            out = model(x if len(x) > 1 else x[0], training=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return call
+
+
+def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):
+    """``model`` lowered, exported as a float ``.tflite`` into ``folder`` (through Keras's own
+    exporter, as ``export`` writes it) and loaded."""
+    from . import runtimes
+    from .export import write_artifact
+    from .lower import lower_model
+
+    path = Path(folder) / f"{name}.tflite"
+    write_artifact(lower_model(model), path, "litert")
+    return runtimes.load_artifact(path, threads=threads)
+
+
+def model_latency(model, runtime=None, batches=(1, 32), repeats=30, warmup=5, threads=DEFAULT_THREADS):
+    """[Latency per batch] of ``model`` in ``runtime``."""
+    runtime = check_runtime(runtime)
+    if runtime == "keras":
+        out = []
+        for batch in batches:
+            median, fastest = median_ms(keras_timer(model, batch), repeats, warmup)
+            out.append(Latency(batch, median, fastest, repeats, warmup))
+        return out
+    with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
+        artifact = litert_artifact(model, folder, threads)
+        return [artifact.latency(batch, repeats, warmup) for batch in batches]
+
+
+# -- per-layer profiles --------------------------------------------------------------------------
+
+@dataclass
+class LayerOption:
+    rank: int | None  # None: the layer as it is
+    mode: str | None
+    ms: float
+
+
+@dataclass
+class LayerLatency:
+    """One layer's batch-1 times, net of the runtime's per-call overhead (``overhead_ms``: a
+    one-ReLU model at the same input shape), so the layers of a model add up."""
+
+    name: str
+    kind: str
+    input_shape: list
+    options: list  # [LayerOption]; the first is the layer as it is
+    overhead_ms: float = 0.0
+
+    @property
+    def original_ms(self) -> float:
+        return self.options[0].ms
+
+    def ms(self, rank, mode) -> float:
+        """Measured, or interpolated linearly between the measured ranks of ``mode``."""
+        if rank is None:
+            return self.original_ms
+        measured = sorted((o.rank, o.ms) for o in self.options[1:] if o.mode == mode)
+        if not measured:
+            raise OptionError(f"layer '{self.name}' has no latency measured for mode '{mode}'.")
+        ranks, values = zip(*measured)
+        return float(np.interp(rank, ranks, values))
+
+
+@dataclass
+class Profile:
+    runtime: str
+    threads: int
+    layers: list = field(default_factory=list)  # [LayerLatency]
+    model_ms: float = 0.0  # the whole model at batch 1 in the same runtime
+    seconds: float = 0.0
+    cache_file: str | None = None
+    from_cache: bool = False
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        layers = [LayerLatency(**{**ls, "options": [LayerOption(**o) for o in ls["options"]]}) for ls in d.pop("layers")]
+        return cls(layers=layers, **d)
+
+    def layer(self, name) -> LayerLatency | None:
+        return next((ls for ls in self.layers if ls.name == name), None)
+
+
+def latency_ladder(limit: int, multiple: int = 1) -> list[int]:
+    ranks = set()
+    for fraction in LATENCY_LADDER:
+        r = max(1, int(round(fraction * limit)))
+        if multiple > 1:
+            r = max(multiple, int(round(r / multiple)) * multiple)
+        if r <= limit:
+            ranks.add(r)
+    return sorted(ranks)
+
+
+def _alone(layer, input_shape):
+    """A one-layer model of ``layer`` (cloned from config, weights copied) at ``input_shape``."""
+    inputs = keras.Input(tuple(input_shape[1:]), batch_size=None)
+    return keras.Model(inputs, layer(inputs))
+
+
+def _copy(layer):
+    new = layer.__class__.from_config(layer.get_config())
+    return new, layer.get_weights()
+
+
+def _time_layer_model(model, runtime, threads, repeats, warmup, folder, name):
+    if runtime == "keras":
+        return median_ms(keras_timer(model, 1), repeats, warmup)[0]
+    return litert_artifact(model, folder, threads, name).latency(1, repeats, warmup).median_ms
+
+
+def profile_key(model, layer_filter, runtime, threads, multiple) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([PROFILE_VERSION, model.to_json(), runtime, threads, multiple, LATENCY_LADDER,
+                         layer_filter.conv_mode, layer_filter.include, layer_filter.exclude,
+                         layer_filter.min_params, keras.backend.backend()]).encode())
+    return h.hexdigest()[:32]
+
+
+def default_cache_dir() -> Path:
+    return cache.root() / "latency"
+
+
+def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, multiple=1, repeats=50,
+            warmup=10, cache_dir=None, use_cache=True, on_step=None, warn=None) -> Profile:
+    """Batch-1 latency of every chosen layer alone, as it is and at each ladder option, in
+    ``runtime``; cached (the key holds the architecture, not the weights: latency does not
+    depend on their values)."""
+    from ..planning import LayerFilter
+
+    layer_filter = layer_filter or LayerFilter()
+    runtime = check_runtime(runtime)
+    cache_file = None
+    if cache_dir is not None or use_cache:
+        folder = cache.check_dir(cache_dir if cache_dir is not None else default_cache_dir())
+        cache_file = folder / f"{profile_key(model, layer_filter, runtime, threads, multiple)}.json"
+        cached = cache.read(cache_file, Profile.from_dict, "latency profile", warn) if use_cache else None
+        if cached is not None:
+            cached.from_cache, cached.cache_file = True, str(cache_file)
+            return cached
+    start = time.perf_counter()
+    calls = keras_private.graph_nodes(model)
+    chosen, _ = layer_filter.chosen(candidates(model))
+    jobs = []
+    for c in chosen:
+        nodes = calls.get(id(c.layer), [])
+        if not nodes:
+            continue
+        shape = tuple(nodes[0].input_tensors[0].shape)
+        if any(d is None for d in shape[1:]):
+            continue
+        jobs.append((c, shape, "overhead", None))
+        jobs.append((c, shape, None, None))
+        for mode in layer_filter.modes(c):
+            jobs.extend((c, shape, r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
+    result = Profile(runtime, threads, model_ms=model_latency(model, runtime, (1,), repeats, warmup, threads)[0].median_ms)
+    by_name = {}
+    with tempfile.TemporaryDirectory(prefix="lightcompress-profile-") as folder:
+        for step, (c, shape, rank, mode) in enumerate(jobs):
+            weights = None
+            if rank == "overhead":
+                layer = keras.layers.ReLU()
+            elif rank is None:
+                layer, weights = _copy(c.layer)
+            else:
+                layer = c.entry.build_twin(c.layer, rank, mode)
+            one = _alone(layer, shape)
+            if weights is not None:
+                layer.set_weights(weights)
+            ms = _time_layer_model(one, runtime, threads, repeats, warmup, folder, f"l{step}")
+            entry = by_name.setdefault(c.name, LayerLatency(c.name, c.kind, list(shape[1:]), []))
+            if rank == "overhead":
+                entry.overhead_ms = ms
+            else:
+                entry.options.append(LayerOption(rank, mode, max(ms - entry.overhead_ms, 1e-6)))
+            if on_step:
+                on_step(step + 1, len(jobs), c.name)
+    result.layers = list(by_name.values())
+    result.seconds = time.perf_counter() - start
+    if cache_file is not None:
+        cache.write(result.to_dict(), cache_file)
+        result.cache_file = str(cache_file)
+    return result
+
+
+__all__ = ["RUNTIMES", "default_runtime", "check_runtime", "describe", "keras_timer", "model_latency",
+           "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]

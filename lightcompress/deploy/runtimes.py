@@ -1,0 +1,459 @@
+"""Run an exported artefact in the runtime a deployment would use, and time it there.
+
+``load_artifact(path)`` picks the runtime from the path:
+
+- ``.tflite``: the LiteRT interpreter (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``);
+- a folder holding ``saved_model.pb``: ``tf.saved_model.load`` and its ``serve`` endpoint;
+- ``.onnx``: ONNX Runtime on the CPU;
+- ``.keras`` / ``.h5``: Keras itself.
+
+Every artefact has ``predict(x, batch_size)`` (float32 in, float32 out: int8 inputs are
+quantised and int8 outputs dequantised with the tensor's own scale and zero point), ``name``,
+``runtime`` (words, with the thread count), and ``latency(batch)``: the median milliseconds of
+the runtime's own invoke on one fixed input already in the runtime's memory, so no Python-level
+data conversion is inside the timed region. ``predict(x, batch_size=..., verbose=0)`` has the
+signature ``evaluation.evaluate`` uses, so an artefact can be evaluated like a Keras model:
+``evaluate_artifact`` does that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError, LightCompressError
+from .latency import Latency, median_ms
+
+DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
+ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
+
+
+def require_onnx(*modules):
+    """Import ``modules`` (default: onnx, tf2onnx, onnxruntime) or raise one clear ExportError."""
+    import importlib
+
+    modules = modules or ("onnx", "tf2onnx", "onnxruntime")
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ExportError(
+            f"ONNX needs the {', '.join(missing)} package(s), which TensorFlow does not ship; "
+            f"install them with: {ONNX_INSTALL}"
+        )
+
+
+@contextlib.contextmanager
+def held_stderr():
+    """Hold back what converters print straight to file descriptor 2; replay it if they fail."""
+    if os.environ.get("LIGHTCOMPRESS_TF_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "absl", "tensorflow")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _as_inputs(x):
+    """A list of float32 arrays from one array, a list/tuple of them, or a dict (kept as dict)."""
+    if isinstance(x, dict):
+        return {k: np.asarray(v, np.float32) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(v, np.float32) for v in x]
+    return [np.asarray(x, np.float32)]
+
+
+def _ordered(inputs, names):
+    if isinstance(inputs, dict):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise LightCompressError(f"inputs {missing} are missing; the artefact takes {names}.")
+        return [inputs[n] for n in names]
+    if len(inputs) != len(names):
+        raise LightCompressError(f"the artefact takes {len(names)} input(s) ({names}); got {len(inputs)}.")
+    return inputs
+
+
+def _single(outputs):
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+class Artifact:
+    """An exported model loaded in its runtime. Subclasses run one runtime each."""
+
+    format = "?"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.name = self.path.name.rstrip("/") or str(self.path)
+
+    # What subclasses provide.
+    input_names: list
+    runtime: str
+
+    def _input_shapes(self):
+        """Shapes without the batch axis, one per input (None where unknown)."""
+        raise NotImplementedError
+
+    def _run(self, arrays):
+        """Float32 arrays in the input order, one batch -> list of float32 outputs."""
+        raise NotImplementedError
+
+    def _timer(self, arrays):
+        """A no-argument callable that runs the runtime's own invoke on ``arrays``, made resident."""
+        raise NotImplementedError
+
+    def predict(self, x, batch_size=256, verbose=0):
+        """Outputs (float32) for inputs ``x``; several outputs come back as a list."""
+        arrays = _ordered(_as_inputs(x), self.input_names)
+        n = len(arrays[0])
+        if n == 0:
+            raise LightCompressError("predict needs at least one example.")
+        chunks = []
+        for start in range(0, n, max(1, int(batch_size))):
+            chunks.append(self._run([a[start:start + batch_size] for a in arrays]))
+        outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        return _single(outputs)
+
+    def sample_inputs(self, batch=1, seed=0):
+        rng = np.random.default_rng(seed)
+        arrays = []
+        for name, shape in zip(self.input_names, self._input_shapes()):
+            if shape is None or any(d is None for d in shape):
+                raise LightCompressError(
+                    f"input '{name}' of {self.name} has an unknown size {shape}; latency needs fixed shapes."
+                )
+            arrays.append(rng.random((batch, *shape), dtype=np.float32))
+        return arrays
+
+    def latency(self, batch=1, repeats=100, warmup=10, seed=0) -> Latency:
+        """Median ms of the runtime's own invoke on one resident random batch of ``batch``."""
+        if batch < 1:
+            raise LightCompressError(f"latency needs batch >= 1; got batch={batch}.")
+        call = self._timer(self.sample_inputs(batch, seed))
+        median, fastest = median_ms(call, repeats, warmup)
+        return Latency(batch, median, fastest, repeats, warmup)
+
+
+# -- LiteRT ----------------------------------------------------------------------------------
+
+def _litert_interpreter(path, threads):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_path=str(path), num_threads=threads), "ai_edge_litert"
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it is what TF ships
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_path=str(path), num_threads=threads), "tf.lite"
+
+
+def _quantize(x, detail):
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype, copy=False)
+    scale, zero = detail["quantization"]
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y, detail):
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32, copy=False)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32) if scale else y.astype(np.float32)
+
+
+class LiteRTArtifact(Artifact):
+    format = "litert"
+
+    def __init__(self, path, threads=DEFAULT_THREADS):
+        super().__init__(path)
+        self.threads = threads
+        with held_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter, source = _litert_interpreter(path, threads)
+            self.interpreter.allocate_tensors()
+        signatures = self.interpreter.get_signature_list()
+        all_in = {d["index"]: d for d in self.interpreter.get_input_details()}
+        all_out = {d["index"]: d for d in self.interpreter.get_output_details()}
+        if signatures:  # Keras's exporter names inputs after the model's and outputs output_<i>
+            key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+            runner = self.interpreter.get_signature_runner(key)
+            inputs, outputs = runner.get_input_details(), runner.get_output_details()
+            self.input_names = list(signatures[key]["inputs"])
+            self._inputs = [all_in[inputs[n]["index"]] for n in self.input_names]
+            out_names = sorted(signatures[key]["outputs"], key=_output_order)
+            self._outputs = [all_out[outputs[n]["index"]] for n in out_names]
+        else:
+            self._inputs, self._outputs = list(all_in.values()), list(all_out.values())
+            self.input_names = [d["name"] for d in self._inputs]
+        self._batch = None
+        dtypes = sorted({np.dtype(d["dtype"]).name for d in self._inputs + self._outputs})
+        self.runtime = f"LiteRT interpreter ({source}), {threads} thread{'s' if threads != 1 else ''}"
+        self.io_types = dtypes
+
+    def _input_shapes(self):
+        return [tuple(int(d) if d >= 0 else None for d in detail["shape_signature"][1:])
+                for detail in self._inputs]
+
+    def _resize(self, batch):
+        if self._batch == batch:
+            return
+        for detail in self._inputs:
+            shape = [batch, *detail["shape_signature"][1:]]
+            self.interpreter.resize_tensor_input(detail["index"], shape)
+        self.interpreter.allocate_tensors()
+        self._batch = batch
+
+    def _run(self, arrays):
+        self._resize(len(arrays[0]))
+        for detail, x in zip(self._inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], _quantize(x, detail))
+        self.interpreter.invoke()
+        return [_dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self._outputs]
+
+    def _timer(self, arrays):
+        self._resize(len(arrays[0]))
+        for detail, x in zip(self._inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], _quantize(x, detail))
+        return self.interpreter.invoke
+
+
+def _output_order(name):
+    """'output_10' after 'output_2': Keras names a model's outputs output_0, output_1, ..."""
+    head, _, tail = name.rpartition("_")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
+
+
+# -- TensorFlow SavedModel -------------------------------------------------------------------
+
+def _tf_threads():
+    import tensorflow as tf
+
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    return n or os.cpu_count(), bool(n)
+
+
+class SavedModelArtifact(Artifact):
+    format = "tf_saved_model"
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        super().__init__(path)
+        self._tf = tf
+        self.loaded = tf.saved_model.load(str(path))
+        if hasattr(self.loaded, "serve"):
+            self._fn = self.loaded.serve
+        else:
+            self._fn = self.loaded.signatures["serving_default"]
+        signature = self.loaded.signatures["serving_default"]
+        specs = signature.structured_input_signature[1]
+        self.input_names = list(specs)
+        self._specs = [specs[n] for n in self.input_names]
+        self._outputs = sorted(signature.structured_outputs, key=_output_order)
+        self._signature = signature
+        n, fixed = _tf_threads()
+        self.threads = n
+        self.runtime = (f"TensorFlow {tf.__version__} SavedModel 'serve', "
+                        f"{n} intra-op threads{'' if fixed else ' (TensorFlow default: all cores)'}")
+
+    def _input_shapes(self):
+        return [tuple(spec.shape)[1:] for spec in self._specs]
+
+    def _call(self, tensors):
+        if hasattr(self.loaded, "serve"):
+            y = self._fn(tensors[0] if len(tensors) == 1 else list(tensors))
+            return y
+        return self._fn(**dict(zip(self.input_names, tensors)))
+
+    def _run(self, arrays):
+        y = self._call([self._tf.constant(a) for a in arrays])
+        if isinstance(y, dict):
+            y = [y[k] for k in self._outputs]
+        elif not isinstance(y, (list, tuple)):
+            y = [y]
+        return [np.asarray(t, np.float32) for t in y]
+
+    def _timer(self, arrays):
+        tensors = [self._tf.constant(a) for a in arrays]
+        return lambda: self._call(tensors)
+
+
+# -- ONNX Runtime ----------------------------------------------------------------------------
+
+class OnnxArtifact(Artifact):
+    format = "onnx"
+
+    def __init__(self, path, threads=DEFAULT_THREADS):
+        require_onnx("onnxruntime")
+        import onnxruntime as ort
+
+        super().__init__(path)
+        self._ort = ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in self._inputs]
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self.threads = threads
+        self.runtime = f"ONNX Runtime {ort.__version__} (CPU), {threads} intra-op thread{'s' if threads != 1 else ''}"
+
+    def _input_shapes(self):
+        return [tuple(d if isinstance(d, int) else None for d in i.shape[1:]) for i in self._inputs]
+
+    def _run(self, arrays):
+        feed = dict(zip(self.input_names, arrays))
+        return [np.asarray(y, np.float32) for y in self.session.run(self._output_names, feed)]
+
+    def _timer(self, arrays):
+        feed = {n: self._ort.OrtValue.ortvalue_from_numpy(a) for n, a in zip(self.input_names, arrays)}
+        return lambda: self.session.run_with_ort_values(self._output_names, feed)
+
+
+# -- Keras -----------------------------------------------------------------------------------
+
+class KerasArtifact(Artifact):
+    format = "keras"
+
+    def __init__(self, path, trust=False, model=None):
+        import keras
+
+        super().__init__(path)
+        if model is None:
+            from ..io.models import load_model
+
+            model = load_model(path, trust=trust)
+        self.model = model
+        self.input_names = [t.name for t in model.inputs]
+        backend = keras.backend.backend()
+        threads = ""
+        if backend == "tensorflow":
+            n, fixed = _tf_threads()
+            threads = f", {n} intra-op threads{'' if fixed else ' (TensorFlow default: all cores)'}"
+        self.runtime = f"Keras {keras.__version__} ({backend}), compiled call{threads}"
+
+    def _input_shapes(self):
+        return [tuple(t.shape)[1:] for t in self.model.inputs]
+
+    def _run(self, arrays):
+        y = self.model.predict(arrays[0] if len(arrays) == 1 else arrays, verbose=0,
+                               batch_size=len(arrays[0]))
+        return [np.asarray(a, np.float32) for a in (y if isinstance(y, (list, tuple)) else [y])]
+
+    def _timer(self, arrays):
+        import keras
+
+        model = self.model
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tensors = [tf.constant(a) for a in arrays]
+            fn = tf.function(lambda *t: model(t[0] if len(t) == 1 else list(t), training=False))
+            return lambda: fn(*tensors)
+        x = arrays[0] if len(arrays) == 1 else arrays
+        return lambda: model.predict_on_batch(x)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def artifact_format(path) -> str:
+    """'litert', 'tf_saved_model', 'onnx' or 'keras', from the path; an error for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise LightCompressError(f"{path}: no such file or folder; check the path.")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            return "tf_saved_model"
+        raise LightCompressError(f"{path} is a folder without saved_model.pb; give a SavedModel folder.")
+    suffix = path.suffix.lower()
+    formats = {".tflite": "litert", ".onnx": "onnx", ".keras": "keras", ".h5": "keras", ".hdf5": "keras"}
+    if suffix not in formats:
+        raise LightCompressError(
+            f"{path}: unknown artefact '{suffix}'; give a .tflite, .onnx, .keras or .h5 file, or a "
+            f"SavedModel folder."
+        )
+    return formats[suffix]
+
+
+def load_artifact(path, threads=DEFAULT_THREADS, trust=False) -> Artifact:
+    """Load an artefact in its runtime (see the module docstring). ``threads``: LiteRT and ONNX."""
+    fmt = artifact_format(path)
+    try:
+        if fmt == "litert":
+            return LiteRTArtifact(path, threads)
+        if fmt == "onnx":
+            return OnnxArtifact(path, threads)
+        if fmt == "tf_saved_model":
+            return SavedModelArtifact(path)
+        return KerasArtifact(path, trust=trust)
+    except LightCompressError:
+        raise
+    except Exception as err:  # noqa: BLE001 - each runtime raises its own types; one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LightCompressError(f"{path} could not be loaded as {fmt}: {first}") from None
+
+
+def is_artifact_path(path) -> bool:
+    """True for what only ``load_artifact`` opens (.tflite, .onnx, SavedModel folders)."""
+    path = Path(path)
+    return path.suffix.lower() in (".tflite", ".onnx") or path.is_dir()
+
+
+def evaluate_artifact(artifact, prepared, kind=None, batch_size=256):
+    """``evaluation.evaluate`` on an artefact (a path or a loaded Artifact): the same Evaluation."""
+    from ..training import evaluation
+
+    if not isinstance(artifact, Artifact):
+        artifact = load_artifact(artifact)
+    return evaluation.evaluate(artifact, prepared, kind, batch_size)
+
+
+def artifact_agreement(a, b, x, batch_size=256) -> float:
+    """Fraction of examples where two classifiers (artefacts or Keras models) pick the same class."""
+    ya = np.argmax(a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+    yb = np.argmax(b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+    return float(np.mean(ya == yb))
+
+
+def path_bytes(path) -> int:
+    """A file's size, or the total size of the files in a folder (a SavedModel)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

@@ -1,0 +1,210 @@
+"""`compress`: meet a size budget (or an accuracy limit) with the least accuracy lost.
+
+1. Sensitivity analysis on a held-out slice of the training data (cached; see ``sensitivity``).
+2. Allocation of one rank per layer for the budget (see ``allocate``).
+3. Conversion, then fine-tuning on the rest of the training data, by default distilled from the
+   original model.
+
+With ``max_drop`` the budget is searched instead: a bisection over the fraction of parameters
+kept, each trial converted and fine-tuned, judged by its accuracy drop on the held-out slice;
+the smallest model within the limit wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..deploy import latency
+from ..training import finetune as ft
+from ..data.sets import Prepared
+from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from ..errors import LightCompressError, OptionError
+from ..training.evaluation import evaluate
+from ..factorization.statistics import calibration_images, check_count, check_method, collect
+from ..defaults import DEFAULT_CALIBRATION_SAMPLES
+from ..factorization.apply import apply_plan, calibrate_and_apply
+from ..planning import LayerFilter, Plan, Sensitivity, allocate, analyse
+from ..validation import whole as check_whole
+from ..data.streams import Streamed, train_count
+
+
+@dataclass
+class Trial:
+    target: float
+    params: int
+    heldout_accuracy: float
+    drop_points: float
+    passed: bool
+
+
+@dataclass
+class CompressResult:
+    model: object
+    plan: Plan
+    sensitivity: Sensitivity
+    fit: ft.FitResult
+    metric: str
+    target: float
+    trials: list = field(default_factory=list)
+    profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
+    calibration: object = None  # calibration.Calibration (data-aware), with its wall time
+
+
+def split_holdout(prepared: Prepared, size, seed):
+    """(held-out slice for judging, the rest of the training data for fine-tuning)."""
+    check_whole("holdout", size, 1)
+    size = min(size, train_count(prepared) // 5)
+    if size < 1:
+        raise LightCompressError(f"{prepared.name} has too few training images to hold any out.")
+    if isinstance(prepared, Streamed):  # the slice in memory, the rest still streamed
+        return prepared.held_out(size)
+    order = np.random.default_rng(seed + 1).permutation(len(prepared.x_train))
+    held, rest = order[:size], order[size:]
+    sl = Prepared(f"{prepared.name} (held-out train slice)", prepared.x_train[held], prepared.y_train[held],
+                  prepared.x_train[held], prepared.y_train[held], prepared.num_classes)
+    train = Prepared(prepared.name, prepared.x_train[rest], prepared.y_train[rest], prepared.x_test,
+                     prepared.y_test, prepared.num_classes, prepared.changes)
+    return sl, train
+
+
+LATENCY_ROUNDS = 3  # allocations re-aimed at the measured whole-model latency
+
+
+def _meet_measured_latency(model, new_model, plan, target, build, runtime, threads):
+    """Layer times add up only roughly to the whole model's; measure the whole converted model,
+    and while it misses the target, re-aim the allocation by the measured shortfall."""
+    base = latency.model_latency(model, runtime, (1,), 100, 10, threads)[0].median_ms
+    aim = target
+    for _ in range(LATENCY_ROUNDS):
+        measured = latency.model_latency(new_model, runtime, (1,), 100, 10, threads)[0].median_ms / base
+        plan.policy += f"; measured {measured:.3f} of the original's latency"
+        if measured <= target:
+            break
+        aim *= target / measured
+        try:
+            new_model, plan = build(aim, "latency")
+        except LightCompressError:
+            break  # nothing cheaper fits: keep the closest model, its measurement is in the policy
+    return new_model, plan
+
+
+def _tune(model, train, settings, teacher, callbacks):
+    return ft.finetune(model, train, settings, callbacks=callbacks, teacher=teacher)
+
+
+def check_goal(target_params=None, target_macs=None, max_drop=None, target_latency=None):
+    """Exactly one goal, each in its range (checked before any work)."""
+    chosen = [f"{k}={v}" for k, v in (("target_params", target_params), ("target_macs", target_macs),
+                                      ("target_latency", target_latency), ("max_drop", max_drop))
+              if v is not None]
+    if len(chosen) != 1:
+        got = f" (got {', '.join(chosen)})" if chosen else ""
+        raise OptionError("choose exactly one goal: target_params=F, target_macs=F, target_latency=F or "
+                          f"max_drop=POINTS{got}.")
+    for name, value in (("target_params", target_params), ("target_macs", target_macs),
+                        ("target_latency", target_latency)):
+        if value is not None and not (_finite(value) and 0 < value < 1):
+            raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
+    if max_drop is not None and not (_finite(max_drop) and 0 <= max_drop <= 100):
+        raise OptionError("is invalid", option="max_drop", value=max_drop,
+                          allowed="accuracy points in [0, 100], e.g. 0.5")
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, target_latency=None,
+             max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000,
+             cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
+             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime=None, threads=2,
+             allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
+             calibration=DEFAULT_CALIBRATION_SAMPLES, sequential=False, bias_correction=False) -> CompressResult:
+    """Meet one goal with the least accuracy lost: ``target_params``, ``target_macs`` or
+    ``target_latency`` (fractions of the model's; latency is batch-1 time measured in ``runtime``)
+    or ``max_drop`` (accuracy points, searched over ``trials`` budgets).
+
+    Unless ``allow_slower``, every layer's options are timed in ``runtime`` (see
+    ``latency.profile``; cached) and an option measured slower than the layer as it is is never
+    chosen.
+
+    ``method``: "data-aware" (the default) calibrates on ``calibration`` training images (never
+    the held-out slice's judgement nor test images) and factorises for output error; "svd" forces
+    plain truncated SVD. The sensitivity analysis measures the factorisation that is applied."""
+    check_goal(target_params, target_macs, max_drop, target_latency)
+    method = check_method(method, True)
+    check_count(calibration)
+    check_whole("rank_multiple", rank_multiple, 1)
+    check_whole("trials", trials, 1)
+    settings = settings or ft.FitSettings()
+    ft.check_settings(settings)
+    teacher = ft.Teacher(model, alpha, temperature) if distill else None
+    layer_filter = layer_filter or LayerFilter()
+    judge, train = split_holdout(prepared, holdout_size, settings.seed)
+    runtime = latency.check_runtime(runtime)
+    cal = None
+    if method == "data-aware":
+        calib_x = calibration_images(train, calibration, settings.seed)
+        cal = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}")
+    sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
+                   calibration=cal, bias_correction=bias_correction)
+    if not sens.layers:
+        raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
+    profile = None
+    if target_latency is not None or not allow_slower:
+        profile = latency.profile(model, layer_filter, runtime, threads, rank_multiple, cache_dir=(
+            None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=use_cache, on_step=on_step,
+            warn=warn)
+
+    def build(target, metric):
+        plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)
+        plan.method = method
+        if cal is None:
+            return apply_plan(model, plan), plan
+        new_model, _ = calibrate_and_apply(model, plan, calib_x, sequential=sequential,
+                                           bias_correction=bias_correction, calibration=cal)
+        return new_model, plan
+
+    if max_drop is None:
+        metric, target = next((m, t) for m, t in (("params", target_params), ("macs", target_macs),
+                                                  ("latency", target_latency)) if t is not None)
+        new_model, plan = build(target, metric)
+        if metric == "latency":
+            new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime, threads)
+        fit = _tune(new_model, train, settings, teacher, callbacks)
+        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, calibration=cal)
+
+    base = evaluate(model, judge).accuracy
+    lo, hi, best, history = 0.0, 1.0, None, []
+    for _ in range(trials):
+        mid = (lo + hi) / 2 if best is not None or lo > 0 else 0.25
+        try:
+            candidate, plan = build(mid, "params")
+        except LightCompressError:
+            lo = mid
+            continue
+        fit = _tune(candidate, train, settings, teacher, callbacks)
+        accuracy = evaluate(candidate, judge).accuracy
+        drop = (base - accuracy) * 100
+        trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= max_drop)
+        history.append(trial)
+        if on_trial:
+            on_trial(trial)
+        if trial.passed:
+            hi, best = mid, (candidate, plan, fit)
+        else:
+            lo = mid
+    if best is None:
+        if not history:
+            raise LightCompressError("no budget could be tried; lower min_params or aim higher.")
+        closest = min(history, key=lambda t: t.drop_points)
+        raise LightCompressError(
+            f"no budget tried kept the accuracy drop within {max_drop:g} points on the held-out slice "
+            f"(smallest drop {closest.drop_points:.2f} points, keeping {closest.target:g} of the params); "
+            f"allow a larger max_drop, more epochs, or more trials."
+        )
+    candidate, plan, fit = best
+    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, calibration=cal)

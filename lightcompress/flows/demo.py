@@ -1,0 +1,94 @@
+"""The one-command demo: compress a trained sample model, ship it, and compare, offline.
+
+The sample model is the committed ``sample_models/digits_cnn.keras`` when the project is checked
+out; otherwise (an installed wheel) the same model is trained here first, deterministically, in a
+few seconds. The data is the embedded digits set. The stages are the library's own flows
+(``pipeline.compress_file`` with its sensitivity analysis, allocation, latency guard,
+distillation and a verified int8 LiteRT export), run on files in the demo folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import sets as data
+from ..io import models as model_io
+from . import files as pipeline, zoo
+from ..report import reports as report
+from ..training import finetune as ft
+from ..planning import LayerFilter, TargetParams
+from ..validation import whole as check_whole
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_cnn.keras"
+EXPORT = "litert-int8"
+
+
+@dataclass
+class DemoFiles:
+    original: Path
+    compressed: Path
+    plan: Path
+    deployable: Path
+
+
+def files_in(folder) -> DemoFiles:
+    folder = Path(folder)
+    return DemoFiles(folder / "digits_cnn.keras", folder / "digits_cnn.compressed.keras",
+                     folder / "digits_cnn.compressed.plan.json", folder / "digits_cnn.compressed.int8.tflite")
+
+
+def check_outputs(folder, force) -> DemoFiles:
+    """Refuse to overwrite an earlier demo's files unless forced, before any work starts."""
+    files = files_in(folder)
+    for path in (files.original, files.compressed, files.plan, files.deployable):
+        model_io.check_output(path, force=force, suffixes=(path.suffix,))
+    return files
+
+
+def sample_model(files: DemoFiles, force, log):
+    """The trained sample model, copied into the demo folder (trained here if not shipped)."""
+    if SAMPLE.exists():
+        model = model_io.load_model(SAMPLE)
+        log(f"sample model: {SAMPLE}")
+    else:
+        log("sample model not shipped with this install: training it on digits (a few seconds)")
+        model = zoo.dense_heavy_cnn((8, 8, 1))
+        zoo.train(model, data.prepare(data.load_dataset("digits"), model), epochs=30, batch_size=32)
+    model_io.save_model(model, files.original, force=force)
+
+
+def verdict(compared: dict) -> str:
+    """One plain sentence on speed, from the measured batch-1 and batch-32 latencies."""
+    base, new = compared["models"][0], compared["models"][1]
+    ratios = [n["median_ms"] / b["median_ms"] for b, n in zip(base["latency"], new["latency"])]
+    where = new.get("runtime", "")
+    if all(r <= 1.0 for r in ratios):
+        return (f"the compressed model is faster in {where}: "
+                + ", ".join(f"{r:.2f}x the time at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"])))
+    return (f"this machine shows no speed-up in {where} ("
+            + ", ".join(f"{r:.2f}x at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"]))
+            + "): the model is smaller, but not faster here")
+
+
+def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=pipeline._quiet,
+        runtime=None) -> dict:
+    """Compress, export and compare the sample model in ``folder``: the `demo` report dict (its
+    ``compress`` part is the compress command's report, with the export)."""
+    TargetParams(target_params)  # every option is checked before any file is written
+    check_whole("epochs", epochs, 1)
+    files = check_outputs(folder, force)
+    sample_model(files, force, log)
+    compressed = pipeline.compress_file(
+        files.original, files.compressed, data=data.DataSpec("digits"),
+        layer_filter=LayerFilter(), settings=ft.FitSettings(epochs=epochs, patience=3),
+        force=force, stage=stage, callbacks=callbacks, target_params=target_params, runtime=runtime,
+        export=EXPORT, use_cache=False, repeats=100)
+    return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder), "compress": compressed,
+            "verdict": verdict(compressed["compare"])}
+
+
+def sections(out: dict) -> list:
+    sections = report.compress_sections(out["compress"])
+    sections.append(report.Section(lines=[out["verdict"], f"files in {out['folder']}"]))
+    return sections
