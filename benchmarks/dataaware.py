@@ -17,7 +17,7 @@ from lightcompress.factorization.statistics import calibration_images  # noqa: E
 from lightcompress.data.sets import DataSpec, load_for_model  # noqa: E402
 from lightcompress.defaults import DEFAULT_CALIBRATION_SAMPLES  # noqa: E402
 from lightcompress.training.evaluation import evaluate  # noqa: E402
-from lightcompress.factorization.apply import convert  # noqa: E402
+from lightcompress.flows.convert import convert  # noqa: E402
 from lightcompress.planning import LayerFilter, TargetParams  # noqa: E402
 
 MODELS = {"keras2": "fmnist_cnn_keras2.h5", "keras3": "fmnist_cnn_keras3.h5"}

@@ -32,7 +32,7 @@ from lightcompress.flows import zoo
 from lightcompress.training import finetune
 from lightcompress.training.devices import device_name
 from lightcompress.training.evaluation import evaluate
-from lightcompress.factorization.apply import convert
+from lightcompress.flows.convert import convert
 from lightcompress.planning import LayerFilter, TargetParams
 
 ROOT = Path(__file__).resolve().parents[1]

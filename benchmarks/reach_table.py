@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lightcompress.factorization.apply import convert, model_inputs_like  # noqa: E402
+from lightcompress.flows.convert import convert
+
+from lightcompress.data.synthetic import model_inputs_like  # noqa: E402
 from lightcompress.planning import Energy, LayerFilter, TargetParams, make_plan  # noqa: E402
 from test_reach import APPLICATIONS, plant_low_rank  # noqa: E402
 

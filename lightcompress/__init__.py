@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-__version__ = "0.2.0"
+from ._version import __version__
 
 _CLASSES = {
     "LightDense": "layers.core", "LightConv2D": "layers.core", "LightCompressError": "errors",
@@ -62,7 +62,7 @@ def inspect(model) -> dict:
     >>> report["totals"]["params"], report["totals"]["macs"]
     (528, 512)
     """
-    from .flows.files import inspect_model
+    from .flows.inspect import inspect_model
 
     return inspect_model(model, model.name)
 
@@ -111,7 +111,7 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
     >>> type(result.model.layers[0]).__name__
     'LightDense'
     """
-    from .factorization.apply import convert as run
+    from .flows.convert import convert as run
 
     if plan is not None:
         return run(model, plan=plan, x=x, calibration_x=calibration_x, method=method)

@@ -81,7 +81,7 @@ def test_truncated_kernel_is_what_the_twin_computes(entry, mode):
     twin = entry.build_twin(c.layer, 2, mode)
     dense_kernel = entry.truncated_kernel(c.kernel, 2, mode)
     # the original layer holding the truncated kernel computes what the twin computes
-    from lightcompress.factorization.apply import model_inputs_like
+    from lightcompress.data.synthetic import model_inputs_like
 
     x = model_inputs_like(model, batch=2)
     entry.assign_kernel(c.layer, dense_kernel)

@@ -142,7 +142,7 @@ def test_soft_targets_soften():
 
 
 def test_distilled_finetune_improves_agreement(digits_setup):
-    from lightcompress.factorization.apply import convert
+    from lightcompress.flows.convert import convert
     model, prepared, _, train = digits_setup
     student = convert(model, *policy(rank=4, min_params=0)).model
     before = evaluation.agreement(model, student, prepared.x_test)

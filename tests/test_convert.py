@@ -9,7 +9,9 @@ import pytest
 
 from lightcompress import LightConv2D, LightDense
 from lightcompress.io import models as model_io
-from lightcompress.factorization.apply import apply_plan, convert, model_inputs_like
+from lightcompress.factorization.apply import apply_plan
+from lightcompress.flows.convert import convert
+from lightcompress.data.synthetic import model_inputs_like
 from lightcompress.planning import make_plan
 from tests.models import policy
 from lightcompress.linalg import break_even_rank

@@ -11,7 +11,8 @@ from lightcompress.layers import registry
 from lightcompress.factorization.statistics import Calibration, calibration_images, check_method, collect
 from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
-from lightcompress.factorization.apply import apply_plan, convert
+from lightcompress.factorization.apply import apply_plan
+from lightcompress.flows.convert import convert
 from lightcompress.layers.lowering import lower_light_conv2d
 from lightcompress.planning import FixedRank, LayerFilter, TargetParams, make_plan
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from lightcompress.factorization import candidates as analyze
-from lightcompress.flows import files as pipeline
+from lightcompress import flows
 from lightcompress.layers import registry
 from lightcompress import linalg as svd
-from lightcompress.factorization.apply import apply_plan, convert
+from lightcompress.factorization.apply import apply_plan
+from lightcompress.flows.convert import convert
 from lightcompress.errors import LightCompressError
 from lightcompress.layers.core import LightConv2D
 from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
@@ -109,7 +110,7 @@ def test_convert_decomposes_each_kernel_once(counted, rule):
 
 
 def test_inspect_decomposes_each_kernel_once_without_vectors(counted):
-    pipeline.inspect_model(small_model(), "m.keras")
+    flows.inspect_model(small_model(), "m.keras")
     assert len(counted) == 3 and not any(vectors for _, _, vectors, _ in counted)
 
 
@@ -138,7 +139,7 @@ def test_twins_from_shared_factors_equal_the_direct_twins(mode):
 def test_progress_follows_the_decompositions():
     steps = []
     model = small_model()
-    with pipeline.decomposition_progress(model, lambda d, t, text: steps.append((d, t)), LayerFilter(min_params=0)):
+    with flows.decomposition_progress(model, lambda d, t, text: steps.append((d, t)), LayerFilter(min_params=0)):
         make_plan(model, FixedRank(4), LayerFilter(min_params=0))
     assert steps[0][0] == 0 and steps[-1][0] == steps[-1][1]
     assert [d for d, _ in steps] == sorted(d for d, _ in steps)

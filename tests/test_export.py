@@ -17,7 +17,8 @@ from lightcompress.deploy import lower as lowered_module
 from lightcompress.cli import app
 from lightcompress.data.sets import Prepared
 from lightcompress.errors import ExportError, LightCompressError
-from lightcompress.factorization.apply import convert, model_inputs_like
+from lightcompress.flows.convert import convert
+from lightcompress.data.synthetic import model_inputs_like
 from lightcompress.training.evaluation import evaluate
 
 from .models import GRAPHS, policy

@@ -9,7 +9,10 @@ from lightcompress.factorization import candidates as analyze, apply as factoriz
 from lightcompress.deploy import lower as lowered
 from lightcompress.layers import registry
 from lightcompress.report import reports as report
-from lightcompress.factorization.apply import apply_plan, convert, model_inputs_like, output_difference
+from lightcompress.factorization.apply import apply_plan
+from lightcompress.flows.convert import convert
+from lightcompress.data.synthetic import model_inputs_like
+from lightcompress.training.evaluation import output_difference
 from lightcompress.planning import Energy, FixedRank, LayerFilter, TargetParams, make_plan
 from lightcompress.layers.twins import LightMultiHeadAttention
 
@@ -201,11 +204,11 @@ def test_energy_close_to_one_is_not_printed_as_one():
 
 
 def test_inspect_says_macs_are_unknown_for_a_free_input_size():
-    from lightcompress.flows import files as pipeline
+    from lightcompress import flows
 
     inp = keras.Input((None, 4))
     model = keras.Model(inp, keras.layers.Conv1D(4, 3)(inp))
-    data = pipeline.inspect_model(model, "m.keras")
+    data = flows.inspect_model(model, "m.keras")
     assert data["totals"]["macs"] is None
     lines = report.inspect_sections(data)[0].lines
     assert "MACs unknown" in lines[0]

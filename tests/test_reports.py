@@ -10,7 +10,7 @@ from lightcompress.factorization import candidates as analyze
 from lightcompress.deploy import measure
 from lightcompress.io import models as model_io
 from lightcompress.cli import app
-from lightcompress.factorization.apply import convert
+from lightcompress.flows.convert import convert
 from tests.models import policy
 
 from .conftest import real_model_path

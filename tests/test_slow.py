@@ -9,7 +9,7 @@ from lightcompress.data import sets as data
 from lightcompress.io import models as model_io
 from lightcompress.training import evaluation
 from lightcompress.training import finetune
-from lightcompress.factorization.apply import convert
+from lightcompress.flows.convert import convert
 from tests.models import policy
 
 from .conftest import real_model_path

@@ -221,7 +221,7 @@ def _check_return(model, x, expected):
 def check_twin(model, x=None, workdir=None) -> float:
     """Build the tf_keras twin of ``model`` in the worker and check its outputs on ``x`` (random
     inputs when None); the largest absolute difference. Refuses unsupported layers first."""
-    from ..factorization.apply import model_inputs_like
+    from ..data.synthetic import model_inputs_like
 
     x = model_inputs_like(model, batch=32) if x is None else x
     with tempfile.TemporaryDirectory(prefix="lightcompress-baseline-", dir=workdir) as folder:

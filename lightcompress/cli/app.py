@@ -14,7 +14,7 @@ import typing
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from ..errors import LightCompressError
 
 app = typer.Typer(

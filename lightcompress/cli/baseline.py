@@ -65,7 +65,7 @@ def command(
 
     Example: lightcompress baseline model.h5 --method prune --target-params 0.2 -d fashion_mnist
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
@@ -78,7 +78,7 @@ def command(
         elif event.get("event") == "twin":
             err.print(f"tf_keras twin matches the model (max abs diff {event['max_abs_diff']:.2g})", highlight=False)
 
-    out = pipeline.baseline_file(
+    out = flows.baseline_file(
         model, output, method=method.value, target_params=target_params,
         data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
         settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),

@@ -38,7 +38,7 @@ def command(
 
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
@@ -47,11 +47,11 @@ def command(
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
-    out, nets = pipeline.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
+    out, nets = flows.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
                                        trust=trust_model, runtime=runtime, threads=threads,
                                        stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
         from ..report.plots import compare_plot
 
-        compare_plot(out, plot, spectra=pipeline.chosen_spectra(nets, out["layers"]), force=force)
+        compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, json_out, markdown_out)

@@ -72,7 +72,7 @@ def command(
     from rich.progress import Progress
 
     from ..io import models as model_io
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
     from .progress import RichProgress
 
@@ -92,7 +92,7 @@ def command(
             bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
 
         try:
-            out = pipeline.compress_file(
+            out = flows.compress_file(
                 model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=None if method is None else method.value, calibration=calibration,

@@ -48,7 +48,7 @@ def command(
 
     Example: lightcompress convert model.h5 --rank 8
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
     from ..planning import rank_rule
 
@@ -58,7 +58,7 @@ def command(
     train_limit = 1 if method == o.Method.svd else None  # data-aware factors calibrate on training images
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())
-    out = pipeline.convert_file(
+    out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
         plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
         method=None if method is None else method.value, calibration=calibration)

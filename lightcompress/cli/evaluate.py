@@ -28,7 +28,7 @@ def command(
 
     Example: lightcompress evaluate model.keras --dataset fashion_mnist
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
     from ..training.devices import device_name
     from ..training.evaluation import evaluate
@@ -36,10 +36,10 @@ def command(
     o.check_form(json_out, markdown_out)
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
-        net = pipeline.load_any(model, trust=trust_model)
+        net = flows.load_any(model, trust=trust_model)
     spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     with stage(f"loading data set {spec.name}"):
-        prepared = pipeline.load_data_for(net, spec, stream=True)
+        prepared = flows.load_data_for(net, spec, stream=True)
     with stage("evaluating"):
         result = evaluate(net, prepared)  # a stream is read batch by batch
     out = report.evaluation_dict(model, prepared, result, getattr(net, "runtime", None) or device_name())

@@ -71,12 +71,12 @@ def command(
 
     Example: lightcompress export model.light.keras --format litert --quantize int8 -d fashion_mnist
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, None, test_limit)
-    out = pipeline.export_file(model, format.value, output, quantize=quantize.value, int8_io=int8_io, data=data,
+    out = flows.export_file(model, format.value, output, quantize=quantize.value, int8_io=int8_io, data=data,
                                calibration=calibration, threads=threads, force=force, trust=trust_model,
                                stage=o.spinner(o.stderr()))
     o.emit(out, report.export_sections, json_out, markdown_out)

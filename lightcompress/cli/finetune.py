@@ -45,7 +45,7 @@ def command(
 
     Example: lightcompress finetune model.light.keras --dataset fashion_mnist --epochs 3 -o tuned.keras
     """
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
     from .progress import RichProgress
 
@@ -54,7 +54,7 @@ def command(
     progress = RichProgress(err)
     tutor = dict(alpha=alpha, temperature=temperature) if teacher is not None else {}
     try:
-        out = pipeline.finetune_file(
+        out = flows.finetune_file(
             model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
             settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices), teacher=teacher,
             force=force, trust=trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)

@@ -41,7 +41,7 @@ def command(
     Example: lightcompress inspect model.h5 --plot spectra.png
     """
     from ..io import models as model_io
-    from ..flows import files as pipeline
+    from .. import flows
     from ..report import reports as report
     from ..errors import OptionError
 
@@ -54,7 +54,7 @@ def command(
     with stage(f"loading {model}"):
         net = model_io.load_model(model, trust=trust_model)
     with stage("spectra"):
-        out = pipeline.inspect_model(net, model, conv_mode.value, on_step=stage.step)
+        out = flows.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
     if dataset is not None:
         from ..data.streams import open_for_model
@@ -62,7 +62,7 @@ def command(
 
         with stage("calibrating: weight and output errors"):
             chosen = read_plan(net, plan) if plan is not None else None
-            out["errors"] = pipeline.layer_errors(net, open_for_model(net, o.data_spec(dataset)), conv_mode.value,
+            out["errors"] = flows.layer_errors(net, open_for_model(net, o.data_spec(dataset)), conv_mode.value,
                                                   chosen)
 
         def sections(d, base=sections):
@@ -71,7 +71,7 @@ def command(
         raise OptionError("plan=... shows errors on calibration images; give data=NAME (a data set) too.")
     if sensitivity:
         with stage("sensitivity analysis"):
-            out["sensitivity"] = pipeline.sensitivity_of(net, o.data_spec(dataset), holdout, conv_mode.value,
+            out["sensitivity"] = flows.sensitivity_of(net, o.data_spec(dataset), holdout, conv_mode.value,
                                                            use_cache=not no_cache)
 
         def sections(d, base=sections):

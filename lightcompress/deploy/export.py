@@ -215,7 +215,7 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
     if not isinstance(artifact, runtimes.Artifact):
         artifact = runtimes.load_artifact(artifact, threads=threads)
     if x is None:
-        from ..factorization.apply import model_inputs_like
+        from ..data.synthetic import model_inputs_like
 
         x = model_inputs_like(reference, batch=VERIFY_RANDOM_EXAMPLES)
         source = "random inputs"

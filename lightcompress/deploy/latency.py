@@ -80,7 +80,7 @@ def describe(runtime, threads=DEFAULT_THREADS) -> str:
 
 
 def _inputs(model, batch, seed=0):
-    from ..factorization.apply import model_inputs_like
+    from ..data.synthetic import model_inputs_like
 
     x = model_inputs_like(model, batch=batch, seed=seed)
     return x if isinstance(x, list) else [x]

@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 

@@ -30,6 +30,15 @@ from ..planning import LayerFilter, Plan, Sensitivity, allocate, analyse
 from ..validation import whole as check_whole
 from ..data.streams import Streamed, train_count
 
+from ..training import distribute
+from ..io import models as model_io
+from ..report import reports as report
+from ..data.sets import DataSpec
+from ..planning import write_plan
+from .common import load_inputs, no_progress, stem
+from .export import export_file
+from .compare import compare_models
+
 
 @dataclass
 class Trial:
@@ -208,3 +217,67 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
         )
     candidate, plan, fit = best
     return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, calibration=cal)
+
+
+def compress_file(source, output=None, *, data: DataSpec | None = None, layer_filter=None,
+                  settings=None, force=False, trust=False, repeats=30, callbacks=(), stage=no_progress,
+                  export=None, **goal_and_options) -> dict:
+    """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``) and its
+    plan (``<output stem>.plan.json``), and reports it against the original."""
+    from .compress import check_goal
+
+    source = Path(source)
+    from ..deploy import latency
+
+    check_goal(*(goal_and_options.get(k) for k in ("target_params", "target_macs", "max_drop", "target_latency")))
+    runtime = goal_and_options["runtime"] = latency.check_runtime(goal_and_options.get("runtime"))
+    threads = goal_and_options.setdefault("threads", latency.DEFAULT_THREADS)
+    export_target = _check_export(export, source, output, force)
+    settings = settings or ft.FitSettings()
+    ft.check_settings(settings)
+    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
+    if goal_and_options.get("cache_dir") is not None:
+        from ..io import cache
+
+        cache.check_dir(goal_and_options["cache_dir"])
+    target = model_io.check_output(output or source.with_name(f"{stem(source)}.compressed.keras"),
+                                   force=force, inputs=[source])
+    plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
+                                      inputs=[source], suffixes=(".json",))
+    data = data or DataSpec(seed=settings.seed)
+    original, prepared = load_inputs(source, data, trust, stage, stream=True)
+    result = compress(original, prepared, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
+                      **goal_and_options)
+    model_io.save_model(result.model, target, force=force, inputs=[source])
+    write_plan(result.plan, plan_path, force=force, inputs=[source])
+    with stage("measuring both models"):
+        compared = compare_models([original, model_io.load_model(target)], [source, target], prepared,
+                                  repeats=repeats, runtime=runtime, threads=threads)
+    out = report.compress_dict(result, compared, plan_path, target)
+    if export_target is not None:
+        fmt, quantize, path = export_target
+        out["export"] = export_file(target, fmt, path, quantize=quantize, data=data, threads=threads,
+                                    force=force, stage=stage)
+    return out
+
+
+EXPORT_CHOICES = {"litert": ("litert", "none"), "litert-float16": ("litert", "float16"),
+                  "litert-dynamic": ("litert", "dynamic"), "litert-int8": ("litert", "int8"),
+                  "keras": ("keras", "none"), "saved_model": ("saved_model", "none"), "onnx": ("onnx", "none")}
+
+
+def _check_export(export, source, output, force):
+    """(format, quantize, path) for ``compress``'s export option, checked before any work."""
+    if export is None:
+        return None
+    from ..deploy import export as ex
+    from ..errors import OptionError
+
+    if export not in EXPORT_CHOICES:
+        raise OptionError("is unknown", option="export", value=export, allowed=f"one of {', '.join(EXPORT_CHOICES)}")
+    fmt, quantize = EXPORT_CHOICES[export]
+    fmt = ex.check_settings(fmt, quantize)
+    keras_target = Path(output) if output else source.with_name(f"{stem(source)}.compressed.keras")
+    path = ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])
+    return fmt, quantize, path
+

@@ -3,7 +3,7 @@
 The sample model is the committed ``sample_models/digits_cnn.keras`` when the project is checked
 out; otherwise (an installed wheel) the same model is trained here first, deterministically, in a
 few seconds. The data is the embedded digits set. The stages are the library's own flows
-(``pipeline.compress_file`` with its sensitivity analysis, allocation, latency guard,
+(``compress_file`` with its sensitivity analysis, allocation, latency guard,
 distillation and a verified int8 LiteRT export), run on files in the demo folder.
 """
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..data import sets as data
 from ..io import models as model_io
-from . import files as pipeline, zoo
+from . import zoo
+from .common import no_progress
+from .compress import compress_file
 from ..report import reports as report
 from ..training import finetune as ft
 from ..planning import LayerFilter, TargetParams
@@ -71,7 +73,7 @@ def verdict(compared: dict) -> str:
             + "): the model is smaller, but not faster here")
 
 
-def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=pipeline._quiet,
+def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=no_progress,
         runtime=None) -> dict:
     """Compress, export and compare the sample model in ``folder``: the `demo` report dict (its
     ``compress`` part is the compress command's report, with the export)."""
@@ -79,7 +81,7 @@ def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=
     check_whole("epochs", epochs, 1)
     files = check_outputs(folder, force)
     sample_model(files, force, log)
-    compressed = pipeline.compress_file(
+    compressed = compress_file(
         files.original, files.compressed, data=data.DataSpec("digits"),
         layer_filter=LayerFilter(), settings=ft.FitSettings(epochs=epochs, patience=3),
         force=force, stage=stage, callbacks=callbacks, target_params=target_params, runtime=runtime,

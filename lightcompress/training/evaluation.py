@@ -103,3 +103,42 @@ def agreement(model_a, model_b, x, batch_size=256) -> float:
     a = np.argmax(model_a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
     b = np.argmax(model_b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
     return float(np.mean(a == b))
+
+
+@dataclass
+class OutputDifference:
+    """How far a converted model's outputs are from the original's on the same inputs.
+
+    ``agreement`` (classification outputs) comes first in every report: a small relative
+    difference of probabilities says little when the predicted classes changed."""
+
+    relative: float  # ||y - y'|| / ||y|| over all outputs
+    max_abs: float
+    agreement: float | None  # fraction of examples with the same argmax (classification outputs)
+    examples: int
+    source: str
+    changed: int | None = None  # examples whose top-1 class changed
+
+
+def output_difference(original, converted, x, source="random inputs") -> OutputDifference:
+    ys = _as_list(original.predict(x, verbose=0, batch_size=256))
+    ys2 = _as_list(converted.predict(x, verbose=0, batch_size=256))
+    diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(ys, ys2)))
+    norm = np.sqrt(sum(np.sum(a**2) for a in ys))
+    agreement = changed = None
+    if ys[0].ndim == 2 and ys[0].shape[1] > 1:
+        same = np.argmax(ys[0], 1) == np.argmax(ys2[0], 1)
+        agreement, changed = float(np.mean(same)), int(np.sum(~same))
+    return OutputDifference(
+        relative=float(diff / norm) if norm > 0 else float(diff),
+        max_abs=float(max(np.max(np.abs(a - b)) for a, b in zip(ys, ys2))),
+        agreement=agreement,
+        examples=int(len(ys[0])),
+        source=source,
+        changed=changed,
+    )
+
+
+def _as_list(y):
+    return [np.asarray(a) for a in y] if isinstance(y, (list, tuple)) else [np.asarray(y)]
+

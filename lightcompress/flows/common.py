@@ -1,0 +1,106 @@
+"""What the command flows share: loading a model and its data set, progress over decompositions, output names."""
+
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..factorization import candidates as analyze
+from ..io import models as model_io
+from ..training import finetune as ft
+from ..data.sets import DataSpec, load_for_model
+from ..data.streams import Streamed, open_for_model
+from ..training.evaluation import evaluate
+
+
+def no_progress(text):
+    return contextlib.nullcontext()
+
+
+def data_inputs(data) -> list:
+    """The data set's own file or folder, protected like every input from being an output."""
+    return [Path(data.source)] if data is not None and data.source and Path(data.source).exists() else []
+
+
+def load_inputs(source, data, trust, stage, stream=False):
+    """(the model in ``source``, ``data`` prepared for it or None); ``stream``: folders, TFRecord
+    files and module:function sources are read in batches (``streams.Streamed``), not whole."""
+    with stage(f"loading {source}"):
+        net = model_io.load_model(source, trust=trust)
+    if data is None:
+        return net, None
+    with stage(f"loading data set {data.name}"):
+        return net, (open_for_model(net, data) if stream else load_for_model(net, data))
+
+
+def decomposition_progress(net, on_step, layer_filter=None):
+    """A context in which every kernel decomposition of ``net`` advances ``on_step(done, total,
+    text)``, counted in kernel weights (a decomposition costs about its kernel's size, so a big
+    model's largest kernels dominate the bar as they dominate the time). Nothing when ``on_step``
+    is None."""
+    if on_step is None:
+        return contextlib.nullcontext()
+    from ..planning import LayerFilter
+
+    layer_filter = layer_filter or LayerFilter()
+    chosen, _ = layer_filter.chosen([c for c in analyze.candidates(net) if c.unsupported is None])
+    total = sum(c.size * len(layer_filter.modes(c)) for c in chosen) or 1
+    done = [0]
+
+    def advance(c, mode):
+        done[0] = min(total, done[0] + c.size)
+        on_step(done[0], total, f"decomposed {c.name} ({mode})")
+
+    on_step(0, total, "decomposing kernels")
+    return analyze.watching(advance)
+
+
+def stem(path) -> str:
+    """``dir/model.light.keras`` -> ``model``."""
+    return Path(path).name.split(".")[0]
+
+
+CHECK_SAMPLES = 2000  # test images of a stream the conversion's output check runs on
+
+
+def test_images(prepared):
+    """The test images of in-memory data; of a stream, a bounded sample of them."""
+    if isinstance(prepared, Streamed):
+        return prepared.sample("test", CHECK_SAMPLES)[0]
+    return prepared.x_test
+
+
+def tune(net, prepared, settings, teacher=None, callbacks=()):
+    """Evaluate, fine-tune in place, evaluate: (FitResult, before, after)."""
+    before = evaluate(net, prepared)
+    fit = ft.finetune(net, prepared, settings, callbacks=callbacks, teacher=teacher)
+    return fit, before, evaluate(net, prepared)
+
+
+def load_any(path, trust=False, threads=2):
+    """A Keras model file, or an exported artefact (.tflite, .onnx, SavedModel folder) loaded in
+    its runtime."""
+    from ..deploy import runtimes
+
+    if runtimes.is_artifact_path(path):
+        return runtimes.load_artifact(path, threads=threads)
+    return model_io.load_model(path, trust=trust)
+
+
+def load_data_for(net, data: DataSpec, stream=False):
+    """``data`` shaped for a Keras model or an artefact (through a stand-in Keras model with the
+    artefact's input shape and output size); ``stream``: see ``load_inputs``."""
+    import keras
+    import numpy as np
+
+    from ..deploy.runtimes import Artifact
+
+    load = open_for_model if stream else load_for_model
+    if not isinstance(net, Artifact):
+        return load(net, data)
+    shape = net._input_shapes()[0]
+    units = np.asarray(net.predict(np.zeros((1, *shape), np.float32))).shape[-1]
+    stand_in = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)])
+    return load(stand_in, data)
+

@@ -1,0 +1,66 @@
+"""The ``compare`` flow: several models or exported artefacts side by side."""
+
+
+from __future__ import annotations
+
+
+from ..factorization import candidates as analyze
+from ..deploy import measure
+from ..report import reports as report
+from ..data.sets import DataSpec
+from ..training.devices import device_name
+from ..data.streams import Streamed
+from ..training.evaluation import evaluate
+from .common import load_any, load_data_for, no_progress
+
+
+def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None,
+                   runtime=None, threads=2) -> dict:
+    """Several models side by side: measured size, cost and latency (Keras models in ``runtime``,
+    exported artefacts in their own); with data, accuracy and agreement with the first. ``nets``
+    holds Keras models or loaded artefacts (``runtimes.load_artifact``). Returns the `compare`
+    report dict."""
+    from ..deploy.runtimes import Artifact, artifact_agreement
+
+    measures = []
+    for net, path in zip(nets, paths):
+        if on_model:
+            on_model(path)
+        if isinstance(net, Artifact):
+            measures.append(measure.measure_artifact(net, batches, repeats, warmup))
+        else:
+            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime, threads))
+    evaluations = agreements = None
+    if prepared is not None:
+        evaluations = [evaluate(net, prepared) for net in nets]
+        if isinstance(prepared, Streamed):
+            from ..data.streams import agreement
+
+            agreements = [agreement(nets[0], net, prepared) for net in nets]
+        else:
+            agreements = [artifact_agreement(nets[0], net, prepared.x_test) for net in nets]
+    keras_nets = [n for n in nets if not isinstance(n, Artifact)]
+    layers = analyze.matching_layers(keras_nets) if len(keras_nets) == len(nets) else []
+    return report.compare_dict(measures, device_name(), evaluations, agreements, layers,
+                               prepared.name if prepared else None)
+
+
+def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
+                  trust=False, runtime=None, threads=2, stage=no_progress):
+    """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded)."""
+    from ..deploy import latency
+    from ..errors import OptionError
+
+    if len(paths) < 2:
+        raise OptionError("compare needs at least two models: the reference first, then the others.")
+    runtime = latency.check_runtime(runtime)
+    with stage("loading models"):
+        nets = [load_any(path, trust, threads) for path in paths]
+    prepared = None
+    if data is not None:
+        with stage(f"loading data set {data.name}"):
+            prepared = load_data_for(nets[0], data, stream=True)
+    with stage("timing and evaluating"):
+        out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime, threads=threads)
+    return out, nets
+

@@ -1,0 +1,133 @@
+"""The ``convert`` flow: plan, factorise and measure a model (``convert``), and the same on files
+(``convert_file``: load, save, report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from ..io import models as model_io
+from ..report import reports as report
+from ..data.sets import DataSpec
+from ..training.evaluation import evaluate
+
+from ..data.synthetic import model_inputs_like
+from ..errors import OptionError
+from ..factorization.apply import apply_plan, calibrate_and_apply
+from ..factorization.candidates import weight_bytes
+from ..planning import LayerFilter, Plan, make_plan, read_plan
+from ..training.evaluation import OutputDifference, output_difference
+from .common import data_inputs, decomposition_progress, load_inputs, no_progress, test_images
+
+
+def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
+                 data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
+                 calibration=None, sequential=False, bias_correction=False, on_step=None) -> dict:
+    """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
+    ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report; with
+    ``data``, the factors are data-aware (``method``; calibrated on ``calibration`` training
+    images), and outputs are compared and accuracy measured on its test images. ``on_step(done,
+    total, text)`` follows the decompositions (kernel weights done of all)."""
+    from ..factorization.statistics import calibration_images, check_count, check_method
+    from ..defaults import DEFAULT_CALIBRATION_SAMPLES
+
+    method = check_method(method, data is not None)
+    calibration = check_count(DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration)
+    if (rule is None) == (plan_file is None):
+        from ..errors import OptionError
+
+        raise OptionError("give either a rank rule or plan_file, not both or neither.")
+    source = Path(source)
+    inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data)
+    target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
+    original, prepared = load_inputs(source, data, trust, stage, stream=True)
+    with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
+        plan = read_plan(original, plan_file) if plan_file else None
+        x = None if prepared is None else test_images(prepared)
+        where = "random inputs" if prepared is None else f"test images of {prepared.name}"
+        calib_x = calibration_images(prepared, calibration, data.seed) if method == "data-aware" else None
+        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
+                         sequential=sequential, bias_correction=bias_correction)
+    with stage(f"saving {target}"):
+        model_io.save_model(result.model, target, force=force, inputs=inputs)
+    out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
+    if prepared is not None:
+        with stage("evaluating"):
+            out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))
+    return out
+
+
+RANDOM_INPUT_MACS = 4e10  # multiply-accumulates one comparison on random inputs may cost (~1-2 s here)
+
+
+def random_batch(model, most=32, least=2) -> int:
+    """How many random inputs to compare ``model`` on: ``most``, fewer for a model whose forward
+    pass is costly (VGG16, 15.5 GMACs per example: 2), never fewer than ``least``."""
+    from .candidates import layer_stats
+
+    per_example = sum(s.macs or 0 for s in layer_stats(model))
+    return int(max(least, min(most, RANDOM_INPUT_MACS // max(per_example, 1))))
+
+
+@dataclass
+class Conversion:
+    """A converted model and the numbers that describe the conversion."""
+
+    model: keras.Model
+    plan: Plan
+    params_before: int
+    params_after: int
+    weight_bytes_before: int
+    weight_bytes_after: int
+    difference: OutputDifference
+    method: str = "svd"
+    calibration_seconds: float | None = None  # wall time of the calibration passes
+    calibration_samples: int | None = None
+
+
+def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
+            plan=None, *, calibration_x=None, method=None, sequential=False, bias_correction=False) -> Conversion:
+    """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
+    LightLayers, and measure the result.
+
+    ``x``: inputs to compare the two models' outputs on (random inputs when None).
+    ``calibration_x``: training inputs for data-aware factors (``method`` "data-aware", the default
+    when they are given; "svd" forces plain truncated SVD). The plan's errors are then output
+    errors on them, so the rank rules allocate by what each layer computes.
+    """
+    from .statistics import check_method, collect
+
+    if (rule is None) == (plan is None):
+        raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
+    method = check_method(method, calibration_x is not None)
+    cal = None
+    if method == "data-aware":
+        cal = collect(model, calibration_x)
+    if plan is None:
+        plan = make_plan(model, rule, layer_filter, calibration=cal)
+    plan.method = method
+    seconds = None
+    if cal is not None:
+        new_model, used = calibrate_and_apply(model, plan, calibration_x, sequential=sequential,
+                                              bias_correction=bias_correction,
+                                              calibration=None if sequential else cal)
+        seconds = cal.seconds + (used.seconds if sequential else 0.0)
+    else:
+        new_model = apply_plan(model, plan)
+    if x is None:
+        x = model_inputs_like(model, random_batch(model))
+    return Conversion(
+        model=new_model,
+        plan=plan,
+        params_before=int(model.count_params()),
+        params_after=int(model.count_params()) - plan.params_saved(),
+        weight_bytes_before=weight_bytes(model),
+        weight_bytes_after=weight_bytes(new_model),
+        difference=output_difference(model, new_model, x, source),
+        method=method,
+        calibration_seconds=seconds,
+        calibration_samples=None if cal is None else cal.samples,
+    )
+

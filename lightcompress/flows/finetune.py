@@ -1,0 +1,46 @@
+"""The ``finetune`` flow on files: fine-tune (optionally distilled), save the model and its history, report."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..training import distribute
+from ..io import models as model_io
+from ..report import reports as report
+from ..training import finetune as ft
+from ..data.sets import DataSpec
+from .common import data_inputs, load_inputs, no_progress, stem, tune
+
+
+def finetune_file(source, output=None, *, data: DataSpec | None = None, settings=None, teacher=None,
+                  alpha=None, temperature=None, force=False, trust=False, callbacks=(), stage=no_progress) -> dict:
+    """Fine-tune the model in ``source`` (distilled from the model file ``teacher`` if given),
+    save it to ``output`` (default ``<stem>.tuned.keras``) with its history beside it
+    (``<output stem>.history.json``), and report."""
+    source = Path(source)
+    settings = settings or ft.FitSettings()
+    ft.check_settings(settings)
+    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
+    tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
+    if teacher is None and tutor_settings:
+        from ..errors import OptionError
+
+        raise OptionError(f"{' and '.join(tutor_settings)} only apply with a teacher model; give teacher too.")
+    ft.Teacher(None, **tutor_settings)  # checks alpha and temperature before any work
+    inputs = [source] + ([teacher] if teacher else []) + data_inputs(data)
+    target = model_io.check_output(output or source.with_name(f"{stem(source)}.tuned.keras"),
+                                   force=force, inputs=inputs)
+    history_path = model_io.check_output(target.with_name(f"{target.stem}.history.json"), force=force,
+                                         inputs=inputs, suffixes=(".json",))
+    net, prepared = load_inputs(source, data or DataSpec(seed=settings.seed), trust, stage, stream=True)
+    tutor = None
+    if teacher is not None:
+        with stage(f"loading teacher {teacher}"):
+            tutor = ft.Teacher(model_io.load_model(teacher, trust=trust), **tutor_settings)
+    fit, before, after = tune(net, prepared, settings, tutor, callbacks)
+    model_io.save_model(net, target, force=force, inputs=inputs)
+    out = report.finetune_dict(source, target, prepared, fit, before, after)
+    model_io.write_json(out, history_path, force=force, inputs=inputs)
+    return out
+

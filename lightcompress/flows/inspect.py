@@ -1,0 +1,84 @@
+"""The analysis flows behind ``inspect``: params, MACs and spectra per layer, data-aware errors, sensitivity."""
+
+
+from __future__ import annotations
+
+
+from ..factorization import candidates as analyze
+from ..report import reports as report
+from ..data.sets import DataSpec
+from ..data.streams import open_for_model
+
+
+def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:
+    """The `inspect` report of a loaded model: params and MACs per layer, spectra of the
+    factorisable ones (Conv2D matrices in ``conv_mode``). ``on_step(done, total, text)`` follows
+    the spectra (kernel weights done of all)."""
+    stats = analyze.layer_stats(net)
+    spectra = {}
+    found = [c for c in analyze.candidates(net) if c.unsupported is None]
+    total, done = sum(c.size for c in found) or 1, 0
+    for c in found:
+        if on_step:
+            on_step(done, total, f"spectrum of {c.name}")
+        mode = conv_mode if conv_mode in c.modes else c.modes[0]
+        spectra[c.name] = analyze.spectrum_summary(c, mode)
+        c.release()
+        done += c.size
+    if on_step:
+        on_step(total, total, "spectra done")
+    return report.inspect_dict(path, stats, spectra, conv_mode)
+
+
+def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration=None, seed=0) -> dict:
+    """Per factorisable layer, at the chosen rank (the ``plan``'s, else the rank keeping 95% of
+    the kernel's energy in ``conv_mode``): the weight-space and output-space relative errors of
+    plain SVD and of data-aware factors, on ``calibration`` training images of ``prepared``."""
+    from .. import linalg as svd
+    from ..factorization.statistics import calibration_images, collect
+    from ..defaults import DEFAULT_CALIBRATION_SAMPLES
+
+    x = calibration_images(prepared, DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration, seed)
+    cal = collect(net, x)
+    planned = {p.name: p for p in plan.converted} if plan is not None else None
+    rows = []
+    for c in analyze.candidates(net, cal):
+        if c.unsupported is not None or c.cov is None:
+            continue
+        if planned is not None:
+            if c.name not in planned:
+                continue
+            mode, rank = planned[c.name].mode, planned[c.name].rank
+        else:
+            mode = conv_mode if conv_mode in c.entry.matrix_modes else c.modes[0]
+            rank = svd.rank_for_energy(svd.singular_values(c.matrix(mode)), 0.95)
+        plain = c.approximate(mode, rank, cov=None)
+        rows.append({"name": c.name, "mode": mode, "rank": rank,
+                     "svd_weight_error": svd.output_error(c.kernel.reshape(-1, 1), plain.reshape(-1, 1)),
+                     "svd_output_error": c.output_error(mode, rank, cov=None),
+                     "data_aware_weight_error": c.weight_error(mode, rank),
+                     "data_aware_output_error": c.output_error(mode, rank)})
+    return {"samples": cal.samples, "seconds": round(cal.seconds, 3), "dataset": prepared.name,
+            "rank_from": "the plan" if plan is not None else "95% of the kernel's energy", "layers": rows}
+
+
+def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_cache=True) -> dict:
+    """The sensitivity table of ``net`` on ``holdout`` training images of ``data``, as a dict."""
+    from .compress import split_holdout
+    from ..planning import LayerFilter, analyse
+
+    prepared = open_for_model(net, data)
+    judge, _ = split_holdout(prepared, holdout, data.seed)
+    return analyse(net, judge, LayerFilter(conv_mode=conv_mode), use_cache=use_cache).to_dict()
+
+
+def chosen_spectra(nets, layer_rows) -> dict:
+    """{layer: singular values of the first model's kernel, in the mode the others chose}."""
+    spectra = {}
+    for c in analyze.candidates(nets[0]):
+        if c.unsupported is None:
+            row = next(r for r in layer_rows if r["name"] == c.name)
+            modes = [e["mode"] for e in row["models"][1:] if e and e["mode"]]
+            spectra[c.name] = c.spectrum(modes[0] if modes else c.modes[0])
+    return spectra
+
