@@ -1,3 +1,3 @@
-"""The package version, in one place (read by setuptools and by ``lightcompress --version``)."""
+"""The package version, in one place: setuptools and the command line read it here."""
 
 __version__ = "0.3.0"
