@@ -1,7 +1,7 @@
 """lightcompress: low-rank compression of trained Keras models with LightLayers.
 
-The verbs a Python user needs, each a thin door into the library (``pipeline`` holds the same
-flows on files, ``cli`` the command line):
+The verbs a Python user needs, each a thin door into the library (``flows`` holds the same work
+on files, ``cli`` the command line). Every verb takes a model or the path of a model file:
 
 >>> import keras, lightcompress
 >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
@@ -10,26 +10,40 @@ flows on files, ``cli`` the command line):
 >>> [(p.name, p.rank) for p in plan.converted]
 [('dense', 8), ('dense_1', 7)]
 
-Importing the package is cheap and has no side effects: Keras is imported when a verb or class
-is first used (``import lightcompress.layers.core`` registers LightDense and LightConv2D with Keras,
-so a ``.keras`` file holding them loads with ``keras.saving.load_model``; when Keras is already
-imported, ``import lightcompress`` does it at once).
+Importing the package imports Keras (quietly: TensorFlow's start-up lines are held back) and
+registers every LightLayer twin with it, so ``import lightcompress`` followed by
+``keras.models.load_model`` loads any compressed model. Nothing else happens on import.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
+import os
 
+from ._quiet import import_keras_quietly
 from ._version import __version__
 
-_CLASSES = {
-    "LightDense": "layers.core", "LightConv2D": "layers.core", "LightCompressError": "errors",
-    "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
-    "TargetParams": "planning", "Plan": "planning", "DataSpec": "data.sets", "FitSettings": "training.finetune",
-}
+import_keras_quietly()
 
-__all__ = ["__version__", "load_model", "inspect", "plan", "convert", "finetune", "compress", *_CLASSES]
+from . import layers as _layers  # noqa: E402  (registers every twin with Keras)
+from .layers import (  # noqa: E402
+    LightConv1D, LightConv2D, LightConv2DTranspose, LightDense, LightEinsumDense, LightEmbedding,
+    LightMultiHeadAttention, LightSeparableConv2D, LightTimeDistributed,
+)
+
+_CLASSES = {
+    "LightCompressError": "errors",
+    "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
+    "TargetParams": "planning", "Plan": "planning",
+    "DataSpec": "data.sets", "FitSettings": "training.finetune", "FitResult": "training.finetune",
+    "Evaluation": "training.evaluation", "Conversion": "flows.convert", "CompressResult": "flows.compress",
+    "ExportResult": "deploy.export",
+}
+TWINS = ["LightDense", "LightConv2D", "LightConv1D", "LightConv2DTranspose", "LightSeparableConv2D",
+         "LightEinsumDense", "LightEmbedding", "LightTimeDistributed", "LightMultiHeadAttention"]
+VERBS = ["load_model", "inspect", "plan", "convert", "finetune", "compress", "evaluate", "export", "compare"]
+
+__all__ = ["__version__", *VERBS, *TWINS, *_CLASSES]
 
 
 def __getattr__(name):
@@ -38,7 +52,16 @@ def __getattr__(name):
     raise AttributeError(f"module 'lightcompress' has no attribute {name!r}")
 
 
-def load_model(path, trust=False):
+def _model(model, trust=False):
+    """``model`` itself, or the model in the file it names."""
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, trust=trust)
+    from .io.models import check_model
+
+    return check_model(model)
+
+
+def load_model(path, *, trust=False):
     """Load a Sequential or Functional model from ``.keras`` or ``.h5`` (Keras 2 or 3), uncompiled,
     refusing Lambda layers unless ``trust=True``.
 
@@ -47,14 +70,14 @@ def load_model(path, trust=False):
     Traceback (most recent call last):
     lightcompress.errors.ModelLoadError: no/such/model.h5: no such file; check the path.
     """
-    from .io import models as model_io
+    from .io import models
 
-    return model_io.load_model(path, trust=trust)
+    return models.load_model(path, trust=trust)
 
 
-def inspect(model) -> dict:
+def inspect(model, *, conv_mode="channel") -> dict:
     """Params and MACs per layer and the spectrum of every factorisable kernel (the ``inspect``
-    report as a dict).
+    report as a dict); Conv2D spectra in ``conv_mode``.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(16)])
@@ -64,11 +87,11 @@ def inspect(model) -> dict:
     """
     from .flows.inspect import inspect_model
 
-    return inspect_model(model, model.name)
+    net = _model(model)
+    return inspect_model(net, str(model) if isinstance(model, (str, os.PathLike)) else net.name, conv_mode)
 
 
-def _rule_and_filter(rank=None, energy=None, ratio=None, target_params=None, include=(), exclude=(),
-                     min_params=None, conv_mode="channel", min_saving=None):
+def _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params, conv_mode, min_saving):
     from .defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
     from .planning import LayerFilter, rank_rule
 
@@ -77,8 +100,9 @@ def _rule_and_filter(rank=None, energy=None, ratio=None, target_params=None, inc
     return rank_rule(rank=rank, energy=energy, ratio=ratio, target_params=target_params), layer_filter
 
 
-def plan(model, **rule_and_filter):
-    """Decide a rank and mode (or a reason to keep it) for every factorisable layer.
+def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, include=(), exclude=(),
+         min_params=None, min_saving=None, conv_mode="channel"):
+    """Decide a rank and mode (or a reason to keep it) for every factorisable layer: a ``Plan``.
 
     Exactly one rule: ``rank=``, ``energy=``, ``ratio=`` or ``target_params=``; layers chosen by
     ``include=``, ``exclude=`` (globs), ``min_params=``, ``min_saving=`` (fraction of a layer a
@@ -92,11 +116,14 @@ def plan(model, **rule_and_filter):
     """
     from .planning import make_plan
 
-    rule, layer_filter = _rule_and_filter(**rule_and_filter)
-    return make_plan(model, rule, layer_filter)
+    rule, layer_filter = _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params,
+                                          conv_mode, min_saving)
+    return make_plan(_model(model), rule, layer_filter)
 
 
-def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_and_filter):
+def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, include=(),
+            exclude=(), min_params=None, min_saving=None, conv_mode="channel", x=None, calibration_x=None,
+            method=None):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
     ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise).
@@ -113,27 +140,29 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
     """
     from .flows.convert import convert as run
 
+    net = _model(model)
     if plan is not None:
-        return run(model, plan=plan, x=x, calibration_x=calibration_x, method=method)
-    rule, layer_filter = _rule_and_filter(**rule_and_filter)
-    return run(model, rule, layer_filter, x=x, calibration_x=calibration_x, method=method)
+        return run(net, plan=plan, x=x, calibration_x=calibration_x, method=method)
+    rule, layer_filter = _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params,
+                                          conv_mode, min_saving)
+    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method)
 
 
-def _prepared(model, data):
-    """In-memory sets as arrays; folders, TFRecord files and module:function as streams."""
+def _data_for(net, data):
+    """``data`` (a name, a path, a ``DataSpec`` or data already opened) shaped for ``net``."""
     from .data.sets import DataSpec, Prepared
     from .data.streams import Streamed, open_for_model
 
     if isinstance(data, (Prepared, Streamed)):
         return data
-    return open_for_model(model, data if isinstance(data, DataSpec) else DataSpec(data))
+    return open_for_model(net, data if isinstance(data, DataSpec) else DataSpec(str(data)))
 
 
-def finetune(model, data="digits", teacher=None, **settings):
-    """Fine-tune ``model`` in place on ``data`` (a data set name or path, a ``DataSpec`` or
-    prepared arrays), keeping the best epoch; distilled from ``teacher`` (a model) if given.
-    ``settings``: the fields of ``FitSettings`` (epochs, batch_size, learning_rate, ...).
-    Returns a ``FitResult``.
+def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None, learning_rate=None,
+             validation_split=None, patience=None, seed=0, devices="all"):
+    """Fine-tune ``model`` in place on ``data`` (a data set name or path, a ``DataSpec`` or data
+    already opened), keeping the best epoch; distilled from ``teacher`` (a model) if given. Unset
+    settings take ``FitSettings``' defaults. Returns a ``FitResult``.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
@@ -144,15 +173,25 @@ def finetune(model, data="digits", teacher=None, **settings):
     """
     from .training import finetune as training
 
-    tutor = training.Teacher(teacher) if teacher is not None else None
-    return training.finetune(model, _prepared(model, data), training.FitSettings(**settings), teacher=tutor)
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+             "validation_split": validation_split, "patience": patience}
+    settings = training.FitSettings(**{k: v for k, v in given.items() if v is not None}, seed=seed,
+                                    devices=devices)
+    training.check_settings(settings)
+    net = _model(model)
+    tutor = training.Teacher(_model(teacher)) if teacher is not None else None
+    return training.finetune(net, _data_for(net, data), settings, teacher=tutor)
 
 
-def compress(model, data="digits", **goal_and_options):
+def compress(model, data="digits", *, target_params=None, target_macs=None, target_latency=None,
+             max_drop=None, include=(), exclude=(), min_params=None, conv_mode="channel", settings=None,
+             distill=True, method=None, runtime=None, threads=2, allow_slower=False, use_cache=True,
+             cache_dir=None):
     """Meet one goal with the least accuracy lost: ``target_params=`` or ``target_macs=`` (a
-    fraction of the model's) or ``max_drop=`` (accuracy points). Measures each layer's
-    sensitivity on held-out training images, allocates ranks, converts and fine-tunes with
-    distillation from ``model`` (which is not changed). Returns a ``CompressResult``.
+    fraction of the model's), ``target_latency=`` (a fraction of its measured latency in
+    ``runtime``) or ``max_drop=`` (accuracy points). Measures each layer's sensitivity on held-out
+    training images, allocates ranks, converts and fine-tunes (``settings``, a ``FitSettings``)
+    with distillation from ``model`` (which is not changed). Returns a ``CompressResult``.
 
     >>> import keras, lightcompress
     >>> keras.utils.set_random_seed(0)
@@ -164,10 +203,82 @@ def compress(model, data="digits", **goal_and_options):
     >>> result.model.count_params() <= 0.5 * model.count_params()
     True
     """
+    from .defaults import DEFAULT_MIN_PARAMS
     from .flows.compress import compress as run
+    from .planning import LayerFilter
 
-    return run(model, _prepared(model, data), **goal_and_options)
+    net = _model(model)
+    layer_filter = LayerFilter(include, exclude, DEFAULT_MIN_PARAMS if min_params is None else min_params, conv_mode)
+    return run(net, _data_for(net, data), target_params=target_params, target_macs=target_macs,
+               target_latency=target_latency, max_drop=max_drop, layer_filter=layer_filter, settings=settings,
+               distill=distill, method=method, runtime=runtime, threads=threads, allow_slower=allow_slower,
+               use_cache=use_cache, cache_dir=cache_dir)
 
 
-if "keras" in sys.modules:  # registering the LightLayers costs nothing once Keras is loaded
-    from .layers import core as layers  # noqa: E402,F401
+def evaluate(model, data="digits"):
+    """Accuracy and loss of ``model`` (a model, a model file, or an exported ``.tflite``/``.onnx``/
+    SavedModel artefact, run in its own runtime) on the test split of ``data``: an ``Evaluation``.
+
+    >>> import keras, lightcompress
+    >>> model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+    ...                          keras.layers.Dense(10, activation="softmax")])
+    >>> 0.0 <= lightcompress.evaluate(model, "digits").accuracy <= 0.5  # untrained: near chance
+    True
+    """
+    from .flows.common import load_any, load_data_for
+    from .training.evaluation import evaluate as run
+
+    net = load_any(model) if isinstance(model, (str, os.PathLike)) else model
+    from .data.sets import DataSpec
+
+    opened = data if not isinstance(data, (str, os.PathLike, DataSpec)) else load_data_for(
+        net, data if isinstance(data, DataSpec) else DataSpec(str(data)), stream=True)
+    return run(net, opened)
+
+
+def export(model, path, *, format="litert", quantize="none", data=None, int8_io=False, force=False):
+    """Write ``model`` (a model or a model file) as ``format`` ("litert", "saved_model", "onnx",
+    "keras") to ``path`` with its LightLayers lowered to standard layers, and verify the artefact
+    in its own runtime (on the test images of ``data`` when given, else on random inputs).
+    ``quantize``: "none", "float16", "dynamic" or "int8" (LiteRT; int8 calibrates on training
+    images of ``data``). Returns an ``ExportResult``.
+    """
+    from .deploy import export as ex
+    from .errors import OptionError
+
+    fmt = ex.check_settings(format, quantize, int8_io)
+    if quantize == "int8" and data is None:
+        raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
+    net = _model(model)
+    opened = None if data is None else _data_for(net, data)
+    x = y = source = None
+    if opened is not None:
+        from .flows.common import test_images
+
+        x, source = test_images(opened), f"test images of {opened.name}"
+    target = ex.check_output(path, fmt, force=force,
+                             inputs=[model] if isinstance(model, (str, os.PathLike)) else ())
+    return ex.export_model(net, target, fmt, quantize, calibration=opened if quantize == "int8" else None,
+                           int8_io=int8_io, x=x, y=y, source=source, force=force)
+
+
+def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, threads=2) -> dict:
+    """Several models side by side, the first as the reference: parameters, MACs, bytes, measured
+    latency at each batch size (Keras models in ``runtime``, exported artefacts in their own), and
+    with ``data`` accuracy and agreement with the first. ``models``: models, model files or
+    artefact paths. Returns the ``compare`` report as a dict."""
+    from .errors import OptionError
+    from .flows.common import load_any, load_data_for
+    from .flows.compare import compare_models
+
+    models = list(models)
+    if len(models) < 2:
+        raise OptionError("compare needs at least two models: the reference first, then the others.")
+    nets = [load_any(m, threads=threads) if isinstance(m, (str, os.PathLike)) else m for m in models]
+    names = [str(m) if isinstance(m, (str, os.PathLike)) else m.name for m in models]
+    opened = None
+    if data is not None:
+        from .data.sets import DataSpec
+
+        opened = load_data_for(nets[0], data if isinstance(data, DataSpec) else DataSpec(str(data)), stream=True)
+    return compare_models(nets, names, opened, batches, repeats, runtime=runtime, threads=threads)

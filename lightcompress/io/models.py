@@ -22,7 +22,7 @@ import keras
 
 from .. import _keras_private as keras_private
 from ..layers import core as _registers_the_light_layers  # noqa: F401 - files holding them load
-from ..errors import ModelLoadError, OutputPathError, UnsupportedModelError
+from ..errors import ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 CODE_LAYERS = ("Lambda",)
@@ -187,6 +187,8 @@ def load_model(path, trust=False) -> keras.Model:
     ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
     A file whose weights would not fit in memory is refused before anything is allocated.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise OptionError(f"model path={path!r} is not a path; give the path of a .keras or .h5 file.")
     path = Path(path)
     check_config(path, read_config(path), trust=trust)
     check_memory(path)
@@ -345,3 +347,11 @@ def write_json(data, path, *, force=False, inputs=()) -> Path:
     file unless forced."""
     path = check_output(path, force=force, inputs=inputs, suffixes=(".json",))
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def check_model(model) -> keras.Model:
+    """``model`` if it is a Keras model; a one-line ``OptionError`` naming what was given otherwise."""
+    if not isinstance(model, keras.Model):
+        raise OptionError(f"model={type(model).__name__} is not a Keras model; give a keras.Model or the "
+                          f"path of a .keras or .h5 file.")
+    return model
