@@ -344,3 +344,25 @@ def test_numeric_options_either_work_or_fail_cleanly(small, tmp_path_factory, co
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "unexpected" not in lines[0], result.stderr
         assert not (out / "r.keras").exists()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_model_with_a_non_finite_weight_is_refused_on_load_and_never_saved(tmp_path, bad):
+    import keras
+
+    from lightcompress.errors import ModelLoadError
+    from lightcompress.io.models import load_model, save_model
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="head")])
+    kernel = model.layers[0].kernel.numpy()
+    kernel[1, 2] = bad
+    model.layers[0].kernel.assign(kernel)
+    with pytest.raises(ModelLoadError, match=r"not saved to .*m\.keras: weight '[^']*head/kernel' holds 1 NaN or infinite value;"):
+        save_model(model, tmp_path / "m.keras")
+    assert list(tmp_path.iterdir()) == []
+    model.save(tmp_path / "damaged.keras")  # written by Keras itself, as a user's file would be
+    before = (tmp_path / "damaged.keras").read_bytes()
+    with pytest.raises(ModelLoadError, match=r"damaged\.keras: weight '[^']*head/kernel' holds 1 NaN") as err:
+        load_model(tmp_path / "damaged.keras")
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "damaged.keras").read_bytes() == before

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 
 from .. import _keras_private as keras_private
 from ..layers import core as _registers_the_light_layers  # noqa: F401 - files holding them load
@@ -214,7 +215,23 @@ def load_model(path, trust=False) -> keras.Model:
             f"{path} loaded as a subclassed model ({type(model).__name__}); lightcompress rewrites "
             f"Sequential and Functional models only."
         )
+    check_finite(model, f"{path}: ")
     return model
+
+
+def check_finite(model, where="") -> None:
+    """A one-line ``ModelLoadError`` naming the first weight of ``model`` holding NaN or inf.
+
+    Called on every model loaded and before every model is saved: a model with non-finite weights
+    computes nothing useful, and fine-tuning or factorising it only spreads the NaN.
+    """
+    for weight in model.weights:
+        values = keras.ops.convert_to_numpy(weight)
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            raise ModelLoadError(
+                f"{where}weight '{weight.path}' holds {bad} NaN or infinite value{'s' if bad != 1 else ''}; "
+                f"the model is damaged: restore or retrain it.")
 
 
 def _graph_layers(config):
@@ -331,6 +348,7 @@ def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) 
     used, and its size on disk is the model's.
     """
     path = check_output(path, force=force, inputs=inputs)
+    check_finite(model, f"not saved to {path}: ")
     if not include_optimizer and getattr(model, "optimizer", None) is not None:
         model = plain_copy(model)
 
