@@ -56,3 +56,8 @@ class DataError(LightCompressError):
 
 class ExportError(LightCompressError):
     """An export that cannot be made, or whose artefact does not compute what the model does."""
+
+
+class LightCompressWarning(UserWarning):
+    """Something the user should know that did not stop the work (e.g. a file saved by older Keras
+    was rewritten on load). The CLI prints these as ``note:`` lines."""

@@ -11,11 +11,12 @@ import functools
 import re
 import sys
 import typing
+import warnings
 
 import typer
 
 from .._version import __version__
-from ..errors import LightCompressError
+from ..errors import LightCompressError, LightCompressWarning
 
 app = typer.Typer(
     name="lightcompress",
@@ -95,6 +96,17 @@ def handle_errors(fn):
     return wrapper
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """The library's own warnings as one ``note:`` line each; others as Python prints them."""
+    if issubclass(category, LightCompressWarning):
+        typer.echo(f"note: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"lightcompress {__version__}")
@@ -111,6 +123,7 @@ def _main(
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices between models
+    warnings.showwarning = _show_warning
 
 
 def _register():

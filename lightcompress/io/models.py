@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 import uuid
 import warnings
 import zipfile
@@ -23,7 +25,8 @@ import numpy as np
 
 from .. import _keras_private as keras_private
 from ..layers import core as _registers_the_light_layers  # noqa: F401 - files holding them load
-from ..errors import ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
+from ..errors import LightCompressWarning, ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
+from . import legacy
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 CODE_LAYERS = ("Lambda",)
@@ -46,9 +49,19 @@ def read_config(path) -> dict:
         )
     if path.name.endswith(".weights.h5"):
         raise ModelLoadError(_weights_only(path))
-    if path.suffix.lower() == ".keras":
+    if real_format(path) == "keras":
         return _read_keras_config(path)
     return _read_h5_config(path)
+
+
+def real_format(path) -> str:
+    """"keras" or "h5": the format the file's first bytes show (a ``.keras`` name may hold HDF5
+    content), else the one its suffix names."""
+    try:
+        sniffed = legacy.sniff(path)
+    except OSError:
+        sniffed = None
+    return sniffed or ("keras" if Path(path).suffix.lower() == ".keras" else "h5")
 
 
 def _weights_only(path):
@@ -145,7 +158,7 @@ def declared_weight_bytes(path) -> int:
             total += int(obj.size) * obj.dtype.itemsize
 
     try:
-        if path.suffix.lower() == ".keras":
+        if real_format(path) == "keras":
             with zipfile.ZipFile(path) as archive:
                 if "model.weights.h5" not in archive.namelist():
                     return 0
@@ -191,25 +204,20 @@ def load_model(path, trust=False) -> keras.Model:
     if not isinstance(path, (str, os.PathLike)):
         raise OptionError(f"model path={path!r} is not a path; give the path of a .keras or .h5 file.")
     path = Path(path)
-    check_config(path, read_config(path), trust=trust)
+    config = read_config(path)
+    check_config(path, config, trust=trust)
     check_memory(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = keras.models.load_model(path, compile=False, safe_mode=not trust)
-    except Exception as err:  # Keras raises many types; report its first line
-        unknown = _unknown_classes(read_config(path))
-        if unknown:
-            name, cls, module = unknown[0]
-            raise ModelLoadError(
-                f"{path}: layer '{name}' is of class '{cls}'{f' (module {module})' if module else ''}, which "
-                f"Keras does not know; import the package defining it (registered with "
-                f"keras.saving.register_keras_serializable) before loading, or rebuild the model with "
-                f"Keras layers.") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(
-            f"{path} could not be loaded by Keras {keras.__version__}: {first}"
-        ) from None
+    fmt = real_format(path)
+    fan_in = legacy.first_kernel_fan_in(path, fmt) if legacy.needs_fan_in(config) else None
+    fixed, rewrites = legacy.rewrite_config(config, fan_in)
+    notes = rewrites.lines()
+    if fmt != ("keras" if path.suffix.lower() == ".keras" else "h5"):
+        notes.insert(0, f"{'HDF5' if fmt == 'h5' else 'a Keras archive'} under a '{path.suffix}' name: read as .{fmt}")
+    for note in notes:
+        warnings.warn(f"{path}: {note}", LightCompressWarning, stacklevel=2)
+    with tempfile.TemporaryDirectory(prefix="lightcompress-") as folder:
+        readable = legacy.write_copy(path, fmt, fixed, folder) if notes else path
+        model = _keras_load(path, readable, config, trust)
     if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph_model(model):
         raise UnsupportedModelError(
             f"{path} loaded as a subclassed model ({type(model).__name__}); lightcompress rewrites "
@@ -226,12 +234,39 @@ def check_finite(model, where="") -> None:
     computes nothing useful, and fine-tuning or factorising it only spreads the NaN.
     """
     for weight in model.weights:
-        values = keras.ops.convert_to_numpy(weight)
+        values = np.asarray(weight.numpy())
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             bad = int(values.size - np.count_nonzero(np.isfinite(values)))
             raise ModelLoadError(
                 f"{where}weight '{weight.path}' holds {bad} NaN or infinite value{'s' if bad != 1 else ''}; "
                 f"the model is damaged: restore or retrain it.")
+
+
+def _keras_load(path, readable, config, trust):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.models.load_model(readable, compile=False, safe_mode=not trust)
+    except Exception as err:  # Keras raises many types; report the layer and the innermost reason
+        unknown = _unknown_classes(config)
+        if unknown:
+            name, cls, module = unknown[0]
+            raise ModelLoadError(
+                f"{path}: layer '{name}' is of class '{cls}'{f' (module {module})' if module else ''}, which "
+                f"Keras does not know; import the package defining it (registered with "
+                f"keras.saving.register_keras_serializable) before loading, or rebuild the model with "
+                f"Keras layers.") from None
+        raise ModelLoadError(f"{path} could not be loaded by Keras {keras.__version__}: {_keras_reason(err)}") from None
+
+
+def _keras_reason(err) -> str:
+    """Keras's error in one line: the layer it failed on and the innermost exception, not the
+    layer configs it quotes."""
+    text = str(err).strip()
+    layer = re.search(r"deserializing class '([^']+)' using config=\{'name': '([^']+)'", text)
+    inner = text.rsplit("Exception encountered:", 1)[-1].strip().splitlines()
+    reason = inner[0].strip() if inner and inner[0].strip() else type(err).__name__
+    return f"layer '{layer.group(2)}' ({layer.group(1)}): {reason}" if layer else reason
 
 
 def _graph_layers(config):
