@@ -49,9 +49,39 @@ def read_config(path) -> dict:
         )
     if path.name.endswith(".weights.h5"):
         raise ModelLoadError(_weights_only(path))
-    if real_format(path) == "keras":
-        return _read_keras_config(path)
-    return _read_h5_config(path)
+    config = _read_keras_config(path) if real_format(path) == "keras" else _read_h5_config(path)
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str) \
+            or not isinstance(config.get("config", {}), dict):
+        kind = type(config).__name__ if not isinstance(config, dict) else "an object without a model class"
+        raise ModelLoadError(f"{path} holds a model config that is {_article(kind)}, not a Keras model "
+                             f"config; the file is damaged: save the model again.")
+    try:
+        _depth_ok(config, MAX_CONFIG_DEPTH)
+    except RecursionError:
+        raise ModelLoadError(f"{path} holds a model config nested deeper than {MAX_CONFIG_DEPTH} levels; "
+                             f"the file is damaged or not a Keras model: save the model again.") from None
+    return config
+
+
+MAX_CONFIG_DEPTH = 200  # a real model config nests a few tens of levels (nested models, layer configs)
+
+
+def _article(kind):
+    return kind if kind.startswith("an ") else f"a {kind}"
+
+
+def _depth_ok(value, budget):
+    """Raise RecursionError when ``value`` nests deeper than ``budget`` (checked without recursion
+    limits of its own: the walk is iterative)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > budget:
+            raise RecursionError
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def real_format(path) -> str:
@@ -74,8 +104,14 @@ def _weights_only(path):
 def _read_keras_config(path):
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+            return json.loads(archive.read("config.json").decode("utf-8"))
+    except RecursionError:
+        raise ModelLoadError(f"{path} holds a model config nested too deeply to read; the file is damaged "
+                             f"or not a Keras model: save the model again.") from None
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path} holds a config.json that is not UTF-8 text; the file is damaged: "
+                             f"save the model again.") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as err:
         raise ModelLoadError(
             f"{path} is not a Keras model archive ({err}); give a file written by model.save()."
         ) from None
@@ -96,8 +132,14 @@ def _read_h5_config(path):
         raise ModelLoadError(f"{path} has no model config; give a file saved by model.save().")
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        raise ModelLoadError(f"{path} holds a model_config attribute of type {type(raw).__name__}, not JSON "
+                             f"text; the file is damaged: save the model again.")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ModelLoadError(f"{path} holds a model config nested too deeply to read; the file is damaged "
+                             f"or not a Keras model: save the model again.") from None
     except json.JSONDecodeError as err:
         raise ModelLoadError(f"{path} holds a model config that is not valid JSON ({err}); the file is "
                              f"damaged: save the model again.") from None
@@ -347,6 +389,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def name_max(folder) -> int:
+    """The longest file name ``folder``'s file system takes (255 where it cannot be asked)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def temporary_beside(path, suffix=None) -> Path:
+    """A temporary name in ``path``'s folder: ``.lightcompress-tmp-<pid>-<random>-<name>``, the name
+    shortened (its suffix, or ``suffix``, kept) so the whole fits the file system's NAME_MAX
+    whenever ``path``'s own name fits.
+
+    >>> len(temporary_beside(Path("/tmp") / ("m" * 249 + ".keras")).name) <= 255
+    True
+    >>> temporary_beside(Path("/tmp/model.keras")).suffix
+    '.keras'
+    """
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    head = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    stem = path.name[:len(path.name) - len(path.suffix)] if path.suffix else path.name
+    room = name_max(path.parent if path.parent.exists() else Path(".")) - len(head.encode()) - len(suffix.encode())
+    stem = stem.encode()[:max(room, 1)].decode(errors="ignore") or "m"
+    return path.with_name(f"{head}{stem}{suffix}")
+
+
 def atomic_write(path, write):
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -355,7 +424,7 @@ def atomic_write(path, write):
     """
     path = Path(path)
     remove_stale_temporaries(path.parent)
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+    tmp = temporary_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)
