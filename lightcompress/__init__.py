@@ -10,9 +10,10 @@ on files, ``cli`` the command line). Every verb takes a model or the path of a m
 >>> [(p.name, p.rank) for p in plan.converted]
 [('dense', 8), ('dense_1', 7)]
 
-Importing the package imports Keras (quietly: TensorFlow's start-up lines are held back) and
-registers every LightLayer twin with it, so ``import lightcompress`` followed by
-``keras.models.load_model`` loads any compressed model. Nothing else happens on import.
+Importing the package is cheap (Keras is imported when a verb or class is first used) and does
+one thing: every LightLayer twin is registered with Keras as soon as Keras is loaded, whatever the
+order of the imports, so ``import lightcompress`` then ``keras.models.load_model`` loads any
+compressed model.
 """
 
 from __future__ import annotations
@@ -20,16 +21,10 @@ from __future__ import annotations
 import importlib
 import os
 
-from ._quiet import import_keras_quietly
+from ._registration import register_when_keras_loads
 from ._version import __version__
 
-import_keras_quietly()
-
-from . import layers as _layers  # noqa: E402  (registers every twin with Keras)
-from .layers import (  # noqa: E402
-    LightConv1D, LightConv2D, LightConv2DTranspose, LightDense, LightEinsumDense, LightEmbedding,
-    LightMultiHeadAttention, LightSeparableConv2D, LightTimeDistributed,
-)
+register_when_keras_loads()
 
 _CLASSES = {
     "LightCompressError": "errors",
@@ -47,6 +42,8 @@ __all__ = ["__version__", *VERBS, *TWINS, *_CLASSES]
 
 
 def __getattr__(name):
+    if name in TWINS:
+        return getattr(importlib.import_module(".layers", __name__), name)
     if name in _CLASSES:
         return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     raise AttributeError(f"module 'lightcompress' has no attribute {name!r}")

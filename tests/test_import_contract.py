@@ -27,7 +27,7 @@ STAGES = [
     ("report", {"report"}),
     ("flows", {"flows", "baseline"}),
     ("cli", {"cli"}),
-    ("api", {"", "__main__"}),  # lightcompress/__init__.py: the Python verbs
+    ("api", {"", "__main__", "_registration"}),  # _registration imports layers by name, once Keras loads  # lightcompress/__init__.py: the Python verbs
 ]
 
 
