@@ -28,6 +28,8 @@ def import_keras_quietly():
                 import tensorflow as tf
 
                 tf.config.list_physical_devices()  # device discovery prints once, here
+        except KeyboardInterrupt:  # the user stopped it: the held-back lines explain nothing
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

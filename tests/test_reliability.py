@@ -175,6 +175,9 @@ def test_ctrl_c_in_the_first_epoch_keeps_the_input_weights(small):
 
 def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
     import importlib
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     from lightcompress import _quiet
 
@@ -184,10 +187,50 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_quiet, "import_keras_quietly", interrupted)
-    with pytest.raises(SystemExit) as exit_info:
-        app_module.main()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            app_module.main()
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     assert exit_info.value.code == 130
-    assert capsys.readouterr().err.strip() == "error: interrupted."
+    assert capsys.readouterr().err.strip() == "error: interrupted (SIGINT) while starting; nothing was written."
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+
+
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("delay", [1.0, 6.0, 14.0])
+def test_a_signal_at_any_point_of_finetune_is_one_line_and_its_exit_code(tmp_path, signame, code, delay):
+    """Whatever was running (starting up, loading, training), the run ends with its signal's exit
+    code, one error line, no traceback and no temporary file; the input is unchanged; a model is
+    written only whole, and only when the line says it was saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "in.keras"
+    source.write_bytes((SAMPLES / "digits_mlp.keras").read_bytes())
+    before = source.read_bytes()
+    out = tmp_path / "out.keras"
+    proc = subprocess.Popen([sys.executable, "-m", "lightcompress", "finetune", str(source), "--dataset", "digits",
+                             "--epochs", "500", "--patience", "500", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, signame))
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert lines[-1].startswith(f"error: interrupted ({signame})"), stderr
+    assert source.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lightcompress-tmp-")]
+    if "); saved " in lines[-1]:
+        assert out.exists()
+    else:
+        assert not out.exists()
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next_write(small, tmp_path):

@@ -1,7 +1,28 @@
 """The command-line front end: ``app.py`` assembles the Typer app and maps errors to exit codes,
-``options.py`` holds the options several commands share, and each command is one thin module
-calling the library (mostly ``pipeline``)."""
+``options.py`` holds the options several commands share, ``signals.py`` the one signal policy, and
+each command is one thin module calling ``flows``.
 
-from .app import app, main
+``main`` installs the signal policy before anything else is imported (Typer, Keras, TensorFlow),
+so an interrupt at any point of a run ends the same way.
+"""
+
+from __future__ import annotations
 
 __all__ = ["app", "main"]
+
+
+def main():
+    from .signals import install
+
+    install()
+    from .app import main as run
+
+    return run()
+
+
+def __getattr__(name):
+    if name == "app":
+        from .app import app
+
+        return app
+    raise AttributeError(f"module 'lightcompress.cli' has no attribute {name!r}")

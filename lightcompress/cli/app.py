@@ -16,6 +16,7 @@ import warnings
 import typer
 
 from .._version import __version__
+from . import signals
 from ..errors import LightCompressError, LightCompressWarning
 
 app = typer.Typer(
@@ -83,10 +84,11 @@ def handle_errors(fn):
             if debug:
                 raise
             fail(phrase(str(err), command_flags(fn)))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             if debug:
                 raise
-            fail("interrupted; nothing was saved by the step that was running.", 130)
+            fail(f"interrupted ({signals.name(err)}); nothing was saved by the step that was running.",
+                 signals.exit_code(err))
         except Exception as err:  # noqa: BLE001 - last resort: one line, not a traceback
             if debug:
                 raise
@@ -139,11 +141,12 @@ _register()
 def main():
     """Entry point of the console script and ``python -m lightcompress``: Keras is imported here,
     with TensorFlow's start-up lines held back (``LIGHTCOMPRESS_TF_LOGS=1`` shows them)."""
-    from .._quiet import import_keras_quietly
-
+    signals.install()
     try:
+        from .._quiet import import_keras_quietly
+
         import_keras_quietly()
         return app(prog_name="lightcompress")
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        print(f"error: interrupted ({signals.name(err)}) while starting; nothing was written.", file=sys.stderr)
+        sys.exit(signals.exit_code(err))

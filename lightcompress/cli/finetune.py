@@ -61,3 +61,9 @@ def command(
     finally:
         progress.stop()
     o.emit(out, report.finetune_sections, json_out, markdown_out)
+    if out.get("interrupted"):
+        from . import signals
+
+        kept = "the input's weights (no epoch completed)" if out.get("started_from_input") else "the best completed epoch"
+        typer.echo(f"error: interrupted ({signals.name()}); saved {kept} to {out['output']}.", err=True)
+        raise typer.Exit(signals.exit_code())

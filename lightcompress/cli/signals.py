@@ -1,0 +1,48 @@
+"""One signal policy for every command, installed on the first line of the entry point.
+
+SIGINT (Ctrl-C) and SIGTERM both raise ``KeyboardInterrupt`` (SIGTERM as its subclass
+``Terminated``) in the main thread, so every stage that handles an interrupt handles both: a
+fine-tune stops and keeps its best completed epoch, an atomic write leaves nothing partial. The
+command then prints one line and exits 130 after SIGINT, 143 after SIGTERM (128 + the signal's
+number, as a shell reports it), also when the interrupted run saved its best epoch: a script can
+tell an interrupted run from a finished one by the exit code alone, and the line says what is on
+disk.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C."""
+
+
+_received: list[int] = []
+
+
+def _on_signal(signum, frame):
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def install():
+    """SIGINT and SIGTERM raise in the main thread from now on."""
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def exit_code(err: BaseException | None = None) -> int:
+    """130 after SIGINT, 143 after SIGTERM."""
+    if isinstance(err, Terminated) or (_received and _received[-1] == signal.SIGTERM):
+        return 128 + signal.SIGTERM
+    return 128 + signal.SIGINT
+
+
+def name(err: BaseException | None = None) -> str:
+    return "SIGTERM" if exit_code(err) == 128 + signal.SIGTERM else "SIGINT"
+
+
+def interrupted() -> bool:
+    """Whether a signal arrived during this run (a stage may have caught it and carried on)."""
+    return bool(_received)
