@@ -11,7 +11,7 @@ flows on files, ``cli`` the command line):
 [('dense', 8), ('dense_1', 7)]
 
 Importing the package is cheap and has no side effects: Keras is imported when a verb or class
-is first used (``import lightcompress.layers.core`` registers LightDense and LightConv2D with Keras,
+is first used (``import lightcompress.layers`` registers every LightLayer twin with Keras,
 so a ``.keras`` file holding them loads with ``keras.saving.load_model``; when Keras is already
 imported, ``import lightcompress`` does it at once).
 """
@@ -24,7 +24,7 @@ import sys
 __version__ = "0.2.0"
 
 _CLASSES = {
-    "LightDense": "layers.core", "LightConv2D": "layers.core", "LightCompressError": "errors",
+    "LightDense": "layers", "LightConv2D": "layers", "LightCompressError": "errors",
     "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
     "TargetParams": "planning", "Plan": "planning", "DataSpec": "data.sets", "FitSettings": "training.finetune",
 }
@@ -170,4 +170,4 @@ def compress(model, data="digits", **goal_and_options):
 
 
 if "keras" in sys.modules:  # registering the LightLayers costs nothing once Keras is loaded
-    from .layers import core as layers  # noqa: E402,F401
+    from . import layers  # noqa: E402,F401

@@ -21,7 +21,7 @@ import h5py
 import keras
 
 from .. import _keras_private as keras_private
-from ..layers import core as _registers_the_light_layers  # noqa: F401 - files holding them load
+from .. import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
 from ..errors import ModelLoadError, OutputPathError, UnsupportedModelError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
