@@ -10,21 +10,26 @@ flows on files, ``cli`` the command line):
 >>> [(p.name, p.rank) for p in plan.converted]
 [('dense', 8), ('dense_1', 7)]
 
-Importing the package is cheap and has no side effects: Keras is imported when a verb or class
-is first used (``import lightcompress.layers`` registers every LightLayer twin with Keras,
-so a ``.keras`` file holding them loads with ``keras.saving.load_model``; when Keras is already
-imported, ``import lightcompress`` does it at once).
+Importing the package imports Keras (quietly: no TensorFlow start-up lines) and registers every
+LightLayer twin with it, so a ``.keras`` or ``.h5`` file holding them loads with
+``keras.saving.load_model`` and no ``custom_objects``; it writes no files and prints nothing.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
+
+from ._quiet import import_keras_quietly
 
 __version__ = "0.2.0"
 
+import_keras_quietly()
+from . import layers  # noqa: E402 - registers every LightLayer twin and layer type
+
+_TWINS = ("LightDense", "LightConv2D", "LightConv1D", "LightConv2DTranspose", "LightSeparableConv2D",
+          "LightEinsumDense", "LightEmbedding", "LightTimeDistributed", "LightMultiHeadAttention")
 _CLASSES = {
-    "LightDense": "layers", "LightConv2D": "layers", "LightCompressError": "errors",
+    **dict.fromkeys(_TWINS, "layers"), "LightCompressError": "errors",
     "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
     "TargetParams": "planning", "Plan": "planning", "DataSpec": "data.sets", "FitSettings": "training.finetune",
 }
@@ -168,6 +173,3 @@ def compress(model, data="digits", **goal_and_options):
 
     return run(model, _prepared(model, data), **goal_and_options)
 
-
-if "keras" in sys.modules:  # registering the LightLayers costs nothing once Keras is loaded
-    from . import layers  # noqa: E402,F401

@@ -2,6 +2,7 @@
 no command-line flags outside cli/, no side effects on import, private Keras in one module."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -272,13 +273,55 @@ def test_no_library_module_outside_cli_mentions_a_flag():
     assert not offenders, "library messages must speak Python (name=value), not flags:\n" + "\n".join(offenders)
 
 
-def test_importing_the_package_has_no_side_effects():
-    code = ("import os, sys; os.dup2(os.open(os.devnull, os.O_WRONLY), 2); import lightcompress; "
-            "print('keras' in sys.modules, 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
-    quiet = subprocess.run([sys.executable, "-c", "import lightcompress"], capture_output=True, text=True, check=True)
-    assert quiet.stderr == ""
+def _fresh_python(code, cwd):
+    """Run ``code`` in a new Python process in ``cwd``, importing this checkout's package."""
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+
+
+def test_importing_the_package_registers_the_twins_and_nothing_else(tmp_path):
+    """``import lightcompress`` imports Keras (quietly) and registers every twin with it: its one
+    documented effect. Nothing is printed and no file is written where it runs."""
+    out = _fresh_python("import lightcompress", tmp_path)
+    assert (out.stdout, out.stderr) == ("", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+# One model per twin type, each saved by this process and loaded by a fresh one.
+def _twin_models():
+    from lightcompress.layers import registry
+
+    models = {}
+    for entry in registry.REGISTRY.values():
+        model, _ = _model_with(entry, entry.modes[0])
+        models[entry.twin.__name__] = apply_plan(model, make_plan(model, FixedRank(2), _filter(entry.modes[0])))
+    query, value = keras.Input((5, 8)), keras.Input((7, 8))
+    attention = keras.Model([query, value], keras.layers.MultiHeadAttention(2, 4, name="target")(query, value))
+    plan = make_plan(attention, FixedRank(2), LayerFilter(min_params=0))
+    models["LightMultiHeadAttention"] = apply_plan(attention, plan)
+    return models
+
+
+def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(tmp_path, rng):
+    expected = {}
+    for name, model in _twin_models().items():
+        assert name in {type(layer).__name__ for layer in model.layers}
+        x = [rng.random((2, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
+        np.savez(tmp_path / f"{name}.npz", *x)
+        model.save(tmp_path / f"{name}.keras")
+        expected[name] = model.predict(x if len(x) > 1 else x[0], verbose=0)
+    code = f"""
+import lightcompress
+import keras, numpy as np
+from pathlib import Path
+for path in sorted(Path({str(tmp_path)!r}).glob("*.keras")):
+    model = keras.models.load_model(path)
+    x = list(np.load(path.with_suffix(".npz")).values())
+    np.save(path.with_suffix(".out.npy"), model.predict(x if len(x) > 1 else x[0], verbose=0))
+"""
+    _fresh_python(code, tmp_path)
+    for name, want in expected.items():
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.out.npy"), want, rtol=1e-6, atol=1e-6)
 
 
 def test_keras_then_lightcompress_registers_the_layers(tmp_path):
