@@ -24,7 +24,7 @@ from ._quiet import import_keras_quietly
 __version__ = "0.2.0"
 
 import_keras_quietly()
-from . import layers  # noqa: E402 - registers every LightLayer twin and layer type
+from . import layers  # noqa: E402,F401 - registers every LightLayer twin and layer type
 
 _TWINS = ("LightDense", "LightConv2D", "LightConv1D", "LightConv2DTranspose", "LightSeparableConv2D",
           "LightEinsumDense", "LightEmbedding", "LightTimeDistributed", "LightMultiHeadAttention")
