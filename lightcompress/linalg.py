@@ -1,4 +1,6 @@
-"""Truncated SVD and the kernel reshapes behind every factorisation. NumPy only: no Keras here.
+"""Truncated SVD, spectra, data-aware factors and Tucker-2 behind every factorisation. NumPy only:
+no Keras here. (How each layer type's kernel becomes a matrix is in that type's module in
+``lightcompress.layers``.)
 
 A weight matrix W (n, m) is approximated by two factors A (n, r) and B (r, m) with
 A = U_r·sqrt(S_r) and B = sqrt(S_r)·V_rᵀ, the best rank-r approximation (Eckart–Young).
@@ -8,11 +10,6 @@ A = U_r·sqrt(S_r) and B = sqrt(S_r)·V_rᵀ, the best rank-r approximation (Eck
 >>> a, b = truncated_svd(w, 2)
 >>> a.shape, b.shape, bool(np.allclose(a @ b, w))
 ((4, 2), (2, 3), True)
-
-Conv2D kernels (kh, kw, c, f) become matrices in one of two modes:
-
-- "channel": (kh·kw·c, f), factors a kh×kw conv c→r then a 1×1 conv r→f;
-- "spatial": (kh·c, kw·f), factors a kh×1 conv c→r then a 1×kw conv r→f (Jaderberg et al. 2014).
 """
 
 from __future__ import annotations
@@ -22,9 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import RankError
-
-CONV_MODES = ("channel", "spatial")
-TUCKER = "tucker"  # the third Conv2D mode (Tucker-2); not a matrix reshape, see tucker2
 
 
 def check_rank(rank, shape) -> int:
@@ -305,85 +299,12 @@ def break_even_rank(n: int, m: int) -> int:
     return (n * m - 1) // (n + m)
 
 
-def conv_matrix_shape(kernel_shape, mode: str) -> tuple[int, int]:
-    """Shape of the matrix a (kh, kw, c, f) kernel is reshaped to in ``mode``."""
-    kh, kw, c, f = _check_kernel_shape(kernel_shape)
-    if mode == "channel":
-        return kh * kw * c, f
-    if mode == "spatial":
-        return kh * c, kw * f
-    raise RankError(f"conv mode {mode!r} is unknown; use one of {', '.join(CONV_MODES)}.")
-
-
 def _check_kernel_shape(kernel_shape) -> tuple[int, int, int, int]:
     if len(kernel_shape) != 4:
         raise RankError(
             f"expected a Conv2D kernel of shape (kh, kw, in, out), got shape {tuple(kernel_shape)}."
         )
     return tuple(int(d) for d in kernel_shape)
-
-
-def conv_kernel_to_matrix(kernel, mode: str) -> np.ndarray:
-    """Reshape a Conv2D kernel (kh, kw, c, f) to the matrix factorised in ``mode``."""
-    kernel = np.asarray(kernel)
-    kh, kw, c, f = _check_kernel_shape(kernel.shape)
-    shape = conv_matrix_shape(kernel.shape, mode)
-    if mode == "channel":
-        return kernel.reshape(shape)
-    return kernel.transpose(0, 2, 1, 3).reshape(shape)  # rows (kh, c), columns (kw, f)
-
-
-def matrix_to_conv_kernel(matrix, kernel_shape, mode: str) -> np.ndarray:
-    """The inverse of ``conv_kernel_to_matrix``: a ``mode`` matrix back to (kh, kw, c, f)."""
-    kh, kw, c, f = _check_kernel_shape(kernel_shape)
-    matrix = np.asarray(matrix)
-    if mode == "channel":
-        return matrix.reshape(kh, kw, c, f)
-    conv_matrix_shape(kernel_shape, mode)  # validates the mode
-    return matrix.reshape(kh, c, kw, f).transpose(0, 2, 1, 3)
-
-
-def truncated_kernel(kernel, rank: int, mode: str) -> np.ndarray:
-    """The rank-``rank`` approximation of a Dense (mode "dense") or Conv2D kernel, same shape and
-    dtype: what the LightLayer made from it computes."""
-    kernel = np.asarray(kernel)
-    matrix = kernel if mode == "dense" else conv_kernel_to_matrix(kernel, mode)
-    a, b = truncated_svd(matrix, rank)
-    product = a @ b
-    if mode != "dense":
-        product = matrix_to_conv_kernel(product, kernel.shape, mode)
-    return product.astype(kernel.dtype)
-
-
-def conv_factor_shapes(kernel_shape, rank: int, mode: str) -> tuple[tuple, tuple]:
-    """Shapes of the two conv kernels that replace a (kh, kw, c, f) kernel at ``rank``."""
-    kh, kw, c, f = _check_kernel_shape(kernel_shape)
-    if mode == "channel":
-        return (kh, kw, c, rank), (1, 1, rank, f)
-    if mode == "spatial":
-        return (kh, 1, c, rank), (1, kw, rank, f)
-    raise RankError(f"conv mode {mode!r} is unknown; use one of {', '.join(CONV_MODES)}.")
-
-
-def factors_to_conv_kernels(a, b, kernel_shape, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Turn matrix factors A, B of a kernel's ``mode`` matrix into the two conv kernels.
-
-    channel: (kh, kw, c, r) then (1, 1, r, f); spatial: (kh, 1, c, r) then (1, kw, r, f).
-    """
-    kh, kw, c, f = _check_kernel_shape(kernel_shape)
-    rank = a.shape[1]
-    first, second = conv_factor_shapes(kernel_shape, rank, mode)
-    if mode == "channel":
-        return a.reshape(first), b.reshape(second)
-    # spatial: rows of A are (kh, c), columns of B are (kw, f)
-    return a.reshape(first), b.reshape(rank, kw, f).transpose(1, 0, 2).reshape(second)
-
-
-def conv_factors(kernel, rank: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """The two SVD-initialised conv kernels replacing ``kernel`` at ``rank`` in ``mode``."""
-    kernel = np.asarray(kernel)
-    a, b = truncated_svd(conv_kernel_to_matrix(kernel, mode), rank)
-    return factors_to_conv_kernels(a, b, kernel.shape, mode)
 
 
 # -- data-aware factors (output error on calibration inputs) ----------------------------------
@@ -494,7 +415,7 @@ def mode_covariance(cov, kernel_shape, mode: str) -> np.ndarray:
         return blocks.reshape(kh * c, kh * c)
     if mode == "input channels":
         return np.einsum("abiabj->ij", six) / (kh * kw)
-    raise RankError(f"conv mode {mode!r} is unknown; use one of {', '.join(CONV_MODES)}.")
+    raise RankError(f"conv mode {mode!r} is unknown; use one of channel, spatial.")
 
 
 # -- Tucker-2 for convolutions (Kim et al., ICLR 2016) ----------------------------------------

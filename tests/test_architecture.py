@@ -2,6 +2,7 @@
 no command-line flags outside cli/, no side effects on import, private Keras in one module."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,13 @@ import pytest
 from lightcompress.factorization import candidates as analyze
 from lightcompress import _keras_private as keras_private
 from lightcompress.layers import registry
+from lightcompress.layers.conv1d import CONV1D
+from lightcompress.layers.conv2d import CONV2D
+from lightcompress.layers.conv2d_transpose import CONV2D_TRANSPOSE
+from lightcompress.layers.dense import DENSE
+from lightcompress.layers.einsum_dense import EINSUM_DENSE
+from lightcompress.layers.embedding import EMBEDDING
+from lightcompress.layers.separable_conv2d import SEPARABLE_CONV2D
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.planning import FixedRank, LayerFilter, make_plan
 
@@ -106,13 +114,13 @@ def test_twin_lowers_to_standard_layers_computing_the_same(entry, mode, rng):
 def test_mac_formulas_against_hand_counts():
     dense = keras.layers.Dense(12)
     assert registry.macs(dense, (None, 3, 20), (None, 3, 12)) == 3 * 20 * 12
-    assert registry.DENSE.macs(dense, (None, 3, 20), (None, 3, 12), "dense", 4) == 3 * 4 * (20 + 12)
+    assert DENSE.macs(dense, (None, 3, 20), (None, 3, 12), "dense", 4) == 3 * 4 * (20 + 12)
     conv = keras.layers.Conv2D(10, (3, 2), padding="same")
     # 5x8 output positions, 3x2 kernel, 6 channels in, 10 out
     assert registry.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10)) == 5 * 8 * 3 * 2 * 6 * 10
-    assert registry.CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "channel", 4) == 5 * 8 * (3 * 2 * 6 * 4 + 4 * 10)
+    assert CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "channel", 4) == 5 * 8 * (3 * 2 * 6 * 4 + 4 * 10)
     # spatial: a 3x1 conv over the full input width (8), then 1x2 to the output
-    assert registry.CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "spatial", 4) == 5 * 8 * 3 * 6 * 4 + 5 * 8 * 2 * 4 * 10
+    assert CONV2D.macs(conv, (None, 9, 8, 6), (None, 5, 8, 10), "spatial", 4) == 5 * 8 * 3 * 6 * 4 + 5 * 8 * 2 * 4 * 10
 
 
 @pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
@@ -132,28 +140,28 @@ def test_mac_formulas_of_the_other_entries_against_hand_counts():
     conv1d = keras.layers.Conv1D(10, 3)
     # 9 output steps, kernel 3, 6 channels in, 10 out
     assert registry.macs(conv1d, (None, 11, 6), (None, 9, 10)) == 9 * 3 * 6 * 10
-    assert registry.CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "channel", 4) == 9 * (3 * 6 * 4 + 4 * 10)
+    assert CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "channel", 4) == 9 * (3 * 6 * 4 + 4 * 10)
     # spatial: 1-wide conv over all 11 input steps, then the 3-wide conv to 9 outputs
-    assert registry.CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "spatial", 4) == 11 * 6 * 4 + 9 * 3 * 4 * 10
+    assert CONV1D.macs(conv1d, (None, 11, 6), (None, 9, 10), "spatial", 4) == 11 * 6 * 4 + 9 * 3 * 4 * 10
     transpose = keras.layers.Conv2DTranspose(7, (3, 2), strides=2)
     # each of the 5x6 input pixels scatters a 3x2 kernel 8 -> 7; the 1x1 runs on the 11x12 output
     assert registry.macs(transpose, (None, 5, 6, 8), (None, 11, 12, 7)) == 5 * 6 * 3 * 2 * 8 * 7
-    assert registry.CONV2D_TRANSPOSE.macs(transpose, (None, 5, 6, 8), (None, 11, 12, 7), "channel", 4) == (
+    assert CONV2D_TRANSPOSE.macs(transpose, (None, 5, 6, 8), (None, 11, 12, 7), "channel", 4) == (
         5 * 6 * 3 * 2 * 8 * 4 + 11 * 12 * 4 * 7)
     separable = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same")
     # 6x6 outputs: depthwise 3x3 on 5*2 channels, then pointwise 10 -> 12 (or 10 -> 4 -> 12)
     assert registry.macs(separable, (None, 6, 6, 5), (None, 6, 6, 12)) == 36 * (9 * 10 + 10 * 12)
-    assert registry.SEPARABLE_CONV2D.macs(separable, (None, 6, 6, 5), (None, 6, 6, 12), "pointwise", 4) == (
+    assert SEPARABLE_CONV2D.macs(separable, (None, 6, 6, 5), (None, 6, 6, 12), "pointwise", 4) == (
         36 * (9 * 10 + 10 * 4 + 4 * 12))
     einsum = keras.layers.EinsumDense("abc,cde->abde", (4, 3, 5), bias_axes="de")
     einsum.build((None, 4, 12))
     # 4 positions, a (12) x (3*5) matrix
     assert registry.macs(einsum, (None, 4, 12), (None, 4, 3, 5)) == 4 * 12 * 15
-    assert registry.EINSUM_DENSE.macs(einsum, (None, 4, 12), (None, 4, 3, 5), "einsum", 2) == 4 * 2 * (12 + 15)
+    assert EINSUM_DENSE.macs(einsum, (None, 4, 12), (None, 4, 3, 5), "einsum", 2) == 4 * 2 * (12 + 15)
     embedding = keras.layers.Embedding(30, 9)
     # a lookup costs nothing; the factorised table multiplies each of 5 rank-4 rows by a 4x9 matrix
     assert registry.macs(embedding, (None, 5), (None, 5, 9)) == 0
-    assert registry.EMBEDDING.macs(embedding, (None, 5), (None, 5, 9), "table", 4) == 5 * 4 * 9
+    assert EMBEDDING.macs(embedding, (None, 5), (None, 5, 9), "table", 4) == 5 * 4 * 9
     td = keras.layers.TimeDistributed(keras.layers.Dense(9))
     assert registry.macs(td, (None, 4, 11), (None, 4, 9)) == 4 * 11 * 9
     mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
@@ -166,25 +174,49 @@ def test_mac_formulas_of_the_other_entries_against_hand_counts():
     assert registry.macs(mha, [(None, 5, 8), (None, 7, 8)], (None, 5, 8)) == expected
 
 
-def test_a_new_layer_type_is_one_registry_entry(rng):
-    """A toy type (a Dense subclass) registered with one entry is planned, converted and counted."""
+def test_a_new_layer_type_is_one_module(rng):
+    """tests/toy_layer_type.py adds a type (a new Keras layer, its twin, reshapes, MAC formula,
+    lowering and entry) in one module: a model holding it is planned, converted (exact at full
+    rank), counted and lowered with no other change."""
+    from lightcompress.deploy.lower import lower_model
 
-    class ToyDense(keras.layers.Dense):
-        pass
+    from . import toy_layer_type as toy
 
-    entry = registry.register(registry.LayerType(**{**registry.DENSE.__dict__, "cls": ToyDense}))
     try:
         inputs = keras.Input((40,))
-        model = keras.Model(inputs, ToyDense(30, name="toy")(inputs))
-        assert analyze.candidates(model)[0].entry is entry
+        model = keras.Model(inputs, toy.Linear(30, name="toy")(inputs))
+        x = rng.random((4, 40), dtype=np.float32)
+        full = make_plan(model, FixedRank(10_000), LayerFilter(min_params=0))
+        full.layers[0].rank = 30  # lift the break-even clip: the full rank must be exact
+        np.testing.assert_allclose(apply_plan(model, full).predict(x, verbose=0), model.predict(x, verbose=0),
+                                   rtol=1e-4, atol=1e-5)
         plan = make_plan(model, FixedRank(5), LayerFilter(min_params=0))
-        assert plan.converted[0].rank == 5
+        assert [(p.kind, p.rank) for p in plan.converted] == [("Linear", 5)]
         converted = apply_plan(model, plan)
-        assert [s.macs for s in analyze.layer_stats(model) if s.name == "toy"] == [40 * 30]
-        assert [s.macs for s in analyze.layer_stats(converted) if s.name == "toy_light"] == [5 * (40 + 30)]
+        assert type(converted.get_layer("toy_light")) is toy.LightLinear
+        macs = {s.name: s.macs for s in analyze.layer_stats(model) + analyze.layer_stats(converted)}
+        assert (macs["toy"], macs["toy_light"]) == (40 * 30, 5 * (40 + 30))
+        lowered = lower_model(converted)
+        assert all(type(layer).__module__.startswith("keras") for layer in lowered.layers)
+        np.testing.assert_allclose(lowered.predict(x, verbose=0), converted.predict(x, verbose=0), atol=1e-5)
     finally:
-        registry.REGISTRY.pop(ToyDense)
-        registry.MAC_COUNTERS.pop(ToyDense)
+        registry.unregister(toy.LINEAR)
+        sys.modules.pop(toy.__name__)
+
+
+def test_a_class_is_counted_by_one_mac_formula():
+    """Registering a class that already has a MAC formula fails: in the old table a later entry
+    silently replaced SeparableConv2D's counter, leaving its own formula dead code."""
+    from lightcompress.layers import separable_conv2d
+
+    layer = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same")
+    shapes = ((None, 6, 6, 5), (None, 6, 6, 12))
+    assert registry.macs(layer, *shapes) == separable_conv2d.separable_macs(layer, *shapes, None, None)
+    with pytest.raises(registry.RegistryError, match=r"^SeparableConv2D already has a MAC formula"):
+        registry.count_macs(keras.layers.SeparableConv2D, lambda layer, i, o: 0)
+    with pytest.raises(registry.RegistryError, match=r"^SeparableConv2D is already registered"):
+        registry.register(SEPARABLE_CONV2D)
+    assert registry.macs(layer, *shapes) == 36 * (9 * 10 + 10 * 12)
 
 
 # -- the package's shape ---------------------------------------------------------------------
@@ -241,13 +273,60 @@ def test_no_library_module_outside_cli_mentions_a_flag():
     assert not offenders, "library messages must speak Python (name=value), not flags:\n" + "\n".join(offenders)
 
 
-def test_importing_the_package_has_no_side_effects():
-    code = ("import os, sys; os.dup2(os.open(os.devnull, os.O_WRONLY), 2); import lightcompress; "
-            "print('keras' in sys.modules, 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
-    quiet = subprocess.run([sys.executable, "-c", "import lightcompress"], capture_output=True, text=True, check=True)
-    assert quiet.stderr == ""
+def _fresh_python(code, cwd):
+    """Run ``code`` in a new Python process in ``cwd``, importing this checkout's package."""
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+
+
+def test_importing_the_package_registers_the_twins_and_nothing_else(tmp_path):
+    """``import lightcompress`` is cheap (no Keras, no TensorFlow) and has one documented effect:
+    every twin is registered with Keras when Keras loads, in either import order. Nothing is
+    printed and no file is written where it runs."""
+    out = _fresh_python("import sys, lightcompress; print('keras' in sys.modules, 'tensorflow' in sys.modules)", tmp_path)
+    assert (out.stdout.split(), out.stderr) == (["False", "False"], "")
+    assert list(tmp_path.iterdir()) == []
+    for order in ("import lightcompress, keras", "import keras, lightcompress"):
+        out = _fresh_python(f"{order}; print(keras.saving.get_registered_object('lightcompress>LightConv1D').__name__)",
+                            tmp_path)
+        assert out.stdout.split()[-1] == "LightConv1D"
+
+
+# One model per twin type, each saved by this process and loaded by a fresh one.
+def _twin_models():
+    from lightcompress.layers import registry
+
+    models = {}
+    for entry in registry.REGISTRY.values():
+        model, _ = _model_with(entry, entry.modes[0])
+        models[entry.twin.__name__] = apply_plan(model, make_plan(model, FixedRank(2), _filter(entry.modes[0])))
+    query, value = keras.Input((5, 8)), keras.Input((7, 8))
+    attention = keras.Model([query, value], keras.layers.MultiHeadAttention(2, 4, name="target")(query, value))
+    plan = make_plan(attention, FixedRank(2), LayerFilter(min_params=0))
+    models["LightMultiHeadAttention"] = apply_plan(attention, plan)
+    return models
+
+
+def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(tmp_path, rng):
+    expected = {}
+    for name, model in _twin_models().items():
+        assert name in {type(layer).__name__ for layer in model.layers}
+        x = [rng.random((2, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
+        np.savez(tmp_path / f"{name}.npz", *x)
+        model.save(tmp_path / f"{name}.keras")
+        expected[name] = model.predict(x if len(x) > 1 else x[0], verbose=0)
+    code = f"""
+import lightcompress
+import keras, numpy as np
+from pathlib import Path
+for path in sorted(Path({str(tmp_path)!r}).glob("*.keras")):
+    model = keras.models.load_model(path)
+    x = list(np.load(path.with_suffix(".npz")).values())
+    np.save(path.with_suffix(".out.npy"), model.predict(x if len(x) > 1 else x[0], verbose=0))
+"""
+    _fresh_python(code, tmp_path)
+    for name, want in expected.items():
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.out.npy"), want, rtol=1e-6, atol=1e-6)
 
 
 def test_keras_then_lightcompress_registers_the_layers(tmp_path):

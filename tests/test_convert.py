@@ -199,14 +199,15 @@ def test_include_exclude_patterns():
 @pytest.mark.backend
 def test_auto_mode_picks_the_lower_error():
     from lightcompress import linalg as svd
+    from lightcompress.layers.conv2d import conv_kernel_to_matrix, conv_matrix_shape
     model = GRAPHS["residual"]()
     plan = make_plan(model, *policy(rank=4, conv_mode="auto"))
     conv = next(p for p in plan.layers if p.name == "branch_a")
     kernel = keras.ops.convert_to_numpy(model.get_layer("branch_a").kernel)
     errors = {}
     for mode in ("channel", "spatial"):
-        n, m = svd.conv_matrix_shape(kernel.shape, mode)
-        s = svd.singular_values(svd.conv_kernel_to_matrix(kernel, mode))
+        n, m = conv_matrix_shape(kernel.shape, mode)
+        s = svd.singular_values(conv_kernel_to_matrix(kernel, mode))
         budget = 4 * (3 * 3 * 16 + 16)
         rank = min(budget // (n + m), svd.break_even_rank(n, m))
         errors[mode] = svd.reconstruction_error(s, rank)

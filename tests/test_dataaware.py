@@ -13,7 +13,7 @@ from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
-from lightcompress.layers.lowering import lower_light_conv2d
+from lightcompress.layers.conv2d import CONV2D, lower_light_conv2d
 from lightcompress.planning import FixedRank, LayerFilter, TargetParams, make_plan
 
 
@@ -123,9 +123,9 @@ def test_full_rank_tucker_equals_conv2d(settings, rng):
         y = layer(y)
     np.testing.assert_allclose(np.asarray(y), expected, atol=1e-4)
     # data-aware HOSVD is exact at full rank too
-    patches = registry.CONV2D.input_matrix(conv, x)
+    patches = CONV2D.input_matrix(conv, x)
     cov = patches.T.astype(np.float64) @ patches / len(patches)
-    kernels = registry.CONV2D.factors(np.asarray(conv.kernel), 6, "tucker", cov)
+    kernels = CONV2D.factors(np.asarray(conv.kernel), 6, "tucker", cov)
     light.set_weights([*kernels, np.asarray(conv.bias)])
     np.testing.assert_allclose(np.asarray(light(x)), expected, atol=1e-4)
 
@@ -137,7 +137,7 @@ def test_tucker_params_and_macs_formulas_match_the_layer(rng):
     r1, r2 = svd.tucker_ranks(6, 8, 16)
     assert (r1, r2) == (3, 6) and light.input_rank == 3
     assert light.count_params() == svd.tucker_params((3, 3, 8, 16), 6) + 16 == 8 * 3 + 9 * 3 * 6 + 6 * 16 + 16
-    assert registry.CONV2D.factor_params((3, 3, 8, 16), "tucker", 6) == light.count_params() - 16
+    assert CONV2D.factor_params((3, 3, 8, 16), "tucker", 6) == light.count_params() - 16
     macs = registry.macs(light, (None, 10, 10, 8), (None, 10, 10, 16))
     assert macs == 100 * 8 * 3 + 100 * (9 * 3 * 6 + 6 * 16)
     assert model.count_params() == 3 * 3 * 8 * 16 + 16

@@ -12,7 +12,7 @@ from lightcompress import linalg as svd
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
 from lightcompress.errors import LightCompressError
-from lightcompress.layers.core import LightConv2D
+from lightcompress.layers import LightConv2D, dense
 from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
 
 from .conftest import real_model_path
@@ -185,7 +185,7 @@ def test_a_plan_applied_after_the_weights_changed_uses_the_new_weights():
     for name in ("hidden", "head"):
         kernel = np.asarray(model.get_layer(name).kernel)
         a, b = (np.asarray(w) for w in new.get_layer(f"{name}_light").get_weights()[:2])
-        np.testing.assert_allclose(a @ b, svd.truncated_kernel(kernel, 4, "dense"), atol=1e-5)
+        np.testing.assert_allclose(a @ b, dense.DENSE.truncated_kernel(kernel, 4, "dense"), atol=1e-5)
 
 
 def test_ratio_with_every_conv_mode_decomposes_each_kernel_and_mode_once(counted):

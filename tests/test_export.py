@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from lightcompress import LightConv2D, LightDense
 from lightcompress.deploy import export, runtimes
-from lightcompress.layers import lowering, registry
+from lightcompress.layers import registry
+from lightcompress.layers.conv2d import lower_light_conv2d
+from lightcompress.layers.dense import lower_light_dense
 from lightcompress.deploy import lower as lowered_module
 from lightcompress.cli import app
 from lightcompress.data.sets import Prepared
@@ -60,7 +62,7 @@ def test_light_dense_at_full_rank_lowers_to_the_original_dense(rng):
     dense.build((None, 20))
     _randomise(dense, rng)
     light = LightDense.from_dense(dense, rank=12)
-    layers = lowering.lower_light_dense(light)
+    layers = lower_light_dense(light)
     assert [type(layer) for layer in layers] == [keras.layers.Dense] * 2
     assert [layer.name for layer in layers] == ["fc_a", "fc_b"]
     assert not layers[0].use_bias and layers[1].activation is keras.activations.relu
@@ -89,7 +91,7 @@ def test_light_conv2d_at_full_rank_lowers_to_the_original_conv(mode, kernel, str
     kh, kw = kernel
     full = min(kh * kw * 3, 6) if mode == "channel" else min(kh * 3, kw * 6)
     light = LightConv2D.from_conv2d(conv, rank=full, factorization=mode)
-    layers = lowering.lower_light_conv2d(light)
+    layers = lower_light_conv2d(light)
     assert [type(layer) for layer in layers] == [keras.layers.Conv2D] * 2
     assert [layer.name for layer in layers] == ["conv_a", "conv_b"]
     x = rng.normal(size=(2, 9, 9, 3)).astype("float32")
@@ -104,7 +106,7 @@ def test_paper_conv_lowers_to_what_the_light_layer_computes(strides, padding, rn
                         activation="relu", name="paper_light")
     light.build((None, 8, 8, 3))
     _randomise(light, rng)
-    layers = lowering.lower_light_conv2d(light)
+    layers = lower_light_conv2d(light)
     assert [layer.name for layer in layers] == ["paper_a", "paper_b"]
     assert layers[0].use_bias and layers[0].activation is keras.activations.relu
     x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
@@ -116,7 +118,7 @@ def test_lowering_keeps_settings_but_not_kernel_constraints():
                        kernel_constraint="non_neg", bias_constraint="non_neg", dtype="float64",
                        trainable=False, name="x_light")
     light.build((None, 6))
-    a, b = lowering.lower_light_dense(light)
+    a, b = lower_light_dense(light)
     assert a.kernel_regularizer is light.kernel_regularizer and b.kernel_regularizer is light.kernel_regularizer
     assert b.bias_regularizer is light.bias_regularizer and b.bias_constraint is light.bias_constraint
     assert a.kernel_constraint is None and b.kernel_constraint is None
@@ -127,7 +129,7 @@ def test_lowering_keeps_settings_but_not_kernel_constraints():
 def test_every_registered_twin_has_a_lowering():
     for entry in registry.REGISTRY.values():
         assert entry.lower is not None, f"{entry.name}: its twin {entry.twin.__name__} has no lowering"
-    assert lowered_module.lowering_for(LightDense(3, rank=1)) is lowering.lower_light_dense
+    assert lowered_module.lowering_for(LightDense(3, rank=1)) is lower_light_dense
     assert lowered_module.lowering_for(keras.layers.Dense(3)) is None
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from lightcompress import LightConv2D, LightDense
 from lightcompress.errors import LightCompressError, RankError
+from lightcompress.layers import conv2d
 
 pytestmark = pytest.mark.backend  # the layers use keras.ops only: checked on JAX too (.ci/run)
 ATOL = 2e-5
@@ -71,13 +72,14 @@ def _matrix_shape(conv, mode):
 @pytest.mark.parametrize("mode", ["channel", "spatial"])
 def test_light_conv_low_rank_error_matches_svd(rng, mode):
     from lightcompress import linalg as svd
+    from lightcompress.layers.conv2d import conv_kernel_to_matrix
     conv = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)
     conv.build((None, 9, 9, 5))
     kernel = keras.ops.convert_to_numpy(conv.kernel)
     light = LightConv2D.from_conv2d(conv, 2, factorization=mode)
     # The composed kernel is the rank-2 truncation: measure it through the layer outputs on
     # unit impulses, which read the kernel out exactly.
-    s = svd.singular_values(svd.conv_kernel_to_matrix(kernel, mode))
+    s = svd.singular_values(conv_kernel_to_matrix(kernel, mode))
     expected = svd.reconstruction_error(s, 2) * np.linalg.norm(kernel)
     x = np.zeros((5, 9, 9, 5), "float32")
     for c in range(5):
@@ -179,3 +181,48 @@ def test_unbuilt_and_grouped_layers_are_refused():
     grouped.build((None, 6, 6, 4))
     with pytest.raises(LightCompressError, match=r"layer 'g' is a grouped Conv2D \(groups=2\)"):
         LightConv2D.from_conv2d(grouped, 1)
+
+
+# -- the Conv2D kernel as a matrix (layers/conv2d.py) -----------------------------------------
+
+@pytest.mark.parametrize("mode", ["channel", "spatial"])
+def test_conv_reshape_round_trips_at_full_rank(mode):
+    kernel = np.random.default_rng(2).normal(size=(3, 5, 4, 6)).astype(np.float32)
+    n, m = conv2d.conv_matrix_shape(kernel.shape, mode)
+    first, second = conv2d.CONV2D.factors(kernel, min(n, m), mode)
+    assert (first.shape, second.shape) == conv2d.conv_factor_shapes(kernel.shape, min(n, m), mode)
+    # Compose the two kernels back into one: sum over the rank axis.
+    if mode == "channel":
+        rebuilt = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
+    else:
+        rebuilt = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
+    np.testing.assert_allclose(rebuilt, kernel, atol=1e-5)
+
+
+def test_spatial_matrix_layout():
+    kernel = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    matrix = conv2d.conv_kernel_to_matrix(kernel, "spatial")
+    assert matrix.shape == (8, 15)
+    assert matrix[1 * 4 + 2, 2 * 5 + 3] == kernel[1, 2, 2, 3]
+
+
+def test_bad_conv_modes_and_kernels():
+    with pytest.raises(LightCompressError, match=r"conv mode 'depth' is unknown"):
+        conv2d.conv_matrix_shape((3, 3, 1, 1), "depth")
+    with pytest.raises(LightCompressError, match=r"Conv2D kernel .* got shape \(3, 3\)"):
+        conv2d.conv_kernel_to_matrix(np.ones((3, 3)), "channel")
+
+
+@pytest.mark.parametrize("mode", ["channel", "spatial"])
+def test_truncated_kernel_matches_the_factors(mode):
+    kernel = np.random.default_rng(3).normal(size=(3, 2, 4, 5)).astype(np.float32)
+    first, second = conv2d.CONV2D.factors(kernel, 2, mode)
+    if mode == "channel":
+        expected = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
+    else:
+        expected = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
+    got = conv2d.CONV2D.truncated_kernel(kernel, 2, mode)
+    assert got.shape == kernel.shape and got.dtype == kernel.dtype
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    n, m = conv2d.conv_matrix_shape(kernel.shape, mode)
+    np.testing.assert_allclose(conv2d.CONV2D.truncated_kernel(kernel, min(n, m), mode), kernel, atol=1e-5)

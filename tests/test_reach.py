@@ -7,14 +7,13 @@ import pytest
 
 from lightcompress.factorization import candidates as analyze, apply as factorize
 from lightcompress.deploy import lower as lowered
-from lightcompress.layers import registry
 from lightcompress.report import reports as report
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
 from lightcompress.data.synthetic import model_inputs_like
 from lightcompress.training.evaluation import output_difference
 from lightcompress.planning import Energy, FixedRank, LayerFilter, TargetParams, make_plan
-from lightcompress.layers.twins import LightMultiHeadAttention
+from lightcompress.layers import LightMultiHeadAttention, separable_conv2d
 
 ALL = LayerFilter(min_params=0, min_saving=0.0)  # every layer, any saving: exactness is the point here
 
@@ -250,4 +249,4 @@ def test_target_params_is_met_on_separable_architectures(name):
     plan = make_plan(model, TargetParams(0.3), LayerFilter())
     after = model.count_params() - plan.params_saved()
     assert after <= 0.31 * model.count_params()
-    assert registry.SEPARABLE_CONV2D.name in {p.kind for p in plan.converted}
+    assert separable_conv2d.SEPARABLE_CONV2D.name in {p.kind for p in plan.converted}

@@ -55,27 +55,6 @@ def test_break_even_rank():
         assert svd.factorized_params(n, m, r) < n * m <= svd.factorized_params(n, m, r + 1)
 
 
-@pytest.mark.parametrize("mode", ["channel", "spatial"])
-def test_conv_reshape_round_trips_at_full_rank(mode):
-    kernel = np.random.default_rng(2).normal(size=(3, 5, 4, 6)).astype(np.float32)
-    n, m = svd.conv_matrix_shape(kernel.shape, mode)
-    first, second = svd.conv_factors(kernel, min(n, m), mode)
-    assert (first.shape, second.shape) == svd.conv_factor_shapes(kernel.shape, min(n, m), mode)
-    # Compose the two kernels back into one: sum over the rank axis.
-    if mode == "channel":
-        rebuilt = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
-    else:
-        rebuilt = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
-    np.testing.assert_allclose(rebuilt, kernel, atol=1e-5)
-
-
-def test_spatial_matrix_layout():
-    kernel = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
-    matrix = svd.conv_kernel_to_matrix(kernel, "spatial")
-    assert matrix.shape == (8, 15)
-    assert matrix[1 * 4 + 2, 2 * 5 + 3] == kernel[1, 2, 2, 3]
-
-
 @pytest.mark.parametrize(
     "rank, message",
     [
@@ -101,22 +80,3 @@ def test_bad_energy_fraction(fraction):
 def test_bad_inputs():
     with pytest.raises(LightCompressError, match=r"2-D matrix, got an array of shape \(3,\)"):
         svd.truncated_svd(np.ones(3), 1)
-    with pytest.raises(LightCompressError, match=r"conv mode 'depth' is unknown"):
-        svd.conv_matrix_shape((3, 3, 1, 1), "depth")
-    with pytest.raises(LightCompressError, match=r"Conv2D kernel .* got shape \(3, 3\)"):
-        svd.conv_kernel_to_matrix(np.ones((3, 3)), "channel")
-
-
-@pytest.mark.parametrize("mode", ["channel", "spatial"])
-def test_truncated_kernel_matches_the_factors(mode):
-    kernel = np.random.default_rng(3).normal(size=(3, 2, 4, 5)).astype(np.float32)
-    first, second = svd.conv_factors(kernel, 2, mode)
-    if mode == "channel":
-        expected = np.einsum("hwcr,rf->hwcf", first, second[0, 0])
-    else:
-        expected = np.einsum("hcr,wrf->hwcf", first[:, 0], second[0])
-    got = svd.truncated_kernel(kernel, 2, mode)
-    assert got.shape == kernel.shape and got.dtype == kernel.dtype
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    n, m = svd.conv_matrix_shape(kernel.shape, mode)
-    np.testing.assert_allclose(svd.truncated_kernel(kernel, min(n, m), mode), kernel, atol=1e-5)

@@ -145,10 +145,15 @@ def _worker_env():
     return env
 
 
+WORKER = Path(__file__).with_name("worker.py")  # imports nothing from lightcompress
+
+
 def run_worker(folder, on_event=None) -> dict:
-    """Run ``python -m lightcompress.baseline.worker folder``; its result.json as a dict."""
+    """Run ``python .../baseline/worker.py folder``; its result.json as a dict. The worker runs by
+    its file path, not as ``-m lightcompress.baseline.worker``: that would import the package,
+    and so Keras 3, in the tf_keras process."""
     folder = Path(folder)
-    proc = subprocess.Popen([sys.executable, "-m", "lightcompress.baseline.worker", str(folder)],
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(folder)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_worker_env())
     try:
         for line in proc.stdout:

@@ -1,7 +1,8 @@
-"""The tf_keras side of the baselines: ``python -m lightcompress.baseline.worker FOLDER``.
+"""The tf_keras side of the baselines: ``python path/to/baseline/worker.py FOLDER``.
 
 Runs in its own process (tfmot switches ``tf.keras`` to Keras 2 on import) and never imports
-Keras 3 or the rest of lightcompress. It reads from FOLDER what ``run`` wrote:
+Keras 3 or the rest of lightcompress (it is run by file path: ``import lightcompress`` imports
+Keras 3). It reads from FOLDER what ``run`` wrote:
 
 - ``spec.json`` / ``weights.npz``: the architecture (whitelisted layer configs) and weights;
 - ``job.json``: the method (``check``, ``prune``, ``cluster``, ``qat``), its budget and the

@@ -1,5 +1,5 @@
 """A model with every LightLayer lowered to the standard Keras layers it computes: the first
-step of every export. The per-layer lowerings are the registry's (``lowering.py`` holds them).
+step of every export. The per-layer lowerings are the registry's (each in its type's module of ``lightcompress.layers``).
 
 >>> import keras, numpy as np
 >>> from lightcompress import LightDense
@@ -19,7 +19,7 @@ import keras
 
 from .. import _keras_private as keras_private
 from ..errors import UnsupportedModelError
-from ..layers.lowering import _base_name
+from ..layers.base import base_name
 from ..layers.registry import twin_entry
 
 
@@ -48,7 +48,7 @@ def _container_names(model):
 
 def _unique_base(layer, taken):
     """A base name whose ``_a``/``_b`` layers collide with no other layer at this level."""
-    base = _base_name(layer, None)
+    base = base_name(layer, None)
     candidate, n = base, 0
     suffixes = ("_a", "_b", "_core")  # _core: the middle conv of a Tucker-2 LightConv2D
     while any(f"{candidate}{s}" in taken for s in suffixes):

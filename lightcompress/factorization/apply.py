@@ -86,7 +86,7 @@ def apply_plan(model, plan, calibration=None, bias_correction=False, on_layer=No
         entry = registry.entry_for(layer)
         moments = calibration.layers.get(p.name) if calibration is not None else None
         factors = None
-        if moments is None and entry.takes_factors and p.mode in entry.matrix_modes:
+        if moments is None and p.mode in entry.matrix_modes:
             try:
                 factors = source.factors(p.mode, p.rank)
             except RankError as err:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ..layers.core import LightConv2D, LightDense
+from ..layers import LightConv2D, LightDense
 
 PAPER_FILTERS = (8, 16, 32)
 

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from .. import _keras_private as keras_private
-from ..layers import core as _registers_the_light_layers  # noqa: F401 - files holding them load
+from .. import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
 from ..errors import LightCompressWarning, ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
 from . import legacy
 
