@@ -97,7 +97,7 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     when they are given; "svd" forces plain truncated SVD). The plan's errors are then output
     errors on them, so the rank rules allocate by what each layer computes.
     """
-    from .statistics import check_method, collect
+    from ..factorization.statistics import check_method, collect
 
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
