@@ -65,7 +65,7 @@ RANDOM_INPUT_MACS = 4e10  # multiply-accumulates one comparison on random inputs
 def random_batch(model, most=32, least=2) -> int:
     """How many random inputs to compare ``model`` on: ``most``, fewer for a model whose forward
     pass is costly (VGG16, 15.5 GMACs per example: 2), never fewer than ``least``."""
-    from .candidates import layer_stats
+    from ..factorization.candidates import layer_stats
 
     per_example = sum(s.macs or 0 for s in layer_stats(model))
     return int(max(least, min(most, RANDOM_INPUT_MACS // max(per_example, 1))))
