@@ -121,12 +121,9 @@ def convert(model, plan=None, x=None, calibration_x=None, method=None, **rule_an
 
 def _prepared(model, data):
     """In-memory sets as arrays; folders, TFRecord files and module:function as streams."""
-    from .data.sets import DataSpec, Prepared
-    from .data.streams import Streamed, open_for_model
+    from .data.open import open_for_model
 
-    if isinstance(data, (Prepared, Streamed)):
-        return data
-    return open_for_model(model, data if isinstance(data, DataSpec) else DataSpec(data))
+    return open_for_model(model, data)
 
 
 def finetune(model, data="digits", teacher=None, **settings):
