@@ -35,13 +35,13 @@ def run_all(out_dir: Path, epochs: int, qat_epochs: int):
     from lightcompress.baseline import run
     from lightcompress.deploy.sizes import tflite_sizes
     from lightcompress.flows.compress import compress
-    from lightcompress.data.sets import DataSpec, load_for_model
+    from lightcompress.data import DataSpec, open_for_model
     from lightcompress.training.finetune import FitSettings
 
     settings = FitSettings(epochs=epochs)
     for name in MODELS:
         original = model_io.load_model(REAL / name)
-        prepared = load_for_model(original, DataSpec("fashion_mnist"))
+        prepared = open_for_model(original, DataSpec("fashion_mnist"), in_memory=True)
         stem = name.split(".")[0]
 
         def save(tag, data):

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from lightcompress.io import models as model_io  # noqa: E402
 from lightcompress.factorization.statistics import calibration_images  # noqa: E402
-from lightcompress.data.sets import DataSpec, load_for_model  # noqa: E402
+from lightcompress.data import DataSpec, open_for_model  # noqa: E402
 from lightcompress.defaults import DEFAULT_CALIBRATION_SAMPLES  # noqa: E402
 from lightcompress.training.evaluation import evaluate  # noqa: E402
 from lightcompress.flows.convert import convert  # noqa: E402
@@ -30,7 +30,7 @@ def row(spec):
     name, target, method, conv_mode, *flags = spec.split(":")
     if name not in _cache:
         model = model_io.load_model(REAL / MODELS[name])
-        data = load_for_model(model, DataSpec("fashion_mnist"))
+        data = open_for_model(model, DataSpec("fashion_mnist"), in_memory=True)
         _cache[name] = (model, data, evaluate(model, data).accuracy)
     model, data, base = _cache[name]
     calib = calibration_images(data, DEFAULT_CALIBRATION_SAMPLES) if method == "data-aware" else None

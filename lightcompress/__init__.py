@@ -146,13 +146,10 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
 
 
 def _data_for(net, data):
-    """``data`` (a name, a path, a ``DataSpec`` or data already opened) shaped for ``net``."""
-    from .data.sets import DataSpec, Prepared
-    from .data.streams import Streamed, open_for_model
+    """``data`` (a name, a path, a ``DataSpec`` or a ``Dataset`` already opened) shaped for ``net``."""
+    from .data.open import open_for_model
 
-    if isinstance(data, (Prepared, Streamed)):
-        return data
-    return open_for_model(net, data if isinstance(data, DataSpec) else DataSpec(str(data)))
+    return open_for_model(net, data)
 
 
 def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None, learning_rate=None,
@@ -226,10 +223,7 @@ def evaluate(model, data="digits"):
     from .training.evaluation import evaluate as run
 
     net = load_any(model) if isinstance(model, (str, os.PathLike)) else model
-    from .data.sets import DataSpec
-
-    opened = data if not isinstance(data, (str, os.PathLike, DataSpec)) else load_data_for(
-        net, data if isinstance(data, DataSpec) else DataSpec(str(data)), stream=True)
+    opened = load_data_for(net, str(data) if isinstance(data, os.PathLike) else data, stream=True)
     return run(net, opened)
 
 
@@ -275,7 +269,5 @@ def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, thr
     names = [str(m) if isinstance(m, (str, os.PathLike)) else m.name for m in models]
     opened = None
     if data is not None:
-        from .data.sets import DataSpec
-
-        opened = load_data_for(nets[0], data if isinstance(data, DataSpec) else DataSpec(str(data)), stream=True)
+        opened = load_data_for(nets[0], str(data) if isinstance(data, os.PathLike) else data, stream=True)
     return compare_models(nets, names, opened, batches, repeats, runtime=runtime, threads=threads)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from lightcompress.io import models as model_io
 from lightcompress.baseline import run, spec
 from lightcompress.cli import app
-from lightcompress.data.sets import DataSpec, load_for_model
+from lightcompress.data import DataSpec, open_for_model
 from lightcompress.errors import LightCompressError, OptionError, UnsupportedModelError
 from lightcompress.training.finetune import FitSettings
 
@@ -48,7 +48,7 @@ def small_cnn():
 @pytest.fixture(scope="module")
 def digits():
     model = small_cnn()
-    return model, load_for_model(model, DataSpec(train_limit=600, test_limit=200))
+    return model, open_for_model(model, DataSpec(train_limit=600, test_limit=200), in_memory=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from lightcompress.training import finetune
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate, choose
 from lightcompress.cli import app
-from lightcompress.flows.compress import split_holdout
 from tests.models import policy
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
 
@@ -76,7 +75,7 @@ def digits_setup(tmp_path):
     model = model_io.load_model(path)
     finetune.finetune(model, data.prepare(data.load_dataset("digits"), model), finetune.FitSettings(epochs=3))
     prepared = data.prepare(data.load_dataset("digits"), model)
-    judge, train = split_holdout(prepared, 200, 0)
+    judge, train = prepared.holdout(200, 0)
     return model, prepared, judge, train
 
 

@@ -131,7 +131,7 @@ def _dataset(x_shape=(8, 8), classes=10, n=20, one_hot=False):
     x, y = _images(n, x_shape), _labels(n, classes)
     if one_hot:
         y = np.eye(classes)[y]
-    return data.Dataset("t", x, y, x[:6], y[:6])
+    return data.RawSplits("t", x, y, x[:6], y[:6])
 
 
 def test_prepare_adds_channel_axis_and_scales():
@@ -153,6 +153,11 @@ def test_prepare_flattens_drops_channels_and_resizes():
 def test_prepare_one_hot_labels():
     p = data.prepare(_dataset(one_hot=True), _model((8, 8, 1)))
     assert p.y_train.ndim == 1 and "one-hot labels turned into class indices" in p.changes
+    want = _labels(20, 10)  # the class indices the one-hot rows were made from
+    assert p.y_train.dtype == np.int64
+    np.testing.assert_array_equal(p.y_train, want)
+    np.testing.assert_array_equal(p.y_test, want[:6])
+    assert p.num_classes == int(want.max()) + 1
 
 
 @pytest.mark.parametrize(

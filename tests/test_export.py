@@ -21,7 +21,7 @@ from lightcompress.data.sets import Prepared
 from lightcompress.errors import ExportError, LightCompressError
 from lightcompress.flows.convert import convert
 from lightcompress.data.synthetic import model_inputs_like
-from lightcompress.training.evaluation import evaluate
+from lightcompress.training.evaluation import agreement, evaluate
 
 from .models import GRAPHS, policy
 
@@ -365,7 +365,7 @@ def test_evaluate_takes_artefacts(light_cnn, tmp_path, rng):
     from_tflite = runtimes.evaluate_artifact(path, prepared)
     assert from_tflite.accuracy == from_keras.accuracy and from_tflite.examples == 60
     assert abs(from_tflite.loss - from_keras.loss) < 1e-4
-    assert runtimes.artifact_agreement(runtimes.load_artifact(path), light_cnn, prepared.x_test) == 1.0
+    assert agreement(runtimes.load_artifact(path), light_cnn, prepared) == 1.0
 
 
 # -- the export command -----------------------------------------------------------------------

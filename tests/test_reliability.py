@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from lightcompress.io import cache, models as model_io
 from lightcompress.training import finetune as ft
 from lightcompress.cli import app
-from lightcompress.data.sets import DataSpec, load_for_model
+from lightcompress.data import DataSpec, open_for_model
 from lightcompress.errors import LightCompressError
 
 runner = CliRunner()
@@ -97,7 +97,7 @@ def test_training_into_nan_saves_nothing_and_restores_the_weights(small):
     path, data = small
     model = model_io.load_model(path)
     start = [w.copy() for w in model.get_weights()]
-    prepared = load_for_model(model, DataSpec(str(data)))
+    prepared = open_for_model(model, DataSpec(str(data)), in_memory=True)
 
     class Diverge(keras.callbacks.Callback):  # what a diverging run leaves behind
         def on_train_batch_end(self, batch, logs=None):
@@ -160,7 +160,7 @@ def test_ctrl_c_in_the_first_epoch_keeps_the_input_weights(small):
     path, data = small
     model = model_io.load_model(path)
     start = [w.copy() for w in model.get_weights()]
-    prepared = load_for_model(model, DataSpec(str(data)))
+    prepared = open_for_model(model, DataSpec(str(data)), in_memory=True)
 
     class Interrupt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

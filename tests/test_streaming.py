@@ -11,10 +11,9 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from lightcompress.data import sets as data, streams
+from lightcompress.data import open_for_model, sets as data, streams
 from lightcompress.factorization.statistics import calibration_images
 from lightcompress.cli import app
-from lightcompress.flows.compress import split_holdout
 from lightcompress.errors import DataError
 from lightcompress.training.evaluation import evaluate
 from lightcompress.training.finetune import FitSettings, Teacher, finetune
@@ -70,8 +69,8 @@ def _digest(folder):
 def test_streamed_folder_evaluates_exactly_like_the_in_memory_path(digits_folder, cnn):
     before = _digest(digits_folder)
     spec = data.DataSpec(str(digits_folder))
-    in_memory = data.load_for_model(cnn, spec)
-    stream = streams.open_for_model(cnn, spec)
+    in_memory = open_for_model(cnn, spec, in_memory=True)
+    stream = open_for_model(cnn, spec)
     assert isinstance(stream, streams.Streamed) and isinstance(in_memory, data.Prepared)
     assert stream.count("train") == len(in_memory.x_train) and stream.count("test") == len(in_memory.x_test)
     assert stream.changes == in_memory.changes
@@ -91,13 +90,13 @@ def test_train_and_test_subfolders_are_the_splits(tmp_path, cnn):
     x, y = _digits()
     _write_folder(tmp_path / "d" / "train", x[:300], y[:300])
     _write_folder(tmp_path / "d" / "test", x[300:], y[300:])
-    stream = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "d"), test_limit=50))
+    stream = open_for_model(cnn, data.DataSpec(str(tmp_path / "d"), test_limit=50))
     assert (stream.count("train"), stream.count("test")) == (300, 50)
     assert evaluate(cnn, stream).examples == 50
 
 
 def test_finetune_on_a_stream_changes_weights_and_keeps_a_validation_slice(digits_folder, cnn):
-    stream = streams.open_for_model(cnn, data.DataSpec(str(digits_folder)))
+    stream = open_for_model(cnn, data.DataSpec(str(digits_folder)))
     train, val, steps = stream.fit_data(32, 0.25, 0)
     n_train = sum(len(b[1]) for b in train)
     n_val = sum(len(b[1]) for b in val)
@@ -110,19 +109,19 @@ def test_finetune_on_a_stream_changes_weights_and_keeps_a_validation_slice(digit
 
 def test_distillation_on_a_stream(digits_folder, cnn):
     teacher = keras.saving.load_model(SAMPLES / "digits_cnn.keras")
-    stream = streams.open_for_model(cnn, data.DataSpec(str(digits_folder)))
+    stream = open_for_model(cnn, data.DataSpec(str(digits_folder)))
     result = finetune(cnn, stream, FitSettings(epochs=1, batch_size=64, validation_split=0.1),
                       teacher=Teacher(teacher, 0.5, 2.0))
     assert result.epochs_run == 1 and np.isfinite(result.history["val_loss"][0])
 
 
 def test_calibration_and_holdout_take_bounded_samples(digits_folder, cnn):
-    stream = streams.open_for_model(cnn, data.DataSpec(str(digits_folder)))
+    stream = open_for_model(cnn, data.DataSpec(str(digits_folder)))
     x = calibration_images(stream, 50)
     assert x.shape == (50, 8, 8, 1) and x.dtype == np.float32 and x.max() <= 1.0
-    judge, rest = split_holdout(stream, 40, 0)
+    judge, rest = stream.holdout(40, 0)
     assert len(judge.x_test) == 40 and rest.count("train") == 280 and isinstance(rest, streams.Streamed)
-    seen = np.concatenate([b[0] for b in rest.batches("train", 64).as_numpy_iterator()])
+    seen = np.concatenate([b[0] for b in rest.chunks("train", 64)])
     flat = {bytes(r) for r in seen.reshape(len(seen), -1)}
     assert not any(bytes(r) in flat for r in judge.x_test.reshape(40, -1))  # held out means held out
 
@@ -133,21 +132,21 @@ def test_tfrecord_round_trip_matches_the_arrays(tmp_path, cnn):
     x, y = _digits()
     _write_tfrecord(tmp_path / "digits-train.tfrecord", x[:300], y[:300])
     _write_tfrecord(tmp_path / "digits-test.tfrecord", x[300:], y[300:])
-    stream = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "digits-*.tfrecord")))
-    arrays = data.prepare(data.Dataset("a", x[:300], y[:300], x[300:], y[300:]), cnn)
+    stream = open_for_model(cnn, data.DataSpec(str(tmp_path / "digits-*.tfrecord")))
+    arrays = data.prepare(data.RawSplits("a", x[:300], y[:300], x[300:], y[300:]), cnn)
     assert (stream.count("train"), stream.count("test")) == (300, 100)
     assert stream.changes == ["scaled uint8 pixels to [0, 1]"]  # the PNGs hold a channel axis already
     a, b = evaluate(cnn, arrays), evaluate(cnn, stream)
     assert a.accuracy == b.accuracy and b.loss == pytest.approx(a.loss, rel=1e-5)
     # One file, other feature names: every 5th record is the test split.
     _write_tfrecord(tmp_path / "one.tfrecords", x, y, "img", "cls")
-    named = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords"), npz_keys=("img", "cls")))
+    named = open_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords"), npz_keys=("img", "cls")))
     assert (named.count("train"), named.count("test")) == (320, 80)
     with pytest.raises(DataError, match=r"no feature 'image', 'label' \(they hold cls, img\); name .*npz_keys"):
-        streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords")))
-    # load_for_model reads a TFRecord source whole
-    whole = data.load_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords"), npz_keys=("img", "cls")))
-    assert whole.x_train.shape == (320, 8, 8, 1)
+        open_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords")))
+    # in memory, a TFRecord source is read whole
+    whole = open_for_model(cnn, data.DataSpec(str(tmp_path / "one.tfrecords"), npz_keys=("img", "cls")), in_memory=True)
+    assert isinstance(whole, data.Prepared) and whole.x_train.shape == (320, 8, 8, 1)
 
 
 SOURCES = '''
@@ -213,11 +212,11 @@ def test_function_returning_tf_data_and_pydataset(sources, cnn):
     arrays = data.prepare(ds.limit(200, 60), cnn)
     expected = evaluate(cnn, arrays)
     for spec in (f"{sources}:tf_split", "user_sources:py_pair"):
-        stream = streams.open_for_model(cnn, data.DataSpec(spec))
+        stream = open_for_model(cnn, data.DataSpec(spec))
         assert (stream.count("train"), stream.count("test")) == (200, 60)
         got = evaluate(cnn, stream)
         assert got.accuracy == expected.accuracy and got.loss == pytest.approx(expected.loss, rel=1e-5)
-    one_hot = streams.open_for_model(cnn, data.DataSpec("user_sources:tf_split"))
+    one_hot = open_for_model(cnn, data.DataSpec("user_sources:tf_split"))
     assert "one-hot labels turned into class indices" in one_hot.changes
     result = finetune(cnn, one_hot, FitSettings(epochs=1, batch_size=50))
     assert result.epochs_run == 1
@@ -238,12 +237,12 @@ def test_function_returning_tf_data_and_pydataset(sources, cnn):
 ])
 def test_function_source_errors(sources, cnn, spec, message):
     with pytest.raises(DataError) as err:
-        streams.open_for_model(cnn, data.DataSpec(spec))
+        open_for_model(cnn, data.DataSpec(spec))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_bad_label_later_in_the_stream_is_a_one_line_data_error(sources, cnn):
-    stream = streams.open_for_model(cnn, data.DataSpec("user_sources:big_labels"))  # first labels fit
+    stream = open_for_model(cnn, data.DataSpec("user_sources:big_labels"))  # first labels fit
     with pytest.raises(DataError, match=r"^user_sources:big_labels: a label is 10 or more but the model has a "
                                         r"10-way output; use a data set with at most 10 classes\.$"):
         finetune(cnn, stream, FitSettings(epochs=1, batch_size=50))
@@ -252,38 +251,38 @@ def test_a_bad_label_later_in_the_stream_is_a_one_line_data_error(sources, cnn):
 def test_folder_and_tfrecord_errors(tmp_path, digits_folder, cnn):
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(DataError, match="holds no images in class sub-folders"):
-        streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "empty")))
+        open_for_model(cnn, data.DataSpec(str(tmp_path / "empty")))
     five = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
     with pytest.raises(DataError, match="has 10 classes but the model has a 5-way output"):
-        streams.open_for_model(five, data.DataSpec(str(digits_folder)))
+        open_for_model(five, data.DataSpec(str(digits_folder)))
     flat = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
     with pytest.raises(DataError, match="the model does not take images"):
-        streams.open_for_model(flat, data.DataSpec(str(digits_folder)))
+        open_for_model(flat, data.DataSpec(str(digits_folder)))
     x, y = _digits()
     bad = _write_folder(tmp_path / "bad", x[:50], y[:50])
     broken = next(bad.rglob("*.png"))
     broken.write_bytes(b"not a png")
-    stream = streams.open_for_model(cnn, data.DataSpec(str(bad)))
+    stream = open_for_model(cnn, data.DataSpec(str(bad)))
     with pytest.raises(DataError, match=r"an image could not be decoded .*; remove or replace that file") as err:
         stream.materialise()  # both splits, so the broken file is read wherever it fell
     assert str(err.value).startswith(f"{broken}: ")  # names the file
     big = np.zeros((10, 10, 10), np.uint8)
     _write_tfrecord(tmp_path / "big.tfrecord", big, np.zeros(10, np.int64))
     with pytest.raises(DataError, match=r"the images are 10x10 but the model takes 8x8; pass resize=True"):
-        streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord")))
-    resized = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord"), resize=True))
+        open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord")))
+    resized = open_for_model(cnn, data.DataSpec(str(tmp_path / "big.tfrecord"), resize=True))
     assert resized.sample("train", 3)[0].shape == (3, 8, 8, 1)
     mixed = [np.zeros((8, 8), np.uint8)] * 5 + [np.zeros((10, 10), np.uint8)] * 5
     _write_tfrecord(tmp_path / "mixed.tfrecord", mixed, np.zeros(10, np.int64))
-    stream = streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "mixed.tfrecord")))  # the first fits
+    stream = open_for_model(cnn, data.DataSpec(str(tmp_path / "mixed.tfrecord")))  # the first fits
     with pytest.raises(DataError, match=r"an image has another shape than the first .*; make every image the "
                                         r"same size, or pass resize=True\.$"):
         stream.materialise()
     with pytest.raises(DataError, match="no such TFRecord file"):
-        streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "none*.tfrecord")))
+        open_for_model(cnn, data.DataSpec(str(tmp_path / "none*.tfrecord")))
     (tmp_path / "junk.tfrecord").write_bytes(b"0123456789abcdef0123")
     with pytest.raises(DataError, match="junk.tfrecord is not a readable TFRecord file"):
-        streams.open_for_model(cnn, data.DataSpec(str(tmp_path / "junk.tfrecord")))
+        open_for_model(cnn, data.DataSpec(str(tmp_path / "junk.tfrecord")))
 
 
 # -- the command line ----------------------------------------------------------------------------

@@ -193,11 +193,10 @@ def _training_arrays(model, prepared, settings, distill, alpha, temperature, hol
     """Fine-tuning arrays exactly as ``compress`` would fine-tune: the held-out slice removed,
     the same validation split, and the teacher's softened outputs packed with the labels."""
     from ..training import distill as kd
-    from ..flows.compress import split_holdout
     from ..training.evaluation import output_kind
 
-    _, train = split_holdout(prepared, holdout_size, settings.seed)
-    kind = output_kind(model, train.x_train)
+    _, train = prepared.holdout(holdout_size, settings.seed)
+    kind = output_kind(model, train.head("train", 64)[0])
     (x, y), (x_val, y_val) = ft._split(train, settings.validation_split, settings.seed)
     if distill:
         if kind == "binary":
@@ -209,7 +208,7 @@ def _training_arrays(model, prepared, settings, distill, alpha, temperature, hol
 
 
 def _probe(model, prepared):
-    x = prepared.x_test[:PROBE_EXAMPLES]
+    x = prepared.head("test", PROBE_EXAMPLES)[0]
     return x, np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
 
 

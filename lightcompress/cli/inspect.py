@@ -57,7 +57,7 @@ def command(
         out = flows.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
     if dataset is not None:
-        from ..data.streams import open_for_model
+        from ..data.open import open_for_model
         from ..planning import read_plan
 
         with stage("calibrating: weight and output errors"):

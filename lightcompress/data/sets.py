@@ -1,4 +1,4 @@
-"""Data sets by name or path, and shaping them for a model.
+"""Raw data sets by name or path, and shaping them for a model as arrays (``Prepared``).
 
 Sources, chosen by one string (the data set spec):
 
@@ -11,11 +11,12 @@ Sources, chosen by one string (the data set spec):
 - a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (or keys the caller names);
 - a folder of images in one sub-folder per class (``train/`` and ``test/`` inside it are used
   when present; else 20% is held out for testing);
-- TFRecord files and ``module:function`` sources (see ``streams``), which ``load_for_model``
-  reads whole; ``streams.open_for_model`` streams them, and folders, in batches instead.
+- TFRecord files and ``module:function`` sources are streamed (see ``streams``); ``open`` opens
+  any spec for a model, in memory or streamed.
 
-``load_dataset`` returns the raw arrays; ``prepare`` scales and shapes them for a model and says
-what it changed, or raises a DataError that names the mismatch before any training starts.
+``load_dataset`` returns the raw arrays (``RawSplits``); ``prepare`` scales and shapes them for a
+model and says what it changed, or raises a DataError that names the mismatch before any training
+starts. ``DataSpec`` is what a caller says about the data.
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ import io
 import os
 import pickle
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .dataset import single_io_shape
+from .memory import Prepared
+from .sources import is_function_spec, is_tfrecord_spec, unreadable_image
+
+__all__ = ["DEFAULT_DATASET", "NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
+           "load_dataset", "prepare", "single_io_shape"]
 
 DEFAULT_DATASET = "digits"
 NAMED = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
@@ -46,7 +53,7 @@ _FASHION_FILES = (
 
 
 @dataclass
-class Dataset:
+class RawSplits:
     """Raw arrays as the source holds them (images usually uint8), integer or one-hot labels."""
 
     name: str
@@ -55,9 +62,9 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
 
-    def limit(self, train=None, test=None) -> "Dataset":
+    def limit(self, train=None, test=None) -> "RawSplits":
         """The first ``train``/``test`` examples (None keeps all)."""
-        return Dataset(self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
+        return RawSplits(self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
                        self.y_test[:test])
 
 
@@ -190,7 +197,7 @@ def _load_named(name, datasets_dir=None):
     if arrays is None:
         arrays = _download(name)
     x_train, y_train, x_test, y_test = arrays
-    return Dataset(name, x_train, np.ravel(y_train), x_test, np.ravel(y_test))
+    return RawSplits(name, x_train, np.ravel(y_train), x_test, np.ravel(y_test))
 
 
 # -- files and folders -----------------------------------------------------------------------
@@ -210,7 +217,7 @@ def _load_npz(path, keys):
             arrays = [f[k] for k in keys]
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{path} is not a readable .npz file ({err}).") from None
-    return Dataset(path.name, *arrays)
+    return RawSplits(path.name, *arrays)
 
 
 def _load_folder(path, image_size, color_mode, seed):
@@ -229,7 +236,7 @@ def _load_folder(path, image_size, color_mode, seed):
                 xs.append(np.round(x).astype(np.uint8))
                 ys.append(y)
         except Exception as err:  # noqa: BLE001 - TensorFlow's decode errors name no file
-            bad = _unreadable_image(path)
+            bad = unreadable_image(path)
             raise DataError(f"{bad or path}: an image could not be decoded ({type(err).__name__}); remove or "
                             f"replace that file.") from None
         if not xs:
@@ -241,20 +248,7 @@ def _load_folder(path, image_size, color_mode, seed):
             train, test = _image_splits(keras, path, options)
     except ValueError as err:
         raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
-    return Dataset(path.name, *arrays(train), *arrays(test))
-
-
-def _unreadable_image(folder):
-    """The first image file under ``folder`` that TensorFlow cannot decode, or None."""
-    import tensorflow as tf
-
-    for file in sorted(Path(folder).rglob("*")):
-        if file.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
-            try:
-                tf.io.decode_image(tf.io.read_file(str(file)))
-            except Exception:  # noqa: BLE001
-                return file
-    return None
+    return RawSplits(path.name, *arrays(train), *arrays(test))
 
 
 def _image_splits(keras, path, options):
@@ -265,7 +259,7 @@ def _image_splits(keras, path, options):
 
 
 def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb", seed=0,
-                 datasets_dir=None) -> Dataset:
+                 datasets_dir=None) -> RawSplits:
     """Load a data set by name, ``.npz`` path or image folder (see the module docstring).
 
     ``image_size`` and ``color_mode`` are used for image folders only; ``datasets_dir`` replaces
@@ -282,11 +276,8 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
         if not path.exists():
             raise DataError(f"{path}: no such file; check the path.")
         return _load_npz(path, npz_keys)
-    from .streams import is_function_spec, is_tfrecord_spec
-
     if is_tfrecord_spec(spec) or is_function_spec(spec):
-        raise DataError(f"'{spec}' is a streamed source; read it for a model with load_for_model or "
-                        f"streams.open_for_model.")
+        raise DataError(f"'{spec}' is a streamed source; open it for a model with data.open_for_model.")
     raise DataError(
         f"unknown data set '{spec}'; use one of {', '.join(NAMED)}, a .npz file, a folder of "
         f"images in class sub-folders, a .tfrecord file or module:function."
@@ -294,19 +285,6 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
 
 
 # -- shaping for a model ---------------------------------------------------------------------
-
-@dataclass
-class Prepared:
-    """Arrays ready for ``model.fit``: float32 images shaped like the model input, int labels."""
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    changes: list[str] = field(default_factory=list)
-
 
 def _labels(y, split):
     y = np.asarray(y)
@@ -320,16 +298,6 @@ def _labels(y, split):
     if len(y) and y.min() < 0:
         raise DataError(f"{split} labels include {y.min()}; class indices start at 0.")
     return y.astype(np.int64), False
-
-
-def single_io_shape(model):
-    """(input shape without batch, number of output units) of a single-input, single-output model."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise DataError(
-            f"model '{model.name}' has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            f"training and evaluation support one image input and one class output."
-        )
-    return tuple(model.inputs[0].shape)[1:], model.outputs[0].shape[-1]
 
 
 def _resize(x, size):
@@ -376,7 +344,7 @@ def _shape_images(x, target, resize, split, changes):
     raise DataError(f"{split} images have shape {x.shape[1:]}; the model takes {target}.")
 
 
-def prepare(dataset: Dataset, model, *, scale=None, resize=False) -> Prepared:
+def prepare(dataset: RawSplits, model, *, scale=None, resize=False) -> Prepared:
     """Scale and shape ``dataset`` for ``model``; every change is listed in ``Prepared.changes``.
 
     ``scale``: multiply pixels by this; None means uint8 images are scaled to [0, 1] and other
@@ -442,20 +410,3 @@ def check_limits(spec: DataSpec):
     for name, value in (("train_limit", spec.train_limit), ("test_limit", spec.test_limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DataError(f"{name}={value!r} is invalid; use 1 or more images.")
-
-
-def load_for_model(model, spec: DataSpec) -> Prepared:
-    """Load ``spec`` into memory and shape it for ``model`` (image folders are read at the model's
-    size; TFRecord and module:function sources are read whole through ``streams``)."""
-    target, _ = single_io_shape(model)
-    image_size = target[:2] if len(target) == 3 else None
-    color = "grayscale" if len(target) == 3 and target[2] == 1 else "rgb"
-    check_limits(spec)
-    if spec.source:
-        from . import streams
-
-        if streams.is_tfrecord_spec(spec.source) or streams.is_function_spec(spec.source):
-            return streams.open_stream(model, spec).materialise()
-    raw = load_dataset(spec.source, npz_keys=spec.npz_keys, image_size=image_size, color_mode=color,
-                       seed=spec.seed)
-    return prepare(raw.limit(spec.train_limit, spec.test_limit), model, scale=spec.scale, resize=spec.resize)

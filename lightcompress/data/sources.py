@@ -282,3 +282,16 @@ def function_source(spec: str) -> Source:
 def first_line(err) -> str:
     text = getattr(err, "message", None) or str(err)
     return (text.strip().splitlines() or [""])[0]
+
+
+def unreadable_image(folder):
+    """The first image file under ``folder`` that TensorFlow cannot decode, or None."""
+    import tensorflow as tf
+
+    for file in sorted(Path(folder).rglob("*")):
+        if file.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                tf.io.decode_image(tf.io.read_file(str(file)))
+            except Exception:  # noqa: BLE001
+                return file
+    return None

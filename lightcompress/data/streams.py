@@ -21,7 +21,8 @@ one-hot labels turned into class indices, labels checked against the model's out
 checked on the first example is checked before any training; a later example that breaks the
 rules stops the run with a DataError naming it.
 
-Training keeps a validation slice of the training stream (a fixed, evenly spread ``fraction`` of
+``Streamed`` is the streamed kind of ``dataset.Dataset``; ``open.open_for_model`` opens a spec as
+one (``open_stream`` here builds it). Training keeps a validation slice of the training stream (a fixed, evenly spread ``fraction`` of
 its examples in source order), shuffles the rest in a bounded buffer (the whole list of file
 names for folders), and never materialises the set. Consumers that need arrays (calibration,
 the sensitivity slice, a conversion check) take a bounded number of examples (``sample``).
@@ -32,12 +33,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from .sets import DataSpec, Prepared, single_io_shape
 from ..errors import DataError
-from .sources import Source, first_line, folder_source, function_source, is_function_spec, is_stream_spec, is_tfrecord_spec, tfrecord_source
+from .dataset import Dataset, single_io_shape
+from .memory import Prepared
+from .sources import (Source, first_line, folder_source, function_source, is_function_spec, is_tfrecord_spec,
+                      tfrecord_source, unreadable_image)
 
 _MARK = "lightcompress-data:"  # prefix of the messages of our own runtime checks
 
@@ -87,12 +91,13 @@ def _shaper(shape, target, resize, changes):
 
 
 @dataclass
-class Streamed:
+class Streamed(Dataset):
     """A data set read in batches, shaped for one model (see the module docstring).
 
-    ``batches(split, batch_size)`` gives (float32 images, int64 labels) batches of the ``train``
-    or ``test`` split; ``count(split)`` its size (counted once when the source does not say);
-    ``sample(split, n)`` n examples as arrays; ``materialise()`` the whole set as ``Prepared``.
+    Besides the ``Dataset`` operations: ``batches(split, batch_size)`` gives the tf.data pipeline
+    of (float32 images, int64 labels) batches of the ``train`` or ``test`` split, ``fit_data``
+    the training and validation batches for ``model.fit``, ``materialise()`` the whole set as a
+    ``Prepared``.
     """
 
     name: str
@@ -109,6 +114,8 @@ class Streamed:
     _first: object = None  # the first example's shape, which every later one must have (no resize)
     _one_hot: bool = False
     _counts: dict = field(default_factory=dict)
+
+    in_memory: ClassVar[bool] = False
 
     # -- building the tf.data pipeline --
     def _items(self, split):
@@ -175,19 +182,35 @@ class Streamed:
             self._counts[split] = n
         return self._counts[split]
 
-    def sample(self, split, n, batch_size=256):
+    def sample(self, split, n, seed=0, batch_size=256):
         """(images, labels) arrays of ``n`` examples of ``split`` spread evenly over it (all when it
-        has fewer): the bounded in-memory sample for calibration, held-out slices and checks."""
+        has fewer): the bounded in-memory sample for calibration, held-out slices and checks.
+        The positions are fixed by ``n`` and the split's size; ``seed`` is not used."""
         total = self.count(split)
         select = [(n, total, True)] if 0 < n < total else []
         xs, ys = [], []
-        with reading(self):
+        with self.reading():
             for x, y in self.batches(split, batch_size, select=select).as_numpy_iterator():
                 xs.append(x)
                 ys.append(y)
         if not xs:
             raise DataError(f"data set '{self.name}' has no {split} images; give a data set with both splits.")
         return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+
+    def head(self, split, n):
+        """The first ``n`` examples of ``split`` (one batch read)."""
+        with self.reading():
+            for x, y in self.batches(split, n).take(1).as_numpy_iterator():
+                return x, y
+        raise DataError(f"data set '{self.name}' has no {split} images; give a data set with both splits.")
+
+    def chunks(self, split, batch_size=256):
+        """``split`` batch by batch, as (images, labels) arrays; only one batch is held at a time."""
+        with self.reading():
+            yield from self.batches(split, batch_size).as_numpy_iterator()
+
+    def reading(self):
+        return reading(self)
 
     def materialise(self) -> Prepared:
         """The whole set in memory (for the consumers that need arrays)."""
@@ -196,8 +219,9 @@ class Streamed:
         classes = self.num_classes or int(max(y_train.max(initial=0), y_test.max(initial=0)) + 1)
         return Prepared(self.name, x_train, y_train, x_test, y_test, classes, list(self.changes))
 
-    def held_out(self, size, seed=0):
-        """(a Prepared of ``size`` training examples spread over the stream, the stream without them)."""
+    def _holdout(self, size, seed):
+        """(a Prepared of ``size`` training examples spread over the stream, the stream without them);
+        the positions are fixed, so ``seed`` is not used."""
         total = self.count("train")
         x, y = self.sample("train", size)
         judge = Prepared(f"{self.name} (held-out train slice)", x, y, x, y, self.num_classes or self.capacity)
@@ -241,11 +265,8 @@ def _spread(ds, num, den, keep):
 
 
 @contextlib.contextmanager
-def reading(data):
-    """Turn TensorFlow's errors while reading ``data`` (a Streamed) into one-line DataErrors."""
-    if not isinstance(data, Streamed):
-        yield
-        return
+def reading(data: Streamed):
+    """Turn TensorFlow's errors while reading ``data`` into one-line DataErrors."""
     import tensorflow as tf
 
     try:
@@ -263,22 +284,17 @@ def _explain(data, err) -> str:
         return (f"{data.name}: an image has another shape than the first ({first_line(err)}); make every "
                 f"image the same size, or pass resize=True.")
     if any(w in lowered for w in ("decode", "image", "empty", "png", "jpeg", "format")):
-        where = _unreadable_image(data.source.origin) if data.source.origin else None
+        where = unreadable_image(data.source.origin) if data.source.origin else None
         return (f"{where or data.name}: an image could not be decoded ({first_line(err)}); remove or replace "
                 f"that file.")
     return f"{data.name}: the data could not be read ({type(err).__name__}: {first_line(err)})."
 
 
-def _unreadable_image(folder):
-    from .sets import _unreadable_image as find
+# -- opening a source as a stream for a model -----------------------------------------------------
 
-    return find(folder)
-
-
-# -- opening a data set for a model -------------------------------------------------------------
-
-def open_stream(model, spec: DataSpec) -> Streamed:
-    """``spec`` (a folder, TFRecord files or module:function) as a Streamed shaped for ``model``."""
+def open_stream(model, spec) -> Streamed:
+    """``spec`` (a ``sets.DataSpec`` naming a folder, TFRecord files or module:function) as a
+    Streamed shaped for ``model``."""
     target, units = single_io_shape(model)
     source_spec = str(spec.source)
     path = Path(source_spec)
@@ -357,41 +373,3 @@ def _check_label(stream, y, split):
     if value < 0 or value >= stream.capacity:
         raise DataError(f"data set '{stream.name}' has {split} label {value} but the model has a "
                         f"{stream.capacity}-way output; use a data set with at most {stream.capacity} classes.")
-
-
-def open_for_model(model, spec: DataSpec):
-    """``spec`` shaped for ``model``: a Streamed for folders, TFRecord files and module:function,
-    else the in-memory ``Prepared`` of ``data.load_for_model``."""
-    from .sets import check_limits, load_for_model
-
-    if spec.source and is_stream_spec(spec.source):
-        check_limits(spec)
-        return open_stream(model, spec)
-    return load_for_model(model, spec)
-
-
-def train_count(data) -> int:
-    """Training examples of a Prepared or a Streamed."""
-    return data.count("train") if isinstance(data, Streamed) else int(len(data.x_train))
-
-
-def first_images(data, n=64):
-    """Up to ``n`` training images (arrays) of a Prepared or a Streamed."""
-    if isinstance(data, Streamed):
-        with reading(data):
-            x, _ = next(data.batches("train", n).as_numpy_iterator())
-        return x
-    return data.x_train[:n]
-
-
-def agreement(model_a, model_b, data: Streamed, batch_size=256) -> float:
-    """Fraction of a stream's test examples where two classifiers (Keras models or artefacts) pick
-    the same class, batch by batch."""
-    same = total = 0
-    with reading(data):
-        for x, _ in data.batches("test", batch_size).as_numpy_iterator():
-            a = np.argmax(model_a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-            b = np.argmax(model_b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-            same += int(np.sum(a == b))
-            total += len(x)
-    return same / max(1, total)

@@ -442,13 +442,6 @@ def evaluate_artifact(artifact, prepared, kind=None, batch_size=256):
     return evaluation.evaluate(artifact, prepared, kind, batch_size)
 
 
-def artifact_agreement(a, b, x, batch_size=256) -> float:
-    """Fraction of examples where two classifiers (artefacts or Keras models) pick the same class."""
-    ya = np.argmax(a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-    yb = np.argmax(b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-    return float(np.mean(ya == yb))
-
-
 def path_bytes(path) -> int:
     """A file's size, or the total size of the files in a folder (a SavedModel)."""
     path = Path(path)

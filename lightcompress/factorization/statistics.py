@@ -91,18 +91,13 @@ def check_count(count) -> int:
 
 
 def calibration_images(prepared, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` training images of ``prepared`` drawn at random (never its test images); of a
-    stream (``streams.Streamed``), ``count`` spread over its training split, read in batches."""
+    """``count`` training images of the data set ``prepared`` (never its test images), spread
+    over its training split (see ``Dataset.sample``: drawn at random in memory, read in batches
+    from a stream)."""
     check_count(count)
-    from ..data.streams import Streamed
-
-    if isinstance(prepared, Streamed):
-        return prepared.sample("train", count)[0]
-    x = prepared.x_train
-    if len(x) == 0:
+    if prepared.count("train") == 0:
         raise DataError(f"{prepared.name} has no training images to calibrate on.")
-    order = np.random.default_rng(seed + 7).permutation(len(x))[:count]
-    return x[np.sort(order)]
+    return prepared.sample("train", count, seed + 7)[0]
 
 
 def _layer_inputs(model, names):

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..io import models as model_io
 from ..report import reports as report
 from ..training import finetune as ft
-from ..data.sets import DataSpec, load_for_model
+from ..data.open import open_for_model
+from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 from .common import no_progress, stem
 
@@ -57,7 +58,7 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
         model_spec(original)
         run.plan_budget(original, method, target_params, min_params=min_params, layer_filter=layer_filter)
     with stage(f"loading data set {data.name}"):
-        prepared = load_for_model(original, data)
+        prepared = open_for_model(original, data, in_memory=True)
     common = dict(settings=settings, distill=distill, alpha=alpha, temperature=temperature,
                   holdout_size=holdout_size, on_event=on_event)
     if method == "qat":

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..factorization import candidates as analyze
 from ..io import models as model_io
 from ..training import finetune as ft
-from ..data.sets import DataSpec, load_for_model
-from ..data.streams import Streamed, open_for_model
+from ..data.open import open_for_model
+from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 
 
@@ -25,13 +25,14 @@ def data_inputs(data) -> list:
 
 def load_inputs(source, data, trust, stage, stream=False):
     """(the model in ``source``, ``data`` prepared for it or None); ``stream``: folders, TFRecord
-    files and module:function sources are read in batches (``streams.Streamed``), not whole."""
+    files and module:function sources are read in batches (``streams.Streamed``), not whole;
+    else every data set is in memory (``memory.Prepared``)."""
     with stage(f"loading {source}"):
         net = model_io.load_model(source, trust=trust)
     if data is None:
         return net, None
     with stage(f"loading data set {data.name}"):
-        return net, (open_for_model(net, data) if stream else load_for_model(net, data))
+        return net, open_for_model(net, data, in_memory=not stream)
 
 
 def decomposition_progress(net, on_step, layer_filter=None):
@@ -66,9 +67,7 @@ CHECK_SAMPLES = 2000  # test images of a stream the conversion's output check ru
 
 def test_images(prepared):
     """The test images of in-memory data; of a stream, a bounded sample of them."""
-    if isinstance(prepared, Streamed):
-        return prepared.sample("test", CHECK_SAMPLES)[0]
-    return prepared.x_test
+    return prepared.arrays("test", CHECK_SAMPLES)[0]
 
 
 def tune(net, prepared, settings, teacher=None, callbacks=()):
@@ -96,11 +95,10 @@ def load_data_for(net, data: DataSpec, stream=False):
 
     from ..deploy.runtimes import Artifact
 
-    load = open_for_model if stream else load_for_model
     if not isinstance(net, Artifact):
-        return load(net, data)
+        return open_for_model(net, data, in_memory=not stream)
     shape = net._input_shapes()[0]
     units = np.asarray(net.predict(np.zeros((1, *shape), np.float32))).shape[-1]
     stand_in = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)])
-    return load(stand_in, data)
+    return open_for_model(stand_in, data, in_memory=not stream)
 

@@ -9,8 +9,7 @@ from ..deploy import measure
 from ..report import reports as report
 from ..data.sets import DataSpec
 from ..training.devices import device_name
-from ..data.streams import Streamed
-from ..training.evaluation import evaluate
+from ..training.evaluation import agreement, evaluate
 from .common import load_any, load_data_for, no_progress
 
 
@@ -20,7 +19,7 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
     exported artefacts in their own); with data, accuracy and agreement with the first. ``nets``
     holds Keras models or loaded artefacts (``runtimes.load_artifact``). Returns the `compare`
     report dict."""
-    from ..deploy.runtimes import Artifact, artifact_agreement
+    from ..deploy.runtimes import Artifact
 
     measures = []
     for net, path in zip(nets, paths):
@@ -33,12 +32,7 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
-        if isinstance(prepared, Streamed):
-            from ..data.streams import agreement
-
-            agreements = [agreement(nets[0], net, prepared) for net in nets]
-        else:
-            agreements = [artifact_agreement(nets[0], net, prepared.x_test) for net in nets]
+        agreements = [agreement(nets[0], net, prepared) for net in nets]
     keras_nets = [n for n in nets if not isinstance(n, Artifact)]
     layers = analyze.matching_layers(keras_nets) if len(keras_nets) == len(nets) else []
     return report.compare_dict(measures, device_name(), evaluations, agreements, layers,

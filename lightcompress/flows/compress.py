@@ -19,7 +19,7 @@ import numpy as np
 
 from ..deploy import latency
 from ..training import finetune as ft
-from ..data.sets import Prepared
+from ..data.dataset import Dataset
 from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
@@ -28,7 +28,6 @@ from ..defaults import DEFAULT_CALIBRATION_SAMPLES
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..planning import LayerFilter, Plan, Sensitivity, allocate, analyse
 from ..validation import whole as check_whole
-from ..data.streams import Streamed, train_count
 
 from ..training import distribute
 from ..io import models as model_io
@@ -60,23 +59,6 @@ class CompressResult:
     trials: list = field(default_factory=list)
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
     calibration: object = None  # calibration.Calibration (data-aware), with its wall time
-
-
-def split_holdout(prepared: Prepared, size, seed):
-    """(held-out slice for judging, the rest of the training data for fine-tuning)."""
-    check_whole("holdout", size, 1)
-    size = min(size, train_count(prepared) // 5)
-    if size < 1:
-        raise LightCompressError(f"{prepared.name} has too few training images to hold any out.")
-    if isinstance(prepared, Streamed):  # the slice in memory, the rest still streamed
-        return prepared.held_out(size)
-    order = np.random.default_rng(seed + 1).permutation(len(prepared.x_train))
-    held, rest = order[:size], order[size:]
-    sl = Prepared(f"{prepared.name} (held-out train slice)", prepared.x_train[held], prepared.y_train[held],
-                  prepared.x_train[held], prepared.y_train[held], prepared.num_classes)
-    train = Prepared(prepared.name, prepared.x_train[rest], prepared.y_train[rest], prepared.x_test,
-                     prepared.y_test, prepared.num_classes, prepared.changes)
-    return sl, train
 
 
 LATENCY_ROUNDS = 3  # allocations re-aimed at the measured whole-model latency
@@ -126,7 +108,7 @@ def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def compress(model, prepared: Prepared, *, target_params=None, target_macs=None, target_latency=None,
+def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, target_latency=None,
              max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000,
              cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
              alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime=None, threads=2,
@@ -152,7 +134,7 @@ def compress(model, prepared: Prepared, *, target_params=None, target_macs=None,
     ft.check_settings(settings)
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
-    judge, train = split_holdout(prepared, holdout_size, settings.seed)
+    judge, train = prepared.holdout(holdout_size, settings.seed)
     runtime = latency.check_runtime(runtime)
     cal = None
     if method == "data-aware":

@@ -30,9 +30,9 @@ def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, dat
     net, prepared = load_inputs(source, data, trust, stage)
     x = y = where = None
     if prepared is not None:
-        x, y, where = prepared.x_test, prepared.y_test, f"test images of {prepared.name}"
+        (x, y), where = prepared.arrays("test"), f"test images of {prepared.name}"
     with stage(f"exporting to {fmt} and verifying"):
-        result = ex.export_model(net, target, fmt, quantize, calibration=prepared if quantize == "int8" else None,
+        result = ex.export_model(net, target, fmt, quantize, calibration=prepared.arrays("train")[0] if quantize == "int8" else None,
                                  int8_io=int8_io, x=x, y=y, source=where, force=force, inputs=[source],
                                  calibration_count=calibration, threads=threads)
     return report.export_dict(source, result, prepared)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..factorization import candidates as analyze
 from ..report import reports as report
 from ..data.sets import DataSpec
-from ..data.streams import open_for_model
+from ..data.open import open_for_model
 
 
 def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:
@@ -64,11 +64,9 @@ def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration=None
 
 def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_cache=True) -> dict:
     """The sensitivity table of ``net`` on ``holdout`` training images of ``data``, as a dict."""
-    from .compress import split_holdout
     from ..planning import LayerFilter, analyse
 
-    prepared = open_for_model(net, data)
-    judge, _ = split_holdout(prepared, holdout, data.seed)
+    judge, _ = open_for_model(net, data).holdout(holdout, data.seed)
     return analyse(net, judge, LayerFilter(conv_mode=conv_mode), use_cache=use_cache).to_dict()
 
 

@@ -97,7 +97,8 @@ def train(model, data, epochs, batch_size=64, learning_rate=1e-3, seed=0, verbos
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    return model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+    x, y = data.arrays("train")
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size,
                      shuffle=True, verbose=verbose)
 
 

@@ -25,7 +25,7 @@ from ..layers import registry
 from ..factorization.statistics import calibrated_weights
 from ..errors import LightCompressError
 from ..factorization.candidates import candidates, iter_layers
-from ..data.sets import Prepared
+from ..data.dataset import Dataset
 from ..training.evaluation import evaluate, output_kind
 from ..io.models import plain_copy
 from .filters import LayerFilter
@@ -105,7 +105,7 @@ def _macs_per_rank(model):
     return out
 
 
-def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int, calibration=None,
+def cache_key(model, data: Dataset, layer_filter: LayerFilter, multiple: int, calibration=None,
               bias_correction=False) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, layer_filter.conv_mode,
@@ -114,8 +114,9 @@ def cache_key(model, data: Prepared, layer_filter: LayerFilter, multiple: int, c
                          bias_correction]).encode())
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
-    h.update(np.ascontiguousarray(data.x_test).tobytes())
-    h.update(np.ascontiguousarray(data.y_test).tobytes())
+    x, y = data.arrays("test")
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -129,7 +130,7 @@ def _parse(data) -> Sensitivity:
     return result
 
 
-def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
+def analyse(model, data: Dataset, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
             use_cache=True, on_step=None, warn=None, calibration=None, bias_correction=False) -> Sensitivity:
     """The sensitivity table of ``model`` on ``data`` (a held-out slice of training images).
 
@@ -151,7 +152,7 @@ def analyse(model, data: Prepared, layer_filter: LayerFilter | None = None, mult
 
     start = time.perf_counter()
     model = plain_copy(model)  # kernels are swapped below: never in the caller's model
-    kind = output_kind(model, data.x_test)
+    kind = output_kind(model, data.head("test", 64)[0])
     base = evaluate(model, data, kind)
     result = Sensitivity(base.loss, base.accuracy, base.examples,
                          method="svd" if calibration is None else "data-aware")

@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..factorization.candidates import not_counted
-from ..data.streams import train_count
 
 SCHEMA_VERSION = 1
 
@@ -252,7 +251,7 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
         "source": str(source),
         "output": str(output),
         "dataset": prepared.name,
-        "train_images": train_count(prepared),
+        "train_images": prepared.count("train"),
         "data_changes": prepared.changes,
         "device": fit.device,
         "engine": fit.engine,

@@ -1,5 +1,7 @@
-"""Evaluation of a classifier on prepared data: a leaf module (nothing here imports training).
+"""Evaluation of a classifier on a data set's test split: a leaf module (nothing here imports training).
 
+``evaluate`` (accuracy, loss) and ``agreement`` (top-1 agreement of two classifiers) read any
+``data.Dataset`` through its ``chunks``: an in-memory set in one piece, a stream batch by batch.
 The loss follows the model's actual outputs (probabilities, logits, or one sigmoid unit).
 """
 
@@ -11,8 +13,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ..data.sets import Prepared
-from ..data.streams import Streamed, reading
+from ..data.dataset import Dataset
+from ..errors import DataError
 
 
 # -- loss that matches the model's output ----------------------------------------------------
@@ -55,54 +57,43 @@ def log_probs(y, kind):
     return np.log(np.clip(y, 1e-7, 1.0))
 
 
-def evaluate(model, data: Prepared | Streamed, kind: str | None = None, batch_size=256) -> Evaluation:
-    """Top-1 accuracy (and top-5 above 10 classes) and mean cross-entropy on the test split."""
-    if isinstance(data, Streamed):
-        return _evaluate_stream(model, data, kind, batch_size)
-    kind = kind or output_kind(model, data.x_test)
-    start = time.perf_counter()
-    predictions = model.predict(data.x_test, batch_size=batch_size, verbose=0)
-    seconds = time.perf_counter() - start
-    logp = log_probs(predictions, kind)
-    y = data.y_test
-    loss = float(-np.mean(logp[np.arange(len(y)), y]))
-    accuracy = float(np.mean(np.argmax(logp, axis=1) == y))
-    top5 = None
-    if logp.shape[1] > 10:
-        top = np.argsort(-logp, axis=1)[:, :5]
-        top5 = float(np.mean(np.any(top == y[:, None], axis=1)))
-    return Evaluation(accuracy, loss, int(len(y)), seconds, top5)
-
-
-def _evaluate_stream(model, data: Streamed, kind, batch_size) -> Evaluation:
-    """``evaluate`` batch by batch over a stream's test split: only running sums are kept."""
+def evaluate(model, data: Dataset, kind: str | None = None, batch_size=256) -> Evaluation:
+    """Top-1 accuracy (and top-5 above 10 classes) and mean cross-entropy on the test split of
+    ``data``, chunk by chunk (see ``Dataset.chunks``): only running sums are kept."""
     n = correct = correct5 = 0
     total_loss = 0.0
     seconds = 0.0
-    with reading(data):
-        for x, y in data.batches("test", batch_size).as_numpy_iterator():
+    top5 = False
+    with data.reading():
+        for x, y in data.chunks("test", batch_size):
             kind = kind or output_kind(model, x)
             start = time.perf_counter()
             logp = log_probs(model.predict(x, batch_size=batch_size, verbose=0), kind)
             seconds += time.perf_counter() - start
             total_loss += float(-np.sum(logp[np.arange(len(y)), y]))
             correct += int(np.sum(np.argmax(logp, axis=1) == y))
-            if logp.shape[1] > 10:
-                correct5 += int(np.sum(np.any(np.argsort(-logp, axis=1)[:, :5] == y[:, None], axis=1)))
             top5 = logp.shape[1] > 10
+            if top5:
+                correct5 += int(np.sum(np.any(np.argsort(-logp, axis=1)[:, :5] == y[:, None], axis=1)))
             n += len(y)
     if n == 0:
-        from ..errors import DataError
-
         raise DataError(f"data set '{data.name}' has no test images; give a data set with both splits.")
     return Evaluation(correct / n, total_loss / n, n, seconds, correct5 / n if top5 else None)
 
 
-def agreement(model_a, model_b, x, batch_size=256) -> float:
-    """Fraction of examples where two classifiers predict the same class."""
-    a = np.argmax(model_a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-    b = np.argmax(model_b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
-    return float(np.mean(a == b))
+def agreement(model_a, model_b, data: Dataset, batch_size=256) -> float:
+    """Fraction of the test examples of ``data`` where two classifiers (Keras models or exported
+    artefacts, anything with ``predict``) pick the same class."""
+    same = total = 0
+    with data.reading():
+        for x, _ in data.chunks("test", batch_size):
+            a = np.argmax(model_a.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+            b = np.argmax(model_b.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+            same += int(np.sum(a == b))
+            total += len(x)
+    if total == 0:
+        raise DataError(f"data set '{data.name}' has no test images; give a data set with both splits.")
+    return same / total
 
 
 @dataclass

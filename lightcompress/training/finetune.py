@@ -1,4 +1,9 @@
-"""Fine-tuning of a (converted) classifier on prepared data, optionally distilled from a teacher.
+"""Fine-tuning of a (converted) classifier on a data set, optionally distilled from a teacher.
+
+Two engines feed ``model.fit``: an in-memory set (``Dataset.in_memory``) is split, shuffled in a
+drawn order per epoch and sharded over devices here, with a teacher's targets computed once; a
+streamed set gives its own tf.data batches (``streams.Streamed.fit_data``), a teacher's targets
+computed batch by batch.
 
 Nothing here prints: progress goes through the callbacks the caller passes, results come back as
 dataclasses. Works on the TensorFlow, JAX and PyTorch backends of Keras 3 (TensorFlow is imported
@@ -16,13 +21,12 @@ import keras
 import numpy as np
 
 from . import distill, distribute
-from ..data.sets import Prepared
+from ..data.dataset import Dataset
 from .devices import device_name
 from ..validation import number
 from .._keras_private import set_random_seed
 from ..errors import LightCompressError
 from .evaluation import loss_for, output_kind
-from ..data.streams import Streamed, first_images, reading
 
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PATIENCE, DEFAULT_VALIDATION_SPLIT
 
@@ -71,11 +75,14 @@ class _EpochLog(keras.callbacks.Callback):
         self.learning_rates.append(float(keras.ops.convert_to_numpy(lr)))
 
 
-def _split(data: Prepared, fraction, seed):
-    order = np.random.default_rng(seed).permutation(len(data.x_train))
+def _split(data: Dataset, fraction, seed):
+    """((x, y) to train on, (x, y) to validate on): the training split of an in-memory set,
+    ``fraction`` of it drawn (from ``seed``) for validation."""
+    x_all, y_all = data.arrays("train")
+    order = np.random.default_rng(seed).permutation(len(x_all))
     n_val = int(round(len(order) * fraction)) if fraction else 0
     val, train = order[:n_val], order[n_val:]
-    return (data.x_train[train], data.y_train[train]), (data.x_train[val], data.y_train[val])
+    return (x_all[train], y_all[train]), (x_all[val], y_all[val])
 
 
 def _orders(n, seed, epochs):
@@ -131,7 +138,7 @@ def _pipeline(x, y, batch_size, seed, shuffle, epochs=1, multiple=1):
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def _in_memory(data: Prepared, settings, teacher, where):
+def _in_memory(data: Dataset, settings, teacher, where):
     """(fit arguments, global steps per epoch) for arrays: this process's share of the training
     and validation images in each epoch's order; with a teacher, the labels carry its soft targets."""
     (x, y), (x_val, y_val) = _split(data, settings.validation_split, settings.seed)
@@ -189,7 +196,7 @@ def compile_for_training(model, kind, settings: FitSettings, steps, teacher: Tea
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
 
 
-def finetune(model, data: Prepared, settings: FitSettings | None = None, callbacks=(),
+def finetune(model, data: Dataset, settings: FitSettings | None = None, callbacks=(),
              kind: str | None = None, teacher: Teacher | None = None) -> FitResult:
     """Fine-tune ``model`` in place on ``data``; the best epoch's weights (by validation loss) win.
 
@@ -202,17 +209,18 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
     check_settings(settings)
     where = distribute.placement(settings.devices)
     set_random_seed(settings.seed)
-    kind = kind or output_kind(model, first_images(data))
+    first = data.head("train", 64)[0]
+    kind = kind or output_kind(model, first)
     if teacher is not None and kind == "binary":
         raise LightCompressError("distillation needs a multi-class output; this model has one unit.")
-    if isinstance(data, Streamed):  # batches read as they are needed, never the whole set
+    if data.in_memory:
+        fit_data, steps_per_epoch = _in_memory(data, settings, teacher, where)
+    else:  # batches read as they are needed, never the whole set
         targets = None if teacher is None else distill.stream_targets(
-            teacher.model, output_kind(teacher.model, first_images(data)), teacher.temperature)
+            teacher.model, output_kind(teacher.model, first), teacher.temperature)
         train, val, steps_per_epoch = data.fit_data(settings.batch_size, settings.validation_split,
                                                     settings.seed, targets)
         fit_data = dict(x=train, validation_data=val)
-    else:
-        fit_data, steps_per_epoch = _in_memory(data, settings, teacher, where)
     has_val = fit_data["validation_data"] is not None
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss" if has_val else "loss", patience=settings.patience,
@@ -229,7 +237,7 @@ def finetune(model, data: Prepared, settings: FitSettings | None = None, callbac
             net = distribute.replica(model)
         compile_for_training(net, kind, settings, steps_per_epoch * settings.epochs, teacher)
         try:
-            with reading(data):
+            with data.reading():
                 net.fit(**fit_args)
         except KeyboardInterrupt:
             interrupted = True
