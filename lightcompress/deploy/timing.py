@@ -64,7 +64,7 @@ class Runtime:
         object.__setattr__(self, "name", name)
 
     @classmethod
-    def parse(cls, runtime=None, threads=None) -> "Runtime":
+    def parse(cls, runtime=None, threads=None) -> Runtime:
         """``runtime`` as a Runtime: one given is returned as it is (``threads`` must then be None
         or its own); a name (or None: the default) is checked with ``threads`` (None: 2)."""
         if isinstance(runtime, cls):

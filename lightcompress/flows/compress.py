@@ -142,7 +142,7 @@ class CompressGoal:
         return [(k, getattr(self, k)) for k in GOALS if getattr(self, k) is not None]
 
     @classmethod
-    def parse(cls, goal=None, **values) -> "CompressGoal":
+    def parse(cls, goal=None, **values) -> CompressGoal:
         """``goal`` as it is, or a goal made of the keyword ``values`` (never both)."""
         given = {k: v for k, v in values.items() if v is not None}
         if goal is None:
