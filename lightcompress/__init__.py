@@ -270,4 +270,6 @@ def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, thr
     opened = None
     if data is not None:
         opened = load_data_for(nets[0], str(data) if isinstance(data, os.PathLike) else data, stream=True)
-    return compare_models(nets, names, opened, batches, repeats, runtime=runtime, threads=threads)
+    from .deploy.timing import Runtime
+
+    return compare_models(nets, names, opened, batches, repeats, runtime=Runtime.parse(runtime, threads))

@@ -33,3 +33,9 @@ DEFAULT_MIN_SAVING = 0.2
 # 2,000 is what the issue's measurement used; the covariances of the real models' layers
 # (n <= 1,600) are full rank from it.
 DEFAULT_CALIBRATION_SAMPLES = 2000
+
+# conv_mode (--conv-mode, LayerFilter(conv_mode=...)): how Conv2D kernels are factorised. channel
+# (kxk then 1x1), spatial (kx1 then 1xk), tucker (1x1, kxk core, 1x1), or auto: every mode of the
+# layer's type, the one with the lower measured error chosen per layer. The one list of the values
+# a user may give; the first three are the Conv2D modes of the layer registry.
+CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")

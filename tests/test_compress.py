@@ -238,3 +238,55 @@ def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
         compress_module.compress(model, prepared, max_drop=0.5, layer_filter=LayerFilter(min_params=0),
                                  holdout_size=200, cache_dir=tmp_path, trials=2)
     assert len(calls) == 3  # the original, then one per trial (0.25, then 0.625)
+
+
+# -- settings checked once, at the boundary ---------------------------------------------------------
+
+def test_a_goal_is_checked_once_when_made_and_trusted_after():
+    from dataclasses import FrozenInstanceError
+
+    from lightcompress.flows.compress import CompressGoal
+
+    assert (CompressGoal(target_params=0.2).metric, CompressGoal(target_params=0.2).target) == ("params", 0.2)
+    assert CompressGoal(target_latency=0.5).metric == "latency" and CompressGoal(target_macs=0.3).metric == "macs"
+    assert (CompressGoal(max_drop=0.5).metric, CompressGoal(max_drop=0.5).target) == (None, 0.5)
+    for kwargs, message in [({}, "choose exactly one goal"),
+                            ({"target_params": 0.2, "max_drop": 1.0}, "(got target_params=0.2, max_drop=1.0)"),
+                            ({"target_latency": 1.5}, "target_latency=1.5 is not a fraction"),
+                            ({"target_macs": True}, "target_macs=True is not a fraction"),
+                            ({"max_drop": float("nan")}, "max_drop=nan is invalid")]:
+        with pytest.raises(Exception) as err:
+            CompressGoal(**kwargs)
+        assert message in str(err.value) and "\n" not in str(err.value)
+    goal = CompressGoal(target_params=0.2)
+    assert CompressGoal.parse(goal) is goal and CompressGoal.parse(None, target_params=0.2) == goal
+    with pytest.raises(Exception, match="give goal= or target_macs, not both"):
+        CompressGoal.parse(goal, target_macs=0.3)
+    with pytest.raises(FrozenInstanceError):
+        goal.target_params = 5
+
+
+def test_fit_settings_are_checked_when_made():
+    from dataclasses import FrozenInstanceError
+
+    assert finetune.FitSettings(devices="2").devices == 2
+    for kwargs, message in [({"epochs": 0}, "epochs=0 is invalid"), ({"learning_rate": float("nan")}, "learning_rate=nan"),
+                            ({"validation_split": 0.95}, "validation_split=0.95 is invalid"),
+                            ({"batch_size": 1.5}, "batch_size=1.5 is invalid"), ({"devices": "two"}, "devices")]:
+        with pytest.raises(Exception) as err:
+            finetune.FitSettings(**kwargs)
+        assert message in str(err.value)
+    with pytest.raises(FrozenInstanceError):
+        finetune.FitSettings().epochs = 0
+
+
+def test_one_list_of_conv_modes():
+    from lightcompress.cli import options
+    from lightcompress.defaults import CONV_MODE_CHOICES
+    from lightcompress.layers.registry import entry_for
+    from lightcompress.planning import filters
+
+    assert [m.value for m in options.ConvMode] == list(CONV_MODE_CHOICES) == list(filters.CONV_MODE_CHOICES)
+    assert entry_for(keras.layers.Conv2D(4, 3)).modes == tuple(m for m in CONV_MODE_CHOICES if m != "auto")
+    with pytest.raises(Exception, match="conv_mode='paper' is unknown; use one of channel, spatial, tucker, auto"):
+        LayerFilter(conv_mode="paper")

@@ -2,11 +2,14 @@
 budget and the guard. No speed is asserted: only orderings of models whose costs differ by
 orders of magnitude, counts of calls, and allocations on constructed profiles."""
 
+from dataclasses import FrozenInstanceError
+
 import keras
 import numpy as np
 import pytest
 
 from lightcompress.deploy import latency, measure
+from lightcompress.deploy.timing import Runtime
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity
@@ -21,29 +24,44 @@ def test_keras_timing_is_the_compiled_forward_pass_not_predict_on_batch(monkeypa
     cheap, costly = _mlp(16, 1, "cheap"), _mlp(1024, 6, "costly")  # 272 vs 6.3M MACs
     for model in (cheap, costly):
         monkeypatch.setattr(model, "predict_on_batch", lambda x: pytest.fail("predict_on_batch was timed"))
-    fast = latency.model_latency(cheap, "keras", batches=(1,), repeats=20, warmup=3)[0]
-    slow = latency.model_latency(costly, "keras", batches=(1,), repeats=20, warmup=3)[0]
+    fast = latency.model_latency(cheap, Runtime("keras"), batches=(1,), repeats=20, warmup=3)[0]
+    slow = latency.model_latency(costly, Runtime("keras"), batches=(1,), repeats=20, warmup=3)[0]
     assert fast.median_ms < slow.median_ms
     assert fast.repeats == 20 and fast.warmup == 3 and 0 < fast.min_ms <= fast.median_ms
 
 
 def test_litert_timing_ranks_a_cheap_and_a_costly_model():
     cheap, costly = _mlp(16, 1, "cheap"), _mlp(1024, 6, "costly")
-    fast = latency.model_latency(cheap, "litert", batches=(1,), repeats=30, warmup=5)[0]
-    slow = latency.model_latency(costly, "litert", batches=(1,), repeats=30, warmup=5)[0]
+    fast = latency.model_latency(cheap, Runtime("litert"), batches=(1,), repeats=30, warmup=5)[0]
+    slow = latency.model_latency(costly, Runtime("litert"), batches=(1,), repeats=30, warmup=5)[0]
     assert fast.median_ms < slow.median_ms
 
 
 def test_measure_names_the_runtime_and_honours_repeats():
     model = _mlp(32, 2, "m")
-    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime="keras")
+    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime=Runtime("keras"))
     assert [lat.batch for lat in m.latency] == [1, 4] and all(lat.repeats == 7 for lat in m.latency)
     assert "compiled Keras forward pass" in m.runtime
-    assert "LiteRT interpreter, 2 threads" == latency.describe("litert", 2)
+    assert "LiteRT interpreter, 2 threads" == Runtime("litert", 2).describe()
     with pytest.raises(Exception, match="repeats=0 is invalid"):
-        latency.model_latency(model, "keras", repeats=0)
+        latency.model_latency(model, Runtime("keras"), repeats=0)
     with pytest.raises(Exception, match="runtime='tpu' is unknown"):
-        latency.check_runtime("tpu")
+        Runtime("tpu")
+
+
+def test_a_runtime_is_checked_once_when_made_and_then_passed_as_it_is():
+    assert Runtime() == Runtime(latency.default_runtime(), latency.DEFAULT_THREADS)
+    assert Runtime("keras", 4).describe().startswith("compiled Keras forward pass")
+    for threads in (0, -1, 1.5, True):
+        with pytest.raises(Exception, match=f"threads={threads!r} is invalid; use a whole number >= 1"):
+            Runtime("keras", threads)
+    made = Runtime("keras", 3)
+    assert Runtime.parse(made) is made and Runtime.parse(made, 3) is made
+    assert Runtime.parse("keras") == Runtime("keras", 2) and Runtime.parse(None, 5).threads == 5
+    with pytest.raises(Exception, match="threads=4 is given twice"):
+        Runtime.parse(made, 4)
+    with pytest.raises(FrozenInstanceError):  # a stage cannot change what was checked
+        made.threads = 0
 
 
 def _conv_model():
@@ -56,7 +74,7 @@ def _conv_model():
 def test_profile_is_cached_and_invalidated_by_the_architecture(tmp_path):
     model = _conv_model()
     steps = []
-    first = latency.profile(model, LayerFilter(min_params=0), "keras", repeats=3, warmup=1, cache_dir=tmp_path,
+    first = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                             on_step=lambda done, total, name: steps.append(done))
     assert not first.from_cache and steps and first.cache_file
     assert {ls.name for ls in first.layers} == {"conv", "fc"}
@@ -64,15 +82,15 @@ def test_profile_is_cached_and_invalidated_by_the_architecture(tmp_path):
     assert conv.options[0].rank is None and all(o.rank for o in conv.options[1:])
     assert [o.rank for o in conv.options[1:]] == latency.latency_ladder(
         min(conv.options[-1].rank, 10_000), 1)[: len(conv.options) - 1]
-    second = latency.profile(model, LayerFilter(min_params=0), "keras", repeats=3, warmup=1, cache_dir=tmp_path,
+    second = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                              on_step=lambda *a: pytest.fail("a cached profile was measured again"))
     assert second.from_cache and [o.ms for o in second.layer("fc").options] == [o.ms for o in first.layer("fc").options]
     other = keras.Model(model.inputs, keras.layers.Dense(41, name="fc2")(model.layers[-2].output))
-    third = latency.profile(other, LayerFilter(min_params=0), "keras", repeats=3, warmup=1, cache_dir=tmp_path)
+    third = latency.profile(other, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
     assert not third.from_cache
     (tmp_path / first.cache_file.rsplit("/", 1)[-1]).write_text("{ truncated")
     warnings = []
-    fourth = latency.profile(model, LayerFilter(min_params=0), "keras", repeats=3, warmup=1, cache_dir=tmp_path,
+    fourth = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                              warn=warnings.append)
     assert not fourth.from_cache and "unreadable latency profile file" in warnings[0]
 

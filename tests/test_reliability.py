@@ -409,3 +409,36 @@ def test_a_model_with_a_non_finite_weight_is_refused_on_load_and_never_saved(tmp
         load_model(tmp_path / "damaged.keras")
     assert "\n" not in str(err.value)
     assert (tmp_path / "damaged.keras").read_bytes() == before
+
+
+def test_compress_checks_each_setting_once(small, tmp_path, monkeypatch):
+    """The goal, the runtime and the fit settings are made (and checked) once per command, at the
+    command line; the flow and its stages take them as they are."""
+    from lightcompress.deploy.timing import Runtime
+    from lightcompress.flows.compress import CompressGoal
+
+    path, data = small
+    made = {}
+    for cls in (CompressGoal, Runtime, ft.FitSettings):
+        def counted(self, check=cls.__post_init__, name=cls.__name__):
+            made[name] = made.get(name, 0) + 1
+            check(self)
+        monkeypatch.setattr(cls, "__post_init__", counted)
+    result = runner.invoke(app, ["compress", str(path), "-d", str(data), "--target-params", "0.6", "--epochs", "1",
+                                 "--allow-slower", "--no-cache", "--runtime", "keras", "--holdout", "8",
+                                 "-o", str(tmp_path / "c.keras"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert made == {"CompressGoal": 1, "Runtime": 1, "FitSettings": 1}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compress", "{m}", "--target-params", "0.5", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert"),
+    (["compress", "{m}", "--target-params", "0.5", "--threads", "0"], "--threads 0 is invalid"),
+    (["compare", "{m}", "{m}", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert"),
+    (["inspect", "{m}", "--latency", "--threads", "0"], "--threads 0 is invalid"),
+    (["compress", "{m}", "--target-params", "0.5", "--epochs", "0"], "--epochs 0 is invalid"),
+])
+def test_runtime_and_fit_options_are_refused_before_any_work(small, tmp_path, args, message):
+    path, _ = small
+    _fails([a.format(m=path) for a in args] + ["-o", tmp_path / "o.keras"] * (args[0] == "compress"), message,
+           [path], tmp_path)

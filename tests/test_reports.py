@@ -65,7 +65,7 @@ def test_uncounted_layers_and_shared_layers():
 def test_measure_counts_params_macs_and_names_the_runtime():
     from .models import residual
     model = residual()
-    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime="keras")
+    m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime=measure.Runtime("keras"))
     assert [lat.batch for lat in m.latency] == [1, 4]
     assert all(lat.median_ms > 0 and lat.min_ms <= lat.median_ms and lat.repeats == 7 for lat in m.latency)
     assert m.params == model.count_params() and m.macs == sum(r.macs or 0 for r in analyze.layer_stats(model))

@@ -23,7 +23,7 @@ def command(
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
     batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
     runtime: o.RuntimeOpt = None,
-    threads: o.Threads = 2,
+    threads: o.Threads = o.DEFAULT_THREADS,
     plot: o.PlotOpt = None,
     force: o.Force = False,
     json_out: o.JsonOut = False,
@@ -42,13 +42,14 @@ def command(
     from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
+    where = o.runtime(runtime, threads)
     if plot is not None:
         from ..io import models as model_io
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     out, nets = flows.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
-                                       trust=trust_model, runtime=runtime, threads=threads,
+                                       trust=trust_model, runtime=where,
                                        stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
         from ..report.plots import compare_plot

@@ -47,7 +47,7 @@ def command(
     train_limit: o.TrainLimit = None,
     test_limit: o.TestLimit = None,
     runtime: o.RuntimeOpt = None,
-    threads: o.Threads = 2,
+    threads: o.Threads = o.DEFAULT_THREADS,
     allow_slower: Annotated[bool, typer.Option("--allow-slower", help="Allow factorisations measured slower than the layer they replace (skips the per-layer timing).")] = False,
     export: Annotated[Optional[str], typer.Option(help="Also write a verified deployable file beside the model: litert, litert-float16, litert-dynamic, litert-int8, keras, saved_model or onnx.")] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
@@ -77,9 +77,11 @@ def command(
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
-    from ..flows.compress import check_goal
+    from ..flows.compress import CompressGoal
 
-    check_goal(target_params, target_macs, max_drop, target_latency)  # before any progress display
+    # every setting made (and checked) once, before any progress display; the flow trusts them
+    goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
+    where = o.runtime(runtime, threads)
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
@@ -93,13 +95,12 @@ def command(
 
         try:
             out = flows.compress_file(
-                model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+                model, output, goal, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=None if method is None else method.value, calibration=calibration,
                 settings=settings,
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
-                target_params=target_params, target_macs=target_macs, target_latency=target_latency,
-                max_drop=max_drop, distill=distill, runtime=runtime, threads=threads, allow_slower=allow_slower,
+                distill=distill, runtime=where, allow_slower=allow_slower,
                 export=export,
                 alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,
                 trials=trials, cache_dir=cache_dir, use_cache=not no_cache, on_step=on_step,

@@ -55,7 +55,7 @@ def command(
     scale: o.Scale = None,
     resize: o.Resize = False,
     test_limit: o.TestLimit = None,
-    threads: Annotated[int, typer.Option(help="Threads of the LiteRT / ONNX runtime for the latency figure.")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads of the LiteRT / ONNX runtime for the latency figure.")] = o.DEFAULT_THREADS,
     force: o.Force = False,
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,

@@ -23,7 +23,7 @@ def command(
     holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = DEFAULT_HOLDOUT,
     latency: Annotated[bool, typer.Option("--latency", help="Also time each layer alone, as it is and at each rank, in --runtime.")] = False,
     runtime: o.RuntimeOpt = None,
-    threads: o.Threads = 2,
+    threads: o.Threads = o.DEFAULT_THREADS,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     force: o.Force = False,
     json_out: o.JsonOut = False,
@@ -48,6 +48,7 @@ def command(
     o.check_form(json_out, markdown_out)
     if conv_mode == o.ConvMode.auto:
         raise OptionError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
+    where = o.runtime(runtime, threads) if latency else None
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     stage = o.spinner(o.stderr())
@@ -81,7 +82,7 @@ def command(
         from ..planning import LayerFilter
 
         with stage("timing layers"):
-            prof = lat.profile(net, LayerFilter(conv_mode="auto"), runtime, threads, use_cache=not no_cache)
+            prof = lat.profile(net, LayerFilter(conv_mode="auto"), where, use_cache=not no_cache)
         out["latency"] = report.profile_dict(prof)
 
         def sections(d, before=sections):

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..defaults import CONV_MODE_CHOICES
+from ..deploy.timing import DEFAULT_THREADS
 from ..errors import OptionError
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
@@ -61,11 +63,7 @@ def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None
 
 
 # -- layer selection and training --------------------------------------------------------------
-class ConvMode(str, Enum):
-    channel = "channel"
-    spatial = "spatial"
-    tucker = "tucker"
-    auto = "auto"
+ConvMode = Enum("ConvMode", {mode: mode for mode in CONV_MODE_CHOICES}, type=str)  # --conv-mode's choices
 
 
 Include = Annotated[Optional[list[str]], typer.Option(help="Only layers whose name matches this glob (repeatable).")]
@@ -114,10 +112,10 @@ Temperature = Annotated[float, typer.Option(help="Distillation: temperature soft
 
 
 def fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices="all"):
-    from ..training.distribute import check_devices
+    """The fit options as ``FitSettings``, checked once (in its constructor), before any work."""
     from ..training.finetune import FitSettings
 
-    return FitSettings(epochs, batch_size, lr, val_split, patience, seed, check_devices(devices))
+    return FitSettings(epochs, batch_size, lr, val_split, patience, seed, devices)
 
 
 # -- runtime ------------------------------------------------------------------------------------
@@ -127,6 +125,13 @@ RuntimeOpt = Annotated[
                  "default with TensorFlow) or keras (the compiled Keras forward pass on this backend)."),
 ]
 Threads = Annotated[int, typer.Option(help="Threads of the LiteRT interpreter when timing.")]
+
+
+def runtime(name, threads=DEFAULT_THREADS):
+    """--runtime and --threads as one ``Runtime``, checked once, before any work."""
+    from ..deploy.timing import Runtime
+
+    return Runtime.parse(name, threads)
 
 
 # -- output --------------------------------------------------------------------------------------

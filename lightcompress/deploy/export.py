@@ -39,7 +39,7 @@ import numpy as np
 from . import runtimes
 from ..errors import ExportError, OutputPathError
 from .lower import light_layers, lower_model
-from .latency import Latency
+from .timing import DEFAULT_THREADS, Latency
 
 FORMATS = ("keras", "tf_saved_model", "litert", "onnx")
 ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
@@ -202,7 +202,7 @@ def _as_list(y):
 
 
 def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, atol=FLOAT_ATOL,
-           rtol=FLOAT_RTOL, threads=runtimes.DEFAULT_THREADS, repeats=100, warmup=10,
+           rtol=FLOAT_RTOL, threads=DEFAULT_THREADS, repeats=100, warmup=10,
            batch_size=256, label=None) -> Verification:
     """Compare ``artifact`` (a path or a loaded ``runtimes.Artifact``) with the Keras model
     ``reference`` on ``x`` (random inputs shaped for the model when None); ``y``: labels.
@@ -343,7 +343,7 @@ def _call_once(model):
 
 def export_model(model, path, format, quantize="none", calibration=None, int8_io=False, *,
                  x=None, y=None, source=None, force=False, inputs=(),
-                 calibration_count=DEFAULT_CALIBRATION, threads=runtimes.DEFAULT_THREADS,
+                 calibration_count=DEFAULT_CALIBRATION, threads=DEFAULT_THREADS,
                  repeats=100, seed=0) -> ExportResult:
     """Lower ``model``, export it to ``path`` as ``format``, verify it in its runtime.
 

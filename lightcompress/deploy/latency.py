@@ -9,6 +9,9 @@ Runtimes:
   or torch under ``no_grad``) on device-resident inputs, so ``predict_on_batch``'s per-call
   overhead (data adapters, callbacks: 0.5-3 ms on small models) is not counted.
 
+Where a Keras model is timed is a ``timing.Runtime`` (the runtime and its thread count, checked
+once when it is made); every function here takes one and trusts it.
+
 Every figure is the median of ``repeats`` calls after ``warmup`` calls, batch 1 and a larger
 batch. Nothing here is derived from a FLOP count.
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,22 +35,9 @@ import numpy as np
 from ..io import cache
 from .. import _keras_private as keras_private
 from ..factorization.candidates import candidates
-from ..validation import whole
 from ..errors import OptionError
+from .timing import DEFAULT_THREADS, RUNTIMES, Latency, Runtime, default_runtime, median_ms
 
-RUNTIMES = ("keras", "litert")
-
-
-@dataclass
-class Latency:
-    batch: int
-    median_ms: float
-    min_ms: float
-    repeats: int
-    warmup: int
-
-
-DEFAULT_THREADS = 2
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
 # an option on LiteRT costs a conversion through Keras's exporter (~1.5 s here), so the ladder is
 # coarser than sensitivity's. (The converter called directly on a concrete function is 5x faster
@@ -58,46 +47,11 @@ LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 PROFILE_VERSION = 1
 
 
-def default_runtime() -> str:
-    """LiteRT where TensorFlow is the backend (what a deployment runs), else the backend itself."""
-    return "litert" if keras.backend.backend() == "tensorflow" else "keras"
-
-
-def check_runtime(runtime) -> str:
-    runtime = runtime or default_runtime()
-    if runtime not in RUNTIMES:
-        raise OptionError("is unknown", option="runtime", value=runtime, allowed=f"one of {', '.join(RUNTIMES)}")
-    if runtime == "litert" and keras.backend.backend() != "tensorflow":
-        raise OptionError(f"needs TensorFlow; this process runs Keras on {keras.backend.backend()}",
-                          option="runtime", value=runtime, allowed="runtime='keras'")
-    return runtime
-
-
-def describe(runtime, threads=DEFAULT_THREADS) -> str:
-    if runtime == "litert":
-        return f"LiteRT interpreter, {threads} thread{'s' if threads != 1 else ''}"
-    return f"compiled Keras forward pass ({keras.backend.backend()})"
-
-
 def _inputs(model, batch, seed=0):
     from ..data.synthetic import model_inputs_like
 
     x = model_inputs_like(model, batch=batch, seed=seed)
     return x if isinstance(x, list) else [x]
-
-
-def median_ms(call, repeats, warmup):
-    """(median, fastest) milliseconds of ``repeats`` calls of ``call`` after ``warmup`` calls."""
-    whole("repeats", repeats, 1)
-    whole("warmup", warmup, 0)
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), min(times)
 
 
 def keras_timer(model, batch=1, seed=0):
@@ -146,17 +100,17 @@ def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):
     return runtimes.load_artifact(path, threads=threads)
 
 
-def model_latency(model, runtime=None, batches=(1, 32), repeats=30, warmup=5, threads=DEFAULT_THREADS):
-    """[Latency per batch] of ``model`` in ``runtime``."""
-    runtime = check_runtime(runtime)
-    if runtime == "keras":
+def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeats=30, warmup=5):
+    """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default)."""
+    runtime = runtime or Runtime()
+    if runtime.name == "keras":
         out = []
         for batch in batches:
             median, fastest = median_ms(keras_timer(model, batch), repeats, warmup)
             out.append(Latency(batch, median, fastest, repeats, warmup))
         return out
     with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
-        artifact = litert_artifact(model, folder, threads)
+        artifact = litert_artifact(model, folder, runtime.threads)
         return [artifact.latency(batch, repeats, warmup) for batch in batches]
 
 
@@ -239,15 +193,15 @@ def _copy(layer):
     return new, layer.get_weights()
 
 
-def _time_layer_model(model, runtime, threads, repeats, warmup, folder, name):
-    if runtime == "keras":
+def _time_layer_model(model, runtime: Runtime, repeats, warmup, folder, name):
+    if runtime.name == "keras":
         return median_ms(keras_timer(model, 1), repeats, warmup)[0]
-    return litert_artifact(model, folder, threads, name).latency(1, repeats, warmup).median_ms
+    return litert_artifact(model, folder, runtime.threads, name).latency(1, repeats, warmup).median_ms
 
 
-def profile_key(model, layer_filter, runtime, threads, multiple) -> str:
+def profile_key(model, layer_filter, runtime: Runtime, multiple) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([PROFILE_VERSION, model.to_json(), runtime, threads, multiple, LATENCY_LADDER,
+    h.update(json.dumps([PROFILE_VERSION, model.to_json(), runtime.name, runtime.threads, multiple, LATENCY_LADDER,
                          layer_filter.conv_mode, layer_filter.include, layer_filter.exclude,
                          layer_filter.min_params, keras.backend.backend()]).encode())
     return h.hexdigest()[:32]
@@ -257,19 +211,19 @@ def default_cache_dir() -> Path:
     return cache.root() / "latency"
 
 
-def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, multiple=1, repeats=50,
+def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1, repeats=50,
             warmup=10, cache_dir=None, use_cache=True, on_step=None, warn=None) -> Profile:
     """Batch-1 latency of every chosen layer alone, as it is and at each ladder option, in
-    ``runtime``; cached (the key holds the architecture, not the weights: latency does not
+    ``runtime`` (None: ``Runtime()``); cached (the key holds the architecture, not the weights: latency does not
     depend on their values)."""
     from ..planning import LayerFilter
 
     layer_filter = layer_filter or LayerFilter()
-    runtime = check_runtime(runtime)
+    runtime = runtime or Runtime()
     cache_file = None
     if cache_dir is not None or use_cache:
         folder = cache.check_dir(cache_dir if cache_dir is not None else default_cache_dir())
-        cache_file = folder / f"{profile_key(model, layer_filter, runtime, threads, multiple)}.json"
+        cache_file = folder / f"{profile_key(model, layer_filter, runtime, multiple)}.json"
         cached = cache.read(cache_file, Profile.from_dict, "latency profile", warn) if use_cache else None
         if cached is not None:
             cached.from_cache, cached.cache_file = True, str(cache_file)
@@ -289,7 +243,7 @@ def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, mul
         jobs.append((c, shape, None, None))
         for mode in layer_filter.modes(c):
             jobs.extend((c, shape, r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
-    result = Profile(runtime, threads, model_ms=model_latency(model, runtime, (1,), repeats, warmup, threads)[0].median_ms)
+    result = Profile(runtime.name, runtime.threads, model_ms=model_latency(model, runtime, (1,), repeats, warmup)[0].median_ms)
     by_name = {}
     with tempfile.TemporaryDirectory(prefix="lightcompress-profile-") as folder:
         for step, (c, shape, rank, mode) in enumerate(jobs):
@@ -303,7 +257,7 @@ def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, mul
             one = _alone(layer, shape)
             if weights is not None:
                 layer.set_weights(weights)
-            ms = _time_layer_model(one, runtime, threads, repeats, warmup, folder, f"l{step}")
+            ms = _time_layer_model(one, runtime, repeats, warmup, folder, f"l{step}")
             entry = by_name.setdefault(c.name, LayerLatency(c.name, c.kind, list(shape[1:]), []))
             if rank == "overhead":
                 entry.overhead_ms = ms
@@ -319,5 +273,5 @@ def profile(model, layer_filter=None, runtime=None, threads=DEFAULT_THREADS, mul
     return result
 
 
-__all__ = ["RUNTIMES", "default_runtime", "check_runtime", "describe", "keras_timer", "model_latency",
+__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "default_runtime", "keras_timer", "model_latency",
            "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]

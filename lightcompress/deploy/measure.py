@@ -14,7 +14,7 @@ import numpy as np
 
 from ..factorization import candidates as analyze
 from . import latency
-from .latency import Latency
+from .timing import Latency, Runtime
 
 
 @dataclass
@@ -38,10 +38,10 @@ def _file_bytes(path):
     return path_bytes(path) if path and Path(path).exists() else None
 
 
-def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5, runtime=None,
-            threads=latency.DEFAULT_THREADS) -> ModelMeasure:
-    """Params, MACs, bytes of a Keras model and its latency in ``runtime`` at each batch size."""
-    runtime = latency.check_runtime(runtime)
+def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5, runtime: Runtime | None = None) -> ModelMeasure:
+    """Params, MACs, bytes of a Keras model and its latency in ``runtime`` (None: ``Runtime()``)
+    at each batch size."""
+    runtime = runtime or Runtime()
     stats = analyze.layer_stats(model)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return ModelMeasure(
@@ -51,9 +51,9 @@ def measure(model, path=None, batches=(1, 32), repeats=30, warmup=5, runtime=Non
         macs=int(sum(s.macs or 0 for s in stats)),
         weight_bytes=analyze.weight_bytes(model),
         file_bytes=_file_bytes(path),
-        runtime=latency.describe(runtime, threads),
+        runtime=runtime.describe(),
         not_counted=analyze.not_counted(stats),
-        latency=latency.model_latency(model, runtime, batches, repeats, warmup, threads),
+        latency=latency.model_latency(model, runtime, batches, repeats, warmup),
     )
 
 
@@ -66,4 +66,4 @@ def measure_artifact(artifact, batches=(1, 32), repeats=30, warmup=5) -> ModelMe
     )
 
 
-__all__ = ["Latency", "ModelMeasure", "measure", "measure_artifact"]
+__all__ = ["Latency", "ModelMeasure", "Runtime", "measure", "measure_artifact"]

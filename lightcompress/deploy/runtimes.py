@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError, LightCompressError
-from .latency import Latency, median_ms
+from .timing import DEFAULT_THREADS, Latency, median_ms
 
-DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
 
 

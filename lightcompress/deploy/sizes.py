@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .timing import DEFAULT_THREADS
+
 LATENCY_NOTE = ("zeros and clustered weights do not make dense kernels faster: LiteRT runs pruned and "
                 "clustered layers with the same dense kernels and multiply-adds as the original.")
 
@@ -48,7 +50,7 @@ def _litert(model, prepared, path, quantize, threads, repeats):
             "latency_ms": v.latency.median_ms, "runtime": v.runtime}
 
 
-def deployment_sizes(model, prepared, *, threads=2, repeats=100, workdir=None) -> dict:
+def deployment_sizes(model, prepared, *, threads=DEFAULT_THREADS, repeats=100, workdir=None) -> dict:
     """``weight_sizes`` plus LiteRT float and int8 files of ``model`` (verified on ``prepared``'s
     test images; int8 calibrated on its training images)."""
     out = weight_sizes(model)
@@ -58,7 +60,7 @@ def deployment_sizes(model, prepared, *, threads=2, repeats=100, workdir=None) -
     return out
 
 
-def tflite_sizes(path_or_bytes, reference, prepared, *, threads=2, repeats=100) -> dict:
+def tflite_sizes(path_or_bytes, reference, prepared, *, threads=DEFAULT_THREADS, repeats=100) -> dict:
     """Size, accuracy, agreement and batch-1 latency of a LiteRT file (e.g. from QAT) against the
     Keras model ``reference``, verified like any export (quantised: reported, not enforced)."""
     from .export import verify

@@ -30,7 +30,6 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
 
     source = Path(source)
     settings = settings or ft.FitSettings()
-    ft.check_settings(settings)
     alpha = d.DEFAULT_ALPHA if alpha is None else alpha
     temperature = d.DEFAULT_TEMPERATURE if temperature is None else temperature
     ft.Teacher(None, alpha, temperature)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..factorization import candidates as analyze
 from ..deploy import measure
+from ..deploy.timing import Runtime
 from ..report import reports as report
 from ..data.sets import DataSpec
 from ..training.devices import device_name
@@ -14,11 +15,11 @@ from .common import load_any, load_data_for, no_progress
 
 
 def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None,
-                   runtime=None, threads=2) -> dict:
+                   runtime: Runtime | None = None) -> dict:
     """Several models side by side: measured size, cost and latency (Keras models in ``runtime``,
-    exported artefacts in their own); with data, accuracy and agreement with the first. ``nets``
-    holds Keras models or loaded artefacts (``runtimes.load_artifact``). Returns the `compare`
-    report dict."""
+    None: ``Runtime()``; exported artefacts in their own, loaded with their thread count); with
+    data, accuracy and agreement with the first. ``nets`` holds Keras models or loaded artefacts
+    (``runtimes.load_artifact``). Returns the `compare` report dict."""
     from ..deploy.runtimes import Artifact
 
     measures = []
@@ -28,7 +29,7 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
         if isinstance(net, Artifact):
             measures.append(measure.measure_artifact(net, batches, repeats, warmup))
         else:
-            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime, threads))
+            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime))
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
@@ -40,21 +41,22 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
 
 
 def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
-                  trust=False, runtime=None, threads=2, stage=no_progress):
-    """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded)."""
-    from ..deploy import latency
+                  trust=False, runtime: Runtime | str | None = None, threads=None, stage=no_progress):
+    """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded).
+    ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``); its
+    thread count is also the artefacts'."""
     from ..errors import OptionError
 
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
-    runtime = latency.check_runtime(runtime)
+    runtime = Runtime.parse(runtime, threads)
     with stage("loading models"):
-        nets = [load_any(path, trust, threads) for path in paths]
+        nets = [load_any(path, trust, runtime.threads) for path in paths]
     prepared = None
     if data is not None:
         with stage(f"loading data set {data.name}"):
             prepared = load_data_for(nets[0], data, stream=True)
     with stage("timing and evaluating"):
-        out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime, threads=threads)
+        out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime)
     return out, nets
 

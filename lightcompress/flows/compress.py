@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..deploy import latency
+from ..deploy.timing import Runtime
 from ..training import finetune as ft
 from ..data.dataset import Dataset
 from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
@@ -64,13 +65,13 @@ class CompressResult:
 LATENCY_ROUNDS = 3  # allocations re-aimed at the measured whole-model latency
 
 
-def _meet_measured_latency(model, new_model, plan, target, build, runtime, threads):
+def _meet_measured_latency(model, new_model, plan, target, build, runtime: Runtime):
     """Layer times add up only roughly to the whole model's; measure the whole converted model,
     and while it misses the target, re-aim the allocation by the measured shortfall."""
-    base = latency.model_latency(model, runtime, (1,), 100, 10, threads)[0].median_ms
+    base = latency.model_latency(model, runtime, (1,), 100, 10)[0].median_ms
     aim = target
     for _ in range(LATENCY_ROUNDS):
-        measured = latency.model_latency(new_model, runtime, (1,), 100, 10, threads)[0].median_ms / base
+        measured = latency.model_latency(new_model, runtime, (1,), 100, 10)[0].median_ms / base
         plan.policy += f"; measured {measured:.3f} of the original's latency"
         if measured <= target:
             break
@@ -86,56 +87,100 @@ def _tune(model, train, settings, teacher, callbacks):
     return ft.finetune(model, train, settings, callbacks=callbacks, teacher=teacher)
 
 
-def check_goal(target_params=None, target_macs=None, max_drop=None, target_latency=None):
-    """Exactly one goal, each in its range (checked before any work)."""
-    chosen = [f"{k}={v}" for k, v in (("target_params", target_params), ("target_macs", target_macs),
-                                      ("target_latency", target_latency), ("max_drop", max_drop))
-              if v is not None]
-    if len(chosen) != 1:
-        got = f" (got {', '.join(chosen)})" if chosen else ""
-        raise OptionError("choose exactly one goal: target_params=F, target_macs=F, target_latency=F or "
-                          f"max_drop=POINTS{got}.")
-    for name, value in (("target_params", target_params), ("target_macs", target_macs),
-                        ("target_latency", target_latency)):
-        if value is not None and not (_finite(value) and 0 < value < 1):
-            raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
-    if max_drop is not None and not (_finite(max_drop) and 0 <= max_drop <= 100):
-        raise OptionError("is invalid", option="max_drop", value=max_drop,
-                          allowed="accuracy points in [0, 100], e.g. 0.5")
+GOALS = ("target_params", "target_macs", "target_latency", "max_drop")  # the order messages name them in
+
+
+@dataclass(frozen=True)
+class CompressGoal:
+    """What ``compress`` aims at: exactly one of ``target_params``, ``target_macs``,
+    ``target_latency`` (fractions of the model's; latency is batch-1 time measured in the
+    runtime) or ``max_drop`` (accuracy points, searched). Checked once, when made; the stages
+    take one and trust it.
+
+    >>> CompressGoal(target_params=0.2).metric, CompressGoal(max_drop=0.5).metric
+    ('params', None)
+    """
+
+    target_params: float | None = None
+    target_macs: float | None = None
+    target_latency: float | None = None
+    max_drop: float | None = None
+
+    def __post_init__(self):
+        chosen = [f"{k}={v}" for k, v in self._given()]
+        if len(chosen) != 1:
+            got = f" (got {', '.join(chosen)})" if chosen else ""
+            raise OptionError("choose exactly one goal: target_params=F, target_macs=F, target_latency=F or "
+                              f"max_drop=POINTS{got}.")
+        for name in GOALS[:3]:
+            value = getattr(self, name)
+            if value is not None and not (_finite(value) and 0 < value < 1):
+                raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
+        if self.max_drop is not None and not (_finite(self.max_drop) and 0 <= self.max_drop <= 100):
+            raise OptionError("is invalid", option="max_drop", value=self.max_drop,
+                              allowed="accuracy points in [0, 100], e.g. 0.5")
+
+    def _given(self):
+        return [(k, getattr(self, k)) for k in GOALS if getattr(self, k) is not None]
+
+    @classmethod
+    def parse(cls, goal=None, **values) -> CompressGoal:
+        """``goal`` as it is, or a goal made of the keyword ``values`` (never both)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        if goal is None:
+            return cls(**given)
+        if given:
+            raise OptionError(f"give goal= or {', '.join(given)}, not both.")
+        if not isinstance(goal, cls):
+            raise OptionError("is not a CompressGoal", option="goal", value=goal,
+                              allowed="CompressGoal(target_params=0.2), or target_params=0.2 itself")
+        return goal
+
+    @property
+    def metric(self) -> str | None:
+        """"params", "macs" or "latency" for a budget; None for ``max_drop`` (a search)."""
+        name = self._given()[0][0]
+        return None if name == "max_drop" else name[len("target_"):]
+
+    @property
+    def target(self) -> float:
+        """The budget's fraction, or the accuracy points of ``max_drop``."""
+        return self._given()[0][1]
 
 
 def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, target_latency=None,
-             max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1, holdout_size=1000,
-             cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
-             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime=None, threads=2,
-             allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
+def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, target_params=None, target_macs=None,
+             target_latency=None, max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1,
+             holdout_size=1000, cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
+             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime: Runtime | str | None = None,
+             threads=None, allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
              calibration=DEFAULT_CALIBRATION_SAMPLES, sequential=False, bias_correction=False) -> CompressResult:
-    """Meet one goal with the least accuracy lost: ``target_params``, ``target_macs`` or
-    ``target_latency`` (fractions of the model's; latency is batch-1 time measured in ``runtime``)
-    or ``max_drop`` (accuracy points, searched over ``trials`` budgets).
+    """Meet one goal with the least accuracy lost: ``goal`` (a ``CompressGoal``), or one of
+    ``target_params``, ``target_macs`` or ``target_latency`` (fractions of the model's; latency is
+    batch-1 time measured in ``runtime``) or ``max_drop`` (accuracy points, searched over
+    ``trials`` budgets).
 
-    Unless ``allow_slower``, every layer's options are timed in ``runtime`` (see
-    ``latency.profile``; cached) and an option measured slower than the layer as it is is never
-    chosen.
+    ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``). Unless
+    ``allow_slower``, every layer's options are timed in it (see ``latency.profile``; cached) and
+    an option measured slower than the layer as it is is never chosen.
 
     ``method``: "data-aware" (the default) calibrates on ``calibration`` training images (never
     the held-out slice's judgement nor test images) and factorises for output error; "svd" forces
     plain truncated SVD. The sensitivity analysis measures the factorisation that is applied."""
-    check_goal(target_params, target_macs, max_drop, target_latency)
+    goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
+                              target_latency=target_latency, max_drop=max_drop)
+    runtime = Runtime.parse(runtime, threads)
     method = check_method(method, True)
     check_count(calibration)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
     settings = settings or ft.FitSettings()
-    ft.check_settings(settings)
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = prepared.holdout(holdout_size, settings.seed)
-    runtime = latency.check_runtime(runtime)
     cal = None
     if method == "data-aware":
         calib_x = calibration_images(train, calibration, settings.seed)
@@ -145,8 +190,8 @@ def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, 
     if not sens.layers:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
-    if target_latency is not None or not allow_slower:
-        profile = latency.profile(model, layer_filter, runtime, threads, rank_multiple, cache_dir=(
+    if goal.metric == "latency" or not allow_slower:
+        profile = latency.profile(model, layer_filter, runtime, rank_multiple, cache_dir=(
             None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=use_cache, on_step=on_step,
             warn=warn)
 
@@ -159,12 +204,11 @@ def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, 
                                            bias_correction=bias_correction, calibration=cal)
         return new_model, plan
 
-    if max_drop is None:
-        metric, target = next((m, t) for m, t in (("params", target_params), ("macs", target_macs),
-                                                  ("latency", target_latency)) if t is not None)
+    if goal.metric is not None:
+        metric, target = goal.metric, goal.target
         new_model, plan = build(target, metric)
         if metric == "latency":
-            new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime, threads)
+            new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime)
         fit = _tune(new_model, train, settings, teacher, callbacks)
         return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, calibration=cal)
 
@@ -180,7 +224,7 @@ def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, 
         fit = _tune(candidate, train, settings, teacher, callbacks)
         accuracy = evaluate(candidate, judge).accuracy
         drop = (base - accuracy) * 100
-        trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= max_drop)
+        trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= goal.max_drop)
         history.append(trial)
         if on_trial:
             on_trial(trial)
@@ -193,7 +237,7 @@ def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, 
             raise LightCompressError("no budget could be tried; lower min_params or aim higher.")
         closest = min(history, key=lambda t: t.drop_points)
         raise LightCompressError(
-            f"no budget tried kept the accuracy drop within {max_drop:g} points on the held-out slice "
+            f"no budget tried kept the accuracy drop within {goal.max_drop:g} points on the held-out slice "
             f"(smallest drop {closest.drop_points:.2f} points, keeping {closest.target:g} of the params); "
             f"allow a larger max_drop, more epochs, or more trials."
         )
@@ -201,44 +245,41 @@ def compress(model, prepared: Dataset, *, target_params=None, target_macs=None, 
     return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, calibration=cal)
 
 
-def compress_file(source, output=None, *, data: DataSpec | None = None, layer_filter=None,
-                  settings=None, force=False, trust=False, repeats=30, callbacks=(), stage=no_progress,
-                  export=None, **goal_and_options) -> dict:
+def compress_file(source, output=None, goal: CompressGoal | None = None, *, data: DataSpec | None = None,
+                  layer_filter=None, settings=None, force=False, trust=False, repeats=30, callbacks=(),
+                  stage=no_progress, export=None, runtime: Runtime | str | None = None, threads=None,
+                  target_params=None, target_macs=None, target_latency=None, max_drop=None, **options) -> dict:
     """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``) and its
-    plan (``<output stem>.plan.json``), and reports it against the original."""
-    from .compress import check_goal
-
+    plan (``<output stem>.plan.json``), and reports it against the original. The goal and the
+    runtime are made once here (see ``compress``) and passed down as they are."""
     source = Path(source)
-    from ..deploy import latency
-
-    check_goal(*(goal_and_options.get(k) for k in ("target_params", "target_macs", "max_drop", "target_latency")))
-    runtime = goal_and_options["runtime"] = latency.check_runtime(goal_and_options.get("runtime"))
-    threads = goal_and_options.setdefault("threads", latency.DEFAULT_THREADS)
+    goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
+                              target_latency=target_latency, max_drop=max_drop)
+    runtime = Runtime.parse(runtime, threads)
     export_target = _check_export(export, source, output, force)
     settings = settings or ft.FitSettings()
-    ft.check_settings(settings)
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
-    if goal_and_options.get("cache_dir") is not None:
+    if options.get("cache_dir") is not None:
         from ..io import cache
 
-        cache.check_dir(goal_and_options["cache_dir"])
+        cache.check_dir(options["cache_dir"])
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.compressed.keras"),
                                    force=force, inputs=[source])
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
                                       inputs=[source], suffixes=(".json",))
     data = data or DataSpec(seed=settings.seed)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
-    result = compress(original, prepared, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
-                      **goal_and_options)
+    result = compress(original, prepared, goal, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
+                      runtime=runtime, **options)
     model_io.save_model(result.model, target, force=force, inputs=[source])
     write_plan(result.plan, plan_path, force=force, inputs=[source])
     with stage("measuring both models"):
         compared = compare_models([original, model_io.load_model(target)], [source, target], prepared,
-                                  repeats=repeats, runtime=runtime, threads=threads)
+                                  repeats=repeats, runtime=runtime)
     out = report.compress_dict(result, compared, plan_path, target)
     if export_target is not None:
         fmt, quantize, path = export_target
-        out["export"] = export_file(target, fmt, path, quantize=quantize, data=data, threads=threads,
+        out["export"] = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
                                     force=force, stage=stage)
     return out
 

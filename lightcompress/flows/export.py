@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..deploy.timing import DEFAULT_THREADS
 from ..report import reports as report
 from ..validation import whole
 from ..data.sets import DataSpec
@@ -12,11 +13,12 @@ from .common import load_inputs, no_progress
 
 
 def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, data: DataSpec | None = None,
-                calibration=None, threads=2, force=False, trust=False, stage=no_progress) -> dict:
+                calibration=None, threads=DEFAULT_THREADS, force=False, trust=False, stage=no_progress) -> dict:
     """Lower the model in ``source``, write it as ``fmt`` (keras, saved_model, litert, onnx) to
     ``output`` (default beside the input), and verify the artefact in its own runtime: on the test
     images of ``data`` (and its accuracy), else on random inputs. int8 calibrates on training
-    images of ``data`` (never test images)."""
+    images of ``data`` (never test images). ``threads``: the LiteRT / ONNX Runtime thread count
+    of the verification's latency figure (the format decides the runtime)."""
     from ..deploy import export as ex
     from ..errors import OptionError
 

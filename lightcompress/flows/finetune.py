@@ -20,7 +20,6 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
     (``<output stem>.history.json``), and report."""
     source = Path(source)
     settings = settings or ft.FitSettings()
-    ft.check_settings(settings)
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
     if teacher is None and tutor_settings:

@@ -7,18 +7,16 @@ import fnmatch
 from dataclasses import dataclass
 
 from ..validation import whole as check_whole
-from ..defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
+from ..defaults import CONV_MODE_CHOICES, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from ..errors import OptionError
-
-CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")
 
 
 @dataclass(frozen=True)
 class LayerFilter:
     """Layers to consider: names matching ``include`` (all when empty) and none of ``exclude``
     (fnmatch globs on layer paths like ``block/dense``), with at least ``min_params``
-    parameters. ``conv_mode``: "channel", "spatial", "tucker", or "auto" (every mode of the layer
-    type). ``min_saving``: a layer is factorised only at ranks that save at least this fraction of
+    parameters. ``conv_mode``: one of ``CONV_MODE_CHOICES`` ("channel", "spatial", "tucker", or
+    "auto": every mode of the layer type). ``min_saving``: a layer is factorised only at ranks that save at least this fraction of
     its kernel's weights (no plan spends accuracy on a layer for a few percent of its size).
 
     >>> LayerFilter(include=("dense*",)).reason_for_name("conv2d")

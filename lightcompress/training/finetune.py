@@ -33,8 +33,11 @@ from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE
 
 # -- fine-tuning ------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class FitSettings:
+    """How to fine-tune; checked once, when made (settings that cannot train, or would train into
+    NaN, are refused before any work), then trusted by every stage."""
+
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = DEFAULT_LEARNING_RATE
@@ -42,6 +45,15 @@ class FitSettings:
     patience: int = DEFAULT_PATIENCE
     seed: int = 0
     devices: int | str = "all"  # "all" visible accelerators, or a number of devices (see ``distribute``)
+
+    def __post_init__(self):
+        number("epochs", self.epochs, 1, whole_only=True, example="3")
+        number("batch_size", self.batch_size, 1, whole_only=True, example="64")
+        number("learning_rate", self.learning_rate, 0, 1, low_open=True, example="1e-3")
+        number("validation_split", self.validation_split, 0, 0.9, example="0.1")
+        number("patience", self.patience, 0, whole_only=True, example="2")
+        number("seed", self.seed, 0, whole_only=True)
+        object.__setattr__(self, "devices", distribute.check_devices(self.devices))
 
 
 @dataclass
@@ -159,17 +171,6 @@ def _in_memory(data: Dataset, settings, teacher, where):
     return fit, steps_per_epoch
 
 
-def check_settings(s: "FitSettings"):
-    """Refuse settings that cannot train (or would train into NaN), before any work."""
-    number("epochs", s.epochs, 1, whole_only=True, example="3")
-    number("batch_size", s.batch_size, 1, whole_only=True, example="64")
-    number("learning_rate", s.learning_rate, 0, 1, low_open=True, example="1e-3")
-    number("validation_split", s.validation_split, 0, 0.9, example="0.1")
-    number("patience", s.patience, 0, whole_only=True, example="2")
-    number("seed", s.seed, 0, whole_only=True)
-    distribute.check_devices(s.devices)
-
-
 @dataclass
 class Teacher:
     """Distillation from ``model``: a mix of hard labels (weight ``alpha``) and its outputs
@@ -206,7 +207,6 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
     after training are refused: the starting weights are put back and the error says so.
     """
     settings = settings or FitSettings()
-    check_settings(settings)
     where = distribute.placement(settings.devices)
     set_random_seed(settings.seed)
     first = data.head("train", 64)[0]
