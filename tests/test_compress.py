@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 from lightcompress.data import sets as data
 from lightcompress.training import distill
 from lightcompress.io import models as model_io
-from lightcompress import linalg as svd
 from lightcompress.training import evaluation
 from lightcompress.training import finetune
 from lightcompress.planning import LayerFilter

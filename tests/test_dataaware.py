@@ -8,7 +8,7 @@ import pytest
 
 from lightcompress import LightConv2D, linalg as svd
 from lightcompress.layers import registry
-from lightcompress.factorization.statistics import Calibration, calibration_images, check_method, collect
+from lightcompress.factorization.statistics import calibration_images, check_method, collect
 from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
 from lightcompress.factorization.apply import apply_plan

@@ -5,7 +5,6 @@ orders of magnitude, counts of calls, and allocations on constructed profiles.""
 from dataclasses import FrozenInstanceError
 
 import keras
-import numpy as np
 import pytest
 
 from lightcompress.deploy import latency, measure

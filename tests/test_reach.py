@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from lightcompress.factorization import candidates as analyze, apply as factorize
+from lightcompress.factorization import candidates as analyze
 from lightcompress.deploy import lower as lowered
 from lightcompress.report import reports as report
 from lightcompress.factorization.apply import apply_plan

@@ -23,7 +23,6 @@ from ..io import cache
 from .. import _keras_private as keras_private
 from ..layers import registry
 from ..factorization.statistics import calibrated_weights
-from ..errors import LightCompressError
 from ..factorization.candidates import candidates, iter_layers
 from ..data.dataset import Dataset
 from ..training.evaluation import evaluate, output_kind
