@@ -8,7 +8,8 @@ import pytest
 
 from lightcompress import LightConv2D, linalg as svd
 from lightcompress.layers import registry
-from lightcompress.factorization.statistics import Calibration, calibration_images, check_method, collect
+from lightcompress.factorization.methods import resolve_method
+from lightcompress.factorization.statistics import calibration_images, collect
 from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
 from lightcompress.factorization.apply import apply_plan
@@ -204,24 +205,28 @@ def test_sequential_calibration_and_bias_correction_run_and_stay_finite(rng):
     model = _conv_model()
     x = rng.random((120, 10, 10, 2), dtype=np.float32)
     rule, layer_filter = FixedRank(2), LayerFilter(min_params=0)
-    for options in (dict(sequential=True), dict(bias_correction=True), dict(sequential=True, bias_correction=True)):
-        result = convert(model, rule, layer_filter, x[:40], calibration_x=x[40:], **options)
+    for method in ("data-aware+sequential", "data-aware+bias", "data-aware+sequential+bias"):
+        result = convert(model, rule, layer_filter, x[:40], calibration_x=x[40:], method=method)
+        assert result.method == result.plan.method == method
         assert all(np.all(np.isfinite(w)) for w in result.model.get_weights())
         assert result.difference.relative < 1.0
 
 
 def test_method_errors_are_one_line():
     with pytest.raises(OptionError, match="method='data-aware' needs calibration inputs") as err:
-        check_method("data-aware", False)
+        resolve_method("data-aware", False)
     assert "\n" not in str(err.value)
-    with pytest.raises(OptionError, match="method"):
-        check_method("fisher", True)
+    with pytest.raises(OptionError, match="method='fisher' is unknown; use one of svd, data-aware"):
+        resolve_method("fisher", True)
 
 
 def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     """Test images are marked (all pixels 1.0, train pixels < 0.5): no calibration pass sees one."""
+    import importlib
+
     from lightcompress.factorization import statistics as calibration, apply as factorize
-    from lightcompress.flows import compress as compression
+
+    compression = importlib.import_module("lightcompress.flows.compress")  # the module, not flows.compress()
 
     model = _conv_model()
     train = rng.random((150, 10, 10, 2), dtype=np.float32) * 0.5
@@ -244,7 +249,7 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
 
     compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0),
                          settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False,
-                         calibration=100)
+                         calibration_samples=100)
     assert seen and all(x.max() < 0.5 for x in seen)
 
 
