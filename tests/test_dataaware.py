@@ -8,7 +8,8 @@ import pytest
 
 from lightcompress import LightConv2D, linalg as svd
 from lightcompress.layers import registry
-from lightcompress.factorization.statistics import calibration_images, check_method, collect
+from lightcompress.factorization.methods import resolve_method
+from lightcompress.factorization.statistics import calibration_images, collect
 from lightcompress.data.sets import Prepared
 from lightcompress.errors import OptionError
 from lightcompress.factorization.apply import apply_plan
@@ -204,24 +205,28 @@ def test_sequential_calibration_and_bias_correction_run_and_stay_finite(rng):
     model = _conv_model()
     x = rng.random((120, 10, 10, 2), dtype=np.float32)
     rule, layer_filter = FixedRank(2), LayerFilter(min_params=0)
-    for options in (dict(sequential=True), dict(bias_correction=True), dict(sequential=True, bias_correction=True)):
-        result = convert(model, rule, layer_filter, x[:40], calibration_x=x[40:], **options)
+    for method in ("data-aware+sequential", "data-aware+bias", "data-aware+sequential+bias"):
+        result = convert(model, rule, layer_filter, x[:40], calibration_x=x[40:], method=method)
+        assert result.method == result.plan.method == method
         assert all(np.all(np.isfinite(w)) for w in result.model.get_weights())
         assert result.difference.relative < 1.0
 
 
 def test_method_errors_are_one_line():
     with pytest.raises(OptionError, match="method='data-aware' needs calibration inputs") as err:
-        check_method("data-aware", False)
+        resolve_method("data-aware", False)
     assert "\n" not in str(err.value)
-    with pytest.raises(OptionError, match="method"):
-        check_method("fisher", True)
+    with pytest.raises(OptionError, match="method='fisher' is unknown; use one of svd, data-aware"):
+        resolve_method("fisher", True)
 
 
 def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     """Test images are marked (all pixels 1.0, train pixels < 0.5): no calibration pass sees one."""
+    import importlib
+
     from lightcompress.factorization import statistics as calibration, apply as factorize
-    from lightcompress.flows import compress as compression
+
+    compression = importlib.import_module("lightcompress.flows.compress")  # the module, not flows.compress()
 
     model = _conv_model()
     train = rng.random((150, 10, 10, 2), dtype=np.float32) * 0.5
@@ -244,7 +249,7 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
 
     compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0),
                          settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False,
-                         calibration=100)
+                         calibration_samples=100)
     assert seen and all(x.max() < 0.5 for x in seen)
 
 
@@ -320,3 +325,58 @@ def test_inspect_shows_weight_and_output_errors(tmp_path, rng):
     for r in rows:  # data-aware factors are never worse on the outputs they were fitted to
         assert r["data_aware_output_error"] <= r["svd_output_error"] + 1e-6
         assert r["svd_weight_error"] <= r["data_aware_weight_error"] + 1e-6
+
+
+# -- methods as strategies ------------------------------------------------------------------
+
+def test_a_method_added_as_one_module_converts_through_python_and_the_cli(rng, tmp_path):
+    from typer.testing import CliRunner
+
+    from lightcompress.cli import app
+    from tests import toy_method  # noqa: F401  (registers "diagonal-aware")
+
+    model = _conv_model()
+    x = rng.random((120, 10, 10, 2), dtype=np.float32) * np.linspace(0, 1, 10)[None, :, None, None]
+    result = convert(model, FixedRank(2), LayerFilter(min_params=0), x[:40], calibration_x=x[40:],
+                     method="diagonal-aware")
+    assert result.method == result.plan.method == "diagonal-aware"
+    d2 = model.get_layer("d2")  # its factors are the whitened SVD on the diagonal second moment
+    probe = keras.Model(model.inputs, d2.input)
+    rows = np.asarray(probe(x[40:]), dtype=np.float64)
+    a, b = svd.data_aware_svd(np.asarray(d2.kernel), np.diag(np.mean(rows ** 2, axis=0)), 2)
+    twin = next(layer for layer in result.model.layers if layer.name in ("d2", "d2_light"))
+    np.testing.assert_allclose(np.asarray(twin.kernel_a) @ np.asarray(twin.kernel_b), a @ b, atol=1e-4)
+
+    path, data = tmp_path / "m.keras", tmp_path / "d.npz"
+    model.save(path)
+    np.savez(data, x_train=x[40:], y_train=rng.integers(0, 5, 80), x_test=x[:40], y_test=rng.integers(0, 5, 40))
+    out = CliRunner().invoke(app, ["convert", str(path), "--rank", "2", "--min-params", "0", "--dataset", str(data),
+                                   "--method", "diagonal-aware", "--json", "-o", str(tmp_path / "t.keras")])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["method"] == "diagonal-aware"
+
+
+def test_sensitivity_measures_the_bias_correction_from_the_original_kernel(rng):
+    """Inputs whose mean (along e0) is weaker than their spread (along e1): the rank-1 factors keep
+    the spread and drop the mean, and only the bias corrected from the original kernel (E[x]·W −
+    E[x]·W_r) takes the lost mean output back (from the truncated kernel it is about zero)."""
+    from lightcompress.factorization.methods import get_method
+    from lightcompress.planning import analyse
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(6, name="d")(inputs))
+    model.get_layer("d").kernel.assign(rng.normal(size=(8, 6)).astype("float32"))
+    x = rng.normal(size=(200, 8)) * 0.05
+    x[:, 0] += 2.0
+    x[:, 1] += 6.0 * rng.normal(size=200)
+    x = x.astype("float32")
+    y = model.predict(x, verbose=0).argmax(axis=1)
+    data = Prepared("shifted", x[:100], y[:100], x[100:], y[100:], 6)
+    stats = collect(model, x[:100], needs=get_method("data-aware+bias").needs)
+    layer_filter = LayerFilter(min_params=0)
+    losses = {}
+    for name in ("data-aware", "data-aware+bias"):
+        sens = analyse(model, data, layer_filter, use_cache=False, method=name, statistics=stats)
+        assert sens.method == name
+        losses[name] = {o.rank: o.loss for o in sens.layers[0].options if o.rank}[1]
+    assert losses["data-aware+bias"] < 0.85 * losses["data-aware"]  # the old measure: equal

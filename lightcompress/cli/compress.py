@@ -28,7 +28,7 @@ def command(
     conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures every mode.")] = o.ConvMode.auto,
     min_saving: o.MinSaving = d.DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
-    calibration: o.Calibration = d.DEFAULT_CALIBRATION_SAMPLES,
+    calibration_samples: o.CalibrationSamples = d.DEFAULT_CALIBRATION_SAMPLES,
     include: o.Include = None,
     exclude: o.Exclude = None,
     min_params: o.MinParams = d.DEFAULT_MIN_PARAMS,
@@ -97,7 +97,7 @@ def command(
             out = flows.compress_file(
                 model, output, goal, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
-                method=None if method is None else method.value, calibration=calibration,
+                method=method, calibration_samples=calibration_samples,
                 settings=settings,
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
                 distill=distill, runtime=where, allow_slower=allow_slower,

@@ -26,7 +26,7 @@ def command(
     conv_mode: o.ConvModeOpt = o.ConvMode.auto,
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
-    calibration: o.Calibration = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_samples: o.CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
     dataset: o.DatasetOpt = None,
     npz_keys: o.NpzKeys = None,
@@ -43,8 +43,9 @@ def command(
 
     Without --dataset the outputs are compared on random inputs and the factors are plain SVD;
     with it, the factors are data-aware (calibrated on --calibration training images, never test
-    images; --method svd forces plain SVD), outputs are compared on the test images, and the
-    report adds accuracy before and after.
+    images; --method svd forces plain SVD, --method data-aware+bias adds bias correction, see
+    --method), outputs are compared on the test images, and the report adds accuracy before and
+    after.
 
     Example: lightcompress convert model.h5 --rank 8
     """
@@ -55,11 +56,11 @@ def command(
     o.check_form(json_out, markdown_out)
     choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
-    train_limit = 1 if method == o.Method.svd else None  # data-aware factors calibrate on training images
+    train_limit = None if o.method_needs_data(method) else 1  # calibration reads training images
     data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
         plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
-        method=None if method is None else method.value, calibration=calibration)
+        method=method, calibration_samples=calibration_samples)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

@@ -76,17 +76,23 @@ ConvModeOpt = Annotated[
 ]
 
 
-class Method(str, Enum):
-    svd = "svd"
-    data_aware = "data-aware"
+def _method_help() -> str:
+    from ..factorization.methods import get_method, known_methods
+
+    named = "; ".join(f"{name}: {get_method(name).summary}" for name in known_methods())
+    return f"How the factors are made (default: data-aware with --dataset, svd without). {named}."
 
 
-MethodOpt = Annotated[
-    Optional[Method],
-    typer.Option(help="Factors: data-aware (output error on training images; the default with --dataset) "
-                      "or svd (plain truncated SVD, the default without)."),
-]
-Calibration = Annotated[int, typer.Option(help="Training images whose layer inputs calibrate data-aware factors.")]
+def method_needs_data(method) -> bool:
+    """Whether the factorisation method (None: the default with a data set) calibrates on training images."""
+    from ..factorization.methods import get_method
+
+    return method is None or get_method(method).needs_data
+
+
+MethodOpt = Annotated[Optional[str], typer.Option(help=_method_help())]
+CalibrationSamples = Annotated[int, typer.Option("--calibration", help="Training images whose layer inputs "
+                                                 "calibrate the factors of a method that needs data.")]
 MinSaving = Annotated[float, typer.Option(help="Factorise a layer only at ranks saving at least this fraction of it.")]
 
 

@@ -17,7 +17,7 @@ import keras
 from .. import _keras_private as keras_private
 from ..layers import registry
 from .candidates import candidates
-from .statistics import calibrated_weights
+from .methods import get_method
 from ..errors import RankError, UnsupportedModelError
 
 
@@ -56,13 +56,15 @@ def rebuild(model, replace) -> keras.Model:
     return new_model
 
 
-def apply_plan(model, plan, calibration=None, bias_correction=False, on_layer=None) -> keras.Model:
-    """A new model in which every converted layer of ``plan`` is its LightLayer twin: plain SVD
-    factors, or data-aware ones for the layers ``calibration`` (``calibration.Calibration``) covers.
+def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
+    """A new model in which every converted layer of ``plan`` is its LightLayer twin, its factors
+    made by the plan's method (``plan.method``) from the layer's ``statistics``
+    (``statistics.Statistics``); a layer without statistics gets plain SVD factors.
 
     Plain factors come from the decompositions the plan was decided from (``plan.sources``), so no
     kernel is decomposed twice; each layer's work is released once its twin is built.
     ``on_layer(done, total, name)`` reports progress."""
+    method = get_method(plan.method)
     by_name = {p.name: p for p in plan.converted}
     planned: dict[int, tuple] = {}  # {id(layer): (LayerPlan, Candidate)}
     parts: dict[int, dict] = {}  # composite layers: {id(owner): {part: (rank, mode)}}
@@ -84,7 +86,8 @@ def apply_plan(model, plan, calibration=None, bias_correction=False, on_layer=No
             return None
         p, source = planned[id(layer)]
         entry = registry.entry_for(layer)
-        moments = calibration.layers.get(p.name) if calibration is not None else None
+        moments = statistics.layers.get(p.name) if statistics is not None else None
+        weights = None if moments is None else method.weights(entry, layer, p.rank, p.mode, moments)
         factors = None
         if moments is None and p.mode in entry.matrix_modes:
             try:
@@ -93,10 +96,8 @@ def apply_plan(model, plan, calibration=None, bias_correction=False, on_layer=No
                 raise RankError(f"layer '{layer.name}': {err}") from None
         twin = entry.make_twin(layer, p.rank, p.mode, factors)
         source.release()
-        if moments is not None:
-            weights = calibrated_weights(entry, layer, p.rank, p.mode, moments, bias_correction)
-            if weights is not None and len(weights) == len(twin.weights):
-                twin.set_weights(weights)
+        if weights is not None and len(weights) == len(twin.weights):
+            twin.set_weights(weights)
         done.append(p.name)
         if on_layer:
             on_layer(len(done), len(planned), p.name)
@@ -108,33 +109,35 @@ def apply_plan(model, plan, calibration=None, bias_correction=False, on_layer=No
         plan.sources = {}  # applied: the candidates (and the layers they hold) are not kept
 
 
-def calibrate_and_apply(model, plan, x, *, sequential=False, bias_correction=False, calibration=None,
-                        batch_size=64):
-    """(new model, Calibration): ``plan`` applied with data-aware factors from inputs ``x``.
+def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64):
+    """(new model, Statistics): ``plan`` applied with factors of its method (``plan.method``)
+    on the statistics it needs of inputs ``x``.
 
-    ``sequential``: each layer is calibrated on the inputs the already-factorised layers before
-    it produce (one pass per converted layer), against the original's inputs (cross moments).
-    ``calibration``: moments of the original model already collected (reused when not sequential).
+    A ``sequential`` method has each layer's statistics collected on the inputs the
+    already-factorised layers before it produce (one pass per converted layer), against the
+    original's inputs (cross moments). ``statistics``: the original model's, already collected
+    (reused when the method is not sequential).
     """
-    from .statistics import Calibration, collect
+    from .statistics import Statistics, collect
 
+    method = get_method(plan.method)
     names = [p.name for p in plan.converted]
-    if not sequential:
-        cal = calibration if calibration is not None else collect(model, x, names, batch_size)
-        return apply_plan(model, plan, cal, bias_correction), cal
+    if not method.sequential:
+        found = statistics if statistics is not None else collect(model, x, names, batch_size, needs=method.needs)
+        return apply_plan(model, plan, found), found
     moments, seconds, skipped = {}, 0.0, {}
     done = []
     for name in names:
         if done:
             partial = replace(plan, layers=[p for p in plan.layers if p.name in done], not_considered=[], sources={})
-            current = apply_plan(model, partial, Calibration(dict(moments)), bias_correction)
-            cal = collect(current, x, [name], batch_size, reference=model)
+            current = apply_plan(model, partial, Statistics(dict(moments)))
+            found = collect(current, x, [name], batch_size, reference=model, needs=method.needs)
         else:
-            cal = collect(model, x, [name], batch_size)
-        moments.update(cal.layers)
-        skipped.update(cal.skipped)
-        seconds += cal.seconds
+            found = collect(model, x, [name], batch_size, needs=method.needs)
+        moments.update(found.layers)
+        skipped.update(found.skipped)
+        seconds += found.seconds
         done.append(name)
-    result = Calibration(moments, len(x[0]) if isinstance(x, (list, tuple)) else len(x), seconds,
-                         "sequential", skipped)
-    return apply_plan(model, plan, result, bias_correction), result
+    result = Statistics(moments, len(x[0]) if isinstance(x, (list, tuple)) else len(x), seconds,
+                        "sequential", skipped)
+    return apply_plan(model, plan, result), result

@@ -50,7 +50,7 @@ class Candidate:
     kernel_shape: tuple
     bias_params: int
     unsupported: str | None = None
-    cov: np.ndarray | None = field(default=None, repr=False)  # calibration: modes[0] input second moment
+    cov: np.ndarray | None = field(default=None, repr=False)  # the method's modes[0] input second moment
     owner: object = field(default=None, repr=False)  # the composite layer (MultiHeadAttention) holding it
     part: str | None = None  # its name inside the owner ("query")
     constraint: object = field(default=None, repr=False)  # kernel constraint (dropped when factorised)
@@ -60,11 +60,6 @@ class Candidate:
     _spectra: dict = field(default_factory=dict, repr=False)  # calibrated or non-matrix modes
     _curves: dict = field(default_factory=dict, repr=False)
     _approximations: dict = field(default_factory=dict, repr=False)  # the last non-matrix-mode one
-
-    @property
-    def method(self) -> str:
-        """"data-aware" when calibrated (errors are output errors on the calibration inputs)."""
-        return "svd" if self.cov is None else "data-aware"
 
     @property
     def kind(self) -> str:
@@ -244,11 +239,12 @@ def watching(callback):
         _WATCHERS.remove(callback)
 
 
-def candidates(model, calibration=None, vectors=False) -> list[Candidate]:
+def candidates(model, statistics=None, vectors=False, method=None) -> list[Candidate]:
     """Every layer of a registered type in ``model`` (exact types), in model order; with
-    ``calibration`` (see ``calibration.Calibration``) the ones it covers carry their input
-    second moment, so their errors are output errors and their factors data-aware. ``vectors``:
-    see ``Candidate`` (set it when the plan will be applied)."""
+    ``statistics`` (``statistics.Statistics``) and the ``method`` (``methods.Method``) they were
+    collected for, the ones it covers carry the second moment the method fits their factors to
+    (``Method.covariance``), so their errors are output errors on it. ``vectors``: see
+    ``Candidate`` (set it when the plan will be applied)."""
     found = []
     for name, layer in iter_layers(model):
         composite = registry.composite_for(layer)
@@ -261,8 +257,9 @@ def candidates(model, calibration=None, vectors=False) -> list[Candidate]:
             continue
         c = _candidate(name, layer, vectors)
         if c is not None:
-            if calibration is not None and c.unsupported is None:
-                c.cov = calibration.cov_for(name)
+            moments = None if statistics is None or c.unsupported is not None else statistics.layers.get(name)
+            if moments is not None:
+                c.cov = method.covariance(moments)
             found.append(c)
     return found
 

@@ -1,18 +1,20 @@
-"""Calibration: what each factorisable layer sees on real inputs, for data-aware factors.
+"""The statistics collector: what each factorisable layer sees on real inputs, gathered once for
+the factorisation method that asks (``methods.Method.needs``); nothing else collects.
 
 One streaming pass over calibration batches runs a sub-model of the model that returns the
 inputs of the chosen layers (every call of a shared layer), turns each into the rows its kernel
 matrix multiplies (the registry's ``input_matrix``: im2col patches in (kh, kw, c) order for a
-Conv2D, the last axis for a Dense), and accumulates their second moment E[x·xᵀ] and mean in
-float64. Only the moments are kept, never the activations, so memory is one n×n matrix per layer.
+Conv2D, the last axis for a Dense), and accumulates the statistics asked for (``STATISTICS``: their second moment E[x·xᵀ], their
+mean) in float64. Only the moments are kept, never the activations, so memory is one n×n matrix per layer.
 
 Calibration images are drawn from the *training* images (``calibration_images``), never the test
 images. With ``reference`` (the original model) the pass also accumulates the cross moment
 E[x̂·xᵀ] between the layer's inputs in ``model`` (x̂: from already-factorised earlier layers) and
-in the original (x): sequential calibration, see ``svd.sequential_target``.
+in the original (x), and the original's mean: sequential calibration, see
+``linalg.sequential_target``.
 
 Layers inside nested models, and layer types without an ``input_matrix``, are not calibrated
-(their factors stay plain SVD); ``Calibration.skipped`` says which and why.
+(their factors stay plain SVD); ``Statistics.skipped`` says which and why.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from .. import _keras_private as keras_private, linalg as svd
+from .. import _keras_private as keras_private
 from ..layers import registry
 from .candidates import iter_layers
 from ..errors import DataError, OptionError
 
-METHODS = ("svd", "data-aware")
+# The statistics a method may declare it needs (``Method.needs``), per layer:
+STATISTICS = ("input_covariance",  # E[x·xᵀ] of the rows the kernel multiplies (LayerMoments.cov)
+              "input_mean")  # E[x] (LayerMoments.mean)
 ROWS_PER_CHUNK = 1 << 15  # rows of an input matrix turned into a moment at once (memory bound)
 # Most rows per layer: a conv sees one row per output position, 242,000 for 2,000 images of the
 # fmnist models' 11×11 conv, far more than a 576×576 moment needs; above this, every k-th row of
@@ -39,26 +43,25 @@ MAX_ROWS = 20_000
 
 @dataclass
 class LayerMoments:
-    """Second moment (n, n) and mean (n,) of the rows one layer's kernel matrix multiplies."""
+    """Second moment (n, n) and mean (n,) of the rows one layer's kernel matrix multiplies (each
+    None when not asked for)."""
 
-    cov: np.ndarray
-    mean: np.ndarray
+    cov: np.ndarray | None
+    mean: np.ndarray | None
     rows: int
     cross: np.ndarray | None = None  # E[x̂·xᵀ] (sequential calibration)
     reference_mean: np.ndarray | None = None  # mean of x (the original model's inputs)
 
 
 @dataclass
-class Calibration:
+class Statistics:
+    """What one collection gathered: ``LayerMoments`` per layer path, on ``samples`` inputs."""
+
     layers: dict = field(default_factory=dict)  # {layer path: LayerMoments}
     samples: int = 0
     seconds: float = 0.0
     source: str = ""
     skipped: dict = field(default_factory=dict)  # {layer path: reason}
-
-    def cov_for(self, name):
-        moments = self.layers.get(name)
-        return None if moments is None else moments.cov
 
     def digest(self) -> str:
         """A short hash of the moments (sensitivity cache keys)."""
@@ -67,26 +70,15 @@ class Calibration:
         h = hashlib.sha256()
         for name in sorted(self.layers):
             h.update(name.encode())
-            h.update(np.ascontiguousarray(self.layers[name].cov).tobytes())
+            for value in (self.layers[name].cov, self.layers[name].mean):
+                if value is not None:
+                    h.update(np.ascontiguousarray(value).tobytes())
         return h.hexdigest()[:16]
-
-
-def check_method(method, has_data: bool) -> str:
-    """The factorisation method to use: ``method`` checked, or the default ("data-aware" with
-    calibration data, "svd" without)."""
-    if method is None:
-        return "data-aware" if has_data else "svd"
-    if method not in METHODS:
-        raise OptionError("is unknown", option="method", value=method, allowed=f"one of {', '.join(METHODS)}")
-    if method == "data-aware" and not has_data:
-        raise OptionError("method='data-aware' needs calibration inputs; give a data set (data=NAME), "
-                          "or use method='svd'.")
-    return method
 
 
 def check_count(count) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise OptionError("is invalid", option="calibration", value=count, allowed="1 or more training images")
+        raise OptionError("is invalid", option="calibration_samples", value=count, allowed="1 or more training images")
     return count
 
 
@@ -141,31 +133,52 @@ def _rows(entry, layer, tensor):
     return np.asarray(keras.ops.convert_to_numpy(entry.input_matrix(layer, tensor)), dtype=np.float32)
 
 
-def _accumulate(acc, name, rows, ref_rows):
+def _accumulate(acc, name, rows, ref_rows, needs):
     n = rows.shape[1]
+    cov, mean = "input_covariance" in needs, "input_mean" in needs
     if name not in acc:
-        acc[name] = [np.zeros((n, n)), np.zeros(n), 0, None if ref_rows is None else np.zeros((n, n)),
-                     None if ref_rows is None else np.zeros(n)]
+        acc[name] = [np.zeros((n, n)) if cov else None, np.zeros(n) if mean else None, 0,
+                     np.zeros((n, n)) if cov and ref_rows is not None else None,
+                     np.zeros(n) if mean and ref_rows is not None else None]
     a = acc[name]
     for i in range(0, len(rows), ROWS_PER_CHUNK):
         chunk = np.ascontiguousarray(rows[i:i + ROWS_PER_CHUNK])
-        a[0] += chunk.T @ chunk
-        a[1] += chunk.sum(axis=0, dtype=np.float64)
-        if ref_rows is not None:
-            ref = np.ascontiguousarray(ref_rows[i:i + ROWS_PER_CHUNK])
+        ref = None if ref_rows is None else np.ascontiguousarray(ref_rows[i:i + ROWS_PER_CHUNK])
+        if a[0] is not None:
+            a[0] += chunk.T @ chunk
+        if a[1] is not None:
+            a[1] += chunk.sum(axis=0, dtype=np.float64)
+        if a[3] is not None:
             a[3] += chunk.T @ ref
+        if a[4] is not None:
             a[4] += ref.sum(axis=0, dtype=np.float64)
     a[2] += len(rows)
 
 
+def check_needs(needs) -> tuple:
+    """``needs`` (statistic names) checked against ``STATISTICS``.
+
+    >>> check_needs(["input_mean", "input_covariance"])
+    ('input_covariance', 'input_mean')
+    """
+    unknown = sorted(set(needs) - set(STATISTICS))
+    if unknown:
+        raise OptionError(f"statistics {', '.join(map(repr, unknown))} are unknown; a method may need "
+                          f"{', '.join(STATISTICS)}.")
+    return tuple(s for s in STATISTICS if s in set(needs))
+
+
 def collect(model, x, names=None, batch_size: int = 64, reference=None, source="calibration inputs",
-            on_batch=None) -> Calibration:
-    """Input moments of the layers ``names`` (default: every registered layer) of ``model`` on
-    inputs ``x``, in one streaming pass of ``batch_size`` examples.
+            on_batch=None, needs=STATISTICS) -> Statistics:
+    """The statistics ``needs`` (default: all of ``STATISTICS``) of the inputs of the layers
+    ``names`` (default: every registered layer) of ``model`` on inputs ``x``, in one streaming
+    pass of ``batch_size`` examples.
 
     With ``reference`` (a model with layers of the same names, usually the original) the cross
-    moments between the two models' inputs of each layer are accumulated too.
+    moments between the two models' inputs of each layer (and the reference's mean, when the
+    mean is asked for) are accumulated too.
     """
+    needs = check_needs(needs)
     start = time.perf_counter()
     if names is None:
         names = [name for name, layer in iter_layers(model) if registry.entry_for(layer) is not None]
@@ -200,40 +213,15 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
                     offset = (start_row // batch_size) % step
                     rows = rows[offset::step]
                     ref_rows = None if ref_rows is None else ref_rows[offset::step]
-                _accumulate(acc, name, rows, ref_rows)
+                _accumulate(acc, name, rows, ref_rows, needs)
         if on_batch:
             on_batch(min(start_row + batch_size, count), count)
     layers = {}
     for name, (cov, total, rows, cross, ref_total) in acc.items():
         if rows == 0:
             continue
-        layers[name] = LayerMoments(cov / rows, total / rows, rows,
+        layers[name] = LayerMoments(None if cov is None else cov / rows, None if total is None else total / rows, rows,
                                     None if cross is None else cross / rows,
                                     None if ref_total is None else ref_total / rows)
     skipped.update({name: "no rows seen" for name in kept if name not in layers})
-    return Calibration(layers, count, time.perf_counter() - start, source, skipped)
-
-
-def calibrated_weights(entry, layer, rank, mode, moments, bias_correction=False):
-    """The twin's weights (kernels, then the bias if it has one) from data-aware factors on the
-    layer's input ``moments`` (``calibration.LayerMoments``); None if they are not finite.
-
-    With cross moments (sequential calibration) the kernel factorised is ``svd.sequential_target``.
-    ``bias_correction`` adds the mean output shift E[x]·W − E[x̂]·W_r to the bias."""
-    kernel = entry.kernel(layer)
-    base = entry.modes[0]
-    w = entry.to_matrix(kernel, base)
-    target = kernel
-    if moments.cross is not None:
-        target = entry.from_matrix(svd.sequential_target(w, moments.cov, moments.cross), kernel.shape, base)
-        target = np.asarray(target, dtype=kernel.dtype)
-    weights = [np.asarray(k) for k in entry.factors(target, rank, mode, moments.cov)]
-    bias = getattr(layer, "bias", None)
-    if bias is not None:
-        bias = keras.ops.convert_to_numpy(bias).astype(np.float64)
-        if bias_correction:
-            approx = entry.to_matrix(entry.approximate(target, rank, mode, moments.cov), base)
-            ref_mean = moments.mean if moments.reference_mean is None else moments.reference_mean
-            bias = bias + ref_mean @ w.astype(np.float64) - moments.mean @ approx.astype(np.float64)
-        weights.append(bias.astype(kernel.dtype))
-    return weights if all(np.all(np.isfinite(v)) for v in weights) else None
+    return Statistics(layers, count, time.perf_counter() - start, source, skipped)

@@ -24,7 +24,8 @@ from ..data.dataset import Dataset
 from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
-from ..factorization.statistics import calibration_images, check_count, check_method, collect
+from ..factorization.methods import resolve_method
+from ..factorization.statistics import calibration_images, check_count, collect
 from ..defaults import DEFAULT_CALIBRATION_SAMPLES
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..planning import LayerFilter, Plan, Sensitivity, allocate, analyse
@@ -59,7 +60,7 @@ class CompressResult:
     target: float
     trials: list = field(default_factory=list)
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
-    calibration: object = None  # calibration.Calibration (data-aware), with its wall time
+    statistics: object = None  # statistics.Statistics the method needed, with its wall time
 
 
 LATENCY_ROUNDS = 3  # allocations re-aimed at the measured whole-model latency
@@ -157,7 +158,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
              holdout_size=1000, cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
              alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime: Runtime | str | None = None,
              threads=None, allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
-             calibration=DEFAULT_CALIBRATION_SAMPLES, sequential=False, bias_correction=False) -> CompressResult:
+             calibration_samples=DEFAULT_CALIBRATION_SAMPLES) -> CompressResult:
     """Meet one goal with the least accuracy lost: ``goal`` (a ``CompressGoal``), or one of
     ``target_params``, ``target_macs`` or ``target_latency`` (fractions of the model's; latency is
     batch-1 time measured in ``runtime``) or ``max_drop`` (accuracy points, searched over
@@ -167,26 +168,29 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     ``allow_slower``, every layer's options are timed in it (see ``latency.profile``; cached) and
     an option measured slower than the layer as it is is never chosen.
 
-    ``method``: "data-aware" (the default) calibrates on ``calibration`` training images (never
-    the held-out slice's judgement nor test images) and factorises for output error; "svd" forces
-    plain truncated SVD. The sensitivity analysis measures the factorisation that is applied."""
+    ``method`` (a name or ``methods.Method``): "data-aware" (the default) calibrates on
+    ``calibration_samples`` training images (never the held-out slice's judgement nor test
+    images) and factorises for output error; "svd" forces plain truncated SVD; see
+    ``methods.known_methods()`` for the variants. The sensitivity analysis measures the
+    factorisation that is applied."""
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = Runtime.parse(runtime, threads)
-    method = check_method(method, True)
-    check_count(calibration)
+    method = resolve_method(method, True)
+    check_count(calibration_samples)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
     settings = settings or ft.FitSettings()
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = prepared.holdout(holdout_size, settings.seed)
-    cal = None
-    if method == "data-aware":
-        calib_x = calibration_images(train, calibration, settings.seed)
-        cal = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}")
+    stats = None
+    if method.needs_data:
+        calib_x = calibration_images(train, calibration_samples, settings.seed)
+        stats = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}",
+                        needs=method.needs)
     sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
-                   calibration=cal, bias_correction=bias_correction)
+                   method=method, statistics=stats)
     if not sens.layers:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
@@ -196,12 +200,11 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
             warn=warn)
 
     def build(target, metric):
-        plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)
-        plan.method = method
-        if cal is None:
+        plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)  # method: sens's
+        if stats is None:
             return apply_plan(model, plan), plan
-        new_model, _ = calibrate_and_apply(model, plan, calib_x, sequential=sequential,
-                                           bias_correction=bias_correction, calibration=cal)
+        new_model, _ = calibrate_and_apply(model, plan, calib_x,
+                                           statistics=None if method.sequential else stats)
         return new_model, plan
 
     if goal.metric is not None:
@@ -210,7 +213,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         if metric == "latency":
             new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime)
         fit = _tune(new_model, train, settings, teacher, callbacks)
-        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, calibration=cal)
+        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats)
 
     base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
@@ -242,7 +245,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
             f"allow a larger max_drop, more epochs, or more trials."
         )
     candidate, plan, fit = best
-    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, calibration=cal)
+    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats)
 
 
 def compress_file(source, output=None, goal: CompressGoal | None = None, *, data: DataSpec | None = None,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -24,17 +24,20 @@ from .common import data_inputs, decomposition_progress, load_inputs, no_progres
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
-                 calibration=None, sequential=False, bias_correction=False, on_step=None) -> dict:
+                 calibration_samples=None, on_step=None) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
-    ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report; with
-    ``data``, the factors are data-aware (``method``; calibrated on ``calibration`` training
-    images), and outputs are compared and accuracy measured on its test images. ``on_step(done,
-    total, text)`` follows the decompositions (kernel weights done of all)."""
-    from ..factorization.statistics import calibration_images, check_count, check_method
+    ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
+    (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
+    calibrated on ``calibration_samples`` training images, and outputs are compared and accuracy
+    measured on its test images. ``on_step(done, total, text)`` follows the decompositions
+    (kernel weights done of all)."""
+    from ..factorization.methods import resolve_method
+    from ..factorization.statistics import calibration_images, check_count
     from ..defaults import DEFAULT_CALIBRATION_SAMPLES
 
-    method = check_method(method, data is not None)
-    calibration = check_count(DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration)
+    method = resolve_method(method, data is not None)
+    calibration_samples = check_count(DEFAULT_CALIBRATION_SAMPLES if calibration_samples is None
+                                      else calibration_samples)
     if (rule is None) == (plan_file is None):
         from ..errors import OptionError
 
@@ -47,9 +50,8 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else test_images(prepared)
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
-        calib_x = calibration_images(prepared, calibration, data.seed) if method == "data-aware" else None
-        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
-                         sequential=sequential, bias_correction=bias_correction)
+        calib_x = calibration_images(prepared, calibration_samples, data.seed) if method.needs_data else None
+        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method)
     with stage(f"saving {target}"):
         model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
@@ -82,38 +84,39 @@ class Conversion:
     weight_bytes_before: int
     weight_bytes_after: int
     difference: OutputDifference
-    method: str = "svd"
+    method: str = "svd"  # the name of the factorisation method (``methods``)
     calibration_seconds: float | None = None  # wall time of the calibration passes
     calibration_samples: int | None = None
 
 
 def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
-            plan=None, *, calibration_x=None, method=None, sequential=False, bias_correction=False) -> Conversion:
+            plan=None, *, calibration_x=None, method=None) -> Conversion:
     """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
     LightLayers, and measure the result.
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
-    ``calibration_x``: training inputs for data-aware factors (``method`` "data-aware", the default
-    when they are given; "svd" forces plain truncated SVD). The plan's errors are then output
-    errors on them, so the rank rules allocate by what each layer computes.
+    ``method``: how the factors are made, a registered name (``methods.known_methods()``) or a
+    ``methods.Method``; the default is "data-aware" when ``calibration_x`` (training inputs) is
+    given, else "svd". With a method that needs statistics, the plan's errors are output errors
+    on ``calibration_x``, so the rank rules allocate by what each layer computes. A ``plan``
+    given is applied with ``method`` (the caller's plan is not changed).
     """
-    from ..factorization.statistics import check_method, collect
+    from ..factorization.methods import resolve_method
+    from ..factorization.statistics import collect
 
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
-    method = check_method(method, calibration_x is not None)
-    cal = None
-    if method == "data-aware":
-        cal = collect(model, calibration_x)
+    method = resolve_method(method, calibration_x is not None)
+    stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
     if plan is None:
-        plan = make_plan(model, rule, layer_filter, calibration=cal)
-    plan.method = method
+        plan = make_plan(model, rule, layer_filter, method, stats)
+    else:
+        plan = replace(plan, method=method.name)
     seconds = None
-    if cal is not None:
-        new_model, used = calibrate_and_apply(model, plan, calibration_x, sequential=sequential,
-                                              bias_correction=bias_correction,
-                                              calibration=None if sequential else cal)
-        seconds = cal.seconds + (used.seconds if sequential else 0.0)
+    if stats is not None:
+        new_model, used = calibrate_and_apply(model, plan, calibration_x,
+                                              statistics=None if method.sequential else stats)
+        seconds = stats.seconds + (used.seconds if method.sequential else 0.0)
     else:
         new_model = apply_plan(model, plan)
     if x is None:
@@ -126,8 +129,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         weight_bytes_before=weight_bytes(model),
         weight_bytes_after=weight_bytes(new_model),
         difference=output_difference(model, new_model, x, source),
-        method=method,
+        method=method.name,
         calibration_seconds=seconds,
-        calibration_samples=None if cal is None else cal.samples,
+        calibration_samples=None if stats is None else stats.samples,
     )
 

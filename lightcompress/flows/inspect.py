@@ -30,19 +30,22 @@ def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:
     return report.inspect_dict(path, stats, spectra, conv_mode)
 
 
-def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration=None, seed=0) -> dict:
+def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration_samples=None, seed=0) -> dict:
     """Per factorisable layer, at the chosen rank (the ``plan``'s, else the rank keeping 95% of
     the kernel's energy in ``conv_mode``): the weight-space and output-space relative errors of
-    plain SVD and of data-aware factors, on ``calibration`` training images of ``prepared``."""
+    plain SVD and of data-aware factors, on ``calibration_samples`` training images of ``prepared``."""
     from .. import linalg as svd
+    from ..factorization.methods import get_method
     from ..factorization.statistics import calibration_images, collect
     from ..defaults import DEFAULT_CALIBRATION_SAMPLES
 
-    x = calibration_images(prepared, DEFAULT_CALIBRATION_SAMPLES if calibration is None else calibration, seed)
-    cal = collect(net, x)
+    aware = get_method("data-aware")
+    count = DEFAULT_CALIBRATION_SAMPLES if calibration_samples is None else calibration_samples
+    x = calibration_images(prepared, count, seed)
+    cal = collect(net, x, needs=aware.needs)
     planned = {p.name: p for p in plan.converted} if plan is not None else None
     rows = []
-    for c in analyze.candidates(net, cal):
+    for c in analyze.candidates(net, cal, method=aware):
         if c.unsupported is not None or c.cov is None:
             continue
         if planned is not None:

@@ -166,7 +166,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
                 + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),
-                not_considered=not_considered(model))
+                method=sens.method, not_considered=not_considered(model))
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():

@@ -37,7 +37,7 @@ class LayerPlan:
 class Plan:
     policy: str
     layers: list[LayerPlan] = field(default_factory=list)
-    method: str = "svd"  # how the factors are made: "svd" or "data-aware" (calibrated)
+    method: str = "svd"  # how the factors are made: a registered name (factorization.methods)
     # weighted layers that are no candidates: {"name", "kind", "params", "reason"}
     not_considered: list = field(default_factory=list)
     # {name: analyze.Candidate} the plan was decided from: applying it reuses their decompositions

@@ -218,19 +218,22 @@ def _plan_ratio(chosen, layer_filter, ratio):
     return plans
 
 
-def make_plan(model, rule, layer_filter: LayerFilter | None = None, calibration=None) -> Plan:
-    """Decide what to do with every factorisable layer of ``model`` under ``rule``; with
-    ``calibration`` errors are output errors on its inputs (the data-aware factors' own)."""
+def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> Plan:
+    """Decide what to do with every factorisable layer of ``model`` under ``rule``, for factors
+    made by ``method`` (a name or ``methods.Method``; default: ``resolve_method``'s). With the
+    ``statistics`` the method needs (``statistics.Statistics``), errors are output errors on
+    their inputs (the method's own factors')."""
     from ..factorization.candidates import candidates
+    from ..factorization.methods import resolve_method
 
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
     from ..factorization.candidates import not_considered
 
-    plan = Plan(policy=rule.describe(), method="svd" if calibration is None else "data-aware",
-                not_considered=not_considered(model))
-    found = candidates(model, calibration, vectors=True)  # the plan is usually applied: decompose once
+    method = resolve_method(method, statistics is not None)
+    plan = Plan(policy=rule.describe(), method=method.name, not_considered=not_considered(model))
+    found = candidates(model, statistics, vectors=True, method=method)  # the plan is usually applied: decompose once
     plan.sources = {c.name: c for c in found}
     chosen, reasons = layer_filter.chosen(found)
     ratio = rule.fraction if isinstance(rule, Ratio) else None

@@ -1,8 +1,9 @@
 """Sensitivity analysis: how much each layer alone costs the model at each rank of a ladder.
 
 For every candidate layer, mode and rank r, the layer's kernel in a copy of the model is replaced
-by the kernel its rank-r factors compute (plain SVD, or the data-aware factors when a calibration
-is given: the factorisation that will be applied, so the plan reflects its starting point) and
+by the kernel (and bias) its rank-r factors compute, as the factorisation method that will be
+applied makes them (``Method.truncated``, from the original layer), so the plan reflects its
+starting point, and
 the model is evaluated on a held-out slice of the *training* data, never
 the test set. The result is cached on disk, keyed by the model's weights and architecture, the
 data slice, and the ladder, so a second run with another target reuses it.
@@ -22,7 +23,7 @@ import numpy as np
 from ..io import cache
 from .. import _keras_private as keras_private
 from ..layers import registry
-from ..factorization.statistics import calibrated_weights
+from ..factorization.methods import resolve_method
 from ..factorization.candidates import candidates, iter_layers
 from ..data.dataset import Dataset
 from ..training.evaluation import evaluate, output_kind
@@ -30,7 +31,8 @@ from ..io.models import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
-CACHE_VERSION = 3  # 2: skip reasons in Python words, options carry latency; 3: calibrated factors
+CACHE_VERSION = 4  # 2: skip reasons in Python words, options carry latency; 3: calibrated factors;
+# 4: keyed by the method's name, bias correction measured from the original kernel
 
 
 @dataclass
@@ -104,13 +106,13 @@ def _macs_per_rank(model):
     return out
 
 
-def cache_key(model, data: Dataset, layer_filter: LayerFilter, multiple: int, calibration=None,
-              bias_correction=False) -> str:
+def cache_key(model, data: Dataset, layer_filter: LayerFilter, multiple: int, method_name="svd",
+              statistics=None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, model.to_json(), LADDER, multiple, layer_filter.conv_mode,
                          layer_filter.include, layer_filter.exclude, layer_filter.min_params,
-                         layer_filter.min_saving, None if calibration is None else calibration.digest(),
-                         bias_correction]).encode())
+                         layer_filter.min_saving, method_name,
+                         None if statistics is None else statistics.digest()]).encode())
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     x, y = data.arrays("test")
@@ -130,18 +132,20 @@ def _parse(data) -> Sensitivity:
 
 
 def analyse(model, data: Dataset, layer_filter: LayerFilter | None = None, multiple=1, cache_dir=None,
-            use_cache=True, on_step=None, warn=None, calibration=None, bias_correction=False) -> Sensitivity:
+            use_cache=True, on_step=None, warn=None, method=None, statistics=None) -> Sensitivity:
     """The sensitivity table of ``model`` on ``data`` (a held-out slice of training images).
 
     ``layer_filter`` chooses the layers (include, exclude, min_params) and modes (conv_mode "auto"
     measures every mode). ``on_step(done, total, name)`` reports progress; ``warn(message)`` hears
-    about a cache file that had to be ignored. ``calibration`` (``calibration.Calibration`` of
-    ``model``): measure the data-aware factors (with ``bias_correction``, their corrected bias).
+    about a cache file that had to be ignored. ``method`` (a name or ``methods.Method``; default:
+    ``resolve_method``'s) and the ``statistics`` of ``model`` it needs: measure that method's
+    truncated weights.
     """
     layer_filter = layer_filter or LayerFilter()
+    method = resolve_method(method, statistics is not None)
     cache_file = None
     if cache_dir is not None or use_cache:
-        key = cache_key(model, data, layer_filter, multiple, calibration, bias_correction)
+        key = cache_key(model, data, layer_filter, multiple, method.name, statistics)
         folder = cache.check_dir(cache_dir if cache_dir is not None else default_cache_dir())
         cache_file = folder / f"{key}.json"
         cached = cache.read(cache_file, _parse, "sensitivity cache", warn) if use_cache else None
@@ -153,10 +157,9 @@ def analyse(model, data: Dataset, layer_filter: LayerFilter | None = None, multi
     model = plain_copy(model)  # kernels are swapped below: never in the caller's model
     kind = output_kind(model, data.head("test", 64)[0])
     base = evaluate(model, data, kind)
-    result = Sensitivity(base.loss, base.accuracy, base.examples,
-                         method="svd" if calibration is None else "data-aware")
+    result = Sensitivity(base.loss, base.accuracy, base.examples, method=method.name)
     macs = _macs_per_rank(model)
-    chosen, result.skipped = layer_filter.chosen(candidates(model, calibration, vectors=True))
+    chosen, result.skipped = layer_filter.chosen(candidates(model, statistics, vectors=True, method=method))
     plans = []
     for c in chosen:
         for mode in layer_filter.modes(c):
@@ -174,12 +177,11 @@ def analyse(model, data: Dataset, layer_filter: LayerFilter | None = None, multi
         original = c.entry.kernel(layer)
         bias_var = c.entry.bias(layer)
         original_bias = None if bias_var is None else keras.ops.convert_to_numpy(bias_var)
-        c.entry.assign_kernel(layer, c.approximate(mode, rank))
-        moments = None if calibration is None else calibration.layers.get(c.name)
-        if bias_correction and moments is not None and original_bias is not None:
-            weights = calibrated_weights(c.entry, layer, rank, mode, moments, bias_correction=True)
-            if weights is not None:
-                bias_var.assign(weights[-1])
+        moments = None if statistics is None else statistics.layers.get(c.name)
+        kernel, bias = method.truncated(c, mode, rank, moments, original_bias)  # before the swap
+        c.entry.assign_kernel(layer, kernel)
+        if bias is not None and bias is not original_bias and np.all(np.isfinite(bias)):
+            bias_var.assign(bias)
         try:
             ev = evaluate(model, data, kind)
             result.evaluations += 1

@@ -501,8 +501,8 @@ def compress_dict(result, compare, plan_path, output) -> dict:
         "sensitivity": {k: v for k, v in result.sensitivity.to_dict().items() if k != "layers"},
         "plan": result.plan.to_dict(),
         "method": result.plan.method,
-        "calibration": None if result.calibration is None else {
-            "samples": result.calibration.samples, "seconds": round(result.calibration.seconds, 3)},
+        "calibration": None if result.statistics is None else {
+            "samples": result.statistics.samples, "seconds": round(result.statistics.seconds, 3)},
         "finetune": {"epochs_run": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
                      "epoch_seconds": [round(s, 3) for s in result.fit.epoch_seconds],
                      "device": result.fit.device, "engine": result.fit.engine, "devices": result.fit.devices,
