@@ -37,8 +37,9 @@ _KERAS_ATTRIBUTES = frozenset({"_layers", "_operations", "_operations_by_depth",
 
 
 def _internal(attr) -> bool:
-    """Keras's (and TensorFlow's ``_self_*`` tracking) bookkeeping attributes."""
-    return attr in _KERAS_ATTRIBUTES or attr.startswith("__") or attr.startswith("_self_")
+    """Keras's (and TensorFlow's ``_self_unconditional_*`` tracking) bookkeeping attributes."""
+    return (attr in _KERAS_ATTRIBUTES or attr.startswith("__") or attr.startswith("_self_unconditional_")
+            or attr in ("_self_saveable_object_factories", "_self_name_based_restores"))
 
 
 def in_place(model) -> bool:
