@@ -12,6 +12,11 @@ message if one of them moves in a new Keras release.
   seed ``tf.data``).
 - ``Model._functional`` (a Sequential's inner graph) and ``Functional._nodes_by_depth``: every
   call of every layer in a model's own graph, for MAC counting.
+- ``Layer._layers``, ``Layer._flatten_layers`` and ``Layer._tracker.replace_tracked_value``: the sublayers a layer tracks, and
+  swapping one for its twin in place (subclassed and keras-hub models).
+- ``Function._operations``, ``_operations_by_depth``, ``_nodes_by_depth``, ``Node.operation``,
+  ``KerasTensor._keras_history`` and ``Operation._inbound_nodes``/``_outbound_nodes``: swapping a
+  layer called in a functional graph for its twin.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ PRIVATE_APIS = (
     "Functional._nodes_by_depth",
     "keras.src.layers.core.einsum_dense._analyze_einsum_string",
     "Layer._tracker.untrack",
+    "Layer._layers, Layer._flatten_layers, Layer._tracker.replace_tracked_value",
+    "Function._operations, _operations_by_depth, _nodes_by_depth, Node.operation, KerasTensor._keras_history",
 )
 
 
@@ -111,3 +118,59 @@ def einsum_shapes(equation, bias_axes, input_shape, output_shape):
 def untrack(layer, sublayer):
     """Forget ``sublayer`` (and its weights) in ``layer``'s tracking, before a replacement is set."""
     layer._tracker.untrack(sublayer)
+
+
+def is_plain_graph_model(model) -> bool:
+    """True for models built with ``keras.Sequential`` or ``keras.Model(inputs, outputs)`` themselves
+    (not subclasses of them): ``keras.models.clone_model`` rebuilds those faithfully."""
+    from keras.src.models.functional import Functional
+
+    return type(model) in (keras.Sequential, Functional)
+
+
+def sublayers(layer) -> list:
+    """The layers ``layer`` tracks directly (attributes, lists of layers, graph operations), in
+    tracking order."""
+    return list(getattr(layer, "_layers", []))
+
+
+def all_sublayers(layer) -> list:
+    """Every layer under ``layer`` (tracked sublayers, recursively), each once."""
+    return list(layer._flatten_layers(include_self=False, recursive=True))
+
+
+def replace_tracked(parent, old, new) -> bool:
+    """Put ``new`` in ``old``'s place in ``parent``'s tracked sublayers (same position, so weights
+    keep their order); False if ``parent`` does not track ``old``."""
+    tracker = getattr(parent, "_tracker", None)
+    if tracker is None or "layers" not in tracker.stored_ids or not tracker.is_in_store("layers", old):
+        return False
+    if tracker.is_in_store("layers", new):
+        tracker.untrack(old)
+    else:
+        tracker.replace_tracked_value("layers", old, new)
+    return True
+
+
+def replace_in_graph(function, old, new) -> bool:
+    """Make every call of ``old`` in ``function``'s graph (a Functional model) a call of ``new``:
+    its operation lists, its nodes and the history of the tensors they output. False if ``old``
+    is not in that graph."""
+    if not any(op is old for op in getattr(function, "_operations", ())):
+        return False
+    from keras.src.ops.node import KerasHistory
+
+    function._operations[:] = [new if op is old else op for op in function._operations]
+    for ops in getattr(function, "_operations_by_depth", {}).values():
+        ops[:] = [new if op is old else op for op in ops]
+    for nodes in getattr(function, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if node.operation is old:
+                node.operation = new
+                for tensor in node.outputs:
+                    history = getattr(tensor, "_keras_history", None)
+                    if history is not None and history.operation is old:
+                        tensor._keras_history = KerasHistory(new, history.node_index, history.tensor_index)
+    new._inbound_nodes = list(old._inbound_nodes)
+    new._outbound_nodes = list(old._outbound_nodes)
+    return True

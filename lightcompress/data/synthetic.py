@@ -13,7 +13,7 @@ def _token_vocabularies(model) -> dict:
     """{index of a model input: vocabulary size} for inputs that feed an Embedding directly."""
     from .. import _keras_private as keras_private
 
-    positions = {id(t): i for i, t in enumerate(model.inputs)}
+    positions = {id(t): i for i, t in enumerate(getattr(model, "inputs", None) or [])}
     vocab = {}
     for nodes in keras_private.graph_nodes(model).values():
         for node in nodes:
@@ -27,6 +27,20 @@ def _token_vocabularies(model) -> dict:
     return vocab
 
 
+def _inputs(model) -> list:
+    """``model.inputs``; for a subclassed model (no graph inputs) tensors shaped as it was built."""
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        return list(inputs)
+    shape = (model.get_build_config() or {}).get("input_shape") if hasattr(model, "get_build_config") else None
+    if not isinstance(shape, (list, tuple)):
+        raise UnsupportedModelError(
+            f"model '{model.name}' ({type(model).__name__}) declares no input shape (never built, or built on "
+            f"a dict of inputs); give a data set so real inputs can be used.")
+    shapes = shape if shape and isinstance(shape[0], (list, tuple)) else [shape]
+    return [keras.KerasTensor(tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
+
+
 def model_inputs_like(model, batch=32, seed=0):
     """Random inputs shaped for ``model``'s inputs (unknown sizes other than batch fail): token
     ids below the vocabulary size for inputs that feed an Embedding (or have an integer dtype),
@@ -34,7 +48,7 @@ def model_inputs_like(model, batch=32, seed=0):
     rng = np.random.default_rng(seed)
     vocab = _token_vocabularies(model)
     arrays = []
-    for i, tensor in enumerate(model.inputs):
+    for i, tensor in enumerate(_inputs(model)):
         shape = tuple(tensor.shape)[1:]
         if any(d is None for d in shape):
             raise UnsupportedModelError(

@@ -1,7 +1,8 @@
 """Rebuild a model with the LightLayers a plan asks for, SVD-initialised.
 
-The model is rebuilt with ``keras.models.clone_model`` (Sequential and Functional graphs, nested
-models, shared layers, raw tensor operations). Every layer of the new model is a new object:
+A Sequential or Functional model is rebuilt with ``keras.models.clone_model`` (graphs, nested
+models, shared layers, raw tensor operations); any other model (subclassed, keras-hub) is copied
+through its own class and its layers swapped in place (``inplace``). Every layer of the new model is a new object:
 planned layers become their registered LightLayer twins, all others are recreated from their
 config and given a copy of their weights. The source model is never changed, and the two models
 share nothing.
@@ -22,16 +23,20 @@ from ..errors import RankError, UnsupportedModelError
 
 
 def check_graph_model(model):
-    if not keras_private.is_graph_model(model):
+    """Refuse what cannot be rebuilt: anything but a Keras model."""
+    if not isinstance(model, keras.Model):
         raise UnsupportedModelError(
-            f"model '{model.name}' is a subclassed model ({type(model).__name__}); lightcompress "
-            f"rewrites Sequential and Functional models only.")
+            f"{type(model).__name__} is not a Keras model; lightcompress rewrites keras.Model instances only.")
 
 
 def rebuild(model, replace) -> keras.Model:
     """A copy of ``model`` sharing nothing with it, where ``replace(layer)`` may return a new
     layer for any layer (None keeps a recreated copy with the same weights)."""
     check_graph_model(model)
+    if not keras_private.is_plain_graph_model(model):
+        from .inplace import rebuild_in_place
+
+        return rebuild_in_place(model, replace)
     copies = []
 
     def clone(layer):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from .. import _keras_private as keras_private, linalg as svd
+from ..io import substitutions
 from ..layers import registry
 
 
@@ -17,7 +18,12 @@ def iter_layers(model, prefix=""):
 
     A path is the layer name, prefixed by the names of the models it is nested in
     (``"encoder/dense"``). A layer shared between several places is yielded once.
+    In a subclassed or keras-hub model the walk also descends into the sublayers composite layers
+    hold as attributes, named by attribute (``substitutions.layer_tree``).
     """
+    if substitutions.in_place(model):
+        yield from substitutions.layer_tree(model, prefix)
+        return
     seen = set()
 
     def walk(container, prefix):

@@ -2,9 +2,10 @@
 
 Loading reads the file's config first, so a model that lightcompress must not or cannot load is
 refused with a one-line reason before Keras runs anything: Lambda layers (Python code) unless the
-caller trusts the file, Keras-2 TF-op layers, subclassed models, weights-only files.
+caller trusts the file, Keras-2 TF-op layers, classes Keras does not know, weights-only files.
 Saving is atomic (a temporary file beside the target, then a rename), refuses to overwrite an
-existing file unless forced, and never writes over an input.
+existing file unless forced, and never writes over an input. A subclassed or keras-hub model holding
+LightLayer twins is saved with its substitutions recorded (``substitutions``), so it loads back.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from .. import _keras_private as keras_private
 from .. import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
 from ..errors import LightCompressWarning, ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
-from . import legacy
+from . import legacy, substitutions
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 CODE_LAYERS = ("Lambda",)
@@ -163,12 +164,6 @@ def _layer_name(layer_config):
 
 def check_config(path, config, trust=False):
     """Refuse a model config that lightcompress cannot or must not load; explain how to fix it."""
-    top = config.get("class_name")
-    if top not in GRAPH_MODELS:
-        raise UnsupportedModelError(
-            f"{path} holds a subclassed model (class '{top}'); lightcompress rewrites Sequential "
-            f"and Functional models only: rebuild it with keras.Sequential or the functional API."
-        )
     layers = list(_layer_configs(config.get("config", {})))
     for layer in layers:
         if layer["class_name"] in TF_OP_LAYERS:
@@ -238,7 +233,8 @@ def check_memory(path, weight_bytes=None, available=None):
 
 
 def load_model(path, trust=False) -> keras.Model:
-    """Load a Sequential or Functional model from `.keras` or `.h5`, uncompiled.
+    """Load a model from `.keras` or `.h5`, uncompiled: Sequential, Functional, or a subclassed or
+    keras-hub model whose class is importable (LightLayer twins put back in place).
 
     ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
     A file whose weights would not fit in memory is refused before anything is allocated.
@@ -260,11 +256,8 @@ def load_model(path, trust=False) -> keras.Model:
     with tempfile.TemporaryDirectory(prefix="lightcompress-") as folder:
         readable = legacy.write_copy(path, fmt, fixed, folder) if notes else path
         model = _keras_load(path, readable, config, trust)
-    if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph_model(model):
-        raise UnsupportedModelError(
-            f"{path} loaded as a subclassed model ({type(model).__name__}); lightcompress rewrites "
-            f"Sequential and Functional models only."
-        )
+    if not isinstance(model, keras.Model):
+        raise UnsupportedModelError(f"{path} loaded as a {type(model).__name__}, not a Keras model.")
     check_finite(model, f"{path}: ")
     return model
 
@@ -320,19 +313,29 @@ def _graph_layers(config):
 
 
 def _unknown_classes(config) -> list:
-    """(layer name, class name, module) of every layer whose class Keras cannot find."""
+    """(layer name, class name, module) of the model and every layer whose class Keras cannot find."""
     found = []
-    for layer in _graph_layers(config):
+    config = substitutions.unwrap(config)
+    for layer in [config, *_graph_layers(config)]:
         cls, module = layer["class_name"], layer.get("module") or ""
         known = (keras.saving.get_registered_object(layer.get("registered_name") or cls) is not None
-                 or hasattr(keras.layers, cls) or hasattr(keras.models, cls) or cls in GRAPH_MODELS)
+                 or hasattr(keras.layers, cls) or hasattr(keras.models, cls) or cls in GRAPH_MODELS
+                 or _importable(cls, module))
         if not known:
             found.append((_layer_name(layer), cls, module))
     return found
 
 
-def _is_graph_model(model):
-    return keras_private.is_graph_model(model)
+def _importable(cls, module) -> bool:
+    """Whether Keras finds ``cls`` by importing ``module`` (it does so for keras-hub classes)."""
+    if module.split(".", 1)[0] not in ("keras_hub", "keras_nlp", "keras_cv"):
+        return False
+    try:
+        import importlib
+
+        return isinstance(vars(importlib.import_module(module)).get(cls), type)
+    except Exception:  # noqa: BLE001 - not installed, or broken: unknown
+        return False
 
 
 def default_output(path) -> Path:
@@ -439,6 +442,8 @@ def atomic_write(path, write):
 
 def plain_copy(model):
     """A copy of ``model`` with the same weights and no optimizer state (a smaller file)."""
+    if substitutions.in_place(model):
+        return substitutions.copy_model(model)
     with keras_private.unsafe_scope():  # an in-memory model: no code is loaded from a file
         copy = model.__class__.from_config(model.get_config())  # architecture only: not compiled
     copy.set_weights(model.get_weights())
@@ -455,11 +460,24 @@ def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) 
     check_finite(model, f"not saved to {path}: ")
     if not include_optimizer and getattr(model, "optimizer", None) is not None:
         model = plain_copy(model)
+    recorded = substitutions.records(model)
+    if recorded and path.suffix.lower() != ".keras":
+        raise OutputPathError(f"output {path}: a {type(model).__name__} holding LightLayers is saved to "
+                              f".keras only (its substitutions are recorded there); use a .keras name.")
 
     def write(tmp):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.save(tmp)
+            if not recorded:
+                model.save(tmp)
+                return
+            raw = tmp.with_name(f"{tmp.stem}.raw.keras")  # starts like tmp: removed if left by a killed run
+            try:
+                model.save(raw)
+                substitutions.rewrite_archive(raw, tmp, recorded)
+            finally:
+                if raw.exists():
+                    raw.unlink()
 
     return atomic_write(path, write)
 

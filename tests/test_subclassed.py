@@ -1,0 +1,206 @@
+"""Subclassed and keras-hub models: planned layers swapped in place, the class kept, the input model
+unchanged, saved and reloaded in a fresh process (io/substitutions, factorization/inplace)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import lightcompress
+from lightcompress import LightConv2D, LightDense
+from lightcompress.errors import ModelLoadError
+from lightcompress.factorization.apply import apply_plan
+from lightcompress.factorization.candidates import candidates, iter_layers
+from lightcompress.io import models as model_io, substitutions
+from lightcompress.planning import make_plan
+
+from .models import policy
+from .subclassed_models import Net, bert_classifier, images, net, token_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _full_rank(model, plan):
+    """``plan`` with every converted layer at its largest rank (the twin computes the original)."""
+    found = {c.name: c for c in candidates(model)}
+    plan.layers = [dataclasses.replace(p, rank=found[p.name].max_rank(p.mode)) if p.converted else p
+                   for p in plan.layers]
+    return plan
+
+
+def _predict(model, x):
+    return np.asarray(model.predict(x, verbose=0))
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _fresh_process(script, **paths):
+    """Run ``script`` in a new Python (the worktree importable); its last stdout line, as JSON."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = "import json, sys, numpy as np\n" + textwrap.dedent(script).format(**{k: repr(str(v)) for k, v in paths.items()})
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- a user's keras.Model subclass -----------------------------------------------------------
+
+def test_subclass_layers_are_named_by_attribute():
+    model = net()
+    assert [name for name, _ in iter_layers(model)] == ["conv", "pool", "fc", "block/inner", "heads/0", "heads/1"]
+    assert [c.name for c in candidates(model)] == ["conv", "fc", "block/inner", "heads/0", "heads/1"]
+
+
+def test_subclass_full_rank_reproduces_the_original_and_leaves_it_unchanged():
+    model, x = net(), images()
+    before, expected = _weights(model), _predict(model, x)
+    plan = _full_rank(model, make_plan(model, *policy(rank=4, min_params=0)))
+    assert len(plan.converted) == 5
+    light = apply_plan(model, plan)
+    assert type(light) is Net and light is not model
+    assert {type(layer) for _, layer in iter_layers(light)} >= {LightDense, LightConv2D}
+    assert isinstance(light.block.inner, LightDense) and isinstance(light.heads[1], LightDense)
+    np.testing.assert_allclose(_predict(light, x), expected, atol=1e-5)
+    # The source model: same weights, same outputs, its own layers.
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(_predict(model, x), expected)
+    assert type(model.fc) is keras.layers.Dense and not set(map(id, light.weights)) & set(map(id, model.weights))
+
+
+def test_subclass_energy_on_planted_low_rank_kernels_saves_params(tmp_path):
+    model, x = net(plant_rank=2), images()
+    expected = _predict(model, x)
+    result = lightcompress.convert(model, energy=0.99999, min_params=0, x=x)
+    light = result.model
+    assert type(light) is Net
+    assert light.count_params() == result.params_after < result.params_before == model.count_params()
+    assert all(getattr(layer, "rank", None) == 2 for name, layer in iter_layers(light) if name != "pool")
+    np.testing.assert_allclose(_predict(light, x), expected, atol=1e-4)
+    # The old layers are untracked: their weights are gone from the model.
+    assert len(light.weights) == len(model.weights) + 5  # kernel -> kernel_a, kernel_b in 5 layers
+
+    path = model_io.save_model(light, tmp_path / "net.light.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", _predict(light, x))
+    got = _fresh_process("""
+        import lightcompress
+        from lightcompress.errors import ModelLoadError
+        try:  # the user's class is not imported yet: one line naming it
+            lightcompress.load_model({path})
+            unknown = None
+        except ModelLoadError as err:
+            unknown = str(err)
+        import keras
+        import tests.subclassed_models
+        x, y = np.load({x}), np.load({y})
+        ours = lightcompress.load_model({path})
+        plain = keras.models.load_model({path})
+        print(json.dumps({{"unknown": unknown, "class": type(ours).__name__, "plain_class": type(plain).__name__,
+                           "params": int(ours.count_params()),
+                           "ours": float(np.abs(np.asarray(ours.predict(x, verbose=0)) - y).max()),
+                           "plain": float(np.abs(np.asarray(plain.predict(x, verbose=0)) - y).max())}}))
+    """, path=path, x=tmp_path / "x.npy", y=tmp_path / "y.npy")
+    assert got["unknown"] is not None and "'Net'" in got["unknown"] and "\n" not in got["unknown"]
+    assert got["class"] == got["plain_class"] == "Net"
+    assert got["params"] == result.params_after
+    assert got["ours"] < 1e-6 and got["plain"] < 1e-6
+
+
+def test_substitute_untracks_and_copy_keeps_the_twins():
+    model = net()
+    copy = substitutions.copy_model(model)
+    assert type(copy) is Net and copy.count_params() == model.count_params()
+    old = copy.block.inner
+    twin = LightDense.from_dense(old, 4)
+    params = copy.count_params()
+    assert substitutions.substitute(copy, {id(old): twin}) >= 2  # the attribute and the tracked sublayer
+    assert copy.block.inner is twin and twin.name == old.name
+    assert copy.count_params() == params - 32 * 32 + 4 * 64
+    recorded = substitutions.records(copy)
+    assert [r["path"] for r in recorded] == ["block/inner"]
+    again = substitutions.copy_model(copy)
+    assert isinstance(again.block.inner, LightDense)
+    x = images(4)
+    np.testing.assert_allclose(_predict(again, x), _predict(copy, x), atol=1e-6)
+
+
+def test_h5_output_of_a_converted_subclass_is_refused_in_one_line(tmp_path):
+    model = net(plant_rank=2)
+    light = lightcompress.convert(model, energy=0.99999, min_params=0, x=images(4)).model
+    with pytest.raises(lightcompress.errors.OutputPathError, match=r"\.keras only"):
+        model_io.save_model(light, tmp_path / "net.h5")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_converts_a_saved_subclass(tmp_path):
+    from typer.testing import CliRunner
+
+    from lightcompress.cli.app import app
+
+    source = model_io.save_model(net(), tmp_path / "net.keras")
+    result = CliRunner().invoke(app, ["convert", str(source), "--rank", "4"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "net.light.keras"
+    assert written.exists()
+    light = lightcompress.load_model(written)
+    assert type(light) is Net and light.count_params() < net().count_params()
+    assert any(isinstance(layer, (LightDense, LightConv2D)) for _, layer in iter_layers(light))
+    assert _predict(light, images(4)).shape == (4, 4)
+
+
+# -- keras-hub --------------------------------------------------------------------------------
+
+def test_keras_hub_bert_classifier_converts_in_place_and_reloads(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    model, x = bert_classifier(), token_inputs()
+    before, expected = _weights(model), _predict(model, x)
+    names = [c.name for c in candidates(model)]
+    for part in ("query", "key", "value", "attention_output"):
+        assert f"bert_backbone/transformer_layer_0/_self_attention_layer/{part}" in names
+    for ffn in ("_feedforward_intermediate_dense", "_feedforward_output_dense"):
+        assert f"bert_backbone/transformer_layer_1/{ffn}" in names
+    assert "bert_backbone/pooled_dense" in names and "logits" in names  # graph layers, by name
+
+    plan = _full_rank(model, make_plan(model, *policy(rank=4, min_params=0)))
+    light = apply_plan(model, plan)
+    assert type(light) is keras_hub.models.BertTextClassifier
+    layers = dict(iter_layers(light))
+    assert type(layers["bert_backbone/transformer_layer_0/_self_attention_layer"]).__name__ == "LightMultiHeadAttention"
+    assert isinstance(layers["bert_backbone/transformer_layer_1/_feedforward_output_dense"], LightDense)
+    assert isinstance(light.output_dense, LightDense) and isinstance(light.backbone.pooled_dense, LightDense)
+    y = _predict(light, x)
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+    path = model_io.save_model(light, tmp_path / "bert.light.keras")
+    for key, value in x.items():
+        np.save(tmp_path / f"{key}.npy", value)
+    np.save(tmp_path / "y.npy", y)
+    got = _fresh_process("""
+        import lightcompress
+        x = {{k: np.load(f"{folder}/{{k}}.npy".replace("'", "")) for k in ("token_ids", "segment_ids", "padding_mask")}}
+        model = lightcompress.load_model({path})
+        print(json.dumps({{"class": type(model).__name__, "params": int(model.count_params()),
+                           "diff": float(np.abs(np.asarray(model.predict(x, verbose=0)) - np.load({y})).max())}}))
+    """, path=path, folder=tmp_path, y=tmp_path / "y.npy")
+    assert got["class"] == "BertTextClassifier" and got["params"] == light.count_params()
+    assert got["diff"] < 1e-6
+
+
+def test_keras_hub_low_rank_conversion_shrinks_the_model():
+    pytest.importorskip("keras_hub")
+    model = bert_classifier()
+    result = lightcompress.convert(model, rank=4, min_params=0, x=token_inputs())
+    assert type(result.model).__name__ == "BertTextClassifier"
+    assert result.model.count_params() == result.params_after < result.params_before
