@@ -171,7 +171,6 @@ def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None
              "validation_split": validation_split, "patience": patience}
     settings = training.FitSettings(**{k: v for k, v in given.items() if v is not None}, seed=seed,
                                     devices=devices)
-    training.check_settings(settings)
     net = _model(model)
     tutor = training.Teacher(_model(teacher)) if teacher is not None else None
     return training.finetune(net, _data_for(net, data), settings, teacher=tutor)

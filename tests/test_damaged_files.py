@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from lightcompress.cli.app import app
+from lightcompress.cli import app
 from lightcompress.errors import LightCompressError, ModelLoadError
 from lightcompress.io.models import atomic_write, load_model, read_config, temporary_beside
 

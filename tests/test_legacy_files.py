@@ -121,7 +121,7 @@ def test_what_cannot_be_fixed_is_one_line_naming_the_layer(saved):
 
 
 def test_the_cli_prints_one_note_per_rewrite_kind(saved):
-    from lightcompress.cli.app import app
+    from lightcompress.cli import app
 
     path = _old_form(saved, "both.h5", lambda c: (_dtype_in_initializers(c), _softmax_v2(c)))
     result = CliRunner().invoke(app, ["inspect", str(path)])

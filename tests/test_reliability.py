@@ -181,7 +181,7 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
 
     from lightcompress import _quiet
 
-    app_module = importlib.import_module("lightcompress.cli.app")
+    app_module = importlib.import_module("lightcompress.cli.typer_app")
 
     def interrupted():
         raise KeyboardInterrupt

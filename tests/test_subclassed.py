@@ -15,7 +15,6 @@ import pytest
 
 import lightcompress
 from lightcompress import LightConv2D, LightDense
-from lightcompress.errors import ModelLoadError
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.factorization.candidates import candidates, iter_layers
 from lightcompress.io import models as model_io, substitutions
@@ -145,7 +144,7 @@ def test_h5_output_of_a_converted_subclass_is_refused_in_one_line(tmp_path):
 def test_cli_converts_a_saved_subclass(tmp_path):
     from typer.testing import CliRunner
 
-    from lightcompress.cli.app import app
+    from lightcompress.cli import app
 
     source = model_io.save_model(net(), tmp_path / "net.keras")
     result = CliRunner().invoke(app, ["convert", str(source), "--rank", "4"])

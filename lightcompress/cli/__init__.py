@@ -1,4 +1,4 @@
-"""The command-line front end: ``app.py`` assembles the Typer app and maps errors to exit codes,
+"""The command-line front end: ``typer_app.py`` assembles the Typer app and maps errors to exit codes,
 ``options.py`` holds the options several commands share, ``signals.py`` the one signal policy, and
 each command is one thin module calling ``flows``.
 
@@ -15,14 +15,14 @@ def main():
     from .signals import install
 
     install()
-    from .app import main as run
+    from .typer_app import main as run
 
     return run()
 
 
 def __getattr__(name):
     if name == "app":
-        from .app import app
+        from .typer_app import app
 
         return app
     raise AttributeError(f"module 'lightcompress.cli' has no attribute {name!r}")

@@ -27,7 +27,7 @@ import keras
 from .. import _keras_private as keras_private
 from ..errors import UnsupportedModelError
 from ..layers import registry
-from ..layers.core import PACKAGE
+from ..layers.base import PACKAGE
 
 # Attributes Keras keeps its own bookkeeping in: never names for a sublayer.
 _KERAS_ATTRIBUTES = frozenset({"_layers", "_operations", "_operations_by_depth", "_nodes", "_nodes_by_depth",
