@@ -1,6 +1,6 @@
 """Every use of Keras internals, in one place (Keras 3, capped below 4 in pyproject.toml).
 
-Each helper names the private API it leans on; ``tests/test_keras_private.py`` fails with a clear
+Each helper names the private API it leans on; ``tests/test_architecture.py`` fails with a clear
 message if one of them moves in a new Keras release.
 
 - ``keras.src.saving.serialization_lib.SafeModeScope``: lift safe mode while recreating layers of

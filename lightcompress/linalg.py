@@ -186,7 +186,7 @@ def decompose(matrix, rank=None, vectors=True, method="auto", seed=0) -> Decompo
     ``method``: "auto" (``choose_method``), "exact", "gram" or "randomized". Every plain SVD
     lightcompress makes goes through here (data-aware factors and Tucker-2 have their own
     eigensolves), once per kernel and mode (see ``analyze.Candidate``). Accuracy against the
-    float64 SVD is tested on real kernels (tests/test_decompose.py).
+    float64 SVD is tested on real kernels (tests/linalg/test_decompose.py).
     """
     matrix = _check_matrix(matrix)
     if rank is not None:

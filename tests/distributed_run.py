@@ -1,4 +1,4 @@
-"""Run by tests/test_distribute.py in a fresh process (a process fixes its devices when the backend
+"""Run by tests/training/test_distribute.py in a fresh process (a process fixes its devices when the backend
 starts): make 2 virtual CPU devices, then fine-tune the same small digits model through the CLI
 with --devices 1 and --devices 2 (and the model converted, on 2 devices, distilled from the original). Prints one JSON line: per device count, the loss curve, the
 engine, the count and the report text.

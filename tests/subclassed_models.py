@@ -1,4 +1,4 @@
-"""Small models that are not Sequential/Functional graphs, for tests/test_subclassed.py: a
+"""Small models that are not Sequential/Functional graphs, for tests/factorization/test_subclassed.py: a
 registered ``keras.Model`` subclass with Dense/Conv2D attributes, a nested composite layer and a
 list of layers; a tiny keras-hub BERT classifier."""
 

@@ -21,8 +21,8 @@ from lightcompress.data import DataSpec, open_for_model
 from lightcompress.errors import LightCompressError, OptionError, UnsupportedModelError
 from lightcompress.training.finetune import FitSettings
 
-from .conftest import real_model_path
-from .models import residual
+from ..conftest import real_model_path
+from ..models import residual
 
 # Looked up, never imported: importing tfmot would switch this process's tf.keras to Keras 2.
 if not all(importlib.util.find_spec(m) for m in ("tensorflow_model_optimization", "tf_keras")):

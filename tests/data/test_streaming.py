@@ -18,7 +18,7 @@ from lightcompress.errors import DataError
 from lightcompress.training.evaluation import evaluate
 from lightcompress.training.finetune import FitSettings, Teacher, finetune
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 N = 400  # real digits written as PNGs
 
 

@@ -11,8 +11,8 @@ from lightcompress import __version__
 from lightcompress.cli import app
 from lightcompress.errors import LightCompressError
 
-from .conftest import real_model_path
-from .models import sequential_mlp
+from ..conftest import real_model_path
+from ..models import sequential_mlp
 
 runner = CliRunner()
 
@@ -117,7 +117,7 @@ def test_error_cases(tmp_path, mlp_file):
     model.save(sub)
     result = runner.invoke(app, ["convert", str(sub), "--rank", "1", "--min-params", "0",
                                  "-o", str(tmp_path / "sub.light.keras")])
-    assert result.exit_code == 0, result.output  # subclassed models convert in place (tests/test_subclassed.py)
+    assert result.exit_code == 0, result.output  # subclassed models convert in place (tests/factorization/test_subclassed.py)
 
     weights = tmp_path / "w.weights.h5"
     sequential_mlp().save_weights(weights)

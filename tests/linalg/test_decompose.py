@@ -15,7 +15,7 @@ from lightcompress.errors import LightCompressError
 from lightcompress.layers import LightConv2D, dense
 from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
 
-from .conftest import real_model_path
+from ..conftest import real_model_path
 
 # Stated tolerances, against the float64 LAPACK SVD on every kernel of the real Fashion-MNIST CNN
 # (measured: gram values 2.3e-6, products 3.2e-6; randomized with 2 power iterations at ranks up

@@ -13,8 +13,8 @@ from lightcompress.cli import app
 from lightcompress.flows.convert import convert
 from tests.models import policy
 
-from .conftest import real_model_path
-from .test_cli_convert import _fails_with
+from ..conftest import real_model_path
+from ..cli.test_convert_command import _fails_with
 
 runner = CliRunner()
 

@@ -13,8 +13,8 @@ from lightcompress.cli import app
 from lightcompress.flows.convert import convert
 from tests.models import policy
 
-from .conftest import real_model_path
-from .test_cli_convert import _fails_with
+from ..conftest import real_model_path
+from ..cli.test_convert_command import _fails_with
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,13 +57,13 @@ def test_uncounted_layers_and_shared_layers():
     rows = {r.name: r for r in analyze.layer_stats(keras.Sequential(
         [keras.Input((6, 6, 2)), keras.layers.MaxPooling2D(name="pool"), keras.layers.Flatten(name="f")]))}
     assert rows["pool"].macs is None and rows["f"].macs is None
-    from .models import shared
+    from ..models import shared
     rows = {r.name: r for r in analyze.layer_stats(shared())}
     assert rows["shared_fc"].macs == 2 * 50 * 50  # called twice
 
 
 def test_measure_counts_params_macs_and_names_the_runtime():
-    from .models import residual
+    from ..models import residual
     model = residual()
     m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime=measure.Runtime("keras"))
     assert [lat.batch for lat in m.latency] == [1, 4]

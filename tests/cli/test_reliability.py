@@ -197,7 +197,7 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "error: interrupted (SIGINT) while starting; nothing was written."
 
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 
 
 @pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])

@@ -16,7 +16,7 @@ from lightcompress.training import distribute
 from lightcompress.cli import app
 from lightcompress.errors import OptionError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(backend, **env):

@@ -12,9 +12,9 @@ from lightcompress.data import DataSpec, Dataset, Prepared, RawSplits, Streamed,
 from lightcompress.errors import DataError, OptionError
 from lightcompress.training.evaluation import agreement, evaluate
 
-from .test_streaming import _write_tfrecord
+from ..data.test_streaming import _write_tfrecord
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 
 
 def _unique_images(n, seed=0):

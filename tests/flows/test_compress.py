@@ -16,9 +16,9 @@ from lightcompress.cli import app
 from tests.models import policy
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
 
-from .conftest import real_model_path
-from .test_cli_convert import _fails_with
-from .test_finetune import _digits_model
+from ..conftest import real_model_path
+from ..cli.test_convert_command import _fails_with
+from ..training.test_finetune import _digits_model
 
 runner = CliRunner()
 

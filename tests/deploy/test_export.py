@@ -23,7 +23,7 @@ from lightcompress.flows.convert import convert
 from lightcompress.data.synthetic import model_inputs_like
 from lightcompress.training.evaluation import agreement, evaluate
 
-from .models import GRAPHS, policy
+from ..models import GRAPHS, policy
 
 runner = CliRunner()
 

@@ -20,10 +20,10 @@ from lightcompress.factorization.candidates import candidates, iter_layers
 from lightcompress.io import models as model_io, substitutions
 from lightcompress.planning import make_plan
 
-from .models import policy
-from .subclassed_models import Net, bert_classifier, images, net, token_inputs
+from ..models import policy
+from ..subclassed_models import Net, bert_classifier, images, net, token_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _full_rank(model, plan):

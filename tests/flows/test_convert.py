@@ -16,8 +16,8 @@ from lightcompress.planning import make_plan
 from tests.models import policy
 from lightcompress.linalg import break_even_rank
 
-from .conftest import real_model_path
-from .models import GRAPHS
+from ..conftest import real_model_path
+from ..models import GRAPHS
 
 
 def _full_rank(plan):
