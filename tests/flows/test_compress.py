@@ -143,10 +143,10 @@ def test_distilled_finetune_improves_agreement(digits_setup):
     from lightcompress.flows.convert import convert
     model, prepared, _, train = digits_setup
     student = convert(model, *policy(rank=4, min_params=0)).model
-    before = evaluation.agreement(model, student, prepared.x_test)
+    before = evaluation.agreement(model, student, prepared)
     fit = finetune.finetune(student, train, finetune.FitSettings(epochs=5, learning_rate=3e-3),
                             teacher=finetune.Teacher(model))
-    after = evaluation.agreement(model, student, prepared.x_test)
+    after = evaluation.agreement(model, student, prepared)
     assert after > before + 0.1 and fit.epochs_run >= 1 and "val_loss" in fit.history
 
 
