@@ -11,6 +11,7 @@ from ..report import reports as report
 from ..data.sets import DataSpec
 from ..training.devices import device_name
 from ..training.evaluation import agreement, evaluate
+from ..validation import whole
 from .common import load_any, load_data_for, no_progress
 
 
@@ -50,6 +51,8 @@ def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repea
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
     runtime = Runtime.parse(runtime, threads)
+    whole("repeats", repeats, 1)  # checked here, before models are loaded, not when timing starts
+    whole("warmup", warmup, 0)
     with stage("loading models"):
         nets = [load_any(path, trust, runtime.threads) for path in paths]
     prepared = None
