@@ -179,6 +179,8 @@ def test_a_source_that_never_ends_stops_at_the_limit_and_names_it(small, tmp_pat
     (["compress", "{m}", "-d", "{data}", "--target-params", "0.5", "--repeats", "0", "-o", "{d}/o.keras"], "--repeats 0 is invalid; use a whole number >= 1"),
     (["compare", "{m}", "{m}", "--repeats", "0"], "--repeats 0 is invalid"),
     (["compare", "{m}", "{m}", "--warmup", "-1"], "--warmup -1 is invalid"),
+    (["compare", "{m}", "{m}", "--batch", "0"], "--batch 0 is invalid; use a whole number >= 1"),
+    (["compare", "{m}", "{m}", "--batch", str(2 ** 40), "--runtime", "keras"], "GiB of memory free; use a batch of at most"),
     (["compare", "{m}", "{m}", "--threads", str(2 ** 40)], "--threads 1099511627776 is invalid; use a whole number in [1, 2147483647]"),
     (["export", "{m}", "-f", "keras", "--threads", str(2 ** 40), "-o", "{d}/o.keras"], "--threads 1099511627776 is invalid"),
 ])
