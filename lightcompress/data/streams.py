@@ -19,7 +19,10 @@ Every batch gets the checks and changes ``data.prepare`` makes for arrays: uint8
 [0, 1] (or ``scale``), a channel axis added or dropped, flattening, resizing (``resize=True``),
 one-hot labels turned into class indices, labels checked against the model's outputs. What can be
 checked on the first example is checked before any training; a later example that breaks the
-rules stops the run with a DataError naming it.
+rules stops the run with a DataError naming it. A module:function source, whose length is not
+known, is read at most ``defaults.MAX_STREAM_EXAMPLES`` examples per split unless
+``train_limit``/``test_limit`` say how many to use: one that never ends stops with an error naming
+the limit (one that says it repeats forever is refused when opened).
 
 ``Streamed`` is the streamed kind of ``dataset.Dataset``; ``open.open_for_model`` opens a spec as
 one (``open_stream`` here builds it). Training keeps a validation slice of the training stream (a fixed, evenly spread ``fraction`` of
@@ -150,7 +153,8 @@ class Streamed(Dataset):
     def _batch(self, x, y):
         import tensorflow as tf
 
-        x = tf.cast(x, tf.float32) * tf.constant(np.float32(self.scale))
+        raw = tf.cast(x, tf.float32)
+        x = raw * tf.constant(np.float32(self.scale))
         y = tf.argmax(y, axis=-1) if self._one_hot else tf.reshape(y, (-1,))
         y = tf.cast(y, tf.int64)
         checks = [
@@ -160,8 +164,11 @@ class Streamed(Dataset):
                                      message=f"{_MARK} {self.name}: a label is {self.capacity} or more but the model "
                                              f"has a {self.capacity}-way output; use a data set with at most "
                                              f"{self.capacity} classes."),
-            tf.debugging.assert_all_finite(x, f"{_MARK} {self.name}: an image holds NaN or inf values; clean the "
-                                              f"data first."),
+            tf.debugging.assert_all_finite(raw, f"{_MARK} {self.name}: an image holds NaN or inf values; clean the "
+                                                f"data first."),
+            tf.debugging.assert_all_finite(x, f"{_MARK} scale={self.scale:g} makes pixels of {self.name} overflow "
+                                              f"float32 (largest {np.finfo(np.float32).max:.4g}); use a smaller "
+                                              f"scale."),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(x), tf.identity(y)
@@ -304,7 +311,7 @@ def reading(data: Streamed):
 def _explain(data, err) -> str:
     text = getattr(err, "message", "") or str(err)
     if _MARK in text:
-        return text.split(_MARK, 1)[1].strip().splitlines()[0].split("]", 1)[0].strip()
+        return text.split(_MARK, 1)[1].strip().splitlines()[0].split("]", 1)[0].split(" : Tensor had ")[0].strip()
     lowered = text.lower()
     if "incompatible with the layer" in lowered or "shape of tensor" in lowered or "ensure_shape" in lowered:
         return (f"{data.name}: an image has another shape than the first ({first_line(err)}); make every "

@@ -191,6 +191,21 @@ def test_values_beyond_the_real_bound_are_refused_before_any_work(small, tmp_pat
     _fails([a.format(m=path, d=out, data=data) for a in args], message, [path, data], out)
 
 
+def test_a_scale_overflowing_a_streamed_set_is_blamed_on_the_scale(small, tmp_path):
+    import tensorflow as tf
+
+    for name in ("a", "b"):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        for i in range(3):
+            tf.io.write_file(str(tmp_path / "img" / name / f"{i}.png"), tf.io.encode_png(np.full((8, 8, 1), 200, np.uint8)))
+    cnn = tmp_path / "cnn.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                      keras.layers.Dense(10)]).save(cnn)
+    line = _fails(["evaluate", cnn, "-d", tmp_path / "img", "--scale", "1e37"],
+                  "--scale 1e+37 makes pixels of img overflow float32 (largest 3.403e+38); use a smaller scale.", [cnn])
+    assert line.endswith("use a smaller scale.")
+
+
 def test_the_python_verbs_get_the_same_bounds(small):
     path, _ = small
     with pytest.raises(OptionError, match=r"seed=4294967296 is invalid; use a whole number in \[0, 4294967295\]"):
