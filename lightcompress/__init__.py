@@ -264,6 +264,9 @@ def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, thr
     models = list(models)
     if len(models) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
+    from .validation import whole
+
+    whole("repeats", repeats, 1)  # before any model is loaded or timed
     nets = [load_any(m, threads=threads) if isinstance(m, (str, os.PathLike)) else m for m in models]
     names = [str(m) if isinstance(m, (str, os.PathLike)) else m.name for m in models]
     opened = None

@@ -39,3 +39,9 @@ DEFAULT_CALIBRATION_SAMPLES = 2000
 # layer's type, the one with the lower measured error chosen per layer. The one list of the values
 # a user may give; the first three are the Conv2D modes of the layer registry.
 CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")
+
+# Streamed sources whose length is unknown (module:function) are read at most this many examples
+# per split unless train_limit/test_limit say how many to use: a generator that never ends then
+# stops with an error naming the limit instead of hanging. 10 million is about 8 times ImageNet-1k's
+# 1.28 million training images, the largest set this tool is meant for.
+MAX_STREAM_EXAMPLES = 10_000_000

@@ -7,6 +7,9 @@ import math
 
 from .errors import OptionError
 
+SEED_MAX = 2 ** 32 - 1  # NumPy's largest seed (np.random.seed, which keras.utils.set_random_seed calls)
+INT_MAX = 2 ** 31 - 1  # a C int: LiteRT's num_threads, ONNX Runtime's intra_op_num_threads
+
 
 def whole(name, value, minimum=0):
     """A whole number >= ``minimum`` (booleans refused)."""
@@ -22,9 +25,14 @@ def number(name, value, low, high=math.inf, *, low_open=False, whole_only=False,
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:
         if high == math.inf:
-            bounds = f"{'>' if low_open else '>='} {low:g}"
+            bounds = f"{'>' if low_open else '>='} {_shown(low)}"
         else:
-            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            bounds = f"in {'(' if low_open else '['}{_shown(low)}, {_shown(high)}]"
         allowed = f"a {'whole ' if whole_only else ''}number {bounds}" + (f", e.g. {example}" if example else "")
         raise OptionError("is invalid", option=name, value=value, allowed=allowed)
     return value
+
+
+def _shown(bound):
+    """A bound as a user reads it: whole numbers in full (4294967295), others short (3.40282e+38)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"

@@ -47,7 +47,7 @@ def command(
         from ..io import models as model_io
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
-    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    data = o.optional_data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     out, nets = flows.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
                                        trust=trust_model, runtime=where,
                                        stage=o.spinner(o.stderr()))

@@ -57,7 +57,7 @@ def command(
     choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     train_limit = None if o.method_needs_data(method) else 1  # calibration reads training images
-    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
+    data = o.optional_data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),

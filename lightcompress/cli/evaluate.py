@@ -34,10 +34,10 @@ def command(
     from ..training.evaluation import evaluate
 
     o.check_form(json_out, markdown_out)
+    spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)  # checked before any work
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
         net = flows.load_any(model, trust=trust_model)
-    spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
     with stage(f"loading data set {spec.name}"):
         prepared = flows.load_data_for(net, spec, stream=True)
     with stage("evaluating"):

@@ -75,7 +75,7 @@ def command(
     from ..report import reports as report
 
     o.check_form(json_out, markdown_out)
-    data = None if dataset is None else o.data_spec(dataset, npz_keys, scale, resize, None, test_limit)
+    data = o.optional_data_spec(dataset, npz_keys, scale, resize, None, test_limit)
     out = flows.export_file(model, format.value, output, quantize=quantize.value, int8_io=int8_io, data=data,
                                calibration=calibration, threads=threads, force=force, trust=trust_model,
                                stage=o.spinner(o.stderr()))

@@ -62,6 +62,21 @@ def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None
     return DataSpec(dataset, keys, scale, resize, train_limit, test_limit, seed)
 
 
+def optional_data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None, test_limit=None):
+    """``data_spec`` for commands whose data set is optional: None without --dataset, and then the
+    data options the user gave (``npz_keys``, ``scale``, ``resize``, ``test_limit``) refused, not
+    ignored (``train_limit`` is the command's own choice)."""
+    if dataset is None:
+        named = {"npz_keys": npz_keys, "scale": scale, "resize": resize or None, "test_limit": test_limit}
+        for name, value in named.items():
+            if value is not None:
+                shown = "True" if value is True else value
+                raise OptionError(f"{name}={shown} shapes a data set, and none was given; give dataset=NAME too, "
+                                  f"or drop {name}.")
+        return None
+    return data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
+
+
 # -- layer selection and training --------------------------------------------------------------
 ConvMode = Enum("ConvMode", {mode: mode for mode in CONV_MODE_CHOICES}, type=str)  # --conv-mode's choices
 

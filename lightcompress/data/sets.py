@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, OptionError
+from ..validation import SEED_MAX, number
 from .dataset import single_io_shape
 from .memory import Prepared
-from .sources import is_function_spec, is_tfrecord_spec, unreadable_image
+from .sources import check_not_empty, first_line, is_function_spec, is_tfrecord_spec, unreadable_image
 
 __all__ = ["DEFAULT_DATASET", "NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
            "load_dataset", "prepare", "single_io_shape"]
@@ -214,15 +215,47 @@ def _load_npz(path, keys):
                     f"{path} has no array {', '.join(repr(k) for k in missing)} (it holds "
                     f"{', '.join(f.files) or 'nothing'}); name them with npz_keys=x,y,x_test,y_test."
                 )
-            arrays = [f[k] for k in keys]
+            arrays = [_npz_member(path, f, k, role) for k, role in zip(keys, NPZ_KEYS)]
     except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path} is not a readable .npz file ({err}).") from None
+        raise DataError(f"{path} is not a readable .npz file ({first_line(err)}).") from None
     return RawSplits(path.name, *arrays)
+
+
+# dtype kinds an array may hold: images are numbers (bool, int, uint, float); labels too.
+_NUMERIC_KINDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floats"}
+_KIND_NAMES = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects", "V": "records",
+               "M": "dates", "m": "time spans"}
+
+
+def _npz_member(path, f, key, role):
+    """Member ``key`` of the open npz ``f`` (the ``role`` x_train, y_train, ...), refused in one line
+    when its dtype or rank cannot be images (N, ...) or labels (N,) / one-hot (N, classes)."""
+    try:
+        array = f[key]
+    except ValueError as err:  # object arrays need pickle, which is never allowed
+        if "pickle" in str(err).lower():
+            raise DataError(f"{path}: array '{key}' holds Python objects; save {role} as numbers "
+                            f"(np.asarray(..., dtype=np.float32 or np.int64)).") from None
+        raise
+    images = role.startswith("x_")
+    expected = ("images, numbers shaped (N, height, width[, channels]) or (N, features)" if images else
+                "class indices shaped (N,) or one-hot labels shaped (N, classes)")
+    named = f"'{key}'" if key == role else f"'{key}' ({role})"
+    kind = array.dtype.kind
+    if kind not in _NUMERIC_KINDS:
+        what = _KIND_NAMES.get(kind, f"dtype {array.dtype}")
+        raise DataError(f"{path}: array {named} holds {what} (dtype {array.dtype}); it must hold "
+                        f"{expected}: convert it with np.asarray(..., dtype=np.{'float32' if images else 'int64'}).")
+    rank_ok = 2 <= array.ndim <= 4 if images else array.ndim == 1 or (array.ndim == 2 and array.shape[1] >= 1)
+    if not rank_ok:
+        raise DataError(f"{path}: array {named} has shape {array.shape}; it must hold {expected}.")
+    return array
 
 
 def _load_folder(path, image_size, color_mode, seed):
     import keras
 
+    check_not_empty(path)
     if image_size is None:
         raise DataError(f"{path} is a folder of images, but the model does not take images (height, width, "
                         f"channels); use a model with an image input, or a .npz of arrays shaped for it.")
@@ -286,15 +319,29 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
 
 # -- shaping for a model ---------------------------------------------------------------------
 
+MAX_LABEL = 2 ** 31 - 1  # a class index beyond it names no output a model can have
+
+
 def _labels(y, split):
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         return np.argmax(y, axis=1).astype(np.int64), True  # one-hot -> integers
+    if y.ndim == 0 or (y.ndim == 2 and y.shape[1] != 1) or y.ndim > 2:
+        raise DataError(f"{split} labels have shape {y.shape}; give class indices shaped (N,) or one-hot "
+                        f"labels shaped (N, classes).")
     y = y.reshape(len(y))
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{split} labels are not class indices (found {y[:3]}...); classification only.")
+    if y.dtype == np.bool_:
         y = y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.integer):
+        values = y.astype(np.float64)
+        if not np.all(np.isfinite(values)) or not np.all(np.equal(np.mod(values, 1), 0)):
+            raise DataError(f"{split} labels are not class indices (found {y[:3]}...); classification only.")
+        if len(values) and np.abs(values).max() > MAX_LABEL:
+            raise DataError(f"{split} labels include {np.abs(values).max():g}; class indices are 0 to the "
+                            f"number of classes - 1.")
+        y = values.astype(np.int64)
+    elif len(y) and y.max() > MAX_LABEL:
+        raise DataError(f"{split} labels include {y.max()}; class indices are 0 to the number of classes - 1.")
     if len(y) and y.min() < 0:
         raise DataError(f"{split} labels include {y.min()}; class indices start at 0.")
     return y.astype(np.int64), False
@@ -352,11 +399,13 @@ def prepare(dataset: RawSplits, model, *, scale=None, resize=False) -> Prepared:
     """
     target, units = single_io_shape(model)
     changes = []
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                              or not np.isfinite(scale) or scale <= 0):
-        raise DataError(f"scale={scale!r} is invalid; use a positive finite number, e.g. {1 / 255:.6g}.")
+    check_scale(scale)
     for split in ("train", "test"):
-        if len(getattr(dataset, f"x_{split}")) == 0:
+        x = np.asarray(getattr(dataset, f"x_{split}"))
+        if x.ndim == 0:
+            raise DataError(f"data set '{dataset.name}': x_{split} is a single value, not images; give an array "
+                            f"of images shaped (N, height, width[, channels]) or (N, features).")
+        if len(x) == 0:
             raise DataError(f"data set '{dataset.name}' has no {split} images; give a data set with both splits.")
     if scale is None:
         scale = 1 / 255 if dataset.x_train.dtype == np.uint8 else 1.0
@@ -372,13 +421,20 @@ def prepare(dataset: RawSplits, model, *, scale=None, resize=False) -> Prepared:
             changes.append("one-hot labels turned into class indices")
         if len(x) != len(y):
             raise DataError(f"{split} split has {len(x)} images but {len(y)} labels.")
-        x = x.astype(np.float32) * np.float32(scale)
-        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # found below, in one line
+            raw = x.astype(np.float32)
+            x = raw * np.float32(scale)
+        bad = ~np.isfinite(raw.reshape(len(raw), -1)).all(axis=1)
         if bad.any():
             raise DataError(f"data set '{dataset.name}': {split} image {int(np.argmax(bad))} (and "
-                            f"{int(bad.sum()) - 1} more) holds NaN or inf values; clean the data first.")
+                            f"{int(bad.sum()) - 1} more) holds NaN or inf values (or values beyond float32's "
+                            f"range, {F32_MAX:.4g}); clean the data first.")
+        if not np.all(np.isfinite(x)):
+            largest = float(np.abs(raw).max())
+            raise DataError(f"scale={scale!r} makes the {split} pixels overflow float32 ({largest:g} x {scale:g} > "
+                            f"{F32_MAX:.4g}); use a smaller scale, e.g. {1 / max(largest, 1):.3g}.")
         arrays[split] = (x, y)
-    num_classes = int(max(arrays["train"][1].max(initial=0), arrays["test"][1].max(initial=0)) + 1)
+    num_classes = max(int(arrays["train"][1].max(initial=0)), int(arrays["test"][1].max(initial=0))) + 1
     capacity = units if units > 1 else 2
     if num_classes > capacity:
         raise DataError(
@@ -401,9 +457,37 @@ class DataSpec:
     test_limit: int | None = None
     seed: int = 0
 
+    def __post_init__(self):
+        """Every value checked here, at the boundary, against the bound that would break it later."""
+        check_scale(self.scale)
+        check_limits(self)
+        check_seed(self.seed)
+        if self.npz_keys is not None:
+            source = str(self.source or DEFAULT_DATASET)
+            if not (source.lower().endswith(".npz") or is_tfrecord_spec(source)):
+                raise OptionError(f"npz_keys={','.join(map(str, self.npz_keys))} names arrays of a .npz file or "
+                                  f"features of TFRecord files, and data={source} is neither; drop npz_keys, or "
+                                  f"give a .npz or .tfrecord data set.")
+
     @property
     def name(self) -> str:
         return self.source or "digits"
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32: a smaller scale rounds pixels to 0
+
+
+def check_scale(scale):
+    """``scale`` (None: the default) is a float32 number pixels can be multiplied by."""
+    if scale is not None:
+        number("scale", scale, F32_TINY, F32_MAX, example=f"{1 / 255:.6g}")
+    return scale
+
+
+def check_seed(seed):
+    """A seed NumPy's ``np.random.seed`` (which Keras seeds) accepts: a whole number in [0, 2**32 - 1]."""
+    return number("seed", seed, 0, SEED_MAX, whole_only=True)
 
 
 def check_limits(spec: DataSpec):

@@ -59,10 +59,19 @@ class Source:
     origin: str = ""  # the folder, when an unreadable image can be searched for
 
 
+def check_not_empty(path: Path):
+    """A folder of images holding no image file at all is refused as empty (before any word about
+    the model, which is not what is wrong)."""
+    if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in Path(path).rglob("*") if f.is_file()):
+        raise DataError(f"{path} is empty: it holds no images ({', '.join(IMAGE_SUFFIXES)}); put each class's "
+                        f"images in a sub-folder named after it.")
+
+
 def folder_source(path: Path, target, seed) -> Source:
     import keras
     import tensorflow as tf
 
+    check_not_empty(path)
     if len(target) != 3 or None in target[:2]:
         raise DataError(f"{path} is a folder of images, but the model does not take images (height, width, "
                         f"channels); use a model with an image input, or a .npz of arrays shaped for it.")

@@ -19,7 +19,10 @@ Every batch gets the checks and changes ``data.prepare`` makes for arrays: uint8
 [0, 1] (or ``scale``), a channel axis added or dropped, flattening, resizing (``resize=True``),
 one-hot labels turned into class indices, labels checked against the model's outputs. What can be
 checked on the first example is checked before any training; a later example that breaks the
-rules stops the run with a DataError naming it.
+rules stops the run with a DataError naming it. A module:function source, whose length is not
+known, is read at most ``defaults.MAX_STREAM_EXAMPLES`` examples per split unless
+``train_limit``/``test_limit`` say how many to use: one that never ends stops with an error naming
+the limit (one that says it repeats forever is refused when opened).
 
 ``Streamed`` is the streamed kind of ``dataset.Dataset``; ``open.open_for_model`` opens a spec as
 one (``open_stream`` here builds it). Training keeps a validation slice of the training stream (a fixed, evenly spread ``fraction`` of
@@ -37,6 +40,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import defaults
 from ..errors import DataError
 from .dataset import Dataset, single_io_shape
 from .memory import Prepared
@@ -118,10 +122,22 @@ class Streamed(Dataset):
     in_memory: ClassVar[bool] = False
 
     # -- building the tf.data pipeline --
-    def _items(self, split):
+    def _bounded(self, split):
+        """The items of ``split``: its first ``limits[split]``, or, when the source does not say how
+        many it holds, at most ``defaults.MAX_STREAM_EXAMPLES`` (one more stops the read with an
+        error naming the limit: a source that never ends must not hang a command)."""
         ds = self.source.items[split]()
         if self.limits.get(split):
-            ds = ds.take(self.limits[split])
+            return ds.take(self.limits[split])
+        if self.source.counts.get(split) is None:
+            ds = _at_most(ds, defaults.MAX_STREAM_EXAMPLES,
+                          f"{_MARK} {self.name}: the {split} split holds more than "
+                          f"{defaults.MAX_STREAM_EXAMPLES:,} examples, or never ends; pass {split}_limit=N to "
+                          f"read only its first N examples.")
+        return ds
+
+    def _items(self, split):
+        ds = self._bounded(split)
         for num, den, keep in self.select.get(split, ()):
             ds = _spread(ds, num, den, keep)
         return ds
@@ -137,7 +153,8 @@ class Streamed(Dataset):
     def _batch(self, x, y):
         import tensorflow as tf
 
-        x = tf.cast(x, tf.float32) * tf.constant(np.float32(self.scale))
+        raw = tf.cast(x, tf.float32)
+        x = raw * tf.constant(np.float32(self.scale))
         y = tf.argmax(y, axis=-1) if self._one_hot else tf.reshape(y, (-1,))
         y = tf.cast(y, tf.int64)
         checks = [
@@ -147,8 +164,11 @@ class Streamed(Dataset):
                                      message=f"{_MARK} {self.name}: a label is {self.capacity} or more but the model "
                                              f"has a {self.capacity}-way output; use a data set with at most "
                                              f"{self.capacity} classes."),
-            tf.debugging.assert_all_finite(x, f"{_MARK} {self.name}: an image holds NaN or inf values; clean the "
-                                              f"data first."),
+            tf.debugging.assert_all_finite(raw, f"{_MARK} {self.name}: an image holds NaN or inf values; clean the "
+                                                f"data first."),
+            tf.debugging.assert_all_finite(x, f"{_MARK} scale={self.scale:g} makes pixels of {self.name} overflow "
+                                              f"float32 (largest {np.finfo(np.float32).max:.4g}); use a smaller "
+                                              f"scale."),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(x), tf.identity(y)
@@ -173,8 +193,8 @@ class Streamed(Dataset):
             n = self.source.counts.get(split)
             if n is None:
                 with reading(self):
-                    n = int(self.source.items[split]().reduce(np.int64(0), lambda c, _: c + 1))
-            if self.limits.get(split):
+                    n = int(self._bounded(split).reduce(np.int64(0), lambda c, *_: c + 1))
+            elif self.limits.get(split):
                 n = min(n, self.limits[split])
             for num, den, keep in self.select.get(split, ()):
                 picked = n * num // den
@@ -250,6 +270,19 @@ class Streamed(Dataset):
         return train, val, max(1, steps)
 
 
+def _at_most(ds, most, message):
+    """``ds`` unchanged, stopping with ``message`` (an InvalidArgumentError) at its ``most + 1``-th element."""
+    import tensorflow as tf
+
+    limit = tf.constant(int(most), tf.int64)
+
+    def check(i, *element):
+        with tf.control_dependencies([tf.debugging.assert_less(i, limit, message=message)]):
+            return tf.nest.map_structure(tf.identity, element[0] if len(element) == 1 else element)
+
+    return ds.enumerate().map(check)
+
+
 def _spread(ds, num, den, keep):
     """``num`` of every ``den`` elements at evenly spread positions (i where
     (i+1)·num // den > i·num // den), or, with ``keep=False``, all the others. Fixed by position,
@@ -278,7 +311,7 @@ def reading(data: Streamed):
 def _explain(data, err) -> str:
     text = getattr(err, "message", "") or str(err)
     if _MARK in text:
-        return text.split(_MARK, 1)[1].strip().splitlines()[0].split("]", 1)[0].strip()
+        return text.split(_MARK, 1)[1].strip().splitlines()[0].split("]", 1)[0].split(" : Tensor had ")[0].strip()
     lowered = text.lower()
     if "incompatible with the layer" in lowered or "shape of tensor" in lowered or "ensure_shape" in lowered:
         return (f"{data.name}: an image has another shape than the first ({first_line(err)}); make every "
@@ -309,17 +342,25 @@ def open_stream(model, spec) -> Streamed:
         name = source_spec
     else:
         raise DataError(f"'{source_spec}' is not a folder, a TFRecord file or module:function.")
+    _refuse_endless(source, name, {"train": spec.train_limit, "test": spec.test_limit})
     capacity = units if units > 1 else 2
     if source.classes is not None and source.classes > capacity:
         raise DataError(f"data set '{name}' has {source.classes} classes but the model has a {units}-way output; "
                         f"use a data set with at most {capacity} classes.")
-    scale = spec.scale
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                              or not np.isfinite(scale) or scale <= 0):
-        raise DataError(f"scale={scale!r} is invalid; use a positive finite number, e.g. {1 / 255:.6g}.")
     stream = Streamed(name, source, tuple(target), capacity, 1.0, spec.resize, source.classes,
                       limits={"train": spec.train_limit, "test": spec.test_limit})
     return _inspect_first(stream, spec.scale)
+
+
+def _refuse_endless(source, name, limits):
+    """A split that says it never ends (``dataset.repeat()``) needs a limit: refused before any read."""
+    import tensorflow as tf
+
+    for split, make in source.items.items():
+        if not limits.get(split) and source.counts.get(split) is None:
+            if int(tf.data.experimental.cardinality(make())) == int(tf.data.experimental.INFINITE_CARDINALITY):
+                raise DataError(f"data set '{name}': the {split} split never ends (it repeats forever); pass "
+                                f"{split}_limit=N to read only its first N examples, or drop the repeat().")
 
 
 def _inspect_first(stream: Streamed, scale) -> Streamed:

@@ -228,6 +228,7 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
             f"{label} gives outputs of shapes {[a.shape for a in got]} but the model gives "
             f"{[b.shape for b in expected]}; the artefact is not this model."
         )
+    _check_finite_outputs(label, expected, got, source or "given inputs")
     diff = np.sqrt(sum(np.sum((a - b) ** 2, dtype=np.float64) for a, b in zip(got, expected)))
     norm = np.sqrt(sum(np.sum(b.astype(np.float64) ** 2) for b in expected))
     within = all(np.allclose(a, b, atol=atol, rtol=rtol) for a, b in zip(got, expected))
@@ -260,6 +261,18 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
             f"{result.source} (tolerance atol={atol:g}, rtol={rtol:g}); nothing was kept."
         )
     return result
+
+
+def _check_finite_outputs(label, expected, got, source):
+    """Outputs holding NaN or inf compare as nothing: never report them as matching (strict or not)."""
+    for who, outputs in (("the model", expected), (label, got)):
+        bad = sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in outputs)
+        if bad:
+            total = sum(int(a.size) for a in outputs)
+            raise ExportError(
+                f"{label} could not be verified: {who} gives {bad} NaN or infinite output value"
+                f"{'s' if bad != 1 else ''} of {total} on the {source}; nothing was kept: check the "
+                f"model's weights and inputs (evaluate it) before exporting.")
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -353,8 +366,11 @@ def export_model(model, path, format, quantize="none", calibration=None, int8_io
     overwritten. Returns what was written and its verification; raises ExportError (and keeps
     nothing) when a float export does not match the model.
     """
+    from ..io.models import check_finite
+
     fmt = check_settings(format, quantize, int8_io)
     target = check_output(path, fmt, force=force, inputs=inputs)
+    check_finite(model, f"not exported to {target}: ")
     if fmt == "onnx":
         runtimes.require_onnx()
     arrays = calibration_images(calibration, calibration_count, seed) if quantize == "int8" else None

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import OptionError
-from ..validation import whole
+from ..validation import INT_MAX, number, whole
 
 RUNTIMES = ("keras", "litert")  # where a Keras model is timed (exported artefacts: their own runtime)
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
@@ -60,7 +60,7 @@ class Runtime:
         if name == "litert" and _backend() != "tensorflow":
             raise OptionError(f"needs TensorFlow; this process runs Keras on {_backend()}",
                               option="runtime", value=name, allowed="runtime='keras'")
-        whole("threads", self.threads, 1)
+        number("threads", self.threads, 1, INT_MAX, whole_only=True)  # the interpreters take a C int
         object.__setattr__(self, "name", name)
 
     @classmethod

@@ -259,6 +259,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = Runtime.parse(runtime, threads)
+    check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
     export_target = _check_export(export, source, output, force)
     settings = settings or ft.FitSettings()
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..deploy.timing import DEFAULT_THREADS
 from ..report import reports as report
-from ..validation import whole
+from ..validation import INT_MAX, number, whole
 from ..data.sets import DataSpec
 from .common import load_inputs, no_progress
 
@@ -26,7 +26,7 @@ def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, dat
     fmt = ex.check_settings(fmt, quantize, int8_io)
     if quantize == "int8" and data is None:
         raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
-    whole("threads", threads, 1)
+    number("threads", threads, 1, INT_MAX, whole_only=True)  # the interpreters take a C int
     calibration = whole("calibration", ex.DEFAULT_CALIBRATION if calibration is None else calibration, 1)
     target = ex.check_output(output or ex.default_output(source, fmt, quantize), fmt, force=force, inputs=[source])
     net, prepared = load_inputs(source, data, trust, stage)

@@ -83,5 +83,15 @@ class LayerFilter:
                 names = ", ".join(c.name for c in found) or "none"
                 raise OptionError(f"matches no factorisable layer (they are: {names})", option="include",
                                   value=pattern, allowed="one of those names or a glob matching some")
+        named = [c for c in found if not (self.include and not any(fnmatch.fnmatchcase(c.name, p)
+                                                                     for p in self.include))]
+        if self.exclude and named and all(self.reason_for_name(c.name) for c in named):
+            patterns = ",".join(self.exclude)
+            if self.include:
+                raise OptionError(f"exclude={patterns} removes every layer that include={','.join(self.include)} "
+                                  f"matches ({', '.join(c.name for c in named)}), so nothing is left to factorise; "
+                                  f"narrow the exclude patterns or widen the include ones.")
+            raise OptionError(f"exclude={patterns} removes every factorisable layer "
+                              f"({', '.join(c.name for c in named)}), so nothing is left to factorise; narrow it.")
         reasons = {c.name: self.reason(c) for c in found}
         return [c for c in found if reasons[c.name] is None], {k: v for k, v in reasons.items() if v}

@@ -23,7 +23,7 @@ import numpy as np
 from . import distill, distribute
 from ..data.dataset import Dataset
 from .devices import device_name
-from ..validation import number
+from ..validation import SEED_MAX, number
 from .._keras_private import set_random_seed
 from ..errors import LightCompressError
 from .evaluation import loss_for, output_kind
@@ -52,7 +52,7 @@ class FitSettings:
         number("learning_rate", self.learning_rate, 0, 1, low_open=True, example="1e-3")
         number("validation_split", self.validation_split, 0, 0.9, example="0.1")
         number("patience", self.patience, 0, whole_only=True, example="2")
-        number("seed", self.seed, 0, whole_only=True)
+        number("seed", self.seed, 0, SEED_MAX, whole_only=True)
         object.__setattr__(self, "devices", distribute.check_devices(self.devices))
 
 

@@ -115,7 +115,7 @@ def test_image_folder(tmp_path):
     gray = data.load_dataset(str(tmp_path / "imgs"), image_size=(6, 6), color_mode="grayscale")
     assert gray.x_train.shape == (12, 6, 6, 1)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="No training images found"):
+    with pytest.raises(DataError, match="empty is empty: it holds no images"):
         data.load_dataset(str(tmp_path / "empty"), image_size=(6, 6))
 
 

@@ -250,7 +250,7 @@ def test_a_bad_label_later_in_the_stream_is_a_one_line_data_error(sources, cnn):
 
 def test_folder_and_tfrecord_errors(tmp_path, digits_folder, cnn):
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    with pytest.raises(DataError, match="holds no images in class sub-folders"):
+    with pytest.raises(DataError, match="empty is empty: it holds no images"):
         open_for_model(cnn, data.DataSpec(str(tmp_path / "empty")))
     five = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")])
     with pytest.raises(DataError, match="has 10 classes but the model has a 5-way output"):
