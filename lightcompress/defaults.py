@@ -39,3 +39,7 @@ DEFAULT_CALIBRATION_SAMPLES = 2000
 # layer's type, the one with the lower measured error chosen per layer. The one list of the values
 # a user may give; the first three are the Conv2D modes of the layer registry.
 CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")
+# The one default of conv_mode, for the CLI (convert, compress) and the Python verbs and
+# LayerFilter alike: channel, the twin's own default and the mode whose rank means the same
+# thing in every Conv2D (the channels between the kxk and the 1x1 conv).
+DEFAULT_CONV_MODE = "channel"

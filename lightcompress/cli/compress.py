@@ -25,7 +25,7 @@ def command(
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
     rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
-    conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures every mode.")] = o.ConvMode.auto,
+    conv_mode: o.ConvModeOpt = o.ConvMode(d.DEFAULT_CONV_MODE),
     min_saving: o.MinSaving = d.DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
     calibration_samples: o.CalibrationSamples = d.DEFAULT_CALIBRATION_SAMPLES,
