@@ -114,3 +114,5 @@ def command(
 
         compare_plot(out["compare"], plot, force=force)
     o.emit(out, report.compress_sections, json_out, markdown_out)
+    if plot:
+        o.plot_saved(plot)

@@ -161,6 +161,15 @@ def emit(data, sections, json_out, markdown_out, console=None):
         report.render(sections(data), console or stdout())
 
 
+def plot_saved(path, why_not=None):
+    """Say on stderr where --plot wrote its PNG (or why it wrote none), after the report."""
+    err = stderr()
+    if why_not:
+        err.print(f"--plot: no PNG written to {path}: {why_not}", highlight=False, markup=False)
+    else:
+        err.print(f"plot saved to {path}", highlight=False, markup=False)
+
+
 REDIRECTED_WIDTH = 200  # rich falls back to 80 columns when not on a terminal; tables would wrap
 
 
