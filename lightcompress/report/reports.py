@@ -259,7 +259,7 @@ def conversion_sections(data: dict) -> list[Section]:
         totals.lines.append(RANDOM_INPUTS_NOTE)
     totals.lines.extend(not_considered_lines(data.get("not_considered", [])))
     if "accuracy" in data:
-        totals.lines.extend(_before_after_lines(data["accuracy"]))
+        totals.lines.extend(_before_after_lines(data["accuracy"], "the original", "converted"))
     totals.lines.append(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
     return [layers, totals]
 
@@ -277,9 +277,14 @@ def _accuracy_line(name, e):
     return f"{name}: accuracy {e['accuracy']:.4f}{top5}, loss {e['loss']:.4f} on {e['examples']:,} test images"
 
 
-def _before_after_lines(ba):
-    return [_accuracy_line("before", ba["before"]), _accuracy_line("after ", ba["after"]),
-            f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points"]
+def _before_after_lines(ba, before=None, after=None):
+    """Accuracy before and after, and the change; ``before`` / ``after`` say what each model is."""
+    label_before = "before" + (f" ({before})" if before else "")
+    label_after = "after" + (f" ({after})" if after else "")
+    width = max(len(label_before), len(label_after))
+    against = f" against {before}" if before else ""
+    return [_accuracy_line(label_before.ljust(width), ba["before"]), _accuracy_line(label_after.ljust(width), ba["after"]),
+            f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points{against}"]
 
 
 def finetune_dict(source, output, prepared, fit, before, after) -> dict:
@@ -291,6 +296,7 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
         "output": str(output),
         "dataset": prepared.name,
         "train_images": prepared.count("train"),
+        "heldout_images": int(round(prepared.count("train") * fit.settings.validation_split)),
         "data_changes": prepared.changes,
         "device": fit.device,
         "engine": fit.engine,
@@ -315,13 +321,16 @@ def finetune_sections(data: dict) -> list[Section]:
         lines.append("interrupted: kept the best weights of the completed epochs")
     seconds = data["epoch_seconds"]
     per_epoch = f"{sum(seconds) / len(seconds):.1f} s per epoch" if seconds else "no full epoch"
+    held = data.get("heldout_images") or 0
+    images = (f"{data['train_images'] - held:,} training images, {held:,} held out for validation" if held
+              else f"{data['train_images']:,} training images")
     lines.append(
-        f"fine-tuned {data['source']} on {data['dataset']} ({data['train_images']:,} training images): "
+        f"fine-tuned {data['source']} on {data['dataset']} ({images}): "
         f"{data['epochs_run']} epoch(s), best {data['best_epoch']}, {per_epoch} on {data['device']}"
     )
     if data["data_changes"]:
         lines.append("data: " + "; ".join(data["data_changes"]))
-    lines.extend(_before_after_lines(data["accuracy"]))
+    lines.extend(_before_after_lines(data["accuracy"], f"the input, {data['source']}", "fine-tuned"))
     lines.append(f"saved {data['output']}")
     return [Section(lines=lines)]
 
