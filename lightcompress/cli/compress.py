@@ -86,6 +86,9 @@ def command(
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
+    err.print(f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given()) + "; sensitivity analysis, then the rank plan, "
+              "then fine-tuning (the plan and the comparison are printed at the end)",
+              highlight=False, markup=False)
     progress = RichProgress(err)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)

@@ -512,12 +512,12 @@ def sensitivity_sections(sens: dict) -> list[Section]:
     table = Section(
         f"sensitivity on {sens['examples']:,} held-out training images "
         f"(base loss {sens['base_loss']:.4f}, accuracy {sens['base_accuracy']:.4f})",
-        ["layer", ">rank", "mode", ">params", ">loss +", ">accuracy"],
+        ["layer", ">rank", "mode", ">params", ">loss change", ">accuracy"],
     )
     for layer in sens["layers"]:
         for o in layer["options"][1:]:
             table.rows.append([layer["name"], o["rank"], o["mode"], _num(o["params"]),
-                               f"{o['loss'] - sens['base_loss']:.4f}", f"{o['accuracy']:.4f}"])
+                               f"{o['loss'] - sens['base_loss']:+.4f}", f"{o['accuracy']:.4f}"])
     table.lines.extend(f"not analysed: {name}: {reason}" for name, reason in sens["skipped"].items())
     source = "read from the cache" if sens["from_cache"] else (
         f"{sens['evaluations']} evaluations in {sens['seconds']:.1f} s")
