@@ -23,6 +23,7 @@ import os
 
 from ._registration import register_when_keras_loads
 from ._version import __version__
+from .defaults import DEFAULT_CONV_MODE
 
 register_when_keras_loads()
 
@@ -98,12 +99,14 @@ def _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_p
 
 
 def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, include=(), exclude=(),
-         min_params=None, min_saving=None, conv_mode="channel"):
+         min_params=None, min_saving=None, conv_mode=DEFAULT_CONV_MODE):
     """Decide a rank and mode (or a reason to keep it) for every factorisable layer: a ``Plan``.
 
     Exactly one rule: ``rank=``, ``energy=``, ``ratio=`` or ``target_params=``; layers chosen by
     ``include=``, ``exclude=`` (globs), ``min_params=``, ``min_saving=`` (fraction of a layer a
-    rank must save) and ``conv_mode=`` ("channel", "spatial", "tucker", "auto").
+    rank must save) and ``conv_mode=`` ("channel", the default ``defaults.DEFAULT_CONV_MODE``,
+    "spatial", "tucker", "auto"). ``rank=n`` gives rank n in every converted layer, in any mode,
+    unless clipped to the largest rank that saves parameters (the plan's notes say where).
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(3)])
@@ -119,7 +122,7 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, inclu
 
 
 def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, include=(),
-            exclude=(), min_params=None, min_saving=None, conv_mode="channel", x=None, calibration_x=None,
+            exclude=(), min_params=None, min_saving=None, conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None,
             method=None):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
@@ -177,7 +180,7 @@ def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None
 
 
 def compress(model, data="digits", *, target_params=None, target_macs=None, target_latency=None,
-             max_drop=None, include=(), exclude=(), min_params=None, conv_mode="channel", settings=None,
+             max_drop=None, include=(), exclude=(), min_params=None, conv_mode=DEFAULT_CONV_MODE, settings=None,
              distill=True, method=None, runtime=None, threads=2, allow_slower=False, use_cache=True,
              cache_dir=None):
     """Meet one goal with the least accuracy lost: ``target_params=`` or ``target_macs=`` (a

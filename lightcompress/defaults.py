@@ -1,6 +1,11 @@
 """Default settings, each with the measurement that chose it. No Keras here: the CLI reads these
 before Keras is imported."""
 
+# The data set of finetune, evaluate, compress and export when --dataset / data= is not given:
+# scikit-learn's 1,797 real 8x8 digits, offline. An error it causes names it and the flag.
+DEFAULT_DATASET = "digits"
+DEFAULT_DATASET_DESCRIPTION = "digits (8×8 grey images, 10 classes)"
+
 DEFAULT_EPOCHS = 3
 DEFAULT_BATCH_SIZE = 64
 # Peak learning rate; cosine decay to 5%. Measured on fmnist_cnn_keras2 rank 8, 1 epoch:
@@ -45,3 +50,9 @@ CONV_MODE_CHOICES = ("channel", "spatial", "tucker", "auto")
 # stops with an error naming the limit instead of hanging. 10 million is about 8 times ImageNet-1k's
 # 1.28 million training images, the largest set this tool is meant for.
 MAX_STREAM_EXAMPLES = 10_000_000
+# The one default of conv_mode, for the CLI (convert, compress), the Python verbs and LayerFilter
+# alike: auto, each Conv2D in the mode (channel, spatial, Tucker-2) with the lowest measured error
+# at its budget. Measured (docs/RESULTS.md, convert --target-params, data-aware, no fine-tuning):
+# at 5x auto lost 2.10 / 2.81 points on the two real CNNs where channel lost 6.03 / 9.72. With a
+# fixed --rank N every mode keeps rank N and auto picks the mode with the lowest error at N.
+DEFAULT_CONV_MODE = "auto"

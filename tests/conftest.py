@@ -7,7 +7,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-REAL_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "real_models"
+# Where benchmarks/fetch_real_models.py puts them (git-ignored), then ../shared/real_models.
+REAL_MODEL_DIRS = (Path(__file__).resolve().parents[1] / "real_models",
+                   Path(__file__).resolve().parents[1].parent / "shared" / "real_models")
+REAL_MODELS = REAL_MODEL_DIRS[-1]
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +26,8 @@ def rng():
 
 
 def real_model_path(name: str) -> Path:
-    path = REAL_MODELS / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (../shared/real_models sits beside the checkout)")
-    return path
+    for folder in REAL_MODEL_DIRS:
+        if (folder / name).exists():
+            return folder / name
+    pytest.skip(f"{name} is in none of {', '.join(map(str, REAL_MODEL_DIRS))} "
+                "(python benchmarks/fetch_real_models.py fetches it)")

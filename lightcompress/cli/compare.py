@@ -56,3 +56,5 @@ def command(
 
         compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, json_out, markdown_out)
+    if plot:
+        o.plot_saved(plot, None if out["layers"] else "these models have no layers in common to plot")

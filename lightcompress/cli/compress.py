@@ -25,7 +25,7 @@ def command(
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
     rank_multiple: Annotated[int, typer.Option(help="Round ranks to a multiple of this (runtimes like 8).")] = 1,
-    conv_mode: Annotated[o.ConvMode, typer.Option(help="Conv2D factorisation; auto measures every mode.")] = o.ConvMode.auto,
+    conv_mode: o.ConvModeOpt = o.ConvMode(d.DEFAULT_CONV_MODE),
     min_saving: o.MinSaving = d.DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
     calibration_samples: o.CalibrationSamples = d.DEFAULT_CALIBRATION_SAMPLES,
@@ -86,6 +86,9 @@ def command(
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
+    err.print(f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given()) + "; sensitivity analysis, then the rank plan, "
+              "then fine-tuning (the plan and the comparison are printed at the end)",
+              highlight=False, markup=False)
     progress = RichProgress(err)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)
@@ -114,3 +117,5 @@ def command(
 
         compare_plot(out["compare"], plot, force=force)
     o.emit(out, report.compress_sections, json_out, markdown_out)
+    if plot:
+        o.plot_saved(plot)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..defaults import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
+from ..defaults import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONV_MODE, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from . import options as o
 
 NAME = "convert"
@@ -23,7 +23,7 @@ def command(
     include: o.Include = None,
     exclude: o.Exclude = None,
     min_params: o.MinParams = DEFAULT_MIN_PARAMS,
-    conv_mode: o.ConvModeOpt = o.ConvMode.auto,
+    conv_mode: o.ConvModeOpt = o.ConvMode(DEFAULT_CONV_MODE),
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
     calibration_samples: o.CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,

@@ -45,7 +45,9 @@ def command(
     folder = out_dir or Path(tempfile.mkdtemp(prefix="lightcompress-demo-"))
     demo.check_outputs(folder, force)
     err = o.stderr()
-    err.print(f"demo files in {folder}", highlight=False)
+    err.print(f"demo: compress the shipped digits CNN to {target_params:g} of its params (sensitivity, "
+              f"rank plan, fine-tuning up to {epochs} epochs with distillation), export it as int8 LiteRT "
+              f"and compare it with the original; files in {folder}", highlight=False, markup=False)
     progress = RichProgress(err)
     try:
         out = demo.run(folder, target_params, epochs, force, log=lambda m: err.print(m, highlight=False),

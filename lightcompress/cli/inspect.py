@@ -92,3 +92,5 @@ def command(
 
         inspect_plot(out, plot, force=force)
     o.emit(out, sections, json_out, markdown_out)
+    if plot:
+        o.plot_saved(plot)

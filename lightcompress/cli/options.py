@@ -86,8 +86,9 @@ Exclude = Annotated[Optional[list[str]], typer.Option(help="Leave layers whose n
 MinParams = Annotated[int, typer.Option(help="Leave layers with fewer parameters alone.")]
 ConvModeOpt = Annotated[
     ConvMode,
-    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1), spatial (kx1 then 1xk), tucker "
-                      "(1x1, kxk core, 1x1), or auto per layer."),
+    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1; the default), spatial (kx1 then 1xk), "
+                      "tucker (1x1, kxk core, 1x1; rank is the core's output channels), or auto (per layer, "
+                      "the mode with the lowest error at the rank the rule gives)."),
 ]
 
 
@@ -173,6 +174,15 @@ def emit(data, sections, json_out, markdown_out, console=None):
         print(report.markdown(sections(data)), end="")
     else:
         report.render(sections(data), console or stdout())
+
+
+def plot_saved(path, why_not=None):
+    """Say on stderr where --plot wrote its PNG (or why it wrote none), after the report."""
+    err = stderr()
+    if why_not:
+        err.print(f"--plot: no PNG written to {path}: {why_not}", highlight=False, markup=False)
+    else:
+        err.print(f"plot saved to {path}", highlight=False, markup=False)
 
 
 REDIRECTED_WIDTH = 200  # rich falls back to 80 columns when not on a terminal; tables would wrap

@@ -38,7 +38,20 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.steps, self.epochs = self.params.get("steps"), self.params.get("epochs")
+        self.console.print(self.heading(), highlight=False, markup=False)
         self.progress.start()
+
+    def heading(self) -> str:
+        """What is being trained, printed before the first epoch line (logs read in a file need it)."""
+        model = self.model
+        light = [f"{layer.name} r{layer.rank}" for layer in getattr(model, "layers", ())
+                 if getattr(layer, "rank", None) is not None]
+        what = f"{model.name}, {int(model.count_params()):,} params" if model is not None else "the model"
+        if light:
+            shown = ", ".join(light[:6]) + (f", +{len(light) - 6} more" if len(light) > 6 else "")
+            what += f"; LightLayers {shown}"
+        steps = f" of {self.steps} steps" if self.steps else ""
+        return f"fine-tuning {what}: up to {self.epochs} epoch(s){steps}"
 
     def on_epoch_begin(self, epoch, logs=None):
         label = f"{epoch + 1}/{self.epochs}"

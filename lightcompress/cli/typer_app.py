@@ -65,6 +65,17 @@ def phrase(message: str, flags: dict) -> str:
     return _IDENTIFIER.sub(lambda m: flag(m.group(1)) or m.group(0), message)
 
 
+def default_hint(err, kwargs) -> str:
+    """For an error a default caused, the default and the flag that changes it ("" otherwise):
+    data errors while --dataset was left at its default."""
+    from ..defaults import DEFAULT_DATASET_DESCRIPTION
+    from ..errors import DataError
+
+    if isinstance(err, DataError) and "dataset" in kwargs and kwargs["dataset"] is None:
+        return f"; the default data set is {DEFAULT_DATASET_DESCRIPTION}: pass --dataset NAME"
+    return ""
+
+
 def fail(message: str, code: int = 1):
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -83,7 +94,9 @@ def handle_errors(fn):
         except LightCompressError as err:
             if debug:
                 raise
-            fail(phrase(str(err), command_flags(fn)))
+            message = phrase(str(err), command_flags(fn))
+            hint = default_hint(err, kwargs)
+            fail((message.rstrip(".") + hint) if hint else message)
         except KeyboardInterrupt as err:
             if debug:
                 raise

@@ -41,7 +41,7 @@ from .sources import check_not_empty, first_line, is_function_spec, is_tfrecord_
 __all__ = ["DEFAULT_DATASET", "NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
            "load_dataset", "prepare", "single_io_shape"]
 
-DEFAULT_DATASET = "digits"
+from ..defaults import DEFAULT_DATASET  # noqa: E402 - one default, read by the CLI too
 NAMED = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

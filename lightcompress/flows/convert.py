@@ -55,6 +55,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     with stage(f"saving {target}"):
         model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
+    out["totals"]["optimizer_bytes_before"] = model_io.optimizer_bytes(source)
     if prepared is not None:
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))

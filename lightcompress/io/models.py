@@ -208,6 +208,32 @@ def declared_weight_bytes(path) -> int:
     return total
 
 
+def optimizer_bytes(path) -> int:
+    """Bytes of optimizer state (Adam's moments, ...) a model file holds beside the model's
+    weights: an `.h5`'s ``optimizer_weights`` group, a `.keras` archive's ``optimizer`` group.
+    0 when none, or when the file cannot be read."""
+    total = 0
+
+    def add(_, obj):
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += int(obj.size) * obj.dtype.itemsize
+
+    try:
+        if real_format(path) == "keras":
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member, \
+                    h5py.File(member, "r") as f:
+                if "optimizer" in f:
+                    f["optimizer"].visititems(add)
+        else:
+            with h5py.File(path, "r") as f:
+                if "optimizer_weights" in f:
+                    f["optimizer_weights"].visititems(add)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return 0
+    return total
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to this process (MemAvailable), or None where unknown."""
     try:

@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from ..validation import whole as check_whole
-from ..defaults import CONV_MODE_CHOICES, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
+from ..defaults import CONV_MODE_CHOICES, DEFAULT_CONV_MODE, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
 from ..errors import OptionError
 
 
@@ -26,7 +26,7 @@ class LayerFilter:
     include: tuple = ()
     exclude: tuple = ()
     min_params: int = DEFAULT_MIN_PARAMS
-    conv_mode: str = "channel"
+    conv_mode: str = DEFAULT_CONV_MODE
     min_saving: float = DEFAULT_MIN_SAVING
 
     def __post_init__(self):

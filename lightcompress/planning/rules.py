@@ -1,7 +1,10 @@
 """Rank rules: how much each chosen layer keeps. One rule per plan:
 
-- ``FixedRank(n)``: the same rank everywhere, clipped per layer to the largest rank that still
-  saves ``min_saving`` of its parameters (see ``LayerFilter``); a layer where none does is kept.
+- ``FixedRank(n)``: rank n in every converted layer, whatever the mode, clipped per layer only to
+  the largest rank that still saves ``min_saving`` of its parameters (at most the break-even rank
+  and the layer's full rank; see ``LayerFilter``); a layer where none does is kept. With conv_mode
+  "auto" the mode with the lowest error at rank n is chosen (never a different rank). For tucker,
+  rank is the core's output channels (its input side gets about n·c/f channels).
 - ``Energy(f)``: per layer, the smallest rank keeping a fraction f of the energy (1 − relative
   error², the output error on calibration inputs when there are some).
 - ``Ratio(f)``: a global budget: the chosen layers together keep about f of their parameters.
@@ -119,23 +122,36 @@ def _best_for_budget(c, modes, budget: float, layer_filter):
     return (best[1], best[2]) if best else (None, None)
 
 
+def _clip_note(mode, wanted, rank, c, layer_filter):
+    """Why ``rank`` is below the ``wanted`` one: the layer's full rank or the break-even rank."""
+    if rank >= wanted:
+        return None
+    full = c.rank_limit(mode, 0.0) if layer_filter.min_saving else None
+    if full is not None and rank < full:
+        why = f"the largest that saves min_saving={layer_filter.min_saving:g} of its params"
+    else:
+        why = "the break-even rank (a larger one would not save parameters)"
+    return f"rank {wanted} clipped to {rank}, {why}"
+
+
 def _plan_rank(c, modes, wanted, layer_filter):
-    if len(modes) > 1:  # spend the weights the first mode takes at this rank where error is lowest
-        limit = layer_filter.limit(c, modes[0])
-        budget = c.factor_params(modes[0], min(wanted, max(1, limit)))
-        mode, rank = _best_for_budget(c, modes, budget, layer_filter)
-        if mode is None:
-            return keep(c, f"no rank saves min_saving={layer_filter.min_saving:g} of its params")
-        return factorise(c, mode, rank, f"auto: {mode} has the lower error for {budget} weights")
-    mode = modes[0]
-    limit = layer_filter.limit(c, mode)
-    if limit == 0:
-        return keep(c, f"no rank of its {mode} factorisation saves min_saving={layer_filter.min_saving:g} of "
-                       f"its params")
-    rank = min(wanted, limit)
-    note = (f"rank {wanted} clipped to {rank}, the largest that saves min_saving={layer_filter.min_saving:g}"
-            if rank < wanted else None)
-    return factorise(c, mode, rank, note)
+    """The given rank in every mode considered (clipped per mode to what saves parameters); with
+    several modes ("auto"), the mode whose factors have the lowest error at that rank."""
+    options = []
+    for mode in modes:
+        limit = layer_filter.limit(c, mode)
+        if limit == 0:
+            continue
+        rank = min(wanted, limit)
+        options.append((-rank, c.error(mode, rank), mode, rank))
+    if not options:
+        which = f"its {modes[0]} factorisation" if len(modes) == 1 else "any mode"
+        return keep(c, f"no rank of {which} saves min_saving={layer_filter.min_saving:g} of its params")
+    _, _, mode, rank = min(options)  # the given rank first (least clipped), then the lowest error
+    notes = [_clip_note(mode, wanted, rank, c, layer_filter)]
+    if len(modes) > 1:
+        notes.append(f"auto: {mode} has the lowest error at rank {rank}")
+    return factorise(c, mode, rank, "; ".join(n for n in notes if n) or None)
 
 
 def _plan_energy(c, modes, fraction, layer_filter):

@@ -9,6 +9,7 @@ Pictures are drawn by ``plots.py`` from the same dicts.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from rich import box
@@ -91,7 +92,31 @@ def _bytes(n):
 def _times(after, before):
     if not before or not after:
         return "-"
+    if round(before / after, 2) == 1 and round(after / before, 2) == 1:
+        return "about the same"
     return f"{before / after:.2f}x smaller" if after < before else f"{after / before:.2f}x larger"
+
+
+def _sig(v) -> str:
+    """At least three significant digits, thousands separated: 2.13, 46.9, 469, 12,345."""
+    if v == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(v))))
+    return f"{v:,.{decimals}f}"
+
+
+def _time_unit(values_ms) -> tuple[str, float]:
+    """µs when the smallest time is under 1 ms, else ms: (unit, factor from ms)."""
+    known = [v for v in values_ms if v]
+    return ("µs", 1000.0) if known and min(known) < 1 else ("ms", 1.0)
+
+
+def _duration(ms) -> str:
+    """A time in µs or ms with at least three significant digits: "2.13 µs", "1.25 ms"."""
+    if ms is None:
+        return "-"
+    unit, factor = _time_unit([ms])
+    return f"{_sig(ms * factor)} {unit}"
 
 
 def _x(after, before):
@@ -175,6 +200,13 @@ def difference_line(d) -> str:
     return f"{where}{verdict}; {numbers}"
 
 
+# Random inputs are noise, not the images the model learned: its classes on them mean little.
+RANDOM_INPUTS_NOTE = (
+    "note: random inputs are not the data the model was trained for, so a changed class here says "
+    "little about accuracy; pass --dataset NAME (the model's data) to make the factors data-aware and "
+    "compare on its test images, with accuracy before and after")
+
+
 def not_considered_lines(rows) -> list[str]:
     """One line per (type, reason) of the weighted layers no factorisation considered."""
     groups: dict = {}
@@ -217,10 +249,17 @@ def conversion_sections(data: dict) -> list[Section]:
         ["file bytes", _bytes(t["file_bytes_before"]), _bytes(t["file_bytes_after"]),
          _times(t["file_bytes_after"], t["file_bytes_before"])],
     ])
+    if t.get("optimizer_bytes_before"):
+        totals.lines.append(
+            f"file bytes: the input file also holds {_bytes(t['optimizer_bytes_before'])} of optimizer state "
+            "(the training run's optimizer weights), which the output does not keep; that is why the file "
+            "shrinks more than the params")
     totals.lines.append(difference_line(data["output_difference"]))
+    if data["output_difference"]["source"] == "random inputs":
+        totals.lines.append(RANDOM_INPUTS_NOTE)
     totals.lines.extend(not_considered_lines(data.get("not_considered", [])))
     if "accuracy" in data:
-        totals.lines.extend(_before_after_lines(data["accuracy"]))
+        totals.lines.extend(_before_after_lines(data["accuracy"], "the original", "converted"))
     totals.lines.append(f"{t['layers_converted']} layers converted, {t['layers_skipped']} kept; saved {data['output']}")
     return [layers, totals]
 
@@ -238,9 +277,14 @@ def _accuracy_line(name, e):
     return f"{name}: accuracy {e['accuracy']:.4f}{top5}, loss {e['loss']:.4f} on {e['examples']:,} test images"
 
 
-def _before_after_lines(ba):
-    return [_accuracy_line("before", ba["before"]), _accuracy_line("after ", ba["after"]),
-            f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points"]
+def _before_after_lines(ba, before=None, after=None):
+    """Accuracy before and after, and the change; ``before`` / ``after`` say what each model is."""
+    label_before = "before" + (f" ({before})" if before else "")
+    label_after = "after" + (f" ({after})" if after else "")
+    width = max(len(label_before), len(label_after))
+    against = f" against {before}" if before else ""
+    return [_accuracy_line(label_before.ljust(width), ba["before"]), _accuracy_line(label_after.ljust(width), ba["after"]),
+            f"accuracy change: {ba['accuracy_change'] * 100:+.2f} points{against}"]
 
 
 def finetune_dict(source, output, prepared, fit, before, after) -> dict:
@@ -252,6 +296,7 @@ def finetune_dict(source, output, prepared, fit, before, after) -> dict:
         "output": str(output),
         "dataset": prepared.name,
         "train_images": prepared.count("train"),
+        "heldout_images": int(round(prepared.count("train") * fit.settings.validation_split)),
         "data_changes": prepared.changes,
         "device": fit.device,
         "engine": fit.engine,
@@ -276,13 +321,16 @@ def finetune_sections(data: dict) -> list[Section]:
         lines.append("interrupted: kept the best weights of the completed epochs")
     seconds = data["epoch_seconds"]
     per_epoch = f"{sum(seconds) / len(seconds):.1f} s per epoch" if seconds else "no full epoch"
+    held = data.get("heldout_images") or 0
+    images = (f"{data['train_images'] - held:,} training images, {held:,} held out for validation" if held
+              else f"{data['train_images']:,} training images")
     lines.append(
-        f"fine-tuned {data['source']} on {data['dataset']} ({data['train_images']:,} training images): "
+        f"fine-tuned {data['source']} on {data['dataset']} ({images}): "
         f"{data['epochs_run']} epoch(s), best {data['best_epoch']}, {per_epoch} on {data['device']}"
     )
     if data["data_changes"]:
         lines.append("data: " + "; ".join(data["data_changes"]))
-    lines.extend(_before_after_lines(data["accuracy"]))
+    lines.extend(_before_after_lines(data["accuracy"], f"the input, {data['source']}", "fine-tuned"))
     lines.append(f"saved {data['output']}")
     return [Section(lines=lines)]
 
@@ -358,8 +406,9 @@ def inspect_sections(data: dict) -> list[Section]:
     for layer in compressible:
         sp = layer["spectrum"]
         r95 = sp["energy_ranks"]["0.95"]
-        verdict = ("saves " + _times(sp["energy_params"]["0.95"], layer["params"])
-                   if r95 <= sp["break_even_rank"] else "does not save parameters")
+        verdict = (f"it is {_times(sp['energy_params']['0.95'], layer['params'])} "
+                   f"({_num(sp['energy_params']['0.95'])} of {_num(layer['params'])} params)"
+                   if r95 <= sp["break_even_rank"] else "it would not save parameters")
         table.lines.append(f"{layer['name']}: at 95% energy (rank {r95}) {verdict}")
     return [table]
 
@@ -409,10 +458,11 @@ def compare_sections(data: dict) -> list[Section]:
     row("weight bytes", "weight_bytes", _bytes)
     row("file bytes", "file_bytes", _bytes)
     for j, lat in enumerate(base["latency"]):
-        cells = [f"latency batch {lat['batch']} (ms)"]
+        unit, factor = _time_unit([m["latency"][j]["median_ms"] for m in models])
+        cells = [f"latency batch {lat['batch']} ({unit})"]
         for m in models:
             ms = m["latency"][j]["median_ms"]
-            cells.append(f"{ms:.3f}" + ("" if m is base else f" ({_x(ms, lat['median_ms'])})"))
+            cells.append(_sig(ms * factor) + ("" if m is base else f" ({_x(ms, lat['median_ms'])})"))
         summary.rows.append(cells)
     if "evaluation" in base:
         for label, key, fmt in (("accuracy", "accuracy", "{:.4f}"), ("loss", "loss", "{:.4f}")):
@@ -433,7 +483,7 @@ def compare_sections(data: dict) -> list[Section]:
     )
     if any(m is not base and m["latency"][0]["median_ms"] > reps["median_ms"] * 1.05 for m in models):
         summary.lines.append("note: a model slower than the first at batch 1 is shown as such (>1x); "
-                             "compress guards against it unless allow_slower")
+                             "compress never picks such a layer unless you pass --allow-slower")
     not_counted = sorted({k for m in models for k in m["not_counted"]})
     if not_counted:
         summary.lines.append("MACs not counted (as zero) for: " + ", ".join(not_counted))
@@ -462,12 +512,12 @@ def sensitivity_sections(sens: dict) -> list[Section]:
     table = Section(
         f"sensitivity on {sens['examples']:,} held-out training images "
         f"(base loss {sens['base_loss']:.4f}, accuracy {sens['base_accuracy']:.4f})",
-        ["layer", ">rank", "mode", ">params", ">loss +", ">accuracy"],
+        ["layer", ">rank", "mode", ">params", ">loss change", ">accuracy"],
     )
     for layer in sens["layers"]:
         for o in layer["options"][1:]:
             table.rows.append([layer["name"], o["rank"], o["mode"], _num(o["params"]),
-                               f"{o['loss'] - sens['base_loss']:.4f}", f"{o['accuracy']:.4f}"])
+                               f"{o['loss'] - sens['base_loss']:+.4f}", f"{o['accuracy']:.4f}"])
     table.lines.extend(f"not analysed: {name}: {reason}" for name, reason in sens["skipped"].items())
     source = "read from the cache" if sens["from_cache"] else (
         f"{sens['evaluations']} evaluations in {sens['seconds']:.1f} s")
@@ -521,14 +571,14 @@ def profile_dict(profile) -> dict:
 def latency_sections(p: dict) -> list[Section]:
     """Per layer: batch-1 time as it is and at each timed (rank, mode), in the profiled runtime."""
     table = Section(f"latency per layer, batch 1, {p['runtime']} ({p['threads']} threads)",
-                    ["layer", ">as it is (us)", "options: rank mode us (ratio)"])
+                    ["layer", ">as it is (µs)", "options: rank mode µs (ratio)"])
     for ls in p["layers"]:
         base = ls["options"][0]["ms"]
-        opts = ", ".join(f"r{o['rank']} {o['mode']} {o['ms'] * 1000:.1f} ({o['ms'] / base:.2f}x)"
+        opts = ", ".join(f"r{o['rank']} {o['mode']} {_sig(o['ms'] * 1000)} ({o['ms'] / base:.2f}x)"
                          for o in ls["options"][1:])
-        table.rows.append([ls["name"], f"{base * 1000:.1f}", opts])
+        table.rows.append([ls["name"], _sig(base * 1000), opts])
     source = "read from the cache" if p["from_cache"] else f"measured in {p['seconds']:.1f} s"
-    table.lines.append(f"whole model: {p['model_ms'] * 1000:.1f} us; each layer timed alone, net of the "
+    table.lines.append(f"whole model: {_sig(p['model_ms'] * 1000)} µs; each layer timed alone, net of the "
                        f"runtime's per-call overhead; {source} ({p['cache_file'] or 'not cached'})")
     return [table]
 
@@ -600,7 +650,7 @@ def export_sections(data: dict) -> list:
         rows.append(("accuracy", f"{_pct(v['accuracy'])} (Keras model {_pct(v['reference_accuracy'])})"))
     if data["calibration_examples"]:
         rows.append(("calibration", f"{data['calibration_examples']} training images"))
-    rows.append(("latency, batch 1", f"{lat['median_ms']:.4f} ms median of {lat['repeats']} ({v['runtime']})"))
+    rows.append(("latency, batch 1", f"{_duration(lat['median_ms'])} median of {lat['repeats']} ({v['runtime']})"))
     verdict = ("matches the model within float tolerance" if v["within_tolerance"]
                else "quantised: differs from the float model as reported above")
     return [Section(title=f"export {data['source']}", columns=["", "value"], rows=rows, lines=[verdict])]
@@ -640,14 +690,14 @@ def baseline_dict(source, output, result, prepared, before, after, sizes=None, q
 def _size_row(name, s):
     f, q = s.get("litert_float") or {}, s.get("litert_int8") or {}
     acc = lambda d: f"{d['accuracy']:.4f}" if d.get("accuracy") is not None else "-"  # noqa: E731
-    lat = lambda d: f"{d['latency_ms']:.4f}" if d.get("latency_ms") is not None else "-"  # noqa: E731
+    lat = lambda d: _duration(d.get("latency_ms"))  # noqa: E731
     return (name, _num(s.get("params")), _num(s.get("nonzero")), _num(s.get("gzip_bytes")),
             _num(f.get("file_bytes")), _num(q.get("file_bytes")), _num(q.get("gzip_bytes")), acc(f), acc(q),
             lat(f), lat(q))
 
 
 SIZE_COLUMNS = ["model", ">params", ">non-zero", ">gzip weights B", ">LiteRT float B", ">LiteRT int8 B",
-                ">int8 gzip B", ">acc float", ">acc int8", ">ms float", ">ms int8"]
+                ">int8 gzip B", ">acc float", ">acc int8", ">latency float", ">latency int8"]
 
 
 def baseline_sections(data: dict) -> list:
@@ -672,13 +722,13 @@ def baseline_sections(data: dict) -> list:
     sections.append(Section(title="layers", columns=["layer", "type", ">kernel", ">non-zero", ">unique values",
                                                      "compressed"], rows=layer_rows))
     if data.get("sizes"):
-        sections.append(Section(title="deployed sizes (LiteRT batch-1 latency, median ms)", columns=SIZE_COLUMNS,
+        sections.append(Section(title="deployed sizes (LiteRT batch-1 latency, median)", columns=SIZE_COLUMNS,
                                 rows=[_size_row(k, v) for k, v in data["sizes"].items()], lines=[data["note"]]))
     if data.get("qat"):
         q = data["qat"]
         qrows = [(k, _num(v["file_bytes"]), f"{v['accuracy']:.4f}" if v.get("accuracy") is not None else "-",
-                  _pct(v.get("agreement_with_keras")), f"{v['latency_ms']:.4f}") for k, v in q.items()]
+                  _pct(v.get("agreement_with_keras")), _duration(v.get("latency_ms"))) for k, v in q.items()]
         sections.append(Section(title="int8: quantisation-aware training against post-training quantisation",
-                                columns=["LiteRT int8", ">file B", ">accuracy", "agreement with float", ">ms"],
+                                columns=["LiteRT int8", ">file B", ">accuracy", "agreement with float", ">latency"],
                                 rows=qrows))
     return sections
