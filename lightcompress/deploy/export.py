@@ -219,7 +219,7 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
 
         x = model_inputs_like(reference, batch=VERIFY_RANDOM_EXAMPLES)
         source = "random inputs"
-    names = [t.name for t in reference.inputs]
+    names = [t.name for t in getattr(reference, "inputs", None) or []]  # none: a subclassed model
     feed = dict(zip(names, x)) if isinstance(x, (list, tuple)) and len(names) > 1 else x
     expected = _as_list(reference.predict(x, batch_size=batch_size, verbose=0))
     got = _as_list(artifact.predict(feed, batch_size=batch_size))
