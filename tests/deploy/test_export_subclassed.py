@@ -120,3 +120,10 @@ def test_keras_hub_bert_exports_to_saved_model_and_litert_and_runs_without_light
         print(max(float(np.abs(o - y).max()) for o in out))
     """, tmp_path)
     assert diff < 1e-4
+
+
+def test_the_python_verb_exports_a_converted_subclass_on_random_inputs(light_net, tmp_path):
+    """No data: verification runs on random inputs shaped as the model was built (it has no graph inputs)."""
+    result = lightcompress.export(light_net, tmp_path / "net.tflite", format="litert")
+    assert result.verification.source == "random inputs" and result.verification.examples == export.VERIFY_RANDOM_EXAMPLES
+    assert result.verification.max_abs_diff < 1e-4 and result.lowered_layers == 5
