@@ -152,6 +152,16 @@ def replace_tracked(parent, old, new) -> bool:
     return True
 
 
+def settle_list(value) -> None:
+    """Mark a list whose elements were replaced in place (same positions) as clean. On TensorFlow a
+    list held by a layer is a tracking ``ListWrapper``, which refuses to be saved (SavedModel and
+    LiteRT export) once an element was replaced or the list changed behind it."""
+    if hasattr(value, "_non_append_mutation") and hasattr(value, "_storage"):
+        value._non_append_mutation = False
+        value._external_modification = False
+        value._last_wrapped_list_snapshot = list(value._storage)
+
+
 def replace_in_graph(function, old, new) -> bool:
     """Make every call of ``old`` in ``function``'s graph (a Functional model) a call of ``new``:
     its operation lists, its nodes and the history of the tensors they output. False if ``old``
@@ -161,6 +171,7 @@ def replace_in_graph(function, old, new) -> bool:
     from keras.src.ops.node import KerasHistory
 
     function._operations[:] = [new if op is old else op for op in function._operations]
+    settle_list(function._operations)
     for ops in getattr(function, "_operations_by_depth", {}).values():
         ops[:] = [new if op is old else op for op in ops]
     for nodes in getattr(function, "_nodes_by_depth", {}).values():

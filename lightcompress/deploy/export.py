@@ -219,7 +219,7 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
 
         x = model_inputs_like(reference, batch=VERIFY_RANDOM_EXAMPLES)
         source = "random inputs"
-    names = [t.name for t in reference.inputs]
+    names = [t.name for t in getattr(reference, "inputs", None) or []]  # none: a subclassed model
     feed = dict(zip(names, x)) if isinstance(x, (list, tuple)) and len(names) > 1 else x
     expected = _as_list(reference.predict(x, batch_size=batch_size, verbose=0))
     got = _as_list(artifact.predict(feed, batch_size=batch_size))
@@ -354,6 +354,18 @@ def _call_once(model):
         model(x[0] if len(x) == 1 else x, training=False)
 
 
+def _refuse_keras_file_of_in_place(model, fmt):
+    """A subclassed or keras-hub model lowered in place is rebuilt from its class's config when a
+    `.keras` file loads, which recreates the original layers, not the lowered ones."""
+    from ..io.substitutions import in_place
+
+    if fmt == "keras" and in_place(model) and light_layers(model):
+        raise ExportError(
+            f"format=keras cannot hold the lowered '{model.name}' ({type(model).__name__}): loading rebuilds "
+            f"its class, not the lowered layers; use format=litert or saved_model (they run without "
+            f"lightcompress), or keep the converted .keras file (it loads once lightcompress is imported).")
+
+
 def export_model(model, path, format, quantize="none", calibration=None, int8_io=False, *,
                  x=None, y=None, source=None, force=False, inputs=(),
                  calibration_count=DEFAULT_CALIBRATION, threads=DEFAULT_THREADS,
@@ -375,6 +387,7 @@ def export_model(model, path, format, quantize="none", calibration=None, int8_io
         runtimes.require_onnx()
     arrays = calibration_images(calibration, calibration_count, seed) if quantize == "int8" else None
     options = litert_options(quantize, int8_io, arrays) if fmt == "litert" else {}
+    _refuse_keras_file_of_in_place(model, fmt)
     lowered = lower_model(model)
     left = light_layers(lowered)
     if left:  # the table and the model disagree: never ship a file that needs lightcompress

@@ -20,7 +20,7 @@ import keras
 from .. import _keras_private as keras_private
 from ..errors import UnsupportedModelError
 from ..layers.base import base_name
-from ..layers.registry import twin_entry
+from ..layers.registry import COMPOSITE_TWINS, twin_entry
 
 
 def lowering_for(layer):
@@ -85,13 +85,12 @@ class _Lowerer:
         return new
 
     def model(self, model):
+        from ..io import substitutions
+
+        if substitutions.in_place(model):  # a keras.Model subclass, a keras-hub task or backbone
+            return _lower_in_place(model)
         if isinstance(model, keras.Sequential):
             return self._sequential(model)
-        if not keras_private.is_graph_model(model):
-            raise UnsupportedModelError(
-                f"model '{model.name}' is a subclassed model ({type(model).__name__}); lowering "
-                f"supports Sequential and Functional models only."
-            )
         taken = _container_names(model)
 
         def call_function(op, *args, **kwargs):
@@ -125,6 +124,73 @@ class _Lowerer:
             new.set_weights(old.get_weights())
 
 
+# -- models whose layers are swapped in place (subclasses, keras-hub) ------------------------
+
+def _standard(layers, name):
+    """One layer standing for a twin's lowering: the layer itself, or a Sequential of two or three."""
+    if len(layers) == 1:
+        return layers[0]
+    return keras.Sequential(list(layers), name=name)
+
+
+def _lower_attention(twin, taken):
+    """A plain ``keras.layers.MultiHeadAttention`` (the composite's own class) computing what its twin does:
+    built like it, each factorised projection a Sequential of the two EinsumDense layers."""
+    from ..layers.multi_head_attention import MHA_PARTS, _mha_shapes
+
+    from ..io import substitutions
+
+    config = {k: v for k, v in twin.get_config().items() if k != "ranks"}
+    plain = COMPOSITE_TWINS[type(twin)].cls.from_config(config)
+    plain.build(*_mha_shapes(twin))
+    swaps = {}
+    for part, attr in MHA_PARTS.items():
+        source, target = getattr(twin, attr, None), getattr(plain, attr, None)
+        if source is None or target is None:
+            continue
+        lower = lowering_for(source)
+        if lower is None:
+            target.set_weights(source.get_weights())
+            continue
+        swaps[id(target)] = _standard(lower(source, base=_unique_base(source, taken)), target.name)
+    substitutions.substitute(plain, swaps)  # built: its tracker is locked against setattr
+    return plain
+
+
+def _call_once(model, source):
+    """Keras exports a subclassed model only once it has been called (its input signature is
+    the first call's); a copy rebuilt from its config never was."""
+    if keras_private.is_graph_model(model) or getattr(model, "_called", False):
+        return
+    from ..data.synthetic import model_inputs_like
+
+    try:
+        x = model_inputs_like(source, batch=1)
+    except UnsupportedModelError:  # no input shape known: the caller's export will say so
+        return
+    model(x, training=False)
+
+
+def _lower_in_place(model) -> keras.Model:
+    """A copy of an in-place model (same class) in which every twin is replaced, where the copy
+    holds it, by the standard layers it computes (a ``keras.Sequential`` when there are two)."""
+    from ..io import substitutions
+
+    copy = substitutions.copy_model(model)
+    tree = list(substitutions.layer_tree(copy, leaves_only=False))
+    taken = {layer.name for _, layer in tree}
+    replacements = {}
+    for _, layer in substitutions.layer_tree(copy):
+        lower = lowering_for(layer)
+        if lower is not None:
+            replacements[id(layer)] = _standard(lower(layer, base=_unique_base(layer, taken)), layer.name)
+        elif type(layer) in COMPOSITE_TWINS and isinstance(layer, keras.layers.MultiHeadAttention):
+            replacements[id(layer)] = _lower_attention(layer, taken)
+    substitutions.substitute(copy, replacements)
+    _call_once(copy, model)
+    return copy
+
+
 def lower_model(model) -> keras.Model:
     """A new model computing what ``model`` computes, with every LightLayer lowered.
 
@@ -132,6 +198,12 @@ def lower_model(model) -> keras.Model:
     (lowered once, still shared) and operation nodes are supported. Layers that are not
     lowered are recreated from their config with a copy of their weights; ``model`` is not
     changed and the two models share no weights.
+
+    Any other model (a ``keras.Model`` subclass, a keras-hub task or backbone) is copied through
+    its own class and each twin is swapped, where the copy holds it (an attribute, a list, a
+    functional graph node), for its standard layers: one layer, or a ``keras.Sequential`` of the
+    two a factorisation computes. The copy keeps the model's class, so exporting it traces the
+    class's ``call``: the artefact needs neither lightcompress nor the class's code to run.
     """
     lowerer = _Lowerer()
     new_model = lowerer.model(model)
@@ -140,7 +212,13 @@ def lower_model(model) -> keras.Model:
 
 
 def light_layers(model) -> list:
-    """Every layer in ``model`` (nested models included) that the registry can lower."""
+    """Every layer in ``model`` (nested models included) that the registry can lower; in a
+    subclassed or keras-hub model, every twin wherever it is held (attention twins included)."""
+    from ..io import substitutions
+
+    if substitutions.in_place(model):
+        return [layer for _, layer in substitutions.layer_tree(model)
+                if lowering_for(layer) is not None or type(layer) in COMPOSITE_TWINS]
     found, seen = [], set()
 
     def walk(container):

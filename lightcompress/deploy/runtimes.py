@@ -135,6 +135,7 @@ class Artifact:
         n = len(arrays[0])
         if n == 0:
             raise LightCompressError("predict needs at least one example.")
+        self._seen_shapes = [tuple(a.shape[1:]) for a in arrays]  # latency's shape where the artefact's is open
         chunks = []
         for start in range(0, n, max(1, int(batch_size))):
             chunks.append(self._run([a[start:start + batch_size] for a in arrays]))
@@ -144,7 +145,10 @@ class Artifact:
     def sample_inputs(self, batch=1, seed=0):
         rng = np.random.default_rng(seed)
         arrays = []
-        for name, shape in zip(self.input_names, self._input_shapes()):
+        seen = getattr(self, "_seen_shapes", None) or [None] * len(self.input_names)
+        for name, shape, last in zip(self.input_names, self._input_shapes(), seen):
+            if (shape is None or any(d is None for d in shape)) and last is not None and len(last) == len(shape or ()):
+                shape = last  # an open size (a sequence length): the one predict last ran
             if shape is None or any(d is None for d in shape):
                 raise LightCompressError(
                     f"input '{name}' of {self.name} has an unknown size {shape}; latency needs fixed shapes."
@@ -226,24 +230,27 @@ class LiteRTArtifact(Artifact):
         return [tuple(int(d) if d >= 0 else None for d in detail["shape_signature"][1:])
                 for detail in self._inputs]
 
-    def _resize(self, batch):
-        if self._batch == batch:
+    def _resize(self, arrays):
+        """Size the inputs for ``arrays``: the batch, and any size the signature leaves open
+        (-1, a sequence length) from the arrays themselves."""
+        shapes = [[len(x), *[int(s) if d < 0 else int(d) for d, s in zip(detail["shape_signature"][1:], x.shape[1:])]]
+                  for detail, x in zip(self._inputs, arrays)]
+        if self._batch == shapes:
             return
-        for detail in self._inputs:
-            shape = [batch, *detail["shape_signature"][1:]]
+        for detail, shape in zip(self._inputs, shapes):
             self.interpreter.resize_tensor_input(detail["index"], shape)
         self.interpreter.allocate_tensors()
-        self._batch = batch
+        self._batch = shapes
 
     def _run(self, arrays):
-        self._resize(len(arrays[0]))
+        self._resize(arrays)
         for detail, x in zip(self._inputs, arrays):
             self.interpreter.set_tensor(detail["index"], _quantize(x, detail))
         self.interpreter.invoke()
         return [_dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self._outputs]
 
     def _timer(self, arrays):
-        self._resize(len(arrays[0]))
+        self._resize(arrays)
         for detail, x in zip(self._inputs, arrays):
             self.interpreter.set_tensor(detail["index"], _quantize(x, detail))
         return self.interpreter.invoke
@@ -293,12 +300,19 @@ class SavedModelArtifact(Artifact):
 
     def _call(self, tensors):
         if hasattr(self.loaded, "serve"):
-            y = self._fn(tensors[0] if len(tensors) == 1 else list(tensors))
-            return y
+            signature = getattr(self._fn, "input_signature", None) or ()
+            if signature and isinstance(signature[0], dict):  # a model taking a dict (keras-hub)
+                return self._fn(dict(zip(self.input_names, tensors)))
+            return self._fn(tensors[0] if len(tensors) == 1 else list(tensors))
         return self._fn(**dict(zip(self.input_names, tensors)))
 
+    def _constants(self, arrays):
+        """Tensors of each input's own dtype (token ids arrive as float32 and go in as ints)."""
+        return [self._tf.constant(np.asarray(a).astype(spec.dtype.as_numpy_dtype, copy=False))
+                for a, spec in zip(arrays, self._specs)]
+
     def _run(self, arrays):
-        y = self._call([self._tf.constant(a) for a in arrays])
+        y = self._call(self._constants(arrays))
         if isinstance(y, dict):
             y = [y[k] for k in self._outputs]
         elif not isinstance(y, (list, tuple)):
@@ -306,7 +320,7 @@ class SavedModelArtifact(Artifact):
         return [np.asarray(t, np.float32) for t in y]
 
     def _timer(self, arrays):
-        tensors = [self._tf.constant(a) for a in arrays]
+        tensors = self._constants(arrays)
         return lambda: self._call(tensors)
 
 

@@ -124,6 +124,8 @@ def _swap(value, old, new):
         hit = [i for i, item in enumerate(value) if item is old]
         for i in hit:
             list.__setitem__(value, i, new)
+        if hit:
+            keras_private.settle_list(value)
         return value, bool(hit)
     if isinstance(value, tuple) and any(item is old for item in value):
         items = [new if item is old else item for item in value]
