@@ -104,8 +104,8 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, inclu
 
     Exactly one rule: ``rank=``, ``energy=``, ``ratio=`` or ``target_params=``; layers chosen by
     ``include=``, ``exclude=`` (globs), ``min_params=``, ``min_saving=`` (fraction of a layer a
-    rank must save) and ``conv_mode=`` ("channel", the default ``defaults.DEFAULT_CONV_MODE``,
-    "spatial", "tucker", "auto"). ``rank=n`` gives rank n in every converted layer, in any mode,
+    rank must save) and ``conv_mode=`` ("channel", "spatial", "tucker" or "auto", the default
+    ``defaults.DEFAULT_CONV_MODE``: per Conv2D the mode with the lowest error). ``rank=n`` gives rank n in every converted layer, in any mode,
     unless clipped to the largest rank that saves parameters (the plan's notes say where).
 
     >>> import keras, lightcompress

@@ -18,11 +18,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C."""
 
 
-_received: list[int] = []
+from .._interrupts import note, received as _received
 
 
 def _on_signal(signum, frame):
-    _received.append(signum)
+    note(signum)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 

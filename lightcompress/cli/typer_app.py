@@ -17,6 +17,7 @@ import typer
 
 from .._version import __version__
 from . import signals
+from .. import _interrupts
 from ..errors import LightCompressError, LightCompressWarning
 
 app = typer.Typer(
@@ -88,7 +89,7 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug", False)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except LightCompressError as err:
@@ -107,6 +108,10 @@ def handle_errors(fn):
                 raise
             first = (str(err).strip().splitlines() or [""])[0]
             fail(f"unexpected {type(err).__name__}: {first} (rerun with --debug for the traceback)")
+        if _interrupts.pending():  # a library swallowed the interrupt and the command ran to its end
+            fail(f"interrupted ({signals.name()}) while it ran; it finished anyway and wrote its outputs.",
+                 signals.exit_code())
+        return result
 
     return wrapper
 

@@ -24,6 +24,7 @@ from . import distill, distribute
 from ..data.dataset import Dataset
 from .devices import device_name
 from ..validation import SEED_MAX, number
+from .. import _interrupts
 from .._keras_private import set_random_seed
 from ..errors import LightCompressError
 from .evaluation import loss_for, output_kind
@@ -69,6 +70,15 @@ class FitResult:
     started_from_input: bool = False  # interrupted before any epoch completed: weights unchanged
     engine: str = "keras"  # what spread training over the devices (see ``distribute.Placement``)
     devices: int = 1  # replicas in all
+
+
+class _StopOnSignal(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the next batch when a signal arrived but was swallowed (e.g. by a
+    library busy when it came): the interrupt path below then keeps the best epoch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _interrupts.pending():
+            raise KeyboardInterrupt
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -228,7 +238,7 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
     )
     log = _EpochLog()
     fit_args = dict(fit_data, epochs=settings.epochs, verbose=0, shuffle=False,  # each source shuffles itself
-                    callbacks=[stopper, log, *callbacks])
+                    callbacks=[stopper, log, *callbacks, _StopOnSignal()])
     start_weights = model.get_weights()
     interrupted = False
     net = model
