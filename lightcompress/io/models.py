@@ -187,51 +187,39 @@ def declared_weight_bytes(path) -> int:
     size of its weights file (the weights plus a little HDF5 metadata: reading the dataset shapes
     through the zip stream re-reads the archive, 3.7 s for VGG16), in `.h5` the dataset shapes."""
     path = Path(path)
-    total = 0
-
-    def add(_, obj):
-        nonlocal total
-        if isinstance(obj, h5py.Dataset):
-            total += int(obj.size) * obj.dtype.itemsize
-
     try:
         if real_format(path) == "keras":
             with zipfile.ZipFile(path) as archive:
                 if "model.weights.h5" not in archive.namelist():
                     return 0
                 return int(archive.getinfo("model.weights.h5").file_size)
-        else:
-            with h5py.File(path, "r") as f:
-                f.visititems(add)
+        with h5py.File(path, "r") as f:
+            return _dataset_bytes(f)
     except (OSError, zipfile.BadZipFile, KeyError):
         return 0
-    return total
+
+
+def _dataset_bytes(group) -> int:
+    """Bytes of every dataset under an HDF5 group."""
+    sizes = []
+    group.visititems(lambda _, obj: sizes.append(int(obj.size) * obj.dtype.itemsize)
+                     if isinstance(obj, h5py.Dataset) else None)
+    return sum(sizes)
 
 
 def optimizer_bytes(path) -> int:
     """Bytes of optimizer state (Adam's moments, ...) a model file holds beside the model's
     weights: an `.h5`'s ``optimizer_weights`` group, a `.keras` archive's ``optimizer`` group.
     0 when none, or when the file cannot be read."""
-    total = 0
-
-    def add(_, obj):
-        nonlocal total
-        if isinstance(obj, h5py.Dataset):
-            total += int(obj.size) * obj.dtype.itemsize
-
     try:
         if real_format(path) == "keras":
             with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member, \
                     h5py.File(member, "r") as f:
-                if "optimizer" in f:
-                    f["optimizer"].visititems(add)
-        else:
-            with h5py.File(path, "r") as f:
-                if "optimizer_weights" in f:
-                    f["optimizer_weights"].visititems(add)
+                return _dataset_bytes(f["optimizer"]) if "optimizer" in f else 0
+        with h5py.File(path, "r") as f:
+            return _dataset_bytes(f["optimizer_weights"]) if "optimizer_weights" in f else 0
     except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         return 0
-    return total
 
 
 def available_memory() -> int | None:
