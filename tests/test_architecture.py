@@ -399,7 +399,7 @@ def test_demo_json(tmp_path):
     from rich.console import Console
 
     from lightcompress.flows import demo
-    from lightcompress.report import reports as report
+    from lightcompress import report
 
     console = Console(record=True, width=120)
     report.render(demo.sections(data), console)

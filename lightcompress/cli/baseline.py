@@ -66,7 +66,7 @@ def command(
     Example: lightcompress baseline model.h5 --method prune --target-params 0.2 -d fashion_mnist
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
 
     o.check_form(json_out, markdown_out)
     err = o.stderr()

@@ -39,7 +39,7 @@ def command(
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
 
     o.check_form(json_out, markdown_out)
     where = o.runtime(runtime, threads)

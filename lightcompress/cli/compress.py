@@ -73,7 +73,7 @@ def command(
 
     from ..io import models as model_io
     from .. import flows
-    from ..report import reports as report
+    from .. import report
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)

@@ -50,7 +50,7 @@ def command(
     Example: lightcompress convert model.h5 --rank 8
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
     from ..planning import rank_rule
 
     o.check_form(json_out, markdown_out)

@@ -29,7 +29,7 @@ def command(
     Example: lightcompress evaluate model.keras --dataset fashion_mnist
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
     from ..training.devices import device_name
     from ..training.evaluation import evaluate
 

@@ -72,7 +72,7 @@ def command(
     Example: lightcompress export model.light.keras --format litert --quantize int8 -d fashion_mnist
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
 
     o.check_form(json_out, markdown_out)
     data = o.optional_data_spec(dataset, npz_keys, scale, resize, None, test_limit)

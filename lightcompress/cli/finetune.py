@@ -46,7 +46,7 @@ def command(
     Example: lightcompress finetune model.light.keras --dataset fashion_mnist --epochs 3 -o tuned.keras
     """
     from .. import flows
-    from ..report import reports as report
+    from .. import report
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)

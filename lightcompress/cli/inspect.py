@@ -42,7 +42,7 @@ def command(
     """
     from ..io import models as model_io
     from .. import flows
-    from ..report import reports as report
+    from .. import report
     from ..errors import OptionError
 
     o.check_form(json_out, markdown_out)

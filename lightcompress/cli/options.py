@@ -165,7 +165,7 @@ def check_form(json_out, markdown_out):
 
 def emit(data, sections, json_out, markdown_out, console=None):
     """Print one report in the form asked for: JSON, Markdown, or rich tables."""
-    from ..report import reports as report
+    from .. import report
 
     check_form(json_out, markdown_out)
     if json_out:

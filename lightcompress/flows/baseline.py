@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import models as model_io
-from ..report import reports as report
+from .. import report
 from ..training import finetune as ft
 from ..data.open import open_for_model
 from ..data.sets import DataSpec

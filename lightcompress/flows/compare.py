@@ -8,7 +8,7 @@ import numpy as np
 from ..factorization import candidates as analyze
 from ..deploy import measure
 from ..deploy.timing import Runtime
-from ..report import reports as report
+from .. import report
 from ..data.sets import DataSpec
 from ..training.devices import device_name
 from ..training.evaluation import agreement, evaluate

@@ -33,7 +33,7 @@ from ..validation import whole as check_whole
 
 from ..training import distribute
 from ..io import models as model_io
-from ..report import reports as report
+from .. import report
 from ..data.sets import DataSpec
 from ..planning import write_plan
 from .common import load_inputs, no_progress, stem

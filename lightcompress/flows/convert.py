@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 
 from ..io import models as model_io
-from ..report import reports as report
+from .. import report
 from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 

@@ -17,7 +17,7 @@ from ..io import models as model_io
 from . import zoo
 from .common import no_progress
 from .compress import compress_file
-from ..report import reports as report
+from .. import report
 from ..training import finetune as ft
 from ..planning import LayerFilter, TargetParams
 from ..validation import whole as check_whole

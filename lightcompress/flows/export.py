@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..deploy.timing import DEFAULT_THREADS
-from ..report import reports as report
+from .. import report
 from ..validation import INT_MAX, number, whole
 from ..data.sets import DataSpec
 from .common import load_inputs, no_progress

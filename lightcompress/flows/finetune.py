@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..training import distribute
 from ..io import models as model_io
-from ..report import reports as report
+from .. import report
 from ..training import finetune as ft
 from ..data.sets import DataSpec
 from .common import data_inputs, load_inputs, no_progress, stem, tune

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from ..factorization import candidates as analyze
-from ..report import reports as report
+from .. import report
 from ..data.sets import DataSpec
 from ..data.open import open_for_model
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lightcompress.cli import app
-from lightcompress.report import reports
+from lightcompress import report as reports
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]

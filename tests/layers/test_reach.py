@@ -7,7 +7,7 @@ import pytest
 
 from lightcompress.factorization import candidates as analyze
 from lightcompress.deploy import lower as lowered
-from lightcompress.report import reports as report
+from lightcompress import report
 from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
 from lightcompress.data.synthetic import model_inputs_like
@@ -199,7 +199,7 @@ def test_every_weighted_layer_not_considered_is_in_the_report(tmp_path):
 
 
 def test_energy_close_to_one_is_not_printed_as_one():
-    assert report._energy(0.99999) == "0.99999" and report._energy(1.0) == "1.000"
+    assert report.energy_text(0.99999) == "0.99999" and report.energy_text(1.0) == "1.000"
 
 
 def test_inspect_says_macs_are_unknown_for_a_free_input_size():
