@@ -175,7 +175,10 @@ def scope(where: Placement):
         yield
         return
     if where.engine == "keras.distribution.DataParallel":
-        distribution = keras.distribution.DataParallel(devices=list(where.devices) or None)
+        # several hosts: each process already feeds its own slice (local_share), so Keras must not
+        # shard again (it also shards only tf.data, and refuses anything else while it would)
+        distribution = keras.distribution.DataParallel(devices=list(where.devices) or None,
+                                                       auto_shard_dataset=where.hosts <= 1)
         with distribution.scope():
             yield
         return
