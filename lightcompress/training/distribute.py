@@ -195,6 +195,15 @@ def scope(where: Placement):
         yield
 
 
+def build_for_fit(model, data):
+    """Under ``MultiWorkerMirroredStrategy``, build the compiled ``model`` from the first batch of
+    ``data`` (a tf.data set) before ``fit``: Keras's own build there fails with several workers
+    (see ``_keras_private.build_for_multi_worker``)."""
+    from .. import _keras_private
+
+    _keras_private.build_for_multi_worker(model, next(iter(data.take(1))))
+
+
 def replica(model):
     """A copy of ``model`` with its weights, made in the current scope (which places its variables)."""
     copy = keras.models.clone_model(model)

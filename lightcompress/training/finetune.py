@@ -236,6 +236,8 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
         if where.count > 1 or where.hosts > 1:  # the engine places the variables: train a copy made here
             net = distribute.replica(model)
         compile_for_training(net, kind, settings, steps_per_epoch * settings.epochs, teacher)
+        if where.engine == "tf.distribute.MultiWorkerMirroredStrategy":
+            distribute.build_for_fit(net, fit_data["x"])
         try:
             with data.reading():
                 net.fit(**fit_args)
