@@ -21,9 +21,11 @@ before loading a model. From Python, call ``lightcompress.training.distribute.st
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import keras
@@ -31,6 +33,7 @@ import keras
 from ..errors import LightCompressError, OptionError
 
 _started = {}  # the engines of this process, each made once (several hosts: by start())
+_failed = []  # the job lost a process: this one exits without the engine's shutdown handshake
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,54 @@ def start():
         import tensorflow as tf
 
         _started["tensorflow"] = tf.distribute.MultiWorkerMirroredStrategy()
+    atexit.register(_exit_if_failed)  # after the engine's own exit hooks, so it runs before them
+
+
+def _exit_if_failed():
+    """At exit after ``job_failed``: leave now, with the exit code the command set (1). The engines'
+    exit hooks would wait for the lost process: JAX's ``distributed.shutdown`` waits at a barrier
+    until ``shutdown_timeout_seconds`` (300 s), then aborts with a stack trace."""
+    if _failed:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_failed[-1])
+
+
+def job_failed(err: BaseException) -> LightCompressError:
+    """The one-line error for a multi-host job whose training failed, e.g. because another process
+    died (JAX: "Gloo AllGather failed: ... Connection closed by peer"; TensorFlow: a collective
+    aborted); this process then exits without waiting for the others."""
+    _failed.append(1)
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    index, count = process()
+    return LightCompressError(
+        f"process {index} of {count}: training stopped because the job failed, most likely another "
+        f"process ended ({first[:300]}); nothing is saved. Start every process again.")
+
+
+def process() -> tuple[int, int]:
+    """(index of this process, number of processes) in the job; (0, 1) with one host. Index 0 is
+    JAX's process 0 (the coordinator's) or TensorFlow's chief: the ``chief`` task when
+    ``TF_CONFIG`` names one, else worker 0, as ``tf.distribute`` counts them."""
+    n_hosts = hosts()
+    if n_hosts <= 1:
+        return 0, 1
+    start()
+    if "jax" in _started:
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    resolver = _started["tensorflow"].cluster_resolver
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    index = resolver.task_id + (len(cluster.get("chief", [])) if resolver.task_type == "worker" else 0)
+    return index, n_hosts
+
+
+def writes_output() -> bool:
+    """Whether this process writes the job's files: process 0 only. Data-parallel training ends
+    with the same weights in every process, so one copy is the whole result, and one writer never
+    races another for the same path (on a shared file system) nor leaves copies to tell apart."""
+    return process()[0] == 0
 
 
 def visible_devices() -> tuple[list, list]:

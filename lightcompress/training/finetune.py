@@ -245,6 +245,10 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
             interrupted = True
             net.set_weights(stopper.best_weights if stopper.best_weights is not None and log.seconds
                             else start_weights)
+        except Exception as err:  # several hosts: another process may have died; say so in one line
+            if where.hosts > 1 and not isinstance(err, LightCompressError):
+                raise distribute.job_failed(err) from None
+            raise
     if net is not model:
         model.set_weights(net.get_weights())
     bad = next((w.name for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))), None)
