@@ -55,7 +55,7 @@ def job_env(backend, index, ports):
 
 def command(output, epochs, seed=0):
     return [sys.executable, "-u", "-c", CLI, "finetune", str(MODEL), "-d", "digits", "--epochs", str(epochs),
-            "--batch-size", "64", "--lr", "3e-3", "--seed", str(seed), "-o", str(output)]
+            "--batch-size", "64", "--seed", str(seed), "-o", str(output)]
 
 
 def environment(backend, extra=None):
@@ -80,7 +80,7 @@ def result(proc, folder, stdout, stderr):
 
 def single(backend, epochs, timeout=240):
     """The same command as one process (no job variables)."""
-    folder = Path(tempfile.mkdtemp(prefix="mh1-"))
+    folder = Path(tempfile.mkdtemp(prefix="mh-single-"))
     done = subprocess.run(command(folder / "tuned.keras", epochs), env=environment(backend), cwd=folder,
                           capture_output=True, text=True, timeout=timeout)
     return result(done, folder, done.stdout, done.stderr)
@@ -90,7 +90,7 @@ def job(backend, epochs, kill=False, timeout=240):
     """The 2-process job; with ``kill``, process 1 is SIGKILLed once it has printed its first
     epoch, and the survivor's exit is timed (``seconds_after_kill``)."""
     ports = free_ports(1 if backend == "jax" else 2)
-    folders = [Path(tempfile.mkdtemp(prefix=f"mh{i}-")) for i in range(2)]
+    folders = [Path(tempfile.mkdtemp(prefix=f"mh-job{i}-")) for i in range(2)]
     procs = [subprocess.Popen(command(folders[i] / "tuned.keras", epochs), cwd=folders[i],
                               env=environment(backend, job_env(backend, i, ports)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]

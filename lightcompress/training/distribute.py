@@ -270,19 +270,24 @@ def local_share(x, y, batch_size, where: Placement):
 
     TensorFlow's strategies split any global batch themselves (multiple 1). JAX shards each batch
     evenly over the devices: the batch size must be a multiple of the device count, and a final
-    partial batch drops its last images (fewer than one per device). With several hosts, JAX takes
-    per-process batches (Keras assembles the global batch from them): each host keeps its slice of
-    the data and of the batch.
+    partial batch drops its last images (fewer than one per device). With several hosts, every
+    process keeps the whole set and the global batch size, and feeds its part of each global batch
+    (``part``): Keras assembles the global batch from the processes' parts in process order, so the
+    job trains on the very batches of one process.
     """
     if where.engine != "keras.distribution.DataParallel":
         return x, y, batch_size, 1
     if batch_size % where.count:
         raise OptionError(f"batch_size={batch_size} does not split evenly over {where.count} devices on JAX; "
                           f"use a multiple of {where.count}.")
-    if where.hosts > 1:
-        import jax
+    return x, y, batch_size, where.count
 
-        n = len(x) // where.hosts * where.hosts
-        index = jax.process_index()
-        x, y, batch_size = x[:n][index::where.hosts], y[:n][index::where.hosts], batch_size // where.hosts
-    return x, y, batch_size, where.count // where.hosts
+
+def part(where: Placement) -> tuple[int, int]:
+    """(this process's index, number of processes) when each process feeds a contiguous part of
+    every global batch (JAX with several hosts); (0, 1) otherwise."""
+    if where.engine != "keras.distribution.DataParallel" or where.hosts <= 1:
+        return 0, 1
+    import jax
+
+    return jax.process_index(), where.hosts
