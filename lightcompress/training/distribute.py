@@ -17,6 +17,9 @@ every step, so the loss curve is that of one device.
 Several hosts need their engine before the backend computes anything (JAX refuses a late
 ``initialize``; TensorFlow configures collectives at start-up): the file flows call ``start()``
 before loading a model. From Python, call ``lightcompress.training.distribute.start()`` first.
+Process 0 alone writes files (``writes_output``); a job that loses a process ends each survivor
+with one error and exit code 1 (``job_failed``). Run as two local processes on CPU on both engines
+(tests/multihost_run.py, tests/training/test_multihost.py).
 """
 
 from __future__ import annotations
