@@ -95,3 +95,14 @@ def test_a_failed_job_is_one_line_and_exits_without_the_engines_shutdown(monkeyp
     monkeypatch.setattr(distribute.os, "_exit", exits.append)
     distribute._exit_if_failed()
     assert exits == [1]
+
+
+def test_the_keras_internals_of_the_multi_worker_workaround_are_still_there():
+    """If this fails, a Keras release moved what _keras_private.build_for_multi_worker leans on (or
+    fixed keras-team/keras#20585: then check whether the workaround is still needed)."""
+    pytest.importorskip("tensorflow")
+    import keras
+    from keras.src.backend.tensorflow import trainer
+
+    assert callable(trainer.reduce_per_replica) and callable(trainer._collective_all_reduce_multi_worker)
+    assert callable(trainer._is_per_replica_instance) and hasattr(keras.Model, "_symbolic_build")
