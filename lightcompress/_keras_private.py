@@ -17,6 +17,9 @@ message if one of them moves in a new Keras release.
 - ``Function._operations``, ``_operations_by_depth``, ``_nodes_by_depth``, ``Node.operation``,
   ``KerasTensor._keras_history`` and ``Operation._inbound_nodes``/``_outbound_nodes``: swapping a
   layer called in a functional graph for its twin.
+- ``Trainer._symbolic_build``, the TensorFlow trainer's ``_distribute_strategy`` and
+  ``keras.src.backend.tensorflow.trainer.reduce_per_replica``: fit under
+  ``tf.distribute.MultiWorkerMirroredStrategy`` (see ``build_for_multi_worker``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ PRIVATE_APIS = (
     "Layer._tracker.untrack",
     "Layer._layers, Layer._flatten_layers, Layer._tracker.replace_tracked_value",
     "Function._operations, _operations_by_depth, _nodes_by_depth, Node.operation, KerasTensor._keras_history",
+    "Trainer._symbolic_build, TensorFlowTrainer._distribute_strategy, "
+    "keras.src.backend.tensorflow.trainer.reduce_per_replica",
 )
 
 
@@ -185,3 +190,46 @@ def replace_in_graph(function, old, new) -> bool:
     new._inbound_nodes = list(old._inbound_nodes)
     new._outbound_nodes = list(old._outbound_nodes)
     return True
+
+
+def build_for_multi_worker(model, batch):
+    """Make a compiled ``model`` fit under ``tf.distribute.MultiWorkerMirroredStrategy``; call it
+    in the strategy's scope, then fit in that scope.
+
+    Keras 3.15's TensorFlow ``fit`` first builds the model from a batch it takes from the
+    distributed dataset and averages over the replicas with ``strategy.reduce``: with several
+    workers that reduce is a collective that does not take a nest, and fails with "Attempt to
+    convert a value (PerReplica:{...}) ... to a Tensor" (keras-team/keras#20585). Here the model,
+    its loss, metrics and optimizer are built from one local ``batch`` (x, y) instead, and the
+    model forgets the strategy it was made under: ``fit`` then skips that build, and takes the
+    strategy of the scope it runs in (``TensorFlowTrainer.distribute_strategy``)."""
+    model._symbolic_build(data_batch=(batch[0], batch[1], None))
+    model._distribute_strategy = None
+    _mean_scalars_over_workers()
+
+
+def _mean_scalars_over_workers():
+    """Keras 3.15 averages each step's logs (scalars: the loss and metric results of each replica)
+    over several workers with ``strategy.reduce("MEAN", v, axis=0)``, which fails on a scalar
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). Average a scalar over the
+    replicas (``axis=None``), as Keras does on one worker; everything else as Keras does."""
+    from keras.src.backend.tensorflow import trainer
+
+    keras_reduce = trainer.reduce_per_replica
+    if getattr(keras_reduce, "_lightcompress", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not trainer._collective_all_reduce_multi_worker(strategy):
+            return keras_reduce(values, strategy, reduction)
+
+        def one(v):
+            local = v.values[0] if trainer._is_per_replica_instance(v) else v
+            if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                return strategy.reduce("MEAN", v, axis=None)
+            return keras_reduce(v, strategy, reduction)
+
+        return keras.tree.map_structure(one, values)
+
+    reduce_per_replica._lightcompress = True
+    trainer.reduce_per_replica = reduce_per_replica

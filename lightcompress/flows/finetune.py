@@ -38,8 +38,12 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
         with stage(f"loading teacher {teacher}"):
             tutor = ft.Teacher(model_io.load_model(teacher, trust=trust), **tutor_settings)
     fit, before, after = tune(net, prepared, settings, tutor, callbacks)
-    model_io.save_model(net, target, force=force, inputs=inputs)
     out = report.finetune_dict(source, target, prepared, fit, before, after)
-    model_io.write_json(out, history_path, force=force, inputs=inputs)
+    index, count = distribute.process()
+    if count > 1:  # several hosts: every process holds the same weights, process 0 writes them
+        out["written_by"] = f"process 0 of {count}"
+    if index == 0:
+        model_io.save_model(net, target, force=force, inputs=inputs)
+        model_io.write_json(out, history_path, force=force, inputs=inputs)
     return out
 

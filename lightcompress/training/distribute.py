@@ -17,13 +17,18 @@ every step, so the loss curve is that of one device.
 Several hosts need their engine before the backend computes anything (JAX refuses a late
 ``initialize``; TensorFlow configures collectives at start-up): the file flows call ``start()``
 before loading a model. From Python, call ``lightcompress.training.distribute.start()`` first.
+Process 0 alone writes files (``writes_output``); a job that loses a process ends each survivor
+with one error and exit code 1 (``job_failed``). Run as two local processes on CPU on both engines
+(tests/multihost_run.py, tests/training/test_multihost.py).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import keras
@@ -31,6 +36,7 @@ import keras
 from ..errors import LightCompressError, OptionError
 
 _started = {}  # the engines of this process, each made once (several hosts: by start())
+_failed = []  # the job lost a process: this one exits without the engine's shutdown handshake
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,54 @@ def start():
         import tensorflow as tf
 
         _started["tensorflow"] = tf.distribute.MultiWorkerMirroredStrategy()
+    atexit.register(_exit_if_failed)  # after the engine's own exit hooks, so it runs before them
+
+
+def _exit_if_failed():
+    """At exit after ``job_failed``: leave now, with the exit code the command set (1). The engines'
+    exit hooks would wait for the lost process: JAX's ``distributed.shutdown`` waits at a barrier
+    until ``shutdown_timeout_seconds`` (300 s), then aborts with a stack trace."""
+    if _failed:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_failed[-1])
+
+
+def job_failed(err: BaseException) -> LightCompressError:
+    """The one-line error for a multi-host job whose training failed, e.g. because another process
+    died (JAX: "Gloo AllGather failed: ... Connection closed by peer"; TensorFlow: a collective
+    aborted); this process then exits without waiting for the others."""
+    _failed.append(1)
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    index, count = process()
+    return LightCompressError(
+        f"process {index} of {count}: training stopped because the job failed, most likely another "
+        f"process ended ({first[:300]}); nothing is saved. Start every process again.")
+
+
+def process() -> tuple[int, int]:
+    """(index of this process, number of processes) in the job; (0, 1) with one host. Index 0 is
+    JAX's process 0 (the coordinator's) or TensorFlow's chief: the ``chief`` task when
+    ``TF_CONFIG`` names one, else worker 0, as ``tf.distribute`` counts them."""
+    n_hosts = hosts()
+    if n_hosts <= 1:
+        return 0, 1
+    start()
+    if "jax" in _started:
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    resolver = _started["tensorflow"].cluster_resolver
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    index = resolver.task_id + (len(cluster.get("chief", [])) if resolver.task_type == "worker" else 0)
+    return index, n_hosts
+
+
+def writes_output() -> bool:
+    """Whether this process writes the job's files: process 0 only. Data-parallel training ends
+    with the same weights in every process, so one copy is the whole result, and one writer never
+    races another for the same path (on a shared file system) nor leaves copies to tell apart."""
+    return process()[0] == 0
 
 
 def visible_devices() -> tuple[list, list]:
@@ -175,7 +229,10 @@ def scope(where: Placement):
         yield
         return
     if where.engine == "keras.distribution.DataParallel":
-        distribution = keras.distribution.DataParallel(devices=list(where.devices) or None)
+        # several hosts: each process already feeds its own slice (local_share), so Keras must not
+        # shard again (it also shards only tf.data, and refuses anything else while it would)
+        distribution = keras.distribution.DataParallel(devices=list(where.devices) or None,
+                                                       auto_shard_dataset=where.hosts <= 1)
         with distribution.scope():
             yield
         return
@@ -190,6 +247,15 @@ def scope(where: Placement):
         strategy = _started[key]
     with strategy.scope():
         yield
+
+
+def build_for_fit(model, data):
+    """Under ``MultiWorkerMirroredStrategy``, build the compiled ``model`` from the first batch of
+    ``data`` (a tf.data set) before ``fit``: Keras's own build there fails with several workers
+    (see ``_keras_private.build_for_multi_worker``)."""
+    from .. import _keras_private
+
+    _keras_private.build_for_multi_worker(model, next(iter(data.take(1))))
 
 
 def replica(model):
@@ -207,19 +273,24 @@ def local_share(x, y, batch_size, where: Placement):
 
     TensorFlow's strategies split any global batch themselves (multiple 1). JAX shards each batch
     evenly over the devices: the batch size must be a multiple of the device count, and a final
-    partial batch drops its last images (fewer than one per device). With several hosts, JAX takes
-    per-process batches (Keras assembles the global batch from them): each host keeps its slice of
-    the data and of the batch.
+    partial batch drops its last images (fewer than one per device). With several hosts, every
+    process keeps the whole set and the global batch size, and feeds its part of each global batch
+    (``part``): Keras assembles the global batch from the processes' parts in process order, so the
+    job trains on the very batches of one process.
     """
     if where.engine != "keras.distribution.DataParallel":
         return x, y, batch_size, 1
     if batch_size % where.count:
         raise OptionError(f"batch_size={batch_size} does not split evenly over {where.count} devices on JAX; "
                           f"use a multiple of {where.count}.")
-    if where.hosts > 1:
-        import jax
+    return x, y, batch_size, where.count
 
-        n = len(x) // where.hosts * where.hosts
-        index = jax.process_index()
-        x, y, batch_size = x[:n][index::where.hosts], y[:n][index::where.hosts], batch_size // where.hosts
-    return x, y, batch_size, where.count // where.hosts
+
+def part(where: Placement) -> tuple[int, int]:
+    """(this process's index, number of processes) when each process feeds a contiguous part of
+    every global batch (JAX with several hosts); (0, 1) otherwise."""
+    if where.engine != "keras.distribution.DataParallel" or where.hosts <= 1:
+        return 0, 1
+    import jax
+
+    return jax.process_index(), where.hosts

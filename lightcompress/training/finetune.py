@@ -117,11 +117,12 @@ def _orders(n, seed, epochs):
 class _Batches(keras.utils.PyDataset):
     """Batches of (x, y), in each epoch's order when shuffled (the backends but TensorFlow).
     With ``multiple``, each batch keeps a multiple of it (JAX shards every batch evenly over the
-    devices: a final partial batch loses fewer images than there are devices)."""
+    devices: a final partial batch loses fewer images than there are devices). With ``part``
+    (index, count), this process's contiguous share of each batch (several hosts on JAX)."""
 
-    def __init__(self, x, y, batch_size, seed, shuffle, epochs=1, multiple=1):
+    def __init__(self, x, y, batch_size, seed, shuffle, epochs=1, multiple=1, part=(0, 1)):
         super().__init__()
-        self.x, self.y, self.batch_size, self.multiple = x, y, batch_size, multiple
+        self.x, self.y, self.batch_size, self.multiple, self.part = x, y, batch_size, multiple, part
         self.orders = _orders(len(x), seed, epochs) if shuffle else [np.arange(len(x))]
         self.epoch = 0
 
@@ -132,19 +133,21 @@ class _Batches(keras.utils.PyDataset):
     def __getitem__(self, i):
         index = self.orders[min(self.epoch, len(self.orders) - 1)][i * self.batch_size:(i + 1) * self.batch_size]
         index = index[:len(index) // self.multiple * self.multiple]
+        share = len(index) // self.part[1]
+        index = index[self.part[0] * share:(self.part[0] + 1) * share]
         return self.x[index], self.y[index]
 
     def on_epoch_end(self):
         self.epoch += 1
 
 
-def _pipeline(x, y, batch_size, seed, shuffle, epochs=1, multiple=1):
+def _pipeline(x, y, batch_size, seed, shuffle, epochs=1, multiple=1, part=(0, 1)):
     """tf.data with prefetch on TensorFlow, ``_Batches`` elsewhere. Shuffled, each epoch comes in
     its order from ``_orders`` (tf.data's own reshuffling draws another order once a tf.distribute
     strategy copies the pipeline); the TensorFlow pipeline holds all ``epochs``, so fit it with
     ``steps_per_epoch``."""
     if keras.backend.backend() != "tensorflow":
-        return _Batches(x, y, batch_size, seed, shuffle, epochs, multiple)
+        return _Batches(x, y, batch_size, seed, shuffle, epochs, multiple, part)
     import tensorflow as tf
 
     if shuffle:
@@ -173,9 +176,11 @@ def _in_memory(data: Dataset, settings, teacher, where):
     steps_per_epoch = math.ceil(len(x) / settings.batch_size)
     x, y, batch_size, multiple = distribute.local_share(x, y, settings.batch_size, where)
     x_val, y_val, _, _ = distribute.local_share(x_val, y_val, settings.batch_size, where)
-    fit = dict(x=_pipeline(x, y, batch_size, settings.seed, shuffle=True, epochs=settings.epochs, multiple=multiple),
-               validation_data=_pipeline(x_val, y_val, batch_size, settings.seed, shuffle=False, multiple=multiple)
-               if len(x_val) else None)
+    part = distribute.part(where)
+    fit = dict(x=_pipeline(x, y, batch_size, settings.seed, shuffle=True, epochs=settings.epochs, multiple=multiple,
+                           part=part),
+               validation_data=_pipeline(x_val, y_val, batch_size, settings.seed, shuffle=False, multiple=multiple,
+                                         part=part) if len(x_val) else None)
     if keras.backend.backend() == "tensorflow":
         fit["steps_per_epoch"] = math.ceil(len(x) / batch_size)  # the pipeline holds every epoch
     return fit, steps_per_epoch
@@ -246,6 +251,8 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
         if where.count > 1 or where.hosts > 1:  # the engine places the variables: train a copy made here
             net = distribute.replica(model)
         compile_for_training(net, kind, settings, steps_per_epoch * settings.epochs, teacher)
+        if where.engine == "tf.distribute.MultiWorkerMirroredStrategy":
+            distribute.build_for_fit(net, fit_data["x"])
         try:
             with data.reading():
                 net.fit(**fit_args)
@@ -253,6 +260,10 @@ def finetune(model, data: Dataset, settings: FitSettings | None = None, callback
             interrupted = True
             net.set_weights(stopper.best_weights if stopper.best_weights is not None and log.seconds
                             else start_weights)
+        except Exception as err:  # several hosts: another process may have died; say so in one line
+            if where.hosts > 1 and not isinstance(err, LightCompressError):
+                raise distribute.job_failed(err) from None
+            raise
     if net is not model:
         model.set_weights(net.get_weights())
     bad = next((w.name for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))), None)
