@@ -200,12 +200,20 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 
 
-@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
-@pytest.mark.parametrize("delay", [1.0, 6.0, 14.0])
-def test_a_signal_at_any_point_of_finetune_is_one_line_and_its_exit_code(tmp_path, signame, code, delay):
-    """Whatever was running (starting up, loading, training), the run ends with its signal's exit
-    code, one error line, no traceback and no temporary file; the input is unchanged; a model is
-    written only whole, and only when the line says it was saved."""
+SIGNAL_RUNS = {
+    "finetune": ["--epochs", "500", "--patience", "500"],
+    "compress": ["--target-params", "0.5", "--epochs", "500", "--allow-slower", "--no-cache", "--runtime", "keras"],
+}
+
+
+@pytest.mark.parametrize("command, signame, code, delay", [
+    *[("finetune", s, c, d) for s, c in (("SIGINT", 130), ("SIGTERM", 143)) for d in (1.0, 6.0, 14.0)],
+    ("compress", "SIGINT", 130, 4.0), ("compress", "SIGTERM", 143, 12.0),
+])
+def test_a_signal_at_any_point_is_one_line_and_its_exit_code(tmp_path, command, signame, code, delay):
+    """Whatever was running (starting up, loading, analysing, training), the run ends with its
+    signal's exit code, one error line, no traceback and no temporary file; the input is unchanged;
+    a model is written only whole, and only when the line says it was saved."""
     import signal
     import subprocess
     import sys
@@ -215,8 +223,8 @@ def test_a_signal_at_any_point_of_finetune_is_one_line_and_its_exit_code(tmp_pat
     source.write_bytes((SAMPLES / "digits_mlp.keras").read_bytes())
     before = source.read_bytes()
     out = tmp_path / "out.keras"
-    proc = subprocess.Popen([sys.executable, "-m", "lightcompress", "finetune", str(source), "--dataset", "digits",
-                             "--epochs", "500", "--patience", "500", "-o", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "lightcompress", command, str(source), "--dataset", "digits",
+                             *SIGNAL_RUNS[command], "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     time.sleep(delay)
     proc.send_signal(getattr(signal, signame))
