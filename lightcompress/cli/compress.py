@@ -86,9 +86,9 @@ def command(
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
-    err.print(f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given()) + "; sensitivity analysis, then the rank plan, "
-              "then fine-tuning (the plan and the comparison are printed at the end)",
-              highlight=False, markup=False)
+    heading = (f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given())
+               + "; sensitivity analysis, then the rank plan, then fine-tuning (the plan and the comparison are "
+               "printed at the end)")
     progress = RichProgress(err)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)
@@ -102,7 +102,7 @@ def command(
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=method, calibration_samples=calibration_samples,
                 settings=settings,
-                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
+                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err, heading),
                 distill=distill, runtime=where, allow_slower=allow_slower,
                 export=export,
                 alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,

@@ -260,6 +260,8 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
                               target_latency=target_latency, max_drop=max_drop)
     runtime = Runtime.parse(runtime, threads)
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
+    if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
+        ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
     export_target = _check_export(export, source, output, force)
     settings = settings or ft.FitSettings()
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
