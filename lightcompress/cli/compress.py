@@ -93,7 +93,11 @@ def command(
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)
 
-        def on_step(done, total, name):
+        said = []
+
+        def on_step(done, total, name):  # the first step comes once every option has been checked
+            if not said:
+                said.append(err.print(heading, highlight=False, markup=False))
             bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
 
         try:
@@ -102,7 +106,7 @@ def command(
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=method, calibration_samples=calibration_samples,
                 settings=settings,
-                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err, heading),
+                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
                 distill=distill, runtime=where, allow_slower=allow_slower,
                 export=export,
                 alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,

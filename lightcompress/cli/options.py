@@ -204,12 +204,10 @@ def stderr():
     return Console(stderr=True)
 
 
-def spinner(console, heading=None):
+def spinner(console):
     """A ``stage(text)`` for the pipeline: a spinner on ``console`` while a stage runs, a bar when
-    the stage reports measured progress (see ``Stages``). ``heading``: a line printed when the
-    first stage starts, i.e. once every option has been checked (a refused option prints only its
-    error line)."""
-    return Stages(console, heading)
+    the stage reports measured progress (see ``Stages``)."""
+    return Stages(console)
 
 
 class Stages:
@@ -217,8 +215,7 @@ class Stages:
     ``step(done, total, text)`` turns the spinner into a bar with an ETA (e.g. kernel weights
     decomposed of all, for a big model)."""
 
-    def __init__(self, console, heading=None):
-        self.heading = heading
+    def __init__(self, console):
         from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
@@ -230,9 +227,6 @@ class Stages:
 
     @contextlib.contextmanager
     def __call__(self, text):
-        if self.heading is not None:
-            self.progress.console.print(self.heading, highlight=False, markup=False)
-            self.heading = None
         if not self.progress.console.is_terminal:  # a log or a pipe: no live display, no stray lines
             yield
             return
