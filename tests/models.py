@@ -65,7 +65,10 @@ GRAPHS = {"residual": residual, "multi_io": multi_io, "nested": nested, "shared"
 
 
 def policy(rank=None, energy=None, ratio=None, target_params=None, **filter_options):
-    """(rank rule, layer filter) for ``convert`` and ``make_plan``, from one set of keywords."""
+    """(rank rule, layer filter) for ``convert`` and ``make_plan``, from one set of keywords. Conv2D
+    layers in channel mode unless ``conv_mode`` is given: the tests that use this check channel
+    factorisations (the library's default is ``auto``)."""
     from lightcompress.planning import LayerFilter, rank_rule
 
+    filter_options.setdefault("conv_mode", "channel")
     return rank_rule(rank=rank, energy=energy, ratio=ratio, target_params=target_params), LayerFilter(**filter_options)

@@ -186,11 +186,11 @@ def test_a_new_layer_type_is_one_module(rng):
         inputs = keras.Input((40,))
         model = keras.Model(inputs, toy.Linear(30, name="toy")(inputs))
         x = rng.random((4, 40), dtype=np.float32)
-        full = make_plan(model, FixedRank(10_000), LayerFilter(min_params=0))
+        full = make_plan(model, FixedRank(10_000), LayerFilter(min_params=0, conv_mode="channel"))
         full.layers[0].rank = 30  # lift the break-even clip: the full rank must be exact
         np.testing.assert_allclose(apply_plan(model, full).predict(x, verbose=0), model.predict(x, verbose=0),
                                    rtol=1e-4, atol=1e-5)
-        plan = make_plan(model, FixedRank(5), LayerFilter(min_params=0))
+        plan = make_plan(model, FixedRank(5), LayerFilter(min_params=0, conv_mode="channel"))
         assert [(p.kind, p.rank) for p in plan.converted] == [("Linear", 5)]
         converted = apply_plan(model, plan)
         assert type(converted.get_layer("toy_light")) is toy.LightLinear
@@ -261,11 +261,13 @@ def test_no_import_cycle_inside_the_package():
 
 
 def test_no_library_module_outside_cli_mentions_a_flag():
+    """Errors and every stage below the reports speak Python (``name=value``); the CLI phrases them
+    in flags. The reports' rendered notes are the command line's own output and may name flags."""
     import re
 
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if "cli" in path.relative_to(PACKAGE).parts:
+        if {"cli", "report"} & set(path.relative_to(PACKAGE).parts):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"(^|\s)--[a-z]", node.value):
@@ -302,7 +304,7 @@ def _twin_models():
         models[entry.twin.__name__] = apply_plan(model, make_plan(model, FixedRank(2), _filter(entry.modes[0])))
     query, value = keras.Input((5, 8)), keras.Input((7, 8))
     attention = keras.Model([query, value], keras.layers.MultiHeadAttention(2, 4, name="target")(query, value))
-    plan = make_plan(attention, FixedRank(2), LayerFilter(min_params=0))
+    plan = make_plan(attention, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"))
     models["LightMultiHeadAttention"] = apply_plan(attention, plan)
     return models
 

@@ -73,7 +73,7 @@ def _conv_model():
 def test_profile_is_cached_and_invalidated_by_the_architecture(tmp_path):
     model = _conv_model()
     steps = []
-    first = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
+    first = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                             on_step=lambda done, total, name: steps.append(done))
     assert not first.from_cache and steps and first.cache_file
     assert {ls.name for ls in first.layers} == {"conv", "fc"}
@@ -81,15 +81,15 @@ def test_profile_is_cached_and_invalidated_by_the_architecture(tmp_path):
     assert conv.options[0].rank is None and all(o.rank for o in conv.options[1:])
     assert [o.rank for o in conv.options[1:]] == latency.latency_ladder(
         min(conv.options[-1].rank, 10_000), 1)[: len(conv.options) - 1]
-    second = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
+    second = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                              on_step=lambda *a: pytest.fail("a cached profile was measured again"))
     assert second.from_cache and [o.ms for o in second.layer("fc").options] == [o.ms for o in first.layer("fc").options]
     other = keras.Model(model.inputs, keras.layers.Dense(41, name="fc2")(model.layers[-2].output))
-    third = latency.profile(other, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
+    third = latency.profile(other, LayerFilter(min_params=0, conv_mode="channel"), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
     assert not third.from_cache
     (tmp_path / first.cache_file.rsplit("/", 1)[-1]).write_text("{ truncated")
     warnings = []
-    fourth = latency.profile(model, LayerFilter(min_params=0), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
+    fourth = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path,
                              warn=warnings.append)
     assert not fourth.from_cache and "unreadable latency profile file" in warnings[0]
 

@@ -189,7 +189,7 @@ def test_covariance_over_batches_equals_one_shot(rng):
 def test_calibrated_convert_lowers_output_error_and_says_so(rng):
     model = _conv_model()
     x = rng.random((300, 10, 10, 2), dtype=np.float32) * np.linspace(0, 1, 10)[None, :, None, None]
-    rule, layer_filter = FixedRank(3), LayerFilter(min_params=0)
+    rule, layer_filter = FixedRank(3), LayerFilter(min_params=0, conv_mode="channel")
     plain = convert(model, rule, layer_filter, x[:100])
     aware = convert(model, rule, layer_filter, x[:100], calibration_x=x[100:])
     assert plain.method == "svd" and plain.plan.method == "svd" and plain.calibration_seconds is None
@@ -204,7 +204,7 @@ def test_calibrated_convert_lowers_output_error_and_says_so(rng):
 def test_sequential_calibration_and_bias_correction_run_and_stay_finite(rng):
     model = _conv_model()
     x = rng.random((120, 10, 10, 2), dtype=np.float32)
-    rule, layer_filter = FixedRank(2), LayerFilter(min_params=0)
+    rule, layer_filter = FixedRank(2), LayerFilter(min_params=0, conv_mode="channel")
     for method in ("data-aware+sequential", "data-aware+bias", "data-aware+sequential+bias"):
         result = convert(model, rule, layer_filter, x[:40], calibration_x=x[40:], method=method)
         assert result.method == result.plan.method == method
@@ -244,10 +244,10 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     monkeypatch.setattr(compression, "collect", spy)
     picked = calibration_images(prepared, 1000)
     assert len(picked) == 150 and picked.max() < 0.5
-    convert(model, FixedRank(2), LayerFilter(min_params=0), test, calibration_x=picked)
+    convert(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"), test, calibration_x=picked)
     from lightcompress.training.finetune import FitSettings
 
-    compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0),
+    compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
                          settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False,
                          calibration_samples=100)
     assert seen and all(x.max() < 0.5 for x in seen)
@@ -258,13 +258,13 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
 def test_min_saving_keeps_layers_that_would_save_little():
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(60, name="square"),
                               keras.layers.Dense(4, name="thin")])
-    plan = make_plan(model, FixedRank(1000), LayerFilter(min_params=0, min_saving=0.8))
+    plan = make_plan(model, FixedRank(1000), LayerFilter(min_params=0, min_saving=0.8, conv_mode="channel"))
     by = {p.name: p for p in plan.layers}
     assert by["square"].converted and by["square"].params_after - 60 <= 0.2 * 64 * 60
     # rank 1 of the 60×4 kernel keeps 64 of 240 weights: a saving of 73%, under 80%
     assert not by["thin"].converted and "min_saving=0.8" in by["thin"].skipped
     with pytest.raises(OptionError, match="min_saving"):
-        LayerFilter(min_saving=1.5)
+        LayerFilter(min_saving=1.5, conv_mode="channel")
 
 
 def test_auto_considers_tucker_and_target_params_is_met(rng):
@@ -337,7 +337,7 @@ def test_a_method_added_as_one_module_converts_through_python_and_the_cli(rng, t
 
     model = _conv_model()
     x = rng.random((120, 10, 10, 2), dtype=np.float32) * np.linspace(0, 1, 10)[None, :, None, None]
-    result = convert(model, FixedRank(2), LayerFilter(min_params=0), x[:40], calibration_x=x[40:],
+    result = convert(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"), x[:40], calibration_x=x[40:],
                      method="diagonal-aware")
     assert result.method == result.plan.method == "diagonal-aware"
     d2 = model.get_layer("d2")  # its factors are the whitened SVD on the diagonal second moment
@@ -373,7 +373,7 @@ def test_sensitivity_measures_the_bias_correction_from_the_original_kernel(rng):
     y = model.predict(x, verbose=0).argmax(axis=1)
     data = Prepared("shifted", x[:100], y[:100], x[100:], y[100:], 6)
     stats = collect(model, x[:100], needs=get_method("data-aware+bias").needs)
-    layer_filter = LayerFilter(min_params=0)
+    layer_filter = LayerFilter(min_params=0, conv_mode="channel")
     losses = {}
     for name in ("data-aware", "data-aware+bias"):
         sens = analyse(model, data, layer_filter, use_cache=False, method=name, statistics=stats)

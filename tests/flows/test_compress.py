@@ -80,7 +80,7 @@ def digits_setup(tmp_path):
 
 def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
     model, _, judge, _ = digits_setup
-    policy = LayerFilter(min_params=0)
+    policy = LayerFilter(min_params=0, conv_mode="channel")
     first = analyse(model, judge, policy, cache_dir=tmp_path / "cache")
     # ranks up to the largest saving min_saving (0.2 by default) of each kernel
     expected = sum(len(ladder(int(0.8 * n * m) // (n + m))) for n, m in ((9, 32), (2048, 48), (48, 10)))
@@ -99,7 +99,7 @@ def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
 def test_sensitivity_leaves_the_model_unchanged(digits_setup, tmp_path):
     model, _, judge, _ = digits_setup
     before = [w.copy() for w in model.get_weights()]
-    result = analyse(model, judge, LayerFilter(min_params=0), use_cache=False)
+    result = analyse(model, judge, LayerFilter(min_params=0, conv_mode="channel"), use_cache=False)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     # Lower ranks hurt at least as much as the full break-even rank, for the big Dense layer.
@@ -109,7 +109,7 @@ def test_sensitivity_leaves_the_model_unchanged(digits_setup, tmp_path):
 
 def test_allocated_plan_meets_target_on_a_real_model(digits_setup):
     model, _, judge, _ = digits_setup
-    sens = analyse(model, judge, LayerFilter(min_params=0), use_cache=False)
+    sens = analyse(model, judge, LayerFilter(min_params=0, conv_mode="channel"), use_cache=False)
     plan = allocate(model, sens, 0.3)
     after = model.count_params() - plan.params_saved()
     assert after <= 0.3 * model.count_params() and after >= 0.25 * model.count_params()
@@ -213,7 +213,7 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
     from lightcompress.flows.compress import compress
     model, prepared, _, _ = digits_setup
     settings = finetune.FitSettings(epochs=2, learning_rate=3e-3)
-    lenient = compress(model, prepared, max_drop=100.0, layer_filter=LayerFilter(min_params=0),
+    lenient = compress(model, prepared, max_drop=100.0, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
                        holdout_size=200, cache_dir=tmp_path, settings=settings, trials=2)
     assert [t.passed for t in lenient.trials] == [True, True]
     assert [t.target for t in lenient.trials] == [0.25, 0.125]  # halves while it passes
@@ -234,7 +234,7 @@ def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
     monkeypatch.setattr(compress_module, "evaluate", judged)
     with pytest.raises(Exception, match=r"no budget tried kept the accuracy drop within 0.5 points on the held-out "
                                         r"slice \(smallest drop 40.00 points, keeping 0.25 of the params\); allow"):
-        compress_module.compress(model, prepared, max_drop=0.5, layer_filter=LayerFilter(min_params=0),
+        compress_module.compress(model, prepared, max_drop=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
                                  holdout_size=200, cache_dir=tmp_path, trials=2)
     assert len(calls) == 3  # the original, then one per trial (0.25, then 0.625)
 

@@ -15,7 +15,7 @@ from lightcompress.training.evaluation import output_difference
 from lightcompress.planning import Energy, FixedRank, LayerFilter, TargetParams, make_plan
 from lightcompress.layers import LightMultiHeadAttention, separable_conv2d
 
-ALL = LayerFilter(min_params=0, min_saving=0.0)  # every layer, any saving: exactness is the point here
+ALL = LayerFilter(min_params=0, min_saving=0.0, conv_mode="channel")  # every layer, any saving: exactness is the point here
 
 
 def plant_low_rank(model, rank=3):
@@ -246,7 +246,7 @@ def test_applications_convert_exactly_and_reload(name, tmp_path):
 @pytest.mark.parametrize("name", ["Xception", "NASNetMobile"])
 def test_target_params_is_met_on_separable_architectures(name):
     model = APPLICATIONS[name]()
-    plan = make_plan(model, TargetParams(0.3), LayerFilter())
+    plan = make_plan(model, TargetParams(0.3), LayerFilter(conv_mode="channel"))
     after = model.count_params() - plan.params_saved()
     assert after <= 0.31 * model.count_params()
     assert separable_conv2d.SEPARABLE_CONV2D.name in {p.kind for p in plan.converted}

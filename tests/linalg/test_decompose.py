@@ -104,7 +104,7 @@ def small_model():
 @pytest.mark.parametrize("rule", [FixedRank(4), Energy(0.5)])
 def test_convert_decomposes_each_kernel_once(counted, rule):
     model = small_model()
-    result = convert(model, rule, LayerFilter(min_params=0), x=np.zeros((2, 8, 8, 3), np.float32))
+    result = convert(model, rule, LayerFilter(min_params=0, conv_mode="channel"), x=np.zeros((2, 8, 8, 3), np.float32))
     assert len(result.plan.converted) == 3
     assert len(counted) == 3, counted  # one per kernel: planning and factorising share it
 
@@ -116,7 +116,7 @@ def test_inspect_decomposes_each_kernel_once_without_vectors(counted):
 
 def test_saved_plan_is_applied_from_its_own_decompositions(counted):
     model = small_model()
-    plan = make_plan(model, FixedRank(4), LayerFilter(min_params=0))
+    plan = make_plan(model, FixedRank(4), LayerFilter(min_params=0, conv_mode="channel"))
     counted.clear()
     again = plan_from_dict(model, plan.to_dict())
     apply_plan(model, again)
@@ -139,8 +139,8 @@ def test_twins_from_shared_factors_equal_the_direct_twins(mode):
 def test_progress_follows_the_decompositions():
     steps = []
     model = small_model()
-    with flows.decomposition_progress(model, lambda d, t, text: steps.append((d, t)), LayerFilter(min_params=0)):
-        make_plan(model, FixedRank(4), LayerFilter(min_params=0))
+    with flows.decomposition_progress(model, lambda d, t, text: steps.append((d, t)), LayerFilter(min_params=0, conv_mode="channel")):
+        make_plan(model, FixedRank(4), LayerFilter(min_params=0, conv_mode="channel"))
     assert steps[0][0] == 0 and steps[-1][0] == steps[-1][1]
     assert [d for d, _ in steps] == sorted(d for d, _ in steps)
 
@@ -161,7 +161,7 @@ def test_big_kernels_take_the_fast_method_once_and_factor_near_the_optimum(count
     u, _ = np.linalg.qr(rng.standard_normal((600, 530)))
     v, _ = np.linalg.qr(rng.standard_normal((530, 530)))
     big.kernel.assign(((u * (0.9 ** np.arange(530))) @ v.T).astype(np.float32))
-    result = convert(model, rule, LayerFilter(min_params=0), x=np.zeros((2, 600), np.float32))
+    result = convert(model, rule, LayerFilter(min_params=0, conv_mode="channel"), x=np.zeros((2, 600), np.float32))
     assert [m for (shape, _, _, m) in counted if shape == (600, 530)] == [method]
     p = next(p for p in result.plan.converted if p.name == "big")
     twin = result.model.get_layer("big_light")
@@ -175,7 +175,7 @@ def test_big_kernels_take_the_fast_method_once_and_factor_near_the_optimum(count
 
 def test_a_plan_applied_after_the_weights_changed_uses_the_new_weights():
     model = small_model()
-    plan = make_plan(model, FixedRank(4), LayerFilter(min_params=0))
+    plan = make_plan(model, FixedRank(4), LayerFilter(min_params=0, conv_mode="channel"))
     rng = np.random.default_rng(1)
     for name in ("hidden", "head"):
         layer = model.get_layer(name)
