@@ -11,23 +11,45 @@ disk.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+
+from .._interrupts import note, received as _received
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C."""
 
 
-from .._interrupts import note, received as _received
+_armed = [0]  # > 0 while our own code runs (start-up, a command); Typer/Click's own code is never interrupted
+
+
+def _interrupt():
+    return Terminated() if _received and _received[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _on_signal(signum, frame):
     note(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if _armed[0]:
+        raise _interrupt()
+
+
+@contextlib.contextmanager
+def armed():
+    """Signals raise inside this block; outside it (in Click's parsing and exit) they are recorded
+    and raised when the next armed block starts, so none escapes to Click (which would end the run
+    with a blank line and its own exit code)."""
+    _armed[0] += 1
+    try:
+        if _received:
+            raise _interrupt()
+        yield
+    finally:
+        _armed[0] -= 1
 
 
 def install():
-    """SIGINT and SIGTERM raise in the main thread from now on."""
+    """SIGINT and SIGTERM are handled by this policy from now on (see ``armed``)."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 

@@ -89,7 +89,8 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug", False)
         try:
-            result = fn(*args, **kwargs)
+            with signals.armed():
+                result = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except LightCompressError as err:
@@ -101,7 +102,8 @@ def handle_errors(fn):
         except KeyboardInterrupt as err:
             if debug:
                 raise
-            fail(f"interrupted ({signals.name(err)}); nothing was saved by the step that was running.",
+            fail(f"interrupted ({signals.name(err)}); the step that was running wrote nothing (files finished before "
+                 f"it are whole).",
                  signals.exit_code(err))
         except Exception as err:  # noqa: BLE001 - last resort: one line, not a traceback
             if debug:
@@ -161,10 +163,16 @@ def main():
     with TensorFlow's start-up lines held back (``LIGHTCOMPRESS_TF_LOGS=1`` shows them)."""
     signals.install()
     try:
-        from .._quiet import import_keras_quietly
+        with signals.armed():
+            from .._quiet import import_keras_quietly
 
-        import_keras_quietly()
+            import_keras_quietly()
         return app(prog_name="lightcompress")
     except KeyboardInterrupt as err:
         print(f"error: interrupted ({signals.name(err)}) while starting; nothing was written.", file=sys.stderr)
         sys.exit(signals.exit_code(err))
+    except SystemExit as done:  # a signal that came after the command's own code ended
+        if _interrupts.pending() and not done.code:
+            print(f"error: interrupted ({signals.name()}) as it ended; its outputs were written.", file=sys.stderr)
+            sys.exit(signals.exit_code())
+        raise
