@@ -43,9 +43,11 @@ class RichProgress(keras.callbacks.Callback):
 
     def heading(self) -> str:
         """What is being trained, printed before the first epoch line (logs read in a file need it)."""
+        from ..layers import registry
+
         model = self.model
         light = [f"{layer.name} r{layer.rank}" for layer in getattr(model, "layers", ())
-                 if getattr(layer, "rank", None) is not None]
+                 if registry.twin_entry(layer) is not None]  # (a Conv2D's own `rank` is its spatial rank)
         what = f"{model.name}, {int(model.count_params()):,} params" if model is not None else "the model"
         if light:
             shown = ", ".join(light[:6]) + (f", +{len(light) - 6} more" if len(light) > 6 else "")
