@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 from .._interrupts import note, received as _received
 
@@ -52,6 +53,15 @@ def install():
     """SIGINT and SIGTERM are handled by this policy from now on (see ``armed``)."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(info, _python=sys.unraisablehook):
+    """An interrupt raised where Python cannot raise it (a ``__del__``, a weakref callback) would be
+    printed as "Exception ignored ... Traceback"; it is recorded already and handled at the next
+    batch or when the command ends, so it is dropped quietly. Anything else is Python's to print."""
+    if not isinstance(info.exc_value, KeyboardInterrupt):
+        _python(info)
 
 
 def exit_code(err: BaseException | None = None) -> int:
