@@ -10,6 +10,7 @@ from lightcompress.training import distill
 from lightcompress.io import models as model_io
 from lightcompress.training import evaluation
 from lightcompress.training import finetune
+from lightcompress.errors import LightCompressError
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate, choose
 from lightcompress.cli import app
@@ -254,12 +255,12 @@ def test_a_goal_is_checked_once_when_made_and_trusted_after():
                             ({"target_latency": 1.5}, "target_latency=1.5 is not a fraction"),
                             ({"target_macs": True}, "target_macs=True is not a fraction"),
                             ({"max_drop": float("nan")}, "max_drop=nan is invalid")]:
-        with pytest.raises(Exception) as err:
+        with pytest.raises(LightCompressError) as err:
             CompressGoal(**kwargs)
         assert message in str(err.value) and "\n" not in str(err.value)
     goal = CompressGoal(target_params=0.2)
     assert CompressGoal.parse(goal) is goal and CompressGoal.parse(None, target_params=0.2) == goal
-    with pytest.raises(Exception, match="give goal= or target_macs, not both"):
+    with pytest.raises(LightCompressError, match="give goal= or target_macs, not both"):
         CompressGoal.parse(goal, target_macs=0.3)
     with pytest.raises(FrozenInstanceError):
         goal.target_params = 5
@@ -272,7 +273,7 @@ def test_fit_settings_are_checked_when_made():
     for kwargs, message in [({"epochs": 0}, "epochs=0 is invalid"), ({"learning_rate": float("nan")}, "learning_rate=nan"),
                             ({"validation_split": 0.95}, "validation_split=0.95 is invalid"),
                             ({"batch_size": 1.5}, "batch_size=1.5 is invalid"), ({"devices": "two"}, "devices")]:
-        with pytest.raises(Exception) as err:
+        with pytest.raises(LightCompressError) as err:
             finetune.FitSettings(**kwargs)
         assert message in str(err.value)
     with pytest.raises(FrozenInstanceError):
