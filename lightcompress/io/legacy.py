@@ -72,17 +72,26 @@ class Rewrites:
         return out
 
 
-def _layers(config):
-    """Every layer config (a dict with class_name and a config dict holding a name), nested too."""
+def layer_configs(config):
+    """Every layer config in a model config (a dict with ``class_name`` and a ``config`` dict),
+    nested models included."""
     if isinstance(config, dict):
-        inner = config.get("config")
-        if "class_name" in config and isinstance(inner, dict) and "name" in inner:
+        if "class_name" in config and isinstance(config.get("config"), dict):
             yield config
         for value in config.values():
-            yield from _layers(value)
+            yield from layer_configs(value)
     elif isinstance(config, list):
         for value in config:
-            yield from _layers(value)
+            yield from layer_configs(value)
+
+
+def _name(layer) -> str:
+    return str(layer["config"].get("name", "?"))
+
+
+def _shape_holders(config) -> list:
+    """The dicts that may declare an input shape: every layer's config and the model's own."""
+    return [layer["config"] for layer in layer_configs(config)] + [config.get("config") or {}]
 
 
 def _drop_object_dtypes(layer, done: Rewrites):
@@ -90,22 +99,21 @@ def _drop_object_dtypes(layer, done: Rewrites):
         if key.endswith(OBJECT_KEYS) and isinstance(value, dict) and isinstance(value.get("config"), dict):
             if "dtype" in value["config"]:
                 del value["config"]["dtype"]
-                done.add("dtype", layer["config"]["name"])
+                done.add("dtype", _name(layer))
 
 
 def _rename_activation(layer, done: Rewrites):
     value = layer["config"].get("activation")
     if isinstance(value, str) and value in ACTIVATION_RENAMES:
         layer["config"]["activation"] = ACTIVATION_RENAMES[value]
-        done.add(f"activation:{value}->{ACTIVATION_RENAMES[value]}", layer["config"]["name"])
+        done.add(f"activation:{value}->{ACTIVATION_RENAMES[value]}", _name(layer))
 
 
 def _fill_input_shape(config, fan_in, done: Rewrites):
     """A declared input shape whose last size is None, filled from the first kernel's fan-in."""
     if fan_in is None:
         return
-    holders = [layer["config"] for layer in _layers(config)] + [config.get("config") or {}]
-    for holder in holders:
+    for holder in _shape_holders(config):
         for key in SHAPE_KEYS + ("build_input_shape",):
             shape = holder.get(key) if isinstance(holder, dict) else None
             if isinstance(shape, list) and len(shape) >= 2 and shape[-1] is None:
@@ -117,7 +125,7 @@ def _fill_input_shape(config, fan_in, done: Rewrites):
 
 def needs_fan_in(config) -> bool:
     """Whether a declared input shape ends in None (the file's first kernel is then read)."""
-    holders = [layer["config"] for layer in _layers(config)] + [config.get("config") or {}]
+    holders = _shape_holders(config)
     return any(isinstance(h.get(k), list) and len(h[k]) >= 2 and h[k][-1] is None
                for h in holders if isinstance(h, dict) for k in SHAPE_KEYS + ("build_input_shape",))
 
@@ -127,7 +135,7 @@ def rewrite_config(config, fan_in=None) -> tuple[dict, Rewrites]:
     model's first kernel, read from the file's weights (fills an input shape ending in None)."""
     config = copy.deepcopy(config)
     done = Rewrites()
-    for layer in _layers(config):
+    for layer in layer_configs(config):
         _drop_object_dtypes(layer, done)
         _rename_activation(layer, done)
     _fill_input_shape(config, fan_in, done)

@@ -146,25 +146,13 @@ def _read_h5_config(path):
                              f"damaged: save the model again.") from None
 
 
-def _layer_configs(config):
-    """Every layer config in a model config, nested models included."""
-    if isinstance(config, dict):
-        if "class_name" in config and isinstance(config.get("config"), dict):
-            yield config
-        for value in config.values():
-            yield from _layer_configs(value)
-    elif isinstance(config, list):
-        for value in config:
-            yield from _layer_configs(value)
-
-
 def _layer_name(layer_config):
     return layer_config["config"].get("name", "?")
 
 
 def check_config(path, config, trust=False):
     """Refuse a model config that lightcompress cannot or must not load; explain how to fix it."""
-    layers = list(_layer_configs(config.get("config", {})))
+    layers = list(legacy.layer_configs(config.get("config", {})))
     for layer in layers:
         if layer["class_name"] in TF_OP_LAYERS:
             raise ModelLoadError(
