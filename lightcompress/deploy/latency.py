@@ -12,12 +12,15 @@ Runtimes:
 Where a Keras model is timed is a ``timing.Runtime`` (the runtime and its thread count, checked
 once when it is made); every function here takes one and trusts it.
 
-Every figure is the median of ``repeats`` calls after ``warmup`` calls, batch 1 and a larger
-batch. Nothing here is derived from a FLOP count.
+Every figure is a ``timing.Latency`` (median, quartiles and the calls it took: at least
+``repeats`` after ``warmup``, more until the median is known to ±2%), batch 1 and a larger batch.
+Nothing here is derived from a FLOP count.
 
 Per-layer profiles time each candidate layer alone, at its real input shape, as it is and as
-each (rank, mode) option on a ladder, in the chosen runtime; they are cached on disk like the
-sensitivity table, keyed by the layer, the ladder and the runtime.
+each (rank, mode) option on a ladder, in the chosen runtime, all of one layer's variants in turns
+(``timing.interleaved``) so they are judged against each other under the same conditions; each
+time carries its noise (the notch of its median). They are cached on disk like the sensitivity
+table, keyed by the layer, the ladder and the runtime.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..io import cache
 from .. import _keras_private as keras_private
 from ..factorization.candidates import candidates
 from ..errors import OptionError
-from .timing import DEFAULT_THREADS, RUNTIMES, Latency, Runtime, default_runtime, median_ms
+from .timing import DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, default_runtime, interleaved, timed
 
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
 # an option on LiteRT costs a conversion through Keras's exporter (~1.5 s here), so the ladder is
@@ -44,7 +47,7 @@ from .timing import DEFAULT_THREADS, RUNTIMES, Latency, Runtime, default_runtime
 # to convert, but left the weights as variables and ran convolutions ~500x slower: not what a
 # deployment runs.)
 LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: interleaved timing, each option with its noise
 
 
 def _inputs(model, batch, seed=0):
@@ -104,11 +107,7 @@ def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeat
     """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default)."""
     runtime = runtime or Runtime()
     if runtime.name == "keras":
-        out = []
-        for batch in batches:
-            median, fastest = median_ms(keras_timer(model, batch), repeats, warmup)
-            out.append(Latency(batch, median, fastest, repeats, warmup))
-        return out
+        return [timed(keras_timer(model, batch), repeats, warmup, batch) for batch in batches]
     with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
         artifact = litert_artifact(model, folder, runtime.threads)
         return [artifact.latency(batch, repeats, warmup) for batch in batches]
@@ -120,7 +119,8 @@ def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeat
 class LayerOption:
     rank: int | None  # None: the layer as it is
     mode: str | None
-    ms: float
+    ms: float  # median, net of the runtime's per-call overhead
+    noise_ms: float = 0.0  # half-width of that median's notch, the overhead's included
 
 
 @dataclass
@@ -140,9 +140,24 @@ class LayerLatency:
 
     def ms(self, rank, mode) -> float:
         """Measured, or interpolated linearly between the measured ranks of ``mode``."""
+        return self._at(rank, mode, "ms")
+
+    def noise_ms(self, rank, mode) -> float:
+        """The noise of ``ms(rank, mode)`` (interpolated like it)."""
+        return self._at(rank, mode, "noise_ms")
+
+    def slower(self, rank, mode) -> bool:
+        """Is this option slower than the layer as it is by more than the noise of both times
+        (their notches added, as ``timing.verdict`` judges; at least ``MIN_NOISE`` of the layer's
+        time with overhead)? A difference inside the noise is no difference."""
+        margin = max(MIN_NOISE * (self.original_ms + self.overhead_ms),
+                     self.noise_ms(None, None) + self.noise_ms(rank, mode))
+        return self.ms(rank, mode) > self.original_ms + margin
+
+    def _at(self, rank, mode, field_name):
         if rank is None:
-            return self.original_ms
-        measured = sorted((o.rank, o.ms) for o in self.options[1:] if o.mode == mode)
+            return getattr(self.options[0], field_name)
+        measured = sorted((o.rank, getattr(o, field_name)) for o in self.options[1:] if o.mode == mode)
         if not measured:
             raise OptionError(f"layer '{self.name}' has no latency measured for mode '{mode}'.")
         ranks, values = zip(*measured)
@@ -193,10 +208,10 @@ def _copy(layer):
     return new, layer.get_weights()
 
 
-def _time_layer_model(model, runtime: Runtime, repeats, warmup, folder, name):
+def _layer_timer(model, runtime: Runtime, folder, name):
     if runtime.name == "keras":
-        return median_ms(keras_timer(model, 1), repeats, warmup)[0]
-    return litert_artifact(model, folder, runtime.threads, name).latency(1, repeats, warmup).median_ms
+        return keras_timer(model, 1)
+    return litert_artifact(model, folder, runtime.threads, name).timer(1)
 
 
 def profile_key(model, layer_filter, runtime: Runtime, multiple) -> str:
@@ -231,7 +246,7 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     start = time.perf_counter()
     calls = keras_private.graph_nodes(model)
     chosen, _ = layer_filter.chosen(candidates(model))
-    jobs = []
+    jobs = []  # (candidate, input shape, [(rank, mode)]): "overhead", the layer as it is, the ladder
     for c in chosen:
         nodes = calls.get(id(c.layer), [])
         if not nodes:
@@ -239,33 +254,37 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
         shape = tuple(nodes[0].input_tensors[0].shape)
         if any(d is None for d in shape[1:]):
             continue
-        jobs.append((c, shape, "overhead", None))
-        jobs.append((c, shape, None, None))
+        variants = [("overhead", None), (None, None)]
         for mode in layer_filter.modes(c):
-            jobs.extend((c, shape, r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
+            variants.extend((r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
+        jobs.append((c, shape, variants))
+    total = sum(len(v) for _, _, v in jobs)
     result = Profile(runtime.name, runtime.threads, model_ms=model_latency(model, runtime, (1,), repeats, warmup)[0].median_ms)
-    by_name = {}
+    done = 0
     with tempfile.TemporaryDirectory(prefix="lightcompress-profile-") as folder:
-        for step, (c, shape, rank, mode) in enumerate(jobs):
-            weights = None
-            if rank == "overhead":
-                layer = keras.layers.ReLU()
-            elif rank is None:
-                layer, weights = _copy(c.layer)
-            else:
-                layer = c.entry.build_twin(c.layer, rank, mode)
-            one = _alone(layer, shape)
-            if weights is not None:
-                layer.set_weights(weights)
-            ms = _time_layer_model(one, runtime, repeats, warmup, folder, f"l{step}")
-            entry = by_name.setdefault(c.name, LayerLatency(c.name, c.kind, list(shape[1:]), []))
-            if rank == "overhead":
-                entry.overhead_ms = ms
-            else:
-                entry.options.append(LayerOption(rank, mode, max(ms - entry.overhead_ms, 1e-6)))
-            if on_step:
-                on_step(step + 1, len(jobs), c.name)
-    result.layers = list(by_name.values())
+        for c, shape, variants in jobs:
+            timers = []
+            for rank, mode in variants:
+                weights = None
+                if rank == "overhead":
+                    layer = keras.layers.ReLU()
+                elif rank is None:
+                    layer, weights = _copy(c.layer)
+                else:
+                    layer = c.entry.build_twin(c.layer, rank, mode)
+                one = _alone(layer, shape)
+                if weights is not None:
+                    layer.set_weights(weights)
+                timers.append(_layer_timer(one, runtime, folder, f"l{done}"))
+                done += 1
+                if on_step:
+                    on_step(done, total, c.name)
+            overhead, *times = interleaved(timers, repeats, warmup)
+            entry = LayerLatency(c.name, c.kind, list(shape[1:]), [], overhead.median_ms)
+            for (rank, mode), t in zip(variants[1:], times):
+                noise = (t.noise_ms ** 2 + overhead.noise_ms ** 2) ** 0.5
+                entry.options.append(LayerOption(rank, mode, max(t.median_ms - overhead.median_ms, 1e-6), noise))
+            result.layers.append(entry)
     result.seconds = time.perf_counter() - start
     if cache_file is not None:
         cache.write(result.to_dict(), cache_file)

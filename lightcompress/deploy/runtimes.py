@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError, LightCompressError
-from .timing import DEFAULT_THREADS, Latency, median_ms
+from .timing import DEFAULT_THREADS, Latency, timed
 
 ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
 
@@ -156,13 +156,17 @@ class Artifact:
             arrays.append(rng.random((batch, *shape), dtype=np.float32))
         return arrays
 
-    def latency(self, batch=1, repeats=100, warmup=10, seed=0) -> Latency:
-        """Median ms of the runtime's own invoke on one resident random batch of ``batch``."""
+    def timer(self, batch=1, seed=0):
+        """A no-argument callable: the runtime's own invoke on one resident random batch of
+        ``batch`` (one timer per artefact at a time: LiteRT resizes its input for it)."""
         if batch < 1:
             raise LightCompressError(f"latency needs batch >= 1; got batch={batch}.")
-        call = self._timer(self.sample_inputs(batch, seed))
-        median, fastest = median_ms(call, repeats, warmup)
-        return Latency(batch, median, fastest, repeats, warmup)
+        return self._timer(self.sample_inputs(batch, seed))
+
+    def latency(self, batch=1, repeats=100, warmup=10, seed=0) -> Latency:
+        """Latency of the runtime's own invoke on one resident random batch of ``batch`` (see
+        ``timing.timed``)."""
+        return timed(self.timer(batch, seed), repeats, warmup, batch)
 
 
 # -- LiteRT ----------------------------------------------------------------------------------

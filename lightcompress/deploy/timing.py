@@ -1,7 +1,22 @@
 """What every timing in deploy shares: the runtimes a Keras model can be timed in, the thread
-default, ``Runtime`` (a runtime and its thread count, checked once when made), and the median of
-repeated calls. A leaf: it imports nothing else of ``deploy`` (export, runtimes, latency and
-measure all import it), and nothing heavy, so the command line reads it before Keras is loaded.
+default, ``Runtime`` (a runtime and its thread count, checked once when made), timing of repeated
+calls with their spread, and the verdict on two timings. A leaf: it imports nothing else of
+``deploy`` (export, runtimes, latency and measure all import it), and nothing heavy, so the
+command line reads it before Keras is loaded.
+
+How a timing is taken (``interleaved``): the callables compared are called in turns, rounds of
+one untimed call then ``CHUNK`` timed calls each, so drift of the machine (clock, cache, other
+load) falls on all of them alike; rounds go on until every median is known to ``precision``
+(its notch, ``NOTCH``·IQR/√n, as a fraction of it) or the time budget is spent. A verdict
+(``verdict``) is "faster" or "slower" only when two medians differ by more than their combined
+notch, i.e. when their notches do not overlap (never less than
+``MIN_NOISE``); otherwise "same within noise (±x%)".
+
+>>> a = Latency.from_samples(1, [1.00, 1.01, 0.99, 1.02, 0.98] * 8, warmup=0)
+>>> verdict(a, Latency.from_samples(1, [1.005, 1.0, 0.995, 1.015, 0.985] * 8, warmup=0)).word
+'same within noise'
+>>> verdict(a, Latency.from_samples(1, [0.50, 0.51, 0.49, 0.52, 0.48] * 8, warmup=0)).text()
+'0.5x, faster'
 
 >>> Runtime("keras", threads=4).threads
 4
@@ -12,6 +27,7 @@ lightcompress.errors.OptionError: runtime='tpu' is unknown; use one of keras, li
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,13 +39,80 @@ RUNTIMES = ("keras", "litert")  # where a Keras model is timed (exported artefac
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 
 
+# The notch of a median, median ± NOTCH·IQR/√n: about a 95% interval for it (McGill, Tukey and
+# Larsen 1978, the notches of box plots).
+NOTCH = 1.57
+# No verdict on a difference below 1%: the resolution claimed for any timing here, however many
+# calls were made (measured: interleaved medians of the same LiteRT model agree to ~0.5-1%).
+MIN_NOISE = 0.01
+PRECISION = 0.02  # stop timing once every median's notch is within ±2% of it ...
+MAX_SECONDS = 5.0  # ... or once the rounds have taken this long (at least `repeats` calls each)
+CHUNK = 5  # timed calls per callable per round, after one untimed call
+
+
 @dataclass
 class Latency:
+    """Milliseconds of ``repeats`` timed calls at ``batch``: median, quartiles, fastest."""
+
     batch: int
     median_ms: float
     min_ms: float
-    repeats: int
+    repeats: int  # calls timed
     warmup: int
+    q1_ms: float | None = None
+    q3_ms: float | None = None
+
+    @classmethod
+    def from_samples(cls, batch, samples_ms, warmup) -> Latency:
+        samples_ms = [float(v) for v in samples_ms]
+        q1, median, q3 = (statistics.quantiles(samples_ms, n=4, method="inclusive") if len(samples_ms) > 1
+                          else samples_ms * 3)
+        return cls(batch, median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3)
+
+    @property
+    def iqr_ms(self) -> float:
+        return 0.0 if self.q1_ms is None else self.q3_ms - self.q1_ms
+
+    @property
+    def noise_ms(self) -> float:
+        """Half-width of the median's notch (ms)."""
+        return NOTCH * self.iqr_ms / math.sqrt(max(self.repeats, 1))
+
+    @property
+    def noise(self) -> float:
+        """The notch as a fraction of the median."""
+        return self.noise_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+    def describe(self) -> str:
+        return f"median {self.median_ms:.4g} ms, IQR {self.iqr_ms:.2g} ms, {self.repeats} calls"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``new`` against ``base``: their ratio, the noise of that ratio (a fraction) and the word."""
+
+    ratio: float
+    noise: float
+    word: str  # "faster", "slower" or "same within noise"
+
+    def text(self) -> str:
+        if self.word == "same within noise":
+            return f"{self.ratio:.3g}x, same within noise (±{self.noise * 100:.0f}%)"
+        return f"{self.ratio:.3g}x, {self.word}"
+
+
+def combined_noise(*latencies: Latency) -> float:
+    """The relative noise of a ratio of these medians: their notches added (two medians differ
+    when their notches do not overlap, McGill et al.), never below ``MIN_NOISE``."""
+    return max(MIN_NOISE, sum(lat.noise for lat in latencies))
+
+
+def verdict(base: Latency, new: Latency) -> Verdict:
+    """Is ``new`` faster or slower than ``base``, beyond the noise of both?"""
+    ratio = new.median_ms / base.median_ms if base.median_ms > 0 else math.inf
+    noise = combined_noise(base, new)
+    word = "same within noise" if abs(ratio - 1) <= noise else ("faster" if ratio < 1 else "slower")
+    return Verdict(ratio, noise, word)
 
 
 def _backend() -> str:
@@ -80,18 +163,37 @@ class Runtime:
         return f"compiled Keras forward pass ({_backend()})"
 
 
-def median_ms(call, repeats, warmup):
-    """(median, fastest) milliseconds of ``repeats`` calls of ``call`` after ``warmup`` calls."""
+def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS) -> list[Latency]:
+    """[Latency] of each no-argument callable in ``calls``, timed in turns (see the module's
+    note): at least ``repeats`` calls each after ``warmup`` untimed ones, more while a median's
+    notch is wider than ``precision`` of it and ``max_seconds`` have not passed. ``batch`` only
+    labels the result."""
     whole("repeats", repeats, 1)
     whole("warmup", warmup, 0)
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), min(times)
+    calls = list(calls)
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    samples = [[] for _ in calls]
+    start = time.perf_counter()
+    while True:
+        for call, times in zip(calls, samples):
+            call()  # untimed: the callable's data back in cache after the others ran
+            for _ in range(CHUNK if len(times) >= repeats else min(CHUNK, repeats - len(times))):
+                t0 = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - t0) * 1000)
+        if len(samples[0]) < repeats:
+            continue
+        timed = [Latency.from_samples(batch, times, warmup) for times in samples]
+        if all(t.noise <= precision for t in timed) or time.perf_counter() - start > max_seconds:
+            return timed
 
 
-__all__ = ["DEFAULT_THREADS", "RUNTIMES", "Latency", "Runtime", "default_runtime", "median_ms"]
+def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS) -> Latency:
+    """``interleaved`` for one callable."""
+    return interleaved([call], repeats, warmup, batch, precision, max_seconds)[0]
+
+
+__all__ = ["DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "RUNTIMES", "Latency", "Runtime", "Verdict", "combined_noise",
+           "default_runtime", "interleaved", "timed", "verdict"]

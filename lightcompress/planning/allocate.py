@@ -5,8 +5,14 @@ The predicted cost of a choice is the sum over layers of the loss increase each 
 alone in the sensitivity analysis. The choice is a Lagrangian relaxation (each layer picks the
 option minimising ``loss increase + λ·cost``, with λ bisected until the budget is met), then a
 greedy pass that spends what is left of the budget on the upgrades with the best loss saved per
-unit of cost. "keep" is always an option, so a layer whose factorisations cost more accuracy than
-they are worth is left alone.
+unit of cost, then a fill pass: while a larger rank of a converted layer still fits, the layer
+losing most moves up to the next one (measured losses a step apart are often within their noise;
+a larger rank is never a worse starting point for fine-tuning). "keep" is always an option, so a
+layer whose factorisations cost more accuracy than they are worth is left alone.
+
+A latency profile guards the choice: an option measured slower than the layer as it is, by more
+than the noise of both timings, is removed; the plan says how many were removed and what the
+guard cost in predicted loss (the same allocation without it).
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ def _cost(option, metric):
     return {"params": option.params, "macs": option.macs, "latency": option.latency}[metric]
 
 
+def _amount(x, metric):
+    return f"{x * 1000:,.1f} us" if metric == "latency" else f"{x:,.0f}"
+
+
 def _pick(layers, lam, metric, base_loss):
     return [min(range(len(ls.options)),
                 key=lambda i: (ls.options[i].loss - base_loss) + lam * _cost(ls.options[i], metric))
@@ -61,12 +71,9 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
 
     cheapest = [min(range(len(ls.options)), key=lambda i: _cost(ls.options[i], metric)) for ls in layers]
     if total(cheapest) > budget:
-        def amount(x):
-            return f"{x * 1000:,.1f} us" if metric == "latency" else f"{x:,.0f}"
-
         raise RankError(
-            f"the {metric} budget of {amount(budget)} cannot be met: even the smallest rank of every layer "
-            f"leaves {amount(total(cheapest))}; aim higher, or lower min_params to convert more layers."
+            f"the {metric} budget of {_amount(budget, metric)} cannot be met: even the smallest rank of every "
+            f"layer leaves {_amount(total(cheapest), metric)}; aim higher, or lower min_params to convert more layers."
         )
     lo, hi = 0.0, 1.0
     while total(_pick(layers, hi, metric, sens.base_loss)) > budget:
@@ -94,31 +101,47 @@ def choose(sens: Sensitivity, budget: float, fixed: float, metric="params") -> l
                 if 0 < extra <= spare and saved > 0 and (best is None or saved / extra > best[0]):
                     best = (saved / extra, j, i)
         if best is None:
-            return choice
+            break
         choice[best[1]] = best[2]
+    return _fill(layers, choice, budget - total(choice), metric)
 
 
-# "Slower" means slower beyond the timing noise: batch-1 medians of microsecond layers moved by
-# about 5% and 0.5 us between repeated profiles here. Without this margin the guard dropped options
-# measured 0.1 us slower and forced a 2x-sized conv to rank 2 in the demo (-2.8 points).
-SLOWER_MARGIN = 1.05
-SLOWER_MARGIN_MS = 0.0005
+def _fill(layers, choice, spare, metric):
+    """Fill the budget: while the next larger rank of a converted layer fits in ``spare``, the
+    layer with the largest loss moves up to it (its mode kept)."""
+    while True:
+        best = None
+        for j, ls in enumerate(layers):
+            current = ls.options[choice[j]]
+            if current.rank is None:
+                continue
+            steps = [(o.rank, i) for i, o in enumerate(ls.options)
+                     if o.mode == current.mode and o.rank is not None and o.rank > current.rank
+                     and 0 < _cost(o, metric) - _cost(current, metric) <= spare]
+            if steps and (best is None or current.loss > best[0]):
+                best = (current.loss, j, min(steps)[1])
+        if best is None:
+            return choice
+        _, j, i = best
+        spare -= _cost(layers[j].options[i], metric) - _cost(layers[j].options[choice[j]], metric)
+        choice[j] = i
 
 
-def with_latency(ls: LayerSensitivity, layer_latency, allow_slower=False) -> tuple[LayerSensitivity, bool]:
-    """The layer's options with their measured latency (ms, interpolated between timed ranks);
-    options slower than the layer as it is (beyond the timing noise) are dropped unless
-    ``allow_slower``. Returns the options and whether any were dropped for being slower."""
-    keep_ms = layer_latency.original_ms
-    limit = keep_ms * SLOWER_MARGIN + SLOWER_MARGIN_MS
-    options, dropped = [], False
+def with_latency(ls: LayerSensitivity, layer_latency, allow_slower=False) -> tuple[LayerSensitivity, int]:
+    """The layer's options with their measured latency (ms, interpolated between timed ranks).
+    Unless ``allow_slower``, an option slower than the layer as it is beyond the noise of both
+    timings (``LayerLatency.slower``) is dropped. Returns the options and how many were dropped."""
+    options, dropped = [], 0
     for o in ls.options:
-        ms = layer_latency.ms(o.rank, o.mode)
-        if o.rank is not None and ms > limit and not allow_slower:
-            dropped = True
+        if o.rank is not None and not allow_slower and layer_latency.slower(o.rank, o.mode):
+            dropped += 1
             continue
-        options.append(replace(o, latency=ms))
+        options.append(replace(o, latency=layer_latency.ms(o.rank, o.mode)))
     return LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, options), dropped
+
+
+def _predicted_loss(layers, choice, base_loss):
+    return sum(ls.options[i].loss - base_loss for ls, i in zip(layers, choice))
 
 
 def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=1, latency=None,
@@ -138,20 +161,23 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     measured = {ls.name: ls.options for ls in sens.layers}
     if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
         sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
-    slower = set()
+    slower, removed, unguarded = set(), 0, sens
     if latency is not None:
-        timed = []
+        timed, free = [], []
         for ls in sens.layers:
             layer_latency = latency.layer(ls.name)
             if layer_latency is None:  # not timed (unknown input size): keep it as it is
-                timed.append(LayerSensitivity(ls.name, ls.kind, ls.kernel_shape,
-                                              [replace(ls.options[0], latency=0.0)]))
+                only = LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, [replace(ls.options[0], latency=0.0)])
+                timed.append(only)
+                free.append(only)
                 continue
-            ls, dropped = with_latency(ls, layer_latency, allow_slower)
-            if dropped and len(ls.options) == 1:
+            guarded, dropped = with_latency(ls, layer_latency, allow_slower)
+            free.append(with_latency(ls, layer_latency, True)[0])
+            removed += dropped
+            if dropped and len(guarded.options) == 1:
                 slower.add(ls.name)
-            timed.append(ls)
-        sens = replace(sens, layers=timed)
+            timed.append(guarded)
+        sens, unguarded = replace(sens, layers=timed), replace(sens, layers=free)
     if metric == "params":
         whole = int(model.count_params())
     elif metric == "macs":
@@ -162,11 +188,24 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     fixed = whole - in_table if metric != "latency" else max(0.0, whole - in_table)
     budget = target * whole if metric != "latency" else target * max(whole, in_table)
     choice = choose(sens, budget, fixed, metric)
+    used = fixed + sum(_cost(ls.options[i], metric) for ls, i in zip(sens.layers, choice))
+    notes = [f"budget: {metric} {used / budget:.1%} of the budget used ({_amount(used, metric)} of "
+             f"{_amount(budget, metric)}{', predicted from the per-layer times' if metric == 'latency' else ''})"]
+    if removed:
+        guard_loss = _predicted_loss(sens.layers, choice, sens.base_loss)
+        try:
+            free_loss = _predicted_loss(unguarded.layers, choose(unguarded, budget, fixed, metric), sens.base_loss)
+            cost = f"predicted loss {guard_loss - free_loss:+.4f} against the same budget without it"
+        except RankError:
+            cost = "the budget cannot be met without it"
+        notes.append(f"latency guard ({latency.runtime}): {removed} option(s) measured slower than the layer "
+                     f"they replace, beyond the noise of both timings, were removed; {cost} "
+                     f"(--allow-slower keeps them)")
     from ..factorization.candidates import not_considered
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
                 + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),
-                method=sens.method, not_considered=not_considered(model))
+                method=sens.method, not_considered=not_considered(model), notes=notes)
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():

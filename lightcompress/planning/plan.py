@@ -40,6 +40,8 @@ class Plan:
     method: str = "svd"  # how the factors are made: a registered name (factorization.methods)
     # weighted layers that are no candidates: {"name", "kind", "params", "reason"}
     not_considered: list = field(default_factory=list)
+    # what the report says about how the plan was decided (the budget used, what a guard removed)
+    notes: list = field(default_factory=list)
     # {name: analyze.Candidate} the plan was decided from: applying it reuses their decompositions
     # (not saved; empty for a plan built by hand)
     sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -53,7 +55,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers],
-                "not_considered": list(self.not_considered)}
+                "not_considered": list(self.not_considered), "notes": list(self.notes)}
 
 
 def keep(c, reason: str) -> LayerPlan:

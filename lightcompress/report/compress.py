@@ -47,13 +47,18 @@ def latency_sections(p: dict) -> list[Section]:
                     ["layer", ">as it is (µs)", "options: rank mode µs (ratio)"])
     for ls in p["layers"]:
         base = ls["options"][0]["ms"]
-        opts = ", ".join(f"r{o['rank']} {o['mode']} {significant(o['ms'] * 1000)} ({o['ms'] / base:.2f}x)"
-                         for o in ls["options"][1:])
-        table.rows.append([ls["name"], significant(base * 1000), opts])
+        opts = ", ".join(f"r{o['rank']} {o['mode']} {_timed(o)} ({o['ms'] / base:.2f}x)" for o in ls["options"][1:])
+        table.rows.append([ls["name"], _timed(ls["options"][0]), opts])
     source = "read from the cache" if p["from_cache"] else f"measured in {p['seconds']:.1f} s"
-    table.lines.append(f"whole model: {significant(p['model_ms'] * 1000)} µs; each layer timed alone, net of the "
-                       f"runtime's per-call overhead; {source} ({p['cache_file'] or 'not cached'})")
+    table.lines.append(f"whole model: {significant(p['model_ms'] * 1000)} µs; each layer timed alone, its variants "
+                       f"in turns, net of the runtime's per-call overhead; ±: the noise of each median (notch "
+                       f"of its IQR); {source} ({p['cache_file'] or 'not cached'})")
     return [table]
+
+
+def _timed(option) -> str:
+    noise = option.get("noise_ms") or 0.0
+    return significant(option["ms"] * 1000) + (f"±{significant(noise * 1000)}" if noise else "")
 
 
 def compress_sections(data: dict) -> list[Section]:
@@ -64,6 +69,7 @@ def compress_sections(data: dict) -> list[Section]:
     if cal:
         plan.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} training images in "
                           f"{cal['seconds']:.1f} s")
+    plan.lines.extend(data["plan"].get("notes", []))
     s = data["sensitivity"]
     plan.lines.append(
         f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "
@@ -81,7 +87,8 @@ def compress_sections(data: dict) -> list[Section]:
     if data.get("latency_profile"):
         lp = data["latency_profile"]
         plan.lines.append(f"latency guard: each layer's options timed in {lp['runtime']} ({lp['threads']} threads); "
-                          f"none measured slower than the layer it replaces was chosen"
+                          f"none measured slower than the layer it replaces, beyond the noise of both timings, "
+                          f"was chosen"
                           if "latency guard" in data["plan"]["policy"] else
                           f"latency measured in {lp['runtime']} ({lp['threads']} threads)")
     if data.get("export"):

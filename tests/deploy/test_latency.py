@@ -26,7 +26,7 @@ def test_keras_timing_is_the_compiled_forward_pass_not_predict_on_batch(monkeypa
     fast = latency.model_latency(cheap, Runtime("keras"), batches=(1,), repeats=20, warmup=3)[0]
     slow = latency.model_latency(costly, Runtime("keras"), batches=(1,), repeats=20, warmup=3)[0]
     assert fast.median_ms < slow.median_ms
-    assert fast.repeats == 20 and fast.warmup == 3 and 0 < fast.min_ms <= fast.median_ms
+    assert fast.repeats >= 20 and fast.warmup == 3 and 0 < fast.min_ms <= fast.median_ms <= fast.q3_ms
 
 
 def test_litert_timing_ranks_a_cheap_and_a_costly_model():
@@ -39,7 +39,7 @@ def test_litert_timing_ranks_a_cheap_and_a_costly_model():
 def test_measure_names_the_runtime_and_honours_repeats():
     model = _mlp(32, 2, "m")
     m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime=Runtime("keras"))
-    assert [lat.batch for lat in m.latency] == [1, 4] and all(lat.repeats == 7 for lat in m.latency)
+    assert [lat.batch for lat in m.latency] == [1, 4] and all(lat.repeats >= 7 for lat in m.latency)
     assert "compiled Keras forward pass" in m.runtime
     assert "LiteRT interpreter, 2 threads" == Runtime("litert", 2).describe()
     with pytest.raises(Exception, match="repeats=0 is invalid"):

@@ -68,7 +68,7 @@ def test_measure_counts_params_macs_and_names_the_runtime():
     model = residual()
     m = measure.measure(model, batches=(1, 4), repeats=7, warmup=2, runtime=measure.Runtime("keras"))
     assert [lat.batch for lat in m.latency] == [1, 4]
-    assert all(lat.median_ms > 0 and lat.min_ms <= lat.median_ms and lat.repeats == 7 for lat in m.latency)
+    assert all(lat.median_ms > 0 and lat.min_ms <= lat.median_ms and lat.repeats >= 7 for lat in m.latency)
     assert m.params == model.count_params() and m.macs == sum(r.macs or 0 for r in analyze.layer_stats(model))
     assert "BatchNormalization" in m.not_counted and "Add" in m.not_counted
     assert m.runtime.startswith("compiled Keras forward pass")
@@ -133,7 +133,7 @@ def test_compare_json_schema_and_values(tmp_path):
     assert second["file_bytes"] == light_path.stat().st_size
     assert second["macs"] < first["macs"] and first["agreement"] == 1.0
     assert [lat["batch"] for lat in second["latency"]] == [1, 8]
-    assert all(lat["repeats"] == 3 for lat in second["latency"])
+    assert all(lat["repeats"] >= 3 for lat in second["latency"])
     assert first["evaluation"]["examples"] == 64
     by_name = {row["name"]: row["models"] for row in data["layers"]}
     assert by_name["dense"][1] == {"kind": "LightDense", "params": 8 * (576 + 64) + 64, "rank": 8, "mode": "dense"}

@@ -1,0 +1,73 @@
+"""Noise-aware timing (issue 23): verdicts on constructed timings, and the rounds of
+``interleaved``. No speed is asserted: the callables are counted, not timed."""
+
+import numpy as np
+import pytest
+
+from lightcompress.deploy import timing
+from lightcompress.deploy.timing import Latency, interleaved, verdict
+
+
+def _latency(center, spread, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return Latency.from_samples(1, center + spread * rng.standard_normal(n), warmup=0)
+
+
+def test_equal_distributions_are_same_within_noise():
+    # Two timings of one distribution: a verdict would be a false alarm. Notches that must not
+    # overlap give about 2% of them; 100 pairs, at most 5.
+    verdicts = [verdict(_latency(1.0, 0.1, seed=seed), _latency(1.0, 0.1, seed=seed + 1000)) for seed in range(100)]
+    assert sum(v.word != "same within noise" for v in verdicts) <= 5
+    assert "same within noise (±" in next(v.text() for v in verdicts if v.word == "same within noise")
+
+
+def test_clearly_separated_distributions_get_a_verdict():
+    for seed in range(20):  # 20% apart, spread 10%, 60 calls: always a verdict
+        fast, slow = _latency(1.0, 0.1, seed=seed), _latency(1.2, 0.12, seed=seed + 1000)
+        assert verdict(slow, fast).word == "faster" and verdict(fast, slow).word == "slower"
+    fast, slow = _latency(1.0, 0.05), _latency(1.5, 0.05, seed=1)
+    assert verdict(slow, fast).text().endswith("faster") and 0.6 < verdict(slow, fast).ratio < 0.7
+
+
+def test_a_difference_inside_a_wide_spread_is_no_verdict():
+    # 10% apart, but each timing spreads by 100% of its median over 10 calls: no verdict.
+    a, b = _latency(1.0, 1.0, n=10), _latency(1.1, 1.0, n=10, seed=3)
+    assert verdict(a, b).word == "same within noise"
+    assert verdict(a, b).noise > 0.1
+
+
+def test_the_noise_never_falls_below_the_floor():
+    exact = Latency.from_samples(1, [2.0] * 30, warmup=0)
+    nearly = Latency.from_samples(1, [2.0 * (1 + timing.MIN_NOISE / 2)] * 30, warmup=0)
+    assert exact.iqr_ms == 0 and verdict(exact, nearly).word == "same within noise"
+
+
+def test_latency_reports_its_quartiles_and_calls():
+    lat = Latency.from_samples(32, [1, 2, 3, 4, 5], warmup=2)
+    assert (lat.batch, lat.median_ms, lat.min_ms, lat.repeats, lat.warmup) == (32, 3, 1, 5, 2)
+    assert lat.q1_ms == 2 and lat.q3_ms == 4 and lat.iqr_ms == 2
+    assert lat.noise_ms == pytest.approx(timing.NOTCH * 2 / 5 ** 0.5)
+
+
+def test_interleaved_takes_turns_and_times_each_callable_alike():
+    order = []
+    calls = [lambda: order.append("a"), lambda: order.append("b")]
+    out = interleaved(calls, repeats=10, warmup=2, batch=4)
+    assert [lat.batch for lat in out] == [4, 4]
+    assert out[0].repeats == out[1].repeats >= 10
+    assert order[:4] == ["a", "a", "b", "b"]  # warm-up
+    rounds = order[4:]
+    # one untimed and CHUNK timed calls per callable per round, in turns
+    per_round = timing.CHUNK + 1
+    assert rounds[:per_round] == ["a"] * per_round and rounds[per_round:2 * per_round] == ["b"] * per_round
+
+
+def test_interleaved_grows_until_the_median_is_known(monkeypatch):
+    # A callable whose every call takes a different (fake) time: spread 50% of the median. With
+    # precision 1% the rounds go on past the 10 calls asked for, until the time budget ends them.
+    ticks = iter(np.cumsum(np.abs(np.random.default_rng(0).normal(1e-3, 5e-4, 100_000))))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(ticks)))
+    out = timing.timed(lambda: None, repeats=10, warmup=0, precision=0.01, max_seconds=0.5)
+    assert out.repeats > 10
+    quiet = timing.timed(lambda: None, repeats=10, warmup=0, precision=10.0, max_seconds=0.5)
+    assert quiet.repeats == 10
