@@ -29,6 +29,7 @@ import hashlib
 import json
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,14 +104,23 @@ def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):
     return runtimes.load_artifact(path, threads=threads)
 
 
-def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeats=30, warmup=5):
-    """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default)."""
+@contextmanager
+def timers(model, runtime: Runtime | None = None):
+    """Inside the block, ``timer(batch)``: a no-argument callable running ``model`` on one resident
+    batch in ``runtime`` (None: ``Runtime()``). LiteRT: the model exported once, to a temporary
+    folder removed at the end; one batch size per model at a time (the interpreter resizes)."""
     runtime = runtime or Runtime()
     if runtime.name == "keras":
-        return [timed(keras_timer(model, batch), repeats, warmup, batch) for batch in batches]
+        yield lambda batch: keras_timer(model, batch)
+        return
     with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
-        artifact = litert_artifact(model, folder, runtime.threads)
-        return [artifact.latency(batch, repeats, warmup) for batch in batches]
+        yield litert_artifact(model, folder, runtime.threads).timer
+
+
+def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeats=30, warmup=5):
+    """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default)."""
+    with timers(model, runtime) as timer:
+        return [timed(timer(batch), repeats, warmup, batch) for batch in batches]
 
 
 # -- per-layer profiles --------------------------------------------------------------------------
@@ -292,5 +302,5 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     return result
 
 
-__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "default_runtime", "keras_timer", "model_latency",
+__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "default_runtime", "keras_timer", "model_latency", "timers",
            "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]
