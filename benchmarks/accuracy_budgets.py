@@ -1,0 +1,145 @@
+"""Accuracy at 5x, 10x and 20x fewer parameters, as a user runs `compress` and `convert` (issue 24).
+
+    python benchmarks/accuracy_budgets.py run [GROUP ...]   # rows appended to benchmarks/accuracy_budgets.jsonl
+    python benchmarks/accuracy_budgets.py report            # the Markdown tables for docs/RESULTS.md
+
+Groups:
+
+- ``compress``: `lightcompress compress MODEL --target-params F --dataset fashion_mnist` with every
+  default (what a user runs), at F = 1/5, 1/10, 1/20;
+- ``convert``: `lightcompress convert MODEL --target-params F --dataset fashion_mnist` (data-aware,
+  no fine-tuning) at F = 1/2, 1/3, 1/5;
+- lever groups (one change against the defaults each): ``allow-slower`` (no latency guard),
+  ``allocation-error`` (rank allocation from the data-aware truncation error, no sensitivity
+  evaluations), ``epochs-8`` (an 8-epoch budget with early stopping, patience 2).
+
+Accuracy is the model's on the 10,000 Fashion-MNIST test images (compress's own comparison
+evaluates on them; never used for any decision). Each finished row is appended as it completes,
+so an interrupted run resumes. Models: the two in ../shared/real_models (trained by other
+people) and sample_models/paper_cnn_fmnist.keras (ours). Needs `apt-get install
+dataset-fashion-mnist`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "accuracy_budgets.jsonl"
+REAL = HERE.parents[1] / "shared" / "real_models"
+MODELS = {
+    "keras2": REAL / "fmnist_cnn_keras2.h5",
+    "keras3": REAL / "fmnist_cnn_keras3.h5",
+    "paper_cnn (ours)": HERE.parent / "sample_models" / "paper_cnn_fmnist.keras",
+}
+COMPRESS_FACTORS = (5, 10, 20)
+CONVERT_FACTORS = (2, 3, 5)
+LEVERS = {
+    "compress": {},
+    "allow-slower": {"allow_slower": True},
+    "allocation-error": {"allocation": "error"},
+    "epochs-8": {"epochs": 8},
+}
+
+
+def _rows():
+    return [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+
+
+def _done(group, model, factor):
+    return any(r["group"] == group and r["model"] == model and r["factor"] == factor for r in _rows())
+
+
+def _save(row):
+    with OUT.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def _budget_used(plan):
+    return next((n for n in plan.get("notes", []) if n.startswith("budget:")), None)
+
+
+def _compress(group, name, path, factor, options):
+    from lightcompress.data.sets import DataSpec
+    from lightcompress.flows.compress import compress_file
+    from lightcompress.training.finetune import FitSettings
+
+    settings = FitSettings(epochs=options.pop("epochs")) if "epochs" in options else None
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        out = compress_file(path, Path(folder) / "c.keras", target_params=1 / factor,
+                            data=DataSpec("fashion_mnist"), settings=settings, **options)
+        wall = time.perf_counter() - start
+    before, after = (m["evaluation"]["accuracy"] for m in out["compare"]["models"])
+    params = [m["params"] for m in out["compare"]["models"]]
+    _save({"group": group, "model": name, "factor": factor, "accuracy_before": before, "accuracy_after": after,
+           "drop_points": round((before - after) * 100, 2), "params_ratio": round(params[1] / params[0], 4),
+           "budget": _budget_used(out["plan"]), "epochs_run": out["finetune"]["epochs_run"],
+           "best_epoch": out["finetune"]["best_epoch"], "wall_s": round(wall, 1), "policy": out["plan"]["policy"],
+           "notes": out["plan"].get("notes", []), "machine": _machine()})
+
+
+def _convert(name, path, factor):
+    from lightcompress.data.sets import DataSpec
+    from lightcompress.flows.convert import convert_file
+    from lightcompress.planning import rank_rule
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        out = convert_file(path, Path(folder) / "c.keras", rule=rank_rule(target_params=1 / factor),
+                           data=DataSpec("fashion_mnist"))
+        wall = time.perf_counter() - start
+    acc = out["accuracy"]
+    _save({"group": "convert", "model": name, "factor": factor, "accuracy_before": acc["before"]["accuracy"],
+           "accuracy_after": acc["after"]["accuracy"],
+           "drop_points": round((acc["before"]["accuracy"] - acc["after"]["accuracy"]) * 100, 2),
+           "params_ratio": round(out["totals"]["params_after"] / out["totals"]["params_before"], 4),
+           "wall_s": round(wall, 1), "machine": _machine()})
+
+
+def _machine():
+    import keras
+
+    return f"{platform.processor() or platform.machine()}, Keras {keras.__version__}, {keras.backend.backend()}"
+
+
+def run(groups):
+    for group in groups:
+        for name, path in MODELS.items():
+            factors = CONVERT_FACTORS if group == "convert" else COMPRESS_FACTORS
+            for factor in factors:
+                if _done(group, name, factor):
+                    continue
+                if group == "convert":
+                    _convert(name, path, factor)
+                else:
+                    _compress(group, name, path, factor, dict(LEVERS[group]))
+
+
+def report():
+    rows = _rows()
+    for group in ["convert", *LEVERS]:
+        chosen = [r for r in rows if r["group"] == group]
+        if not chosen:
+            continue
+        print(f"\n### {group}\n")
+        print("| model | factor | original | after | drop (pts) | params | budget used | epochs (best) | wall s |")
+        print("|---|---:|---:|---:|---:|---:|---|---|---:|")
+        for r in chosen:
+            epochs = f"{r['epochs_run']} ({r['best_epoch']})" if "epochs_run" in r else "none"
+            budget = (r.get("budget") or "").replace("budget: params ", "")
+            print(f"| {r['model']} | {r['factor']}x | {r['accuracy_before']:.4f} | {r['accuracy_after']:.4f} | "
+                  f"{-r['drop_points']:+.2f} | {r['params_ratio']:.4f} | {budget} | {epochs} | {r['wall_s']} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        report()
+    else:
+        run(sys.argv[2:] or ["compress", "convert"])
