@@ -161,15 +161,17 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     measured = {ls.name: ls.options for ls in sens.layers}
     if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
         sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
-    slower, removed, unguarded = set(), 0, sens
+    slower, removed, unguarded, untimed = set(), 0, sens, []
     if latency is not None:
         timed, free = [], []
         for ls in sens.layers:
             layer_latency = latency.layer(ls.name)
-            if layer_latency is None:  # not timed (unknown input size): keep it as it is
-                only = LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, [replace(ls.options[0], latency=0.0)])
-                timed.append(only)
-                free.append(only)
+            if layer_latency is None:  # not timed (no fixed input size, or inside a nested model)
+                untimed.append(ls.name)
+                if metric == "latency":  # its time is unknown: it cannot be budgeted, keep it as it is
+                    ls = LayerSensitivity(ls.name, ls.kind, ls.kernel_shape, [replace(ls.options[0], latency=0.0)])
+                timed.append(ls)  # under a params or MACs budget: free to choose, unguarded
+                free.append(ls)
                 continue
             guarded, dropped = with_latency(ls, layer_latency, allow_slower)
             free.append(with_latency(ls, layer_latency, True)[0])
@@ -191,6 +193,10 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     used = fixed + sum(_cost(ls.options[i], metric) for ls, i in zip(sens.layers, choice))
     notes = [f"budget: {metric} {used / budget:.1%} of the budget used ({_amount(used, metric)} of "
              f"{_amount(budget, metric)}{', predicted from the per-layer times' if metric == 'latency' else ''})"]
+    if untimed:
+        notes.append(f"latency: {len(untimed)} layer(s) could not be timed alone (no fixed input size, or inside a "
+                     f"nested model: {', '.join(untimed[:3])}{', ...' if len(untimed) > 3 else ''}); "
+                     + ("kept as they are under a latency budget" if metric == "latency" else "not guarded"))
     if removed:
         guard_loss = _predicted_loss(sens.layers, choice, sens.base_loss)
         try:

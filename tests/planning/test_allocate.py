@@ -115,3 +115,16 @@ def test_budget_reaches_ranks_between_the_ladder_points():
     plan = allocate(model, _hidden_table(), 0.2, "params", 1)
     assert _rank(plan) not in (3, 6, 12, 25, 50, 99)
     _assert_filled(model, plan, 0.2)
+
+
+def test_a_layer_the_profile_could_not_time_is_free_under_a_params_budget():
+    # keras-hub backbones: layers inside a nested model are not timed alone. Under a params
+    # budget they stay choosable (unguarded, and the plan says so); under a latency budget
+    # they are kept, their time being unknown.
+    model = _mlp()
+    empty = latency.Profile("litert", 2, [], model_ms=0.006)
+    plan = allocate(model, _hidden_table(), 0.2, "params", 1, empty)
+    assert _rank(plan) == 20
+    assert any("could not be timed alone" in n and "not guarded" in n for n in plan.notes)
+    with pytest.raises(Exception, match="cannot be met"):
+        allocate(model, _hidden_table(), 0.5, "latency", 1, empty)
