@@ -87,8 +87,7 @@ def command(
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
     heading = (f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given())
-               + "; sensitivity analysis, then the rank plan, then fine-tuning (the plan and the comparison are "
-               "printed at the end)")
+               + "; sensitivity analysis, then the rank plan, then fine-tuning, then the comparison")
     progress = RichProgress(err)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("sensitivity analysis", total=None)
@@ -99,6 +98,16 @@ def command(
             if not said:
                 said.append(err.print(heading, highlight=False, markup=False))
             bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
+
+        def show_plan(plan):  # before fine-tuning starts, on the progress channel (stdout: the report)
+            from ..report.convert import plan_section
+            from ..report.render import render
+
+            bar.update(task, visible=False)
+            section = plan_section(f"plan ({plan.policy}, {plan.method}), before fine-tuning",
+                                   plan.to_dict()["layers"])
+            section.lines.extend(plan.notes)
+            render([section], err)
 
         try:
             out = flows.compress_file(
@@ -111,7 +120,7 @@ def command(
                 export=export,
                 alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,
                 trials=trials, cache_dir=cache_dir, use_cache=not no_cache, on_step=on_step,
-                warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False),
+                warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False), on_plan=show_plan,
                 on_trial=lambda t: err.print(
                     f"trial: keep {t.target:.3f} -> held-out drop {t.drop_points:.2f} pts", highlight=False))
         finally:

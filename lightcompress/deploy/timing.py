@@ -46,7 +46,7 @@ NOTCH = 1.57
 # calls were made (measured: interleaved medians of the same LiteRT model agree to ~0.5-1%).
 MIN_NOISE = 0.01
 PRECISION = 0.02  # stop timing once every median's notch is within ±2% of it ...
-MAX_SECONDS = 5.0  # ... or once the rounds have taken this long (at least `repeats` calls each)
+MAX_SECONDS = 3.0  # ... or once the rounds have taken this long (at least `repeats` calls each)
 CHUNK = 5  # timed calls per callable per round, after one untimed call
 
 

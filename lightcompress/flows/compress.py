@@ -158,7 +158,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
              holdout_size=1000, cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
              alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime: Runtime | str | None = None,
              threads=None, allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
-             calibration_samples=DEFAULT_CALIBRATION_SAMPLES) -> CompressResult:
+             calibration_samples=DEFAULT_CALIBRATION_SAMPLES, on_plan=None) -> CompressResult:
     """Meet one goal with the least accuracy lost: ``goal`` (a ``CompressGoal``), or one of
     ``target_params``, ``target_macs`` or ``target_latency`` (fractions of the model's; latency is
     batch-1 time measured in ``runtime``) or ``max_drop`` (accuracy points, searched over
@@ -172,7 +172,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     ``calibration_samples`` training images (never the held-out slice's judgement nor test
     images) and factorises for output error; "svd" forces plain truncated SVD; see
     ``methods.known_methods()`` for the variants. The sensitivity analysis measures the
-    factorisation that is applied."""
+    factorisation that is applied. ``on_plan(plan)`` hears each plan before it is fine-tuned."""
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = Runtime.parse(runtime, threads)
@@ -201,6 +201,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
 
     def build(target, metric):
         plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)  # method: sens's
+        if on_plan:
+            on_plan(plan)
         if stats is None:
             return apply_plan(model, plan), plan
         new_model, _ = calibrate_and_apply(model, plan, calib_x,

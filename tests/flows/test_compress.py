@@ -290,3 +290,17 @@ def test_one_list_of_conv_modes():
     assert entry_for(keras.layers.Conv2D(4, 3)).modes == tuple(m for m in CONV_MODE_CHOICES if m != "auto")
     with pytest.raises(Exception, match="conv_mode='paper' is unknown; use one of channel, spatial, tucker, auto"):
         LayerFilter(conv_mode="paper")
+
+
+def test_cli_compress_prints_the_plan_before_fine_tuning(tmp_path):
+    # Logs read in a file: the plan (with the budget used) comes before the first epoch line.
+    source = _digits_model(tmp_path / "d.keras")
+    result = runner.invoke(app, ["compress", str(source), "--target-params", "0.5", "--epochs", "1", "--allow-slower",
+                                 "--no-cache", "--runtime", "keras", "--holdout", "100", "--repeats", "3", "-o",
+                                 str(tmp_path / "c.keras"), "--json"])
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    plan_at, epoch_at = err.find("before fine-tuning"), err.find("epoch 1/1")
+    assert 0 <= plan_at < epoch_at, err
+    assert "of the budget used" in err[plan_at:epoch_at]
+    assert json.loads(result.stdout)["report"] == "compress"  # stdout stays the report alone
