@@ -88,15 +88,16 @@ SUFFIXES = {"keras": ".keras", "litert": ".tflite", "onnx": ".onnx", "tf_saved_m
 
 
 def default_output(model_path, fmt, quantize="none") -> Path:
-    """``dir/m.h5`` -> ``dir/m.lowered.keras``, ``dir/m_saved_model``, ``dir/m.tflite``,
+    """``dir/m.h5`` -> ``dir/m.lowered.keras``, ``dir/m_saved_model`` (``m.light.keras`` ->
+    ``m_light_saved_model``), ``dir/m.tflite``,
     ``dir/m.onnx``; quantised: ``dir/m.int8.tflite``, ``dir/m.float16.tflite``, ..."""
     fmt = _format(fmt)
     path = Path(model_path)
     stem = path.stem
     if fmt == "keras":
         return path.with_name(f"{stem}.lowered.keras")
-    if fmt == "tf_saved_model":
-        return path.with_name(f"{stem}_saved_model")
+    if fmt == "tf_saved_model":  # a folder name without a suffix: m.light.keras -> m_light_saved_model
+        return path.with_name(f"{stem.replace('.', '_')}_saved_model")
     tag = "" if quantize == "none" else f".{quantize}"
     return path.with_name(f"{stem}{tag}{SUFFIXES[fmt]}")
 

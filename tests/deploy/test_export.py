@@ -407,3 +407,17 @@ def test_cli_errors_are_one_line(args, message, light_cnn, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert source.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.keras"]
+
+
+@pytest.mark.parametrize("source,fmt,quantize,expected", [
+    ("dir/m.h5", "tf_saved_model", "none", "dir/m_saved_model"),
+    ("dir/m.light.keras", "tf_saved_model", "none", "dir/m_light_saved_model"),
+    ("dir/m.light.keras", "litert", "int8", "dir/m.light.int8.tflite"),
+    ("dir/m.compressed.keras", "keras", "none", "dir/m.compressed.lowered.keras"),
+])
+def test_default_outputs_are_accepted_by_their_own_check(source, fmt, quantize, expected, tmp_path):
+    # The default name of a SavedModel folder has no suffix, even for m.light.keras (convert's output).
+    out = export.default_output(tmp_path / source, fmt, quantize)
+    assert out == tmp_path / expected
+    (tmp_path / "dir").mkdir(exist_ok=True)
+    assert export.check_output(out, fmt) == out
