@@ -1,7 +1,8 @@
 """The runtimes a Keras model is timed in (issue 23): full-int8 LiteRT (plan in the precision you
-deploy) and ONNX Runtime through the `onnx` extra. No speed is asserted: what is checked is which
-artefact is written and run."""
+deploy), ONNX Runtime through the `onnx` extra, and compress --export litert-int8 choosing the
+first. No speed is asserted: what is checked is which artefact is written and run."""
 
+import importlib
 import sys
 
 import keras
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from lightcompress.cli import app
 from lightcompress.deploy import export, latency, runtimes
 from lightcompress.deploy.timing import ONNX_INSTALL, Runtime, missing_modules
-from lightcompress.errors import OptionError
+from lightcompress.errors import LightCompressError, OptionError
 from lightcompress.planning import LayerFilter
 
 runner = CliRunner()
@@ -126,3 +127,53 @@ def test_a_missing_onnx_extra_is_one_line_naming_the_install(monkeypatch, tmp_pa
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert "--runtime onnxruntime needs the " in lines[0] and "onnxruntime package(s)" in lines[0]
     assert 'pip install "lightcompress[onnx]"' in lines[0]
+
+
+def test_compress_export_litert_int8_plans_in_litert_int8_unless_runtime_is_given(monkeypatch, tmp_path):
+    from lightcompress import flows
+    from lightcompress.data.sets import DataSpec
+
+    flow = importlib.import_module("lightcompress.flows.compress")  # the module: flows.compress is the function
+    path, data = tmp_path / "m.keras", tmp_path / "d.npz"
+    _mlp().save(path)
+    x = np.random.default_rng(0).random((30, 12), dtype=np.float32)
+    np.savez(data, x_train=x[:20], y_train=np.arange(20) % 4, x_test=x[20:], y_test=np.arange(10) % 4)
+    planned = []
+
+    def stop(*args, runtime=None, **kwargs):
+        planned.append(runtime)
+        raise LightCompressError("stopped before any work")
+
+    monkeypatch.setattr(flow, "compress", stop)  # the flow: compress_file's choice
+    for given, export_as, expected in [(None, "litert-int8", "litert-int8"), ("keras", "litert-int8", "keras"),
+                                       (None, "litert", "litert"), (None, None, "litert")]:
+        with pytest.raises(LightCompressError, match="stopped"):
+            flow.compress_file(path, tmp_path / "c.keras", target_params=0.5, runtime=given, export=export_as,
+                               data=DataSpec(str(data)), force=True)
+        assert planned[-1].name == expected, (given, export_as)
+
+    def stop_cli(*args, runtime=None, **kwargs):
+        planned.append(runtime)
+        raise LightCompressError("stopped before any work")
+
+    monkeypatch.setattr(flows, "compress_file", stop_cli)  # the command: the runtime it makes
+    for args, expected in [(["--export", "litert-int8"], "litert-int8"),
+                           (["--export", "litert-int8", "--runtime", "litert"], "litert"),
+                           (["--export", "litert-int8", "--runtime", "keras", "--threads", "3"], "keras")]:
+        result = runner.invoke(app, ["compress", str(path), "--target-params", "0.5", *args])
+        assert result.exit_code == 1 and "stopped before any work" in result.stderr, result.output
+        assert planned[-1].name == expected, args
+    assert planned[-1].threads == 3
+
+
+@pytest.mark.parametrize("command", [["compress"], ["compare"], ["inspect"]])
+def test_the_runtime_help_names_each_runtime(command):
+    from lightcompress.deploy.timing import RUNTIMES
+
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.replace("│", " ").split())  # the table's cells, one line of words
+    text = words[words.index("--runtime <str> Where Keras models are timed"):]
+    text = text[:text.index("plans in litert-int8.")]
+    assert all(f" {name} (" in text for name in RUNTIMES), text
+    assert 'needs the onnx extra: pip install "lightcompress[onnx]"' in text
