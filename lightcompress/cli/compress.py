@@ -77,11 +77,11 @@ def command(
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
-    from ..flows.compress import CompressGoal
+    from ..flows.compress import CompressGoal, planning_runtime
 
     # every setting made (and checked) once, before any progress display; the flow trusts them
     goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
-    where = o.runtime(runtime, threads)
+    where = planning_runtime(runtime, threads, export)
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))

@@ -143,10 +143,14 @@ def fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices="all
 # -- runtime ------------------------------------------------------------------------------------
 RuntimeOpt = Annotated[
     Optional[str],
-    typer.Option("--runtime", help="Where latency is measured: litert (the LiteRT interpreter a deployment runs; "
-                 "default with TensorFlow) or keras (the compiled Keras forward pass on this backend)."),
+    typer.Option("--runtime", help="Where Keras models are timed: litert (exported as a float .tflite, run in the "
+                 "LiteRT interpreter a deployment runs), litert-int8 (the same exported full int8, as export "
+                 "--quantize int8 writes it, calibrated on random inputs), onnxruntime (exported to ONNX, run in "
+                 "ONNX Runtime on the CPU; needs the onnx extra: pip install \"lightcompress\\[onnx]\") or keras "
+                 "(the compiled Keras forward pass on this backend). Default: litert with TensorFlow, else keras; "
+                 "compress --export litert-int8 plans in litert-int8."),
 ]
-Threads = Annotated[int, typer.Option(help="Threads of the LiteRT interpreter when timing.")]
+Threads = Annotated[int, typer.Option(help="Threads of the LiteRT interpreter or ONNX Runtime (intra-op) when timing.")]
 
 
 def runtime(name, threads=DEFAULT_THREADS):

@@ -5,6 +5,15 @@ Runtimes:
 - ``"litert"``: the model lowered to standard layers, exported to a float ``.tflite`` with Keras's
   own exporter, timed in the LiteRT interpreter (its ``invoke`` on a resident input, a stated
   thread count). Needs TensorFlow.
+- ``"litert-int8"``: the same, exported full-int8 (int8 weights and activations, float input and
+  output: ``export --quantize int8``'s settings, ``export.litert_options``), so a plan is timed in
+  the precision it is deployed in. The converter needs calibration inputs: random inputs of the
+  model's (or the layer's) input shape, ``TIMING_CALIBRATION`` of them, unless real ones are given
+  (``calibration=``, where a flow has training images). Timing hardly depends on them: they only
+  set each tensor's scale and zero point, and the int8 kernels run the same whatever those are.
+- ``"onnxruntime"``: the model lowered, exported to ONNX with Keras's own exporter (as ``export
+  --format onnx`` writes it), timed in ONNX Runtime on the CPU (``run_with_ort_values`` on
+  resident inputs, ``intra_op_num_threads`` = the thread count). Needs the ``onnx`` extra.
 - ``"keras"``: the model's forward pass compiled by its backend (``tf.function``, ``jax.jit``,
   or torch under ``no_grad``) on device-resident inputs, so ``predict_on_batch``'s per-call
   overhead (data adapters, callbacks: 0.5-3 ms on small models) is not counted.
@@ -48,6 +57,9 @@ from .timing import DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, defa
 # to convert, but left the weights as variables and ran convolutions ~500x slower: not what a
 # deployment runs.)
 LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
+# Calibration inputs of a "litert-int8" artefact timed: they set scales, not the work done, so a few
+# suffice (each is one float call during conversion, and every ladder option is converted).
+TIMING_CALIBRATION = 16
 PROFILE_VERSION = 2  # 2: interleaved timing, each option with its noise
 
 
@@ -92,34 +104,50 @@ def keras_timer(model, batch=1, seed=0):
     return call
 
 
-def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):
-    """``model`` lowered, exported as a float ``.tflite`` into ``folder`` (through Keras's own
-    exporter, as ``export`` writes it) and loaded."""
+def artifact(model, folder, runtime: Runtime, name="model", calibration=None):
+    """``model`` as the artefact ``runtime`` times (see the module's note): lowered, written into
+    ``folder`` through ``export.write_artifact`` (Keras's own exporter, as ``export`` writes it)
+    and loaded with ``runtime``'s thread count. ``calibration`` ("litert-int8" only): the model's
+    inputs to calibrate on (arrays, as ``export.calibration_images`` takes them); None: random
+    inputs of its input shape."""
     from . import runtimes
-    from .export import write_artifact
+    from .export import SUFFIXES, calibration_images, litert_options, write_artifact
     from .lower import lower_model
 
-    path = Path(folder) / f"{name}.tflite"
-    write_artifact(lower_model(model), path, "litert")
-    return runtimes.load_artifact(path, threads=threads)
+    fmt, quantize = runtime.artifact
+    options = {}
+    if quantize != "none":
+        arrays = (_inputs(model, TIMING_CALIBRATION) if calibration is None
+                  else calibration_images(calibration, TIMING_CALIBRATION))
+        options = litert_options(quantize, calibration_arrays=arrays)
+    path = Path(folder) / f"{name}{SUFFIXES[fmt]}"
+    write_artifact(lower_model(model), path, fmt, options)
+    return runtimes.load_artifact(path, threads=runtime.threads)
+
+
+def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):
+    """``model`` lowered, exported as a float ``.tflite`` into ``folder`` and loaded."""
+    return artifact(model, folder, Runtime("litert", threads), name)
 
 
 @contextmanager
-def timers(model, runtime: Runtime | None = None):
+def timers(model, runtime: Runtime | None = None, calibration=None):
     """Inside the block, ``timer(batch)``: a no-argument callable running ``model`` on one resident
-    batch in ``runtime`` (None: ``Runtime()``). LiteRT: the model exported once, to a temporary
-    folder removed at the end; one batch size per model at a time (the interpreter resizes)."""
+    batch in ``runtime`` (None: ``Runtime()``). An artefact runtime: the model exported once, to a
+    temporary folder removed at the end; one batch size per model at a time (LiteRT resizes).
+    ``calibration``: see ``artifact``."""
     runtime = runtime or Runtime()
-    if runtime.name == "keras":
+    if runtime.artifact is None:
         yield lambda batch: keras_timer(model, batch)
         return
     with tempfile.TemporaryDirectory(prefix="lightcompress-latency-") as folder:
-        yield litert_artifact(model, folder, runtime.threads).timer
+        yield artifact(model, folder, runtime, calibration=calibration).timer
 
 
-def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeats=30, warmup=5):
-    """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default)."""
-    with timers(model, runtime) as timer:
+def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeats=30, warmup=5, calibration=None):
+    """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default);
+    ``calibration``: see ``artifact``."""
+    with timers(model, runtime, calibration) as timer:
         return [timed(timer(batch), repeats, warmup, batch) for batch in batches]
 
 
@@ -219,9 +247,9 @@ def _copy(layer):
 
 
 def _layer_timer(model, runtime: Runtime, folder, name):
-    if runtime.name == "keras":
+    if runtime.artifact is None:
         return keras_timer(model, 1)
-    return litert_artifact(model, folder, runtime.threads, name).timer(1)
+    return artifact(model, folder, runtime, name).timer(1)
 
 
 def profile_key(model, layer_filter, runtime: Runtime, multiple) -> str:
@@ -239,8 +267,10 @@ def default_cache_dir() -> Path:
 def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1, repeats=50,
             warmup=10, cache_dir=None, use_cache=True, on_step=None, warn=None) -> Profile:
     """Batch-1 latency of every chosen layer alone, as it is and at each ladder option, in
-    ``runtime`` (None: ``Runtime()``); cached (the key holds the architecture, not the weights: latency does not
-    depend on their values)."""
+    ``runtime`` (None: ``Runtime()``; "litert-int8": each one-layer model calibrated on random
+    inputs of the layer's input shape); cached (the key holds the architecture and the runtime's
+    name, so float and int8 profiles are apart, not the weights: latency does not depend on their
+    values)."""
     from ..planning import LayerFilter
 
     layer_filter = layer_filter or LayerFilter()
@@ -302,5 +332,5 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     return result
 
 
-__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "default_runtime", "keras_timer", "model_latency", "timers",
-           "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]
+__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "artifact", "default_runtime", "keras_timer",
+           "model_latency", "timers", "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]

@@ -29,22 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError, LightCompressError
-from .timing import DEFAULT_THREADS, Latency, timed
-
-ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
+from .timing import DEFAULT_THREADS, ONNX_INSTALL, ONNX_MODULES, Latency, missing_modules, timed
 
 
 def require_onnx(*modules):
     """Import ``modules`` (default: onnx, tf2onnx, onnxruntime) or raise one clear ExportError."""
-    import importlib
-
-    modules = modules or ("onnx", "tf2onnx", "onnxruntime")
-    missing = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    missing = missing_modules(modules or ONNX_MODULES)
     if missing:
         raise ExportError(
             f"ONNX needs the {', '.join(missing)} package(s), which TensorFlow does not ship; "

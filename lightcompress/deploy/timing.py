@@ -22,11 +22,12 @@ notch, i.e. when their notches do not overlap (never less than
 4
 >>> Runtime("tpu")
 Traceback (most recent call last):
-lightcompress.errors.OptionError: runtime='tpu' is unknown; use one of keras, litert.
+lightcompress.errors.OptionError: runtime='tpu' is unknown; use one of keras, litert, litert-int8, onnxruntime.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import statistics
 import time
@@ -35,7 +36,13 @@ from dataclasses import dataclass
 from ..errors import OptionError
 from ..validation import INT_MAX, number, whole
 
-RUNTIMES = ("keras", "litert")  # where a Keras model is timed (exported artefacts: their own runtime)
+# Where a Keras model is timed (exported artefacts: their own runtime). Each but "keras" times the
+# model as the artefact a deployment runs: (export format, quantisation) written through
+# export.write_artifact, then loaded by runtimes.load_artifact.
+RUNTIMES = ("keras", "litert", "litert-int8", "onnxruntime")
+ARTIFACTS = {"litert": ("litert", "none"), "litert-int8": ("litert", "int8"), "onnxruntime": ("onnx", "none")}
+ONNX_MODULES = ("onnx", "tf2onnx", "onnxruntime")  # the `onnx` extra: Keras's exporter, and its runtime
+ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 
 
@@ -121,6 +128,17 @@ def _backend() -> str:
     return keras.backend.backend()
 
 
+def missing_modules(names=ONNX_MODULES) -> list[str]:
+    """The ``names`` that cannot be imported here."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
 def default_runtime() -> str:
     """LiteRT where TensorFlow is the backend (what a deployment runs), else the backend itself."""
     return "litert" if _backend() == "tensorflow" else "keras"
@@ -128,10 +146,18 @@ def default_runtime() -> str:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where Keras models are timed: ``name`` ("litert": the LiteRT interpreter, "keras": the
-    compiled forward pass; None: ``default_runtime()``) and ``threads`` (the interpreter's and
-    ONNX Runtime's thread count). Checked once, here; every stage that times takes one and trusts
-    it."""
+    """Where Keras models are timed: ``name`` and ``threads`` (the LiteRT interpreter's and ONNX
+    Runtime's intra-op thread count). Checked once, here (the name, that its packages are
+    installed, the thread count); every stage that times takes one and trusts it.
+
+    - "litert": lowered, exported as a float ``.tflite``, run in the LiteRT interpreter;
+    - "litert-int8": the same, quantised to full int8 (weights and activations, float input and
+      output) as ``export --quantize int8`` writes it: plan in the precision you deploy;
+    - "onnxruntime": lowered, exported to ONNX by Keras's exporter, run in ONNX Runtime on the CPU
+      (needs the ``onnx`` extra);
+    - "keras": the model's compiled forward pass on this backend;
+    - None: ``default_runtime()``.
+    """
 
     name: str | None = None
     threads: int = DEFAULT_THREADS
@@ -140,9 +166,13 @@ class Runtime:
         name = self.name or default_runtime()
         if name not in RUNTIMES:
             raise OptionError("is unknown", option="runtime", value=name, allowed=f"one of {', '.join(RUNTIMES)}")
-        if name == "litert" and _backend() != "tensorflow":
+        if name.startswith("litert") and _backend() != "tensorflow":
             raise OptionError(f"needs TensorFlow; this process runs Keras on {_backend()}",
                               option="runtime", value=name, allowed="runtime='keras'")
+        missing = missing_modules() if name == "onnxruntime" else []
+        if missing:
+            raise OptionError(f"needs the {', '.join(missing)} package(s), not installed here",
+                              option="runtime", value=name, allowed=f"{ONNX_INSTALL}, or runtime='litert'")
         number("threads", self.threads, 1, INT_MAX, whole_only=True)  # the interpreters take a C int
         object.__setattr__(self, "name", name)
 
@@ -157,9 +187,19 @@ class Runtime:
             return runtime
         return cls(runtime, DEFAULT_THREADS if threads is None else threads)
 
+    @property
+    def artifact(self) -> tuple[str, str] | None:
+        """(export format, quantisation) of the artefact the model is timed as; None for "keras"."""
+        return ARTIFACTS.get(self.name)
+
     def describe(self) -> str:
+        plural = "s" if self.threads != 1 else ""
         if self.name == "litert":
-            return f"LiteRT interpreter, {self.threads} thread{'s' if self.threads != 1 else ''}"
+            return f"LiteRT interpreter, {self.threads} thread{plural}"
+        if self.name == "litert-int8":
+            return f"LiteRT interpreter, full-int8 model, {self.threads} thread{plural}"
+        if self.name == "onnxruntime":
+            return f"ONNX Runtime (CPU), {self.threads} intra-op thread{plural}"
         return f"compiled Keras forward pass ({_backend()})"
 
 
@@ -195,5 +235,5 @@ def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=
     return interleaved([call], repeats, warmup, batch, precision, max_seconds)[0]
 
 
-__all__ = ["DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "RUNTIMES", "Latency", "Runtime", "Verdict", "combined_noise",
-           "default_runtime", "interleaved", "timed", "verdict"]
+__all__ = ["ARTIFACTS", "DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "ONNX_INSTALL", "ONNX_MODULES", "RUNTIMES", "Latency", "Runtime", "Verdict", "combined_noise",
+           "default_runtime", "interleaved", "missing_modules", "timed", "verdict"]

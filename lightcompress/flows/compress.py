@@ -250,6 +250,20 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats)
 
 
+EXPORT_RUNTIMES = {"litert-int8": "litert-int8"}  # an --export whose precision the plan is timed in
+
+
+def planning_runtime(runtime=None, threads=None, export=None) -> Runtime:
+    """The runtime ``compress`` plans (and reports) in: ``runtime`` when given (see
+    ``Runtime.parse``); else the one ``export`` deploys to when its precision differs from the
+    default's (``litert-int8``: a full-int8 model); else the default.
+
+    >>> planning_runtime(None, 2, "litert-int8").name, planning_runtime("keras", 2, "litert-int8").name
+    ('litert-int8', 'keras')
+    """
+    return Runtime.parse(EXPORT_RUNTIMES.get(export) if runtime is None else runtime, threads)
+
+
 def compress_file(source, output=None, goal: CompressGoal | None = None, *, data: DataSpec | None = None,
                   layer_filter=None, settings=None, force=False, trust=False, repeats=30, callbacks=(),
                   stage=no_progress, export=None, runtime: Runtime | str | None = None, threads=None,
@@ -260,7 +274,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     source = Path(source)
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
-    runtime = Runtime.parse(runtime, threads)
+    runtime = planning_runtime(runtime, threads, export)
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))

@@ -440,9 +440,9 @@ def test_compress_checks_each_setting_once(small, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["compress", "{m}", "--target-params", "0.5", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert"),
+    (["compress", "{m}", "--target-params", "0.5", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert, litert-int8, onnxruntime."),
     (["compress", "{m}", "--target-params", "0.5", "--threads", "0"], "--threads 0 is invalid"),
-    (["compare", "{m}", "{m}", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert"),
+    (["compare", "{m}", "{m}", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert, litert-int8, onnxruntime."),
     (["inspect", "{m}", "--latency", "--threads", "0"], "--threads 0 is invalid"),
     (["compress", "{m}", "--target-params", "0.5", "--epochs", "0"], "--epochs 0 is invalid"),
 ])
