@@ -1,4 +1,4 @@
-"""The ``compare`` flow: several models or exported artefacts side by side."""
+"""The ``compare`` flow: several models or exported artefacts side by side, timed in turns."""
 
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ from ..validation import whole
 from .common import load_any, load_data_for, no_progress
 
 
-def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None,
+def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5,
                    runtime: Runtime | None = None) -> dict:
-    """Several models side by side: measured size, cost and latency (Keras models in ``runtime``,
-    None: ``Runtime()``; exported artefacts in their own, loaded with their thread count); with
-    data, accuracy and agreement with the first. ``nets`` holds Keras models or loaded artefacts
+    """Several models side by side: measured size, cost and latency, all timed in turns at each
+    batch size (``measure.measure_all``: Keras models in ``runtime``, None: ``Runtime()``;
+    exported artefacts in their own, loaded with their thread count); with data, accuracy and
+    agreement with the first. ``nets`` holds Keras models or loaded artefacts
     (``runtimes.load_artifact``). Returns the `compare` report dict."""
     from ..deploy.runtimes import Artifact
 
     check_batches(batches, nets)
-    measures = []
-    for net, path in zip(nets, paths):
-        if on_model:
-            on_model(path)
-        if isinstance(net, Artifact):
-            measures.append(measure.measure_artifact(net, batches, repeats, warmup))
-        else:
-            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime))
+    measures = measure.measure_all(nets, paths, batches, repeats, warmup, runtime)
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
