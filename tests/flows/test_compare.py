@@ -1,19 +1,28 @@
 """compare (issue 23): models timed in turns, every latency with its spread and calls, verdicts
-only beyond the noise."""
+only beyond the noise, and the four-column int8 compare."""
 
 import json
 from itertools import pairwise
 
 import keras
 import numpy as np
+import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from lightcompress import report
+from lightcompress.cli import app
 from lightcompress.deploy import latency
 from lightcompress.deploy.measure import ModelMeasure
 from lightcompress.deploy.timing import Latency, Runtime
 from lightcompress.flows.compare import compare_models
+from lightcompress.flows.convert import convert
 from lightcompress.report.render import significant
+from tests.models import policy
+
+from ..cli.test_convert_command import _fails_with
+
+runner = CliRunner()
 
 
 def _mlp(name, width):
@@ -90,3 +99,60 @@ def test_the_report_gives_median_spread_calls_and_a_verdict_only_beyond_the_nois
     two = report.compare_dict([base, slow], "CPU")
     assert two["headline"]["text"].startswith("slow.keras vs base.keras: 2x at batch 1, slower; 2x at batch 32, slower")
     assert "note: slower than base.keras at batch 1 beyond the noise: slow.keras (2x, slower)" in _text(two)
+
+
+def _pair(folder):
+    keras.utils.set_random_seed(3)
+    original = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+                                 keras.layers.Flatten(), keras.layers.Dense(32, activation="relu", name="fc"),
+                                 keras.layers.Dense(10, activation="softmax", name="head")])
+    compressed = convert(original, *policy(rank=4, min_params=0)).model
+    original.save(folder / "orig.keras")
+    compressed.save(folder / "small.keras")
+    return folder / "orig.keras", folder / "small.keras"
+
+
+def test_int8_compare_shows_four_columns_and_the_int8_verdict(tmp_path):
+    original, compressed = _pair(tmp_path)
+    result = runner.invoke(app, ["compare", str(original), str(compressed), "--int8", "-d", "digits", "--repeats", "5",
+                                 "--warmup", "1", "--batch", "4", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    models = data["models"]
+    assert [m["label"] for m in models] == ["original float", "original int8", "compressed float", "compressed int8"]
+    assert all("LiteRT" in m["runtime"] and "1 thread" in m["runtime"] for m in models)
+    assert all([lat["batch"] for lat in m["latency"]] == [1, 4] for m in models)
+    assert len({m["latency"][0]["repeats"] for m in models}) == 1  # timed in turns: the same calls each
+    assert models[1]["file_bytes"] < models[0]["file_bytes"] and models[3]["file_bytes"] < models[2]["file_bytes"]
+    assert models[0]["params"] == models[1]["params"] > models[2]["params"] == models[3]["params"]
+    assert all(m["evaluation"]["examples"] == 360 for m in models)
+    headline = data["headline"]
+    assert (headline["model"], headline["against"]) == (3, 1)
+    points = (models[3]["evaluation"]["accuracy"] - models[1]["evaluation"]["accuracy"]) * 100
+    assert headline["accuracy_points"] == pytest.approx(points, abs=1e-4)
+    assert headline["text"].startswith("compressed int8 vs original int8: ")
+    assert " at batch 1, " in headline["text"] and headline["text"].endswith(f"accuracy {points:+.1f} pts")
+    assert [v["batch"] for v in headline["latency"]] == [1, 4]
+    assert "300 training images of digits" in data["notes"][0]
+    assert [row["name"] for row in data["layers"]] == ["conv", "fc", "head"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orig.keras", "small.keras"]  # nothing written beside them
+    text = _text(data)
+    assert "original int8" in text and "compressed int8 vs original int8" in text and "batch 4 vs first" in text
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "--int8 needs calibration images from the training split; give --dataset NAME"),
+    (["-d", "digits", "{dir}/third.keras"], "--int8 compares two Keras models"),
+    (["-d", "digits", "--runtime", "keras"], "--runtime keras does not time int8"),
+])
+def test_int8_compare_errors_are_one_line(extra, message, tmp_path):
+    original, compressed = _pair(tmp_path)
+    _fails_with(["compare", original, compressed, "--int8", *[a.format(dir=tmp_path) for a in extra]], message,
+                [original, compressed])
+
+
+def test_int8_compare_needs_tensorflow(tmp_path, monkeypatch):
+    original, compressed = _pair(tmp_path)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")  # what this process would say under JAX
+    line = _fails_with(["compare", original, compressed, "--int8", "-d", "digits"], "--int8 needs LiteRT")
+    assert "TensorFlow" in line and "jax" in line
