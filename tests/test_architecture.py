@@ -393,11 +393,19 @@ def test_demo_json(tmp_path):
     data = json.loads(result.stdout)
     assert data["report"] == "demo" and data["compress"]["report"] == "compress"
     compare = data["compress"]["compare"]
-    assert compare["report"] == "compare" and len(compare["models"]) == 2
-    assert compare["models"][1]["params"] <= 0.21 * compare["models"][0]["params"]
+    # int8 is the target: original and compressed, each float and int8, the headline int8 against int8
+    assert compare["report"] == "compare" and [m["label"] for m in compare["models"]] == [
+        "original float", "original int8", "compressed float", "compressed int8"]
+    assert compare["models"][2]["params"] <= 0.21 * compare["models"][0]["params"]
     assert data["compress"]["export"]["verification"]["accuracy"] is not None
-    assert (tmp_path / "digits_cnn.compressed.int8.tflite").exists()
-    assert "faster" in data["verdict"] or "no speed-up" in data["verdict"]
+    deployable = tmp_path / "digits_cnn.compressed.int8.tflite"
+    assert deployable.exists() and compare["models"][3]["path"] == str(deployable)
+    assert compare["models"][3]["file_bytes"] == deployable.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # the original's int8 file was not kept
+        ["digits_cnn.keras", "digits_cnn.compressed.keras", "digits_cnn.compressed.plan.json", deployable.name])
+    assert data["verdict"].startswith(compare["headline"]["text"] + ". ")
+    assert data["verdict"].startswith("compressed int8 vs original int8: ")
+    assert "faster" in data["verdict"] or "no speed-up" in data["verdict"] or "slower" in data["verdict"]
     from rich.console import Console
 
     from lightcompress.flows import demo

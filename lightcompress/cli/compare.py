@@ -24,6 +24,7 @@ def command(
     batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
+    int8: Annotated[bool, typer.Option("--int8", help="Two Keras models (original, compressed), each exported as float and int8 LiteRT to a temporary folder (int8 calibrated on training images of --dataset): the four side by side, all timed in the LiteRT interpreter with --threads.")] = False,
     plot: o.PlotOpt = None,
     force: o.Force = False,
     json_out: o.JsonOut = False,
@@ -34,9 +35,14 @@ def command(
     """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.
 
     Keras models are timed in --runtime (LiteRT by default); .tflite, .onnx and SavedModel
-    artefacts in their own runtime.
+    artefacts in their own runtime. All models are timed in turns at each batch size; each
+    latency is a median with its IQR, and a model is called faster or slower than the first only
+    beyond the noise of both medians. --int8: original float, original int8, compressed float and
+    compressed int8 side by side.
 
     Example: lightcompress compare base.h5 r4.keras r8.keras --dataset fashion_mnist --plot tradeoff.png
+
+    Example: lightcompress compare base.h5 base.compressed.keras --int8 --dataset fashion_mnist
     """
     from .. import flows
     from .. import report
@@ -47,10 +53,10 @@ def command(
         from ..io import models as model_io
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
-    data = o.optional_data_spec(dataset, npz_keys, scale, resize, 1, test_limit)
+    # int8 calibrates on training images; otherwise none are read
+    data = o.optional_data_spec(dataset, npz_keys, scale, resize, None if int8 else 1, test_limit)
     out, nets = flows.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
-                                       trust=trust_model, runtime=where,
-                                       stage=o.spinner(o.stderr()))
+                                    trust=trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
         from ..report.plots import compare_plot
 

@@ -1,7 +1,13 @@
-"""The ``compare`` flow: several models or exported artefacts side by side."""
+"""The ``compare`` flow: several models or exported artefacts side by side, timed in turns; and
+the int8 compare (``compare_int8``): the original and the compressed model, each as float and as
+int8 LiteRT files, the four side by side."""
 
 
 from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -16,31 +22,31 @@ from ..validation import whole
 from .common import load_any, load_data_for, no_progress
 
 
-def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5, on_model=None,
-                   runtime: Runtime | None = None) -> dict:
-    """Several models side by side: measured size, cost and latency (Keras models in ``runtime``,
-    None: ``Runtime()``; exported artefacts in their own, loaded with their thread count); with
-    data, accuracy and agreement with the first. ``nets`` holds Keras models or loaded artefacts
-    (``runtimes.load_artifact``). Returns the `compare` report dict."""
+def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warmup=5,
+                   runtime: Runtime | None = None, *, labels=None, sources=None, headline=None, notes=()) -> dict:
+    """Several models side by side: measured size, cost and latency, all timed in turns at each
+    batch size (``measure.measure_all``: Keras models in ``runtime``, None: ``Runtime()``;
+    exported artefacts in their own, loaded with their thread count); with data, accuracy and
+    agreement with the first. ``nets`` holds Keras models or loaded artefacts
+    (``runtimes.load_artifact``). ``sources``: the Keras model each net was exported from (its
+    params, MACs and layers are reported), None where it is one. ``labels``, ``headline``,
+    ``notes``: see ``report.compare_dict``. Returns the `compare` report dict."""
     from ..deploy.runtimes import Artifact
 
     check_batches(batches, nets)
-    measures = []
-    for net, path in zip(nets, paths):
-        if on_model:
-            on_model(path)
-        if isinstance(net, Artifact):
-            measures.append(measure.measure_artifact(net, batches, repeats, warmup))
-        else:
-            measures.append(measure.measure(net, path, batches, repeats, warmup, runtime))
+    measures = measure.measure_all(nets, paths, batches, repeats, warmup, runtime)
+    keras_nets = [source if source is not None else net for net, source in zip(nets, sources or [None] * len(nets))]
+    for m, net, model in zip(measures, nets, keras_nets):
+        if model is not net and not isinstance(model, Artifact):
+            for key, value in measure.counts(model).items():
+                setattr(m, key, value)
     evaluations = agreements = None
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
         agreements = [agreement(nets[0], net, prepared) for net in nets]
-    keras_nets = [n for n in nets if not isinstance(n, Artifact)]
-    layers = analyze.matching_layers(keras_nets) if len(keras_nets) == len(nets) else []
+    layers = analyze.matching_layers(keras_nets) if not any(isinstance(n, Artifact) for n in keras_nets) else []
     return report.compare_dict(measures, device_name(), evaluations, agreements, layers,
-                               prepared.name if prepared else None)
+                               prepared.name if prepared else None, labels=labels, headline=headline, notes=notes)
 
 
 def check_batches(batches, nets=()):
@@ -66,15 +72,100 @@ def check_batches(batches, nets=()):
                                   allowed=f"a batch of at most {max(1, free // max(example, 1)):,}")
 
 
+# -- the int8 compare ----------------------------------------------------------------------------
+
+INT8_LABELS = ("original float", "original int8", "compressed float", "compressed int8")
+
+
+def check_int8(paths, data, runtime: Runtime | str | None = None):
+    """Refuse, before any model is loaded, what the int8 compare cannot do: it exports to LiteRT
+    (TensorFlow as the Keras backend), calibrates on training images (a data set), and compares
+    two Keras models, all four files timed in the LiteRT interpreter."""
+    import keras
+
+    from ..deploy import runtimes
+    from ..errors import OptionError
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise OptionError(f"int8=True needs LiteRT, which needs TensorFlow as the Keras backend; this process runs "
+                          f"Keras on {backend} (set KERAS_BACKEND=tensorflow).")
+    if data is None:
+        raise OptionError("int8=True needs calibration images from the training split; give data=NAME (a data set).")
+    if len(paths) != 2:
+        raise OptionError(f"int8=True compares two Keras models, the original then the compressed; got {len(paths)}.")
+    for path in paths:
+        if runtimes.is_artifact_path(path):
+            raise OptionError(f"int8=True exports each model itself; give Keras model files (.keras, .h5), not {path}.")
+    name = runtime.name if isinstance(runtime, Runtime) else runtime
+    if name not in (None, "litert"):
+        raise OptionError("does not time int8: the int8 compare times all four files in the LiteRT interpreter",
+                          option="runtime", value=name, allowed="runtime='litert' (the default)")
+
+
+@contextmanager
+def _int8_files(original, compressed, paths, prepared, threads, compressed_int8=None, stage=no_progress):
+    """The four LiteRT artefacts (original float, original int8, compressed float, compressed
+    int8), exported with the project's exporter into a temporary folder (removed at the end; never
+    beside the inputs), int8 calibrated on training images of ``prepared``; ``compressed_int8``:
+    an int8 file already written (by ``compress --export litert-int8``), used as it is. Yields
+    (artefacts, their paths or descriptions, calibration images used)."""
+    from ..defaults import DEFAULT_CALIBRATION
+    from ..deploy import runtimes
+    from ..deploy.export import export_model
+    from ..factorization.statistics import calibration_images
+
+    calibration = calibration_images(prepared, DEFAULT_CALIBRATION)
+    columns = [(original, paths[0], "none"), (original, paths[0], "int8"), (compressed, paths[1], "none"),
+               (compressed, paths[1], "int8")]
+    with tempfile.TemporaryDirectory(prefix="lightcompress-int8-") as folder:
+        files, described = [], []
+        for i, (model, path, quantize) in enumerate(columns):
+            kind = "float" if quantize == "none" else "int8"
+            if i == 3 and compressed_int8 is not None:
+                files.append(Path(compressed_int8))
+                described.append(str(compressed_int8))
+                continue
+            with stage(f"exporting {Path(path).name} as {kind} LiteRT"):
+                files.append(export_model(model, Path(folder) / f"{i}.{kind}.tflite", "litert", quantize,
+                                          calibration=calibration if quantize == "int8" else None,
+                                          threads=threads, repeats=5).path)
+            described.append(f"{path} as {kind} .tflite (temporary)")
+        yield [runtimes.load_artifact(f, threads=threads) for f in files], described, len(calibration)
+
+
+def compare_int8(original, compressed, paths, prepared, batches=(1, 32), repeats=30, warmup=5,
+                 threads=2, compressed_int8=None, stage=no_progress) -> dict:
+    """The four-column compare: ``original`` and ``compressed`` (Keras models, from ``paths``),
+    each as a float and an int8 LiteRT file, side by side: file bytes, latency in the LiteRT
+    interpreter with ``threads`` (all four in turns), accuracy on the test images of
+    ``prepared``; the headline is compressed int8 against original int8. int8 calibrates on
+    training images of ``prepared``, never its test images."""
+    with _int8_files(original, compressed, paths, prepared, threads, compressed_int8, stage) as (
+            artefacts, described, calibrated):
+        kept = f" ({compressed_int8}: the file written)" if compressed_int8 is not None else ""
+        note = (f"int8: {Path(paths[0]).name} and {Path(paths[1]).name} exported to LiteRT as float and as int8 "
+                f"(calibrated on {calibrated:,} training images of {prepared.name}, never test images) into a "
+                f"temporary folder, removed afterwards{kept}; file bytes are the .tflite files', params and MACs "
+                f"the Keras models'")
+        with stage("timing and evaluating"):
+            return compare_models(artefacts, described, prepared, batches, repeats, warmup,
+                                  labels=list(INT8_LABELS), sources=[original, original, compressed, compressed],
+                                  headline=(3, 1), notes=[note])
+
+
 def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
-                  trust=False, runtime: Runtime | str | None = None, threads=None, stage=no_progress):
+                  trust=False, runtime: Runtime | str | None = None, threads=None, int8=False, stage=no_progress):
     """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded).
     ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``); its
-    thread count is also the artefacts'."""
+    thread count is also the artefacts'. ``int8``: the four-column compare of two Keras models
+    (``compare_int8``), which needs ``data`` (calibration images) and TensorFlow."""
     from ..errors import OptionError
 
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
+    if int8:
+        check_int8(paths, data, runtime)
     runtime = Runtime.parse(runtime, threads)
     whole("repeats", repeats, 1)  # checked here, before models are loaded, not when timing starts
     whole("warmup", warmup, 0)
@@ -85,7 +176,9 @@ def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repea
     if data is not None:
         with stage(f"loading data set {data.name}"):
             prepared = load_data_for(nets[0], data, stream=True)
+    if int8:
+        return compare_int8(nets[0], nets[1], paths, prepared, batches, repeats, warmup, runtime.threads,
+                            stage=stage), nets
     with stage("timing and evaluating"):
         out = compare_models(nets, paths, prepared, batches, repeats, warmup, runtime=runtime)
     return out, nets
-

@@ -38,7 +38,7 @@ from ..data.sets import DataSpec
 from ..planning import write_plan
 from .common import load_inputs, no_progress, stem
 from .export import export_file
-from .compare import compare_models
+from .compare import compare_int8, compare_models
 
 
 @dataclass
@@ -295,14 +295,22 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
                       runtime=runtime, **options)
     model_io.save_model(result.model, target, force=force, inputs=[source])
     write_plan(result.plan, plan_path, force=force, inputs=[source])
-    with stage("measuring both models"):
-        compared = compare_models([original, model_io.load_model(target)], [source, target], prepared,
-                                  repeats=repeats, runtime=runtime)
-    out = report.compress_dict(result, compared, plan_path, target)
+    exported = None
     if export_target is not None:
         fmt, quantize, path = export_target
-        out["export"] = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
-                                    force=force, stage=stage)
+        exported = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
+                               force=force, stage=stage)
+    saved = model_io.load_model(target)
+    if exported is not None and exported["quantize"] == "int8":  # int8 is the target: the four-column compare
+        compared = compare_int8(original, saved, [source, target], prepared, repeats=repeats,
+                                threads=runtime.threads, compressed_int8=exported["path"], stage=stage)
+    else:
+        with stage("measuring both models"):
+            compared = compare_models([original, saved], [source, target], prepared, repeats=repeats,
+                                      runtime=runtime)
+    out = report.compress_dict(result, compared, plan_path, target)
+    if exported is not None:
+        out["export"] = exported
     return out
 
 

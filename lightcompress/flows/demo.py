@@ -4,7 +4,8 @@ The sample model is the committed ``sample_models/digits_cnn.keras`` when the pr
 out; otherwise (an installed wheel) the same model is trained here first, deterministically, in a
 few seconds. The data is the embedded digits set. The stages are the library's own flows
 (``compress_file`` with its sensitivity analysis, allocation, latency guard,
-distillation and a verified int8 LiteRT export), run on files in the demo folder.
+distillation and a verified int8 LiteRT export), run on files in the demo folder; the comparison
+is the four-column int8 compare (original and compressed, each float and int8, timed in turns).
 """
 
 from __future__ import annotations
@@ -61,16 +62,23 @@ def sample_model(files: DemoFiles, force, log):
 
 
 def verdict(compared: dict) -> str:
-    """One plain sentence on speed, from the measured batch-1 and batch-32 latencies."""
-    base, new = compared["models"][0], compared["models"][1]
-    ratios = [n["median_ms"] / b["median_ms"] for b, n in zip(base["latency"], new["latency"])]
-    where = new.get("runtime", "")
-    if all(r <= 1.0 for r in ratios):
-        return (f"the compressed model is faster in {where}: "
-                + ", ".join(f"{r:.2f}x the time at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"])))
-    return (f"this machine shows no speed-up in {where} ("
-            + ", ".join(f"{r:.2f}x at batch {lat['batch']}" for r, lat in zip(ratios, base["latency"]))
-            + "): the model is smaller, but not faster here")
+    """One plain sentence on speed: the compare report's headline (the compressed model against
+    the original; int8 against int8 when int8 is the target), faster or slower only beyond the
+    noise of both timings."""
+    headline = compared["headline"]
+    where = compared["models"][headline["model"]].get("runtime", "")
+    batches = {word: " and ".join(str(v["batch"]) for v in headline["latency"] if v["word"] == word)
+               for word in ("faster", "slower", "same within noise")}
+    if batches["slower"]:
+        conclusion = f"the compressed model is smaller, but slower in {where} at batch {batches['slower']}"
+    elif batches["faster"] and batches["same within noise"]:
+        conclusion = (f"the compressed model is faster in {where} at batch {batches['faster']}, the same within "
+                      f"noise at batch {batches['same within noise']}")
+    elif batches["faster"]:
+        conclusion = f"the compressed model is faster in {where}"
+    else:
+        conclusion = f"this machine shows no speed-up beyond the noise in {where}: the model is smaller, not faster here"
+    return f"{headline['text']}. {conclusion[0].upper()}{conclusion[1:]}."
 
 
 def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=(), stage=no_progress,

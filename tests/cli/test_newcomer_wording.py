@@ -45,14 +45,15 @@ def test_latency_in_readable_units_and_the_guard_by_its_flag(conv_file, tmp_path
     row = next(line for line in result.stdout.splitlines() if line.startswith("| latency batch 1"))
     assert re.search(r"\((µs|ms)\)", row)
     assert not re.search(r"\b0\.00\d\b", row)  # never 0.002 (0.469x)
-    fake = {"device": "cpu", "dataset": None, "layers": [], "models": [
-        {"path": n, "params": 1, "trainable_params": 1, "macs": 1, "weight_bytes": 1, "file_bytes": 1,
-         "not_counted": [], "runtime": "litert",
-         "latency": [{"batch": 1, "median_ms": ms, "repeats": 5, "warmup": 1}]}
-        for n, ms in (("a", 0.00213), ("b", 0.001))][::-1]}
-    text = reports.markdown(reports.compare_sections(fake))
+    from lightcompress.deploy.measure import ModelMeasure
+    from lightcompress.deploy.timing import Latency
+
+    fast, slow = (ModelMeasure(n, 1, 1, 1, 1, 1, "litert", latency=[
+        Latency.from_samples(1, [ms * 0.99, ms, ms * 1.01] * 5, warmup=1)]) for n, ms in (("b", 0.001), ("a", 0.00213)))
+    text = reports.markdown(reports.compare_sections(reports.compare_dict([fast, slow], "cpu")))
     assert "--allow-slower" in text and "allow_slower" not in text
-    assert "| latency batch 1 (µs) | 1.00 | 2.13 (2.13x) |" in text
+    assert "| latency batch 1 (µs), median (IQR) | 1.00 (0.0200) | 2.13 (0.0426) |" in text
+    assert "| batch 1 vs first | - | 2.13x, slower |" in text
 
 
 # 2. --rank 8 gives rank 8 everywhere unless clipped, and says where and why

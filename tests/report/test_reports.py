@@ -124,7 +124,7 @@ def test_compare_json_schema_and_values(tmp_path):
                                  "--warmup", "1", "--batch", "8", "--json", "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"schema", "report", "device", "dataset", "models", "layers"}
+    assert set(data) == {"schema", "report", "device", "dataset", "models", "layers", "notes", "headline"}
     first, second = data["models"]
     assert set(first) >= {"path", "params", "trainable_params", "macs", "weight_bytes", "file_bytes",
                           "latency", "not_counted", "ratios", "evaluation", "agreement"}
@@ -133,14 +133,16 @@ def test_compare_json_schema_and_values(tmp_path):
     assert second["file_bytes"] == light_path.stat().st_size
     assert second["macs"] < first["macs"] and first["agreement"] == 1.0
     assert [lat["batch"] for lat in second["latency"]] == [1, 8]
-    assert all(lat["repeats"] >= 3 for lat in second["latency"])
+    assert all(lat["repeats"] >= 3 and lat["q1_ms"] <= lat["median_ms"] <= lat["q3_ms"] for lat in second["latency"])
+    assert [lat["verdict"]["batch"] for lat in second["latency"]] == [1, 8]
+    assert data["headline"]["text"].startswith("r8.keras vs fmnist_cnn_keras3.h5: ")
     assert first["evaluation"]["examples"] == 64
     by_name = {row["name"]: row["models"] for row in data["layers"]}
     assert by_name["dense"][1] == {"kind": "LightDense", "params": 8 * (576 + 64) + 64, "rank": 8, "mode": "dense"}
     assert by_name["conv2d"][1]["kind"] == "Conv2D"  # below --min-params: kept
     assert plot.read_bytes()[:8] == PNG
     md = runner.invoke(app, ["compare", str(base_path), str(light_path), "--repeats", "2", "--markdown"])
-    assert md.exit_code == 0 and re.search(r"\| latency batch 1 \((ms|µs)\) \|", md.stdout) and "### per layer" in md.stdout
+    assert md.exit_code == 0 and re.search(r"\| latency batch 1 \((ms|µs)\), median \(IQR\) \|", md.stdout) and "### per layer" in md.stdout
     _fails_with(["compare", base_path], "compare needs at least two models")
 
 
