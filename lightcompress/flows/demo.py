@@ -23,7 +23,7 @@ from ..training import finetune as ft
 from ..planning import LayerFilter, TargetParams
 from ..validation import whole as check_whole
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_cnn.keras"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "digits_cnn.keras"  # the checkout's
 EXPORT = "litert-int8"
 
 
