@@ -29,7 +29,15 @@ from keras import ops
 from .. import _keras_private as keras_private
 from .. import linalg
 from . import registry
-from .base import PACKAGE, base_name, given_or_svd, numpy_of, positions, rank_in_context, with_weights
+from .base import (
+    PACKAGE,
+    base_name,
+    given_or_svd,
+    numpy_of,
+    positions,
+    rank_in_context,
+    with_weights,
+)
 from .embedding import LightEmbedding
 
 # -- the table as a matrix -----------------------------------------------------------------

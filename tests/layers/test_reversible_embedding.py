@@ -93,6 +93,6 @@ def test_keras_hub_is_registered_once_imported_and_never_imported_by_lightcompre
             "layer = keras_hub.layers.ReversibleEmbedding(10, 4)\n"
             "print(before, registry.entry_for(layer).name, registry.macs(layer, (None, 3, 4), (None, 3, 10)))\n")
     env = {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-3:] == ["False", "ReversibleEmbedding", str(3 * 4 * 10)]
