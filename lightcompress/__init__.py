@@ -36,7 +36,8 @@ _CLASSES = {
     "ExportResult": "deploy.export",
 }
 TWINS = ["LightDense", "LightConv2D", "LightConv1D", "LightConv2DTranspose", "LightSeparableConv2D",
-         "LightEinsumDense", "LightEmbedding", "LightTimeDistributed", "LightMultiHeadAttention"]
+         "LightEinsumDense", "LightEmbedding", "LightReversibleEmbedding", "LightTimeDistributed",
+         "LightMultiHeadAttention"]
 VERBS = ["load_model", "inspect", "plan", "convert", "finetune", "compress", "evaluate", "export", "compare"]
 
 __all__ = ["__version__", *VERBS, *TWINS, *_CLASSES]

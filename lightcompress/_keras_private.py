@@ -20,6 +20,8 @@ message if one of them moves in a new Keras release.
 - ``Trainer._symbolic_build``, the TensorFlow trainer's ``_distribute_strategy`` and
   ``keras.src.backend.tensorflow.trainer.reduce_per_replica``: fit under
   ``tf.distribute.MultiWorkerMirroredStrategy`` (see ``build_for_multi_worker``).
+- ``keras.src.backend.set_keras_mask``: a mask set inside ``call`` for one direction of a
+  ReversibleEmbedding twin only, as Keras's own layer does.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ PRIVATE_APIS = (
     "Function._operations, _operations_by_depth, _nodes_by_depth, Node.operation, KerasTensor._keras_history",
     "Trainer._symbolic_build, TensorFlowTrainer._distribute_strategy, "
     "keras.src.backend.tensorflow.trainer.reduce_per_replica",
+    "keras.src.backend.set_keras_mask",
 )
 
 
@@ -118,6 +121,14 @@ def einsum_shapes(equation, bias_axes, input_shape, output_shape):
     kernel_shape, bias_shape, full_output_shape, _, _ = _analyze_einsum_string(
         equation, bias_axes, input_shape, output_shape)
     return kernel_shape, bias_shape, full_output_shape
+
+
+def set_keras_mask(tensor, mask) -> None:
+    """Attach ``mask`` to ``tensor`` inside a layer's ``call`` (as Keras's ReversibleEmbedding does
+    for its forward direction only)."""
+    from keras.src.backend import set_keras_mask as keras_set_keras_mask
+
+    keras_set_keras_mask(tensor, mask)
 
 
 def untrack(layer, sublayer):

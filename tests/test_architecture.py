@@ -54,6 +54,11 @@ def _model_with(entry, mode):
         inputs = keras.Input((5,))
         # floats in [0, 1) from the tests become token ids 0..29
         return keras.Model(inputs, layer(keras.layers.Rescaling(30.0)(inputs))), inputs.shape
+    elif entry.cls is getattr(keras.layers, "ReversibleEmbedding", None):  # an untied table, both directions
+        layer = keras.layers.ReversibleEmbedding(30, 9, tie_weights=False, logit_soft_cap=5.0, name="target")
+        inputs = keras.Input((5,))
+        hidden = layer(keras.layers.Rescaling(30.0)(inputs))  # token ids 0..29, as for Embedding
+        return keras.Model(inputs, layer(hidden, reverse=True)), inputs.shape
     elif entry.cls is keras.layers.TimeDistributed:
         layer = keras.layers.TimeDistributed(keras.layers.Dense(9, activation="tanh"), name="target")
         inputs = keras.Input((4, 11))

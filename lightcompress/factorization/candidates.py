@@ -315,7 +315,7 @@ def _shapes(nodes, attr):
 def layer_macs(layer, nodes) -> int | None:
     """Multiply-accumulates per example, summed over the layer's calls (``nodes``); None if the
     layer type is not counted or a shape is unknown."""
-    if type(layer) not in registry.MAC_COUNTERS:
+    if not registry.counted(layer):
         return None
     total = 0
     every = type(layer) in registry.ALL_INPUT_SHAPES
@@ -350,7 +350,7 @@ def layer_stats(model) -> list[LayerStats]:
             output_shape=list(shapes[0][1:]) if shapes else [],
             params=int(layer.count_params()) if layer.built else 0,
             macs=(macs := layer_macs(layer, nodes)),
-            size_unknown=macs is None and type(layer) in registry.MAC_COUNTERS and bool(nodes),
+            size_unknown=macs is None and registry.counted(layer) and bool(nodes),
         ))
     return rows
 

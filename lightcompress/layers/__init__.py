@@ -1,7 +1,7 @@
 """The layer types lightcompress factorises, one module each, and the table they register in.
 
 Each type module (``dense``, ``conv2d``, ``conv1d``, ``conv2d_transpose``, ``separable_conv2d``,
-``einsum_dense``, ``embedding``, ``time_distributed``, ``multi_head_attention``) holds its
+``einsum_dense``, ``embedding``, ``reversible_embedding``, ``time_distributed``, ``multi_head_attention``) holds its
 LightLayer twin, its kernel <-> matrix reshapes, its MAC formula, why a layer of the type cannot
 be factorised, its lowering to standard Keras layers, and its ``registry.register`` call.
 Importing this package imports them all: every twin is registered serializable with Keras (a
@@ -21,12 +21,13 @@ from .conv2d_transpose import LightConv2DTranspose
 from .separable_conv2d import LightSeparableConv2D
 from .einsum_dense import LightEinsumDense
 from .embedding import LightEmbedding
+from .reversible_embedding import LightReversibleEmbedding
 from .time_distributed import LightTimeDistributed
 from .multi_head_attention import LightMultiHeadAttention
 
 __all__ = [
     "Composite", "LayerType", "LightConv1D", "LightConv2D", "LightConv2DTranspose", "LightDense",
-    "LightEinsumDense", "LightEmbedding", "LightMultiHeadAttention", "LightSeparableConv2D",
+    "LightEinsumDense", "LightEmbedding", "LightMultiHeadAttention", "LightReversibleEmbedding", "LightSeparableConv2D",
     "LightTimeDistributed", "composite_for", "count_macs", "entry_for", "light_info", "macs", "register",
     "register_composite", "registry", "twin_entry", "unregister",
 ]

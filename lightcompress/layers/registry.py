@@ -10,6 +10,9 @@ reports) reads this table, and nothing dispatches on class names. ``MAC_COUNTERS
 for every class that costs any: each registered type and its twin, composites, and the layers
 counted but not factorised (below). A class is counted by exactly one formula: registering a
 class that already has one is an error, so no registration order can silently replace it.
+A subclass known to compute what its entry's class does is added with ``register_subclass``; a
+class from an optional package (keras-hub) is added by ``when_imported`` once that package has been
+imported by the user or a model file, never by lightcompress itself.
 
 >>> import keras, lightcompress.layers
 >>> entry_for(keras.layers.Dense(4)).modes
@@ -22,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -188,6 +192,7 @@ class Composite:
 
 
 REGISTRY: dict[type, LayerType] = {}
+SUBCLASSES: dict[type, LayerType] = {}  # further classes an entry handles (register_subclass)
 COMPOSITES: dict[type, Composite] = {}
 COMPOSITE_TWINS: dict[type, Composite] = {}
 MAC_COUNTERS: dict[type, Callable] = {}  # (layer, in_shape, out_shape) -> MACs per example
@@ -220,6 +225,42 @@ def register(entry: LayerType) -> LayerType:
     return entry
 
 
+def register_subclass(cls: type, entry: LayerType) -> LayerType:
+    """Handle ``cls``, a subclass of ``entry.cls`` that computes the same (keras-hub's
+    ReversibleEmbedding), with ``entry``: its layers are candidates, counted and factorised by it."""
+    if cls in MAC_COUNTERS or cls in REGISTRY or cls in SUBCLASSES:
+        raise RegistryError(f"{cls.__name__} is already registered; a class has one entry.")
+    count_macs(cls, lambda layer, i, o: entry.macs(layer, i, o, None, None))
+    SUBCLASSES[cls] = entry
+    return entry
+
+
+# Registrations waiting for an optional package: (module name, settle(module) -> True once done).
+_WAITING: list[tuple[str, Callable]] = []
+
+
+def when_imported(module: str, settle: Callable) -> None:
+    """Run ``settle(sys.modules[module])`` once ``module`` has been imported by someone else (it is
+    never imported here, so an optional package such as keras-hub stays optional): at once if it
+    is, else at the next lookup of the table after it is; again at later lookups while ``settle``
+    returns False (the module was still being imported)."""
+    _WAITING.append((module, settle))
+    _settle()
+
+
+def _settle() -> None:
+    """Run the waiting registrations whose module is imported now."""
+    if not _WAITING:
+        return
+    for item in list(_WAITING):
+        module = sys.modules.get(item[0])
+        if module is None or item not in _WAITING:
+            continue
+        _WAITING.remove(item)  # first: a lookup made while it runs does not run it again
+        if not item[1](module):
+            _WAITING.append(item)
+
+
 def register_composite(composite: Composite) -> Composite:
     """Add a layer whose parts are factorised; it and its twin are counted by ``composite.macs``."""
     for cls in (composite.cls, composite.twin):
@@ -238,11 +279,16 @@ def unregister(entry: LayerType | Composite) -> None:
         for cls in (entry.cls, entry.twin):
             if table.get(cls) is entry:
                 del table[cls]
+    for cls in [cls for cls, held in SUBCLASSES.items() if held is entry]:
+        del SUBCLASSES[cls]
+        MAC_COUNTERS.pop(cls, None)
 
 
 def entry_for(layer) -> LayerType | None:
-    """The entry for ``layer``'s exact class (subclasses may change what the kernel means)."""
-    return REGISTRY.get(type(layer))
+    """The entry for ``layer``'s exact class (subclasses may change what the kernel means), or for
+    a subclass registered as computing the same (``register_subclass``)."""
+    _settle()
+    return REGISTRY.get(type(layer)) or SUBCLASSES.get(type(layer))
 
 
 def twin_entry(layer) -> LayerType | None:
@@ -251,7 +297,14 @@ def twin_entry(layer) -> LayerType | None:
 
 
 def composite_for(layer) -> Composite | None:
+    _settle()
     return COMPOSITES.get(type(layer))
+
+
+def counted(layer) -> bool:
+    """Whether ``layer``'s class has a MAC formula."""
+    _settle()
+    return type(layer) in MAC_COUNTERS
 
 
 def light_info(layer) -> tuple:
@@ -262,6 +315,7 @@ def light_info(layer) -> tuple:
 
 def macs(layer, in_shape, out_shape) -> int | None:
     """MACs per example of one call of ``layer``; None when its type is not counted."""
+    _settle()
     counter = MAC_COUNTERS.get(type(layer))
     return None if counter is None else int(counter(layer, in_shape, out_shape))
 
@@ -295,7 +349,7 @@ def not_factorised_reason(layer) -> str:
     reason = NOT_FACTORISED.get(type(layer))
     if reason:
         return reason
-    if type(layer) in REGISTRY or type(layer) in COMPOSITES:
+    if entry_for(layer) is not None or type(layer) in COMPOSITES:
         return "not a candidate"
     return f"{type(layer).__name__} is not a layer type lightcompress factorises"
 

@@ -203,3 +203,84 @@ def test_keras_hub_low_rank_conversion_shrinks_the_model():
     result = lightcompress.convert(model, rank=4, min_params=0, x=token_inputs())
     assert type(result.model).__name__ == "BertTextClassifier"
     assert result.model.count_params() == result.params_after < result.params_before
+
+
+# -- a keras-hub causal LM: its token embedding factorised both ways, generate still runs --------
+
+def _gpt2_causal_lm():
+    """A tiny GPT-2 from a config (no download), no preprocessor, greedy sampling. The token table
+    is drawn at unit scale: logits far apart, so a greedy pick is no near-tie that 1e-7 could flip."""
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is not installed (pip install '.[hub]')")
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=96, num_layers=2, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=64, max_sequence_length=32)
+    table = backbone.token_embedding.embeddings
+    table.assign(np.random.default_rng(0).normal(0, 1, tuple(table.shape)).astype("float32"))
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    model.compile(sampler="greedy")
+    return model
+
+
+def _prompts(n=2, length=16, prompt=5, seed=0):
+    """What ``generate`` takes without a preprocessor: token ids padded to the length generated to,
+    and a padding mask over the prompt."""
+    ids = np.random.default_rng(seed).integers(1, 96, (n, length)).astype("int32")
+    mask = np.zeros((n, length), bool)
+    mask[:, :prompt] = True
+    return {"token_ids": np.where(mask, ids, 0).astype("int32"), "padding_mask": mask}
+
+
+def _generated(model, prompts):
+    return np.asarray(model.generate(prompts, stop_token_ids=None)["token_ids"])
+
+
+def test_keras_hub_causal_lm_at_full_rank_generates_the_same_tokens():
+    from lightcompress import LightReversibleEmbedding
+
+    model, prompts = _gpt2_causal_lm(), _prompts()
+    x = {"token_ids": prompts["token_ids"], "padding_mask": np.ones_like(prompts["padding_mask"])}
+    names = [c.name for c in candidates(model)]
+    assert names[0] == "gpt2_backbone/token_embedding"
+    plan = _full_rank(model, make_plan(model, *policy(rank=4, min_params=0)))
+    assert "gpt2_backbone/token_embedding" in [p.name for p in plan.converted]
+    light = apply_plan(model, plan)
+    assert type(light) is type(model)
+    twin, original = light.backbone.token_embedding, model.backbone.token_embedding
+    assert type(twin) is LightReversibleEmbedding and twin.rank == 32
+    hidden = np.asarray(model.backbone(x))
+    np.testing.assert_allclose(np.asarray(twin(hidden, reverse=True)), np.asarray(original(hidden, reverse=True)),
+                               atol=1e-5)
+    np.testing.assert_allclose(_predict(light, x), _predict(model, x), atol=1e-4)
+    light.compile(sampler="greedy")  # a rebuilt keras-hub task is compiled with its defaults (top_k)
+    expected = _generated(model, prompts)
+    np.testing.assert_array_equal(_generated(light, prompts), expected)
+    np.testing.assert_array_equal(expected[:, :5], prompts["token_ids"][:, :5])  # the prompt, then new tokens
+
+
+def test_keras_hub_causal_lm_low_rank_generates_and_reloads_in_a_fresh_process(tmp_path):
+    model, prompts = _gpt2_causal_lm(), _prompts()
+    result = lightcompress.convert(model, rank=4, min_params=0, x=prompts)
+    light = result.model
+    assert type(light) is type(model) and result.params_after < result.params_before
+    twin = light.backbone.token_embedding
+    assert type(twin).__name__ == "LightReversibleEmbedding" and twin.rank == 4
+    assert [tuple(w.shape) for w in twin.weights] == [(96, 4), (4, 32)]  # never the (96, 32) table
+    light.compile(sampler="greedy")
+    tokens = _generated(light, prompts)
+    assert tokens.shape == (2, 16)
+    np.testing.assert_array_equal(tokens[:, :5], prompts["token_ids"][:, :5])
+
+    path = model_io.save_model(light, tmp_path / "gpt2.light.keras")
+    for key, value in prompts.items():
+        np.save(tmp_path / f"{key}.npy", value)
+    np.save(tmp_path / "y.npy", _predict(light, prompts))
+    got = _fresh_process("""
+        import lightcompress
+        x = {{k: np.load(f"{folder}/{{k}}.npy".replace("'", "")) for k in ("token_ids", "padding_mask")}}
+        model = lightcompress.load_model({path})
+        print(json.dumps({{"class": type(model).__name__, "params": int(model.count_params()),
+                           "embedding": type(model.backbone.token_embedding).__name__,
+                           "diff": float(np.abs(np.asarray(model.predict(x, verbose=0)) - np.load({y})).max())}}))
+    """, path=path, folder=tmp_path, y=tmp_path / "y.npy")
+    assert (got["class"], got["params"], got["embedding"]) == ("GPT2CausalLM", light.count_params(),
+                                                                "LightReversibleEmbedding")
+    assert got["diff"] < 1e-6
