@@ -28,7 +28,9 @@ Nothing here is derived from a FLOP count.
 Per-layer profiles time each candidate layer alone, at its real input shape, as it is and as
 each (rank, mode) option on a ladder, in the chosen runtime, all of one layer's variants in turns
 (``timing.interleaved``) so they are judged against each other under the same conditions; each
-time carries its noise (the notch of its median). They are cached on disk like the sensitivity
+time carries its noise (the notch of its median), and each group holds a control: a second copy
+of the layer as it is, so the spread between two identical artefacts (which the notches do not
+see: a busy machine, thread scheduling) is measured too and no verdict is given inside it. They are cached on disk like the sensitivity
 table, keyed by the layer, the ladder and the runtime.
 """
 
@@ -60,7 +62,7 @@ LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 # Calibration inputs of a "litert-int8" artefact timed: they set scales, not the work done, so a few
 # suffice (each is one float call during conversion, and every ladder option is converted).
 TIMING_CALIBRATION = 16
-PROFILE_VERSION = 2  # 2: interleaved timing, each option with its noise
+PROFILE_VERSION = 3  # 2: interleaved timing, each option with its noise; 3: a control copy per layer
 
 
 def _inputs(model, batch, seed=0):
@@ -171,6 +173,7 @@ class LayerLatency:
     input_shape: list
     options: list  # [LayerOption]; the first is the layer as it is
     overhead_ms: float = 0.0
+    control_ms: float | None = None  # a second copy of the layer as it is, timed in the same turns
 
     @property
     def original_ms(self) -> float:
@@ -184,13 +187,18 @@ class LayerLatency:
         """The noise of ``ms(rank, mode)`` (interpolated like it)."""
         return self._at(rank, mode, "noise_ms")
 
+    def margin_ms(self, rank, mode) -> float:
+        """The noise a difference from the layer as it is must pass: both notches added (as
+        ``timing.verdict`` judges), at least the gap between the layer and its control copy (two
+        identical artefacts), at least ``MIN_NOISE`` of the layer's time with overhead."""
+        control = 0.0 if self.control_ms is None else abs(self.control_ms - self.original_ms)
+        return max(MIN_NOISE * (self.original_ms + self.overhead_ms), control,
+                   self.noise_ms(None, None) + self.noise_ms(rank, mode))
+
     def slower(self, rank, mode) -> bool:
-        """Is this option slower than the layer as it is by more than the noise of both times
-        (their notches added, as ``timing.verdict`` judges; at least ``MIN_NOISE`` of the layer's
-        time with overhead)? A difference inside the noise is no difference."""
-        margin = max(MIN_NOISE * (self.original_ms + self.overhead_ms),
-                     self.noise_ms(None, None) + self.noise_ms(rank, mode))
-        return self.ms(rank, mode) > self.original_ms + margin
+        """Is this option slower than the layer as it is, beyond ``margin_ms``? A difference
+        inside the noise is no difference."""
+        return self.ms(rank, mode) > self.original_ms + self.margin_ms(rank, mode)
 
     def _at(self, rank, mode, field_name):
         if rank is None:
@@ -294,7 +302,7 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
         shape = tuple(nodes[0].input_tensors[0].shape)
         if any(d is None for d in shape[1:]):
             continue
-        variants = [("overhead", None), (None, None)]
+        variants = [("overhead", None), (None, None), ("control", None)]
         for mode in layer_filter.modes(c):
             variants.extend((r, mode) for r in latency_ladder(layer_filter.limit(c, mode), multiple))
         jobs.append((c, shape, variants))
@@ -308,7 +316,7 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
                 weights = None
                 if rank == "overhead":
                     layer = keras.layers.ReLU()
-                elif rank is None:
+                elif rank is None or rank == "control":
                     layer, weights = _copy(c.layer)
                 else:
                     layer = c.entry.build_twin(c.layer, rank, mode)
@@ -322,8 +330,12 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
             overhead, *times = interleaved(timers, repeats, warmup)
             entry = LayerLatency(c.name, c.kind, list(shape[1:]), [], overhead.median_ms)
             for (rank, mode), t in zip(variants[1:], times):
+                net = max(t.median_ms - overhead.median_ms, 1e-6)
+                if rank == "control":
+                    entry.control_ms = net
+                    continue
                 noise = (t.noise_ms ** 2 + overhead.noise_ms ** 2) ** 0.5
-                entry.options.append(LayerOption(rank, mode, max(t.median_ms - overhead.median_ms, 1e-6), noise))
+                entry.options.append(LayerOption(rank, mode, net, noise))
             result.layers.append(entry)
     result.seconds = time.perf_counter() - start
     if cache_file is not None:

@@ -161,7 +161,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     measured = {ls.name: ls.options for ls in sens.layers}
     if multiple == 1:  # interpolate between the measured ranks so the budget can be met closely
         sens = replace(sens, layers=[with_every_rank(ls) for ls in sens.layers])
-    slower, removed, unguarded, untimed = set(), 0, sens, []
+    slower, removed, unguarded, untimed, margins = set(), 0, sens, [], []
     if latency is not None:
         timed, free = [], []
         for ls in sens.layers:
@@ -174,6 +174,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
                 free.append(ls)
                 continue
             guarded, dropped = with_latency(ls, layer_latency, allow_slower)
+            margins.append(f"{ls.name} ±{layer_latency.margin_ms(None, None) * 1000:.2g} us")
             free.append(with_latency(ls, layer_latency, True)[0])
             removed += dropped
             if dropped and len(guarded.options) == 1:
@@ -206,7 +207,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
             cost = "the budget cannot be met without it"
         notes.append(f"latency guard ({latency.runtime}): {removed} option(s) measured slower than the layer "
                      f"they replace, beyond the noise of both timings, were removed; {cost} "
-                     f"(--allow-slower keeps them)")
+                     f"(--allow-slower keeps them); measured noise per layer: {', '.join(margins)}")
     from ..factorization.candidates import not_considered
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"

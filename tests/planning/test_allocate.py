@@ -128,3 +128,12 @@ def test_a_layer_the_profile_could_not_time_is_free_under_a_params_budget():
     assert any("could not be timed alone" in n and "not guarded" in n for n in plan.notes)
     with pytest.raises(Exception, match="cannot be met"):
         allocate(model, _hidden_table(), 0.5, "latency", 1, empty)
+
+
+def test_the_gap_between_two_copies_of_the_layer_widens_the_guard_margin():
+    # Tight notches (±0.01 us), but the layer's control copy, timed in the same turns, came out
+    # 3 us apart from it: a busy machine. An option 2 us slower is inside that noise.
+    layer = _noisy_profile(0.0055, 0.00001).layers[0]
+    assert layer.slower(6, "dense")
+    layer.control_ms = 0.0065
+    assert not layer.slower(6, "dense") and layer.margin_ms(6, "dense") == pytest.approx(0.003)
