@@ -1,6 +1,7 @@
 """Accuracy at 5x, 10x and 20x fewer parameters, as a user runs `compress` and `convert` (issue 24).
 
-    python benchmarks/accuracy_budgets.py run [GROUP ...]   # rows appended to benchmarks/accuracy_budgets.jsonl
+    python benchmarks/accuracy_budgets.py run [GROUP ...] [--models keras2,keras3] [--factors 10,20]
+                                            # rows appended to benchmarks/accuracy_budgets.jsonl
     python benchmarks/accuracy_budgets.py report            # the Markdown tables for docs/RESULTS.md
 
 Groups:
@@ -104,17 +105,22 @@ def _convert(name, path, factor):
 
 
 def _machine():
+    import subprocess
+
     import keras
 
-    return f"{platform.processor() or platform.machine()}, Keras {keras.__version__}, {keras.backend.backend()}"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    return f"{platform.processor() or platform.machine()}, Keras {keras.__version__}, {keras.backend.backend()}, commit {commit}"
 
 
-def run(groups):
+def run(groups, models=None, factors_wanted=None):
     for group in groups:
         for name, path in MODELS.items():
+            if models and name not in models:
+                continue
             factors = CONVERT_FACTORS if group == "convert" else COMPRESS_FACTORS
             for factor in factors:
-                if _done(group, name, factor):
+                if _done(group, name, factor) or (factors_wanted and factor not in factors_wanted):
                     continue
                 if group == "convert":
                     _convert(name, path, factor)
@@ -141,5 +147,13 @@ def report():
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         report()
-    else:
-        run(sys.argv[2:] or ["compress", "convert"])
+    else:  # run [GROUP ...] [--models keras2,keras3] [--factors 10,20]
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("command")
+        parser.add_argument("groups", nargs="*", default=["compress", "convert"])
+        parser.add_argument("--models", type=lambda v: v.split(","))
+        parser.add_argument("--factors", type=lambda v: [int(f) for f in v.split(",")])
+        args = parser.parse_args()
+        run(args.groups, args.models, args.factors)
