@@ -27,7 +27,7 @@ def command(
                                                  "many accuracy points.")] = d.DEFAULT_TRADEOFF_MAX_DROP,
     work_dir: Annotated[Optional[Path], typer.Option(help="Folder where each finished candidate is kept; the same "
                                                           "command finds them there again and continues. Default: "
-                                                          "<stem>.tradeoffs/ beside the plot.")] = None,
+                                                          "<stem>.tradeoffs/ beside the plot (so beside the model).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of accuracy against file size and against "
                                                               "latency. Default: <stem>.tradeoffs.png beside the "
                                                               "model.")] = None,

@@ -132,17 +132,21 @@ def tradeoffs_plot(data: dict, path, force=False) -> Path:
     panels = (("size", "file size (bytes, log scale)", "accuracy against file size"),
               ("latency", "batch-1 latency, x the original's timed beside it (log scale)", "accuracy against latency"))
     for ax, (front, xlabel, title) in zip(axes, panels):
+        names = {}  # candidates at one point (a pruned model is the original's size) share one label
         for e in entries:
             x, y = cost(e, front), e["accuracy"]
             ax.plot(x, y, "s" if e["int8"] else "o", color=colours.get(e["method"], "tab:gray"), markersize=6)
-            ax.annotate(e["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            names.setdefault((x, y), []).append(e["name"])
+        for (x, y), shared in names.items():
+            ax.annotate(", ".join(shared), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         on = sorted((cost(e, front), e["accuracy"]) for e in entries if e["pareto"][front])
         if on:
             xs, ys = zip(*on)
             ax.step(xs, ys, where="post", color="tab:red", linewidth=1, label="Pareto front")
             ax.plot(xs, ys, "o", markersize=12, markerfacecolor="none", markeredgecolor="tab:red")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
         ax.set_xscale("log")
+        ax.margins(x=0.15)  # room for the labels of the rightmost points
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"test accuracy ({data['dataset']})")
         ax.set_title(title)

@@ -123,7 +123,7 @@ def tradeoffs_sections(data: dict) -> list:
             continue
         first = e is base
         accuracy = f"{e['accuracy']:.4f}" + ("" if first else f" ({(e['accuracy'] - base['accuracy']) * 100:+.2f})")
-        params = num(e["params"]) + (f" ({num(e['nonzero'])} non-zero)" if e.get("nonzero") is not None else "")
+        params = num(e["params"]) + (f" ({num(e['nonzero'])} non-zero)" if e["method"] == "prune" else "")
         file = size(e["file_bytes"]) + ("" if first else f" ({times_factor(e['file_bytes'], base['file_bytes'])})")
         times = [significant(lat["median_ms"] * factor)
                  + ("" if first else f" ({times_factor(lat['median_ms'], ref['median_ms'])})")
@@ -132,8 +132,8 @@ def tradeoffs_sections(data: dict) -> list:
         table.rows.append([e["name"], accuracy, params, file, *times, front, e["status"]])
     table.lines.append(
         f"accuracy on the test images of {data['dataset']} (change from the original in points); file: bytes on "
-        f"disk (x the original's); latency: median at each batch size, {_runtimes(places)}, on {data['device']} "
-        f"(x the original's, timed beside each candidate)")
+        f"disk (x the original's); latency: median at each batch size on {data['device']}, {_runtimes(places)}; "
+        f"its x is against the original timed beside each candidate, so it need not match the first row")
     table.lines.append("front: on the Pareto front of accuracy against file size / against batch-1 latency (no other "
                        "candidate is as small / as fast and at least as accurate)")
     if data.get("optimizer_bytes"):

@@ -159,6 +159,22 @@ def test_each_candidate_is_keyed_by_the_model_and_its_settings(mlp, tmp_path, mo
     assert _statuses(out)["int8"] == "measured" and any("unreadable tradeoffs result" in n for n in notes)
 
 
+def test_a_signal_swallowed_while_a_candidate_was_made_keeps_nothing_of_it(mlp, tmp_path, monkeypatch):
+    made, _ = _fakes(monkeypatch)
+    real = flow._make
+
+    def make(run, cand, path):  # a library caught Ctrl-C while this candidate was made, and carried on
+        if cand.name == "low-rank 0.5":
+            monkeypatch.setattr(flow._interrupts, "received", [2])
+        return real(run, cand, path)
+
+    monkeypatch.setattr(flow, "_make", make)
+    with pytest.raises(KeyboardInterrupt):
+        flow.tradeoffs_file(mlp, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
+    assert made == ["int8", "low-rank 0.5"]
+    assert [p.name.split("-")[0] for p in sorted((tmp_path / "w").glob("*.json"))] == ["int8", "original"]
+
+
 def test_the_model_hash_keys_every_candidate(mlp, tmp_path, monkeypatch):
     _fakes(monkeypatch)
     other = Path(shutil.copy(SAMPLE, tmp_path / "other.keras"))
