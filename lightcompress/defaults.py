@@ -56,3 +56,10 @@ MAX_STREAM_EXAMPLES = 10_000_000
 # at 5x auto lost 2.10 / 2.81 points on the two real CNNs where channel lost 6.03 / 9.72. With a
 # fixed --rank N every mode keeps rank N and auto picks the mode with the lowest error at N.
 DEFAULT_CONV_MODE = "auto"
+
+# tradeoffs: the low-rank (and pruning / clustering) budgets tried when --budgets is not given:
+# 2x, 5x and 10x fewer params, the range compress is used at (docs/RESULTS.md reports 5x).
+DEFAULT_TRADEOFF_BUDGETS = (0.5, 0.2, 0.1)
+# tradeoffs' recommendation: the smallest / fastest candidate losing at most this many accuracy
+# points against the original (issue 25's "within 1 point").
+DEFAULT_TRADEOFF_MAX_DROP = 1.0

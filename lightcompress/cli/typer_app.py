@@ -149,9 +149,9 @@ def _main(
 
 
 def _register():
-    from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect
+    from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect, tradeoffs
 
-    for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline):
+    for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline, tradeoffs):
         app.command(name=module.NAME)(handle_errors(module.command))
 
 

@@ -118,3 +118,37 @@ def compare_plot(data: dict, path, spectra=None, force=False) -> Path:
     ax.set_xlabel("parameters")
     fig.suptitle("lightcompress compare")
     return _save(fig, path, force)
+
+
+def tradeoffs_plot(data: dict, path, force=False) -> Path:
+    """Accuracy against file size and against batch-1 latency, one point per candidate, the Pareto
+    front of each panel joined and ringed."""
+    from .tradeoffs import cost, measured
+
+    plt = _pyplot()
+    entries = [e for e in data["candidates"] if measured(e)]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    colours = {"original": "black", "lowrank": "tab:blue", "prune": "tab:orange", "cluster": "tab:green"}
+    panels = (("size", "file size (bytes, log scale)", "accuracy against file size"),
+              ("latency", "batch-1 latency, x the original's timed beside it (log scale)", "accuracy against latency"))
+    for ax, (front, xlabel, title) in zip(axes, panels):
+        names = {}  # candidates at one point (a pruned model is the original's size) share one label
+        for e in entries:
+            x, y = cost(e, front), e["accuracy"]
+            ax.plot(x, y, "s" if e["int8"] else "o", color=colours.get(e["method"], "tab:gray"), markersize=6)
+            names.setdefault((x, y), []).append(e["name"])
+        for (x, y), shared in names.items():
+            ax.annotate(", ".join(shared), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        on = sorted((cost(e, front), e["accuracy"]) for e in entries if e["pareto"][front])
+        if on:
+            xs, ys = zip(*on)
+            ax.step(xs, ys, where="post", color="tab:red", linewidth=1, label="Pareto front")
+            ax.plot(xs, ys, "o", markersize=12, markerfacecolor="none", markeredgecolor="tab:red")
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xscale("log")
+        ax.margins(x=0.15)  # room for the labels of the rightmost points
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"test accuracy ({data['dataset']})")
+        ax.set_title(title)
+    fig.suptitle(f"lightcompress tradeoffs: {Path(data['source']).name} (squares: int8 LiteRT)")
+    return _save(fig, path, force)
