@@ -327,6 +327,21 @@ def layer_macs(layer, nodes) -> int | None:
     return int(total)
 
 
+def macs_per_rank(model) -> dict:
+    """{layer name: function(mode, rank) -> MACs per example} for the factorisable leaf layers whose
+    input and output sizes are fixed, summed over the layer's calls like ``layer_macs`` (rank
+    None: the layer as it is), so a budget in MACs and the whole model's count agree."""
+    calls = keras_private.graph_nodes(model)
+    out = {}
+    for name, layer in iter_layers(model):
+        nodes, entry = calls.get(id(layer), []), registry.entry_for(layer)
+        shapes = list(zip(_shapes(nodes, "input"), _shapes(nodes, "output")))
+        if entry is None or not shapes or any(None in i[1:] or None in o[1:] for i, o in shapes):
+            continue
+        out[name] = lambda mode, r, e=entry, l=layer, s=shapes: int(sum(e.macs(l, i, o, mode, r) for i, o in s))
+    return out
+
+
 @dataclass
 class LayerStats:
     name: str

@@ -21,18 +21,17 @@ import keras
 import numpy as np
 
 from ..io import cache
-from .. import _keras_private as keras_private
-from ..layers import registry
 from ..factorization.methods import resolve_method
-from ..factorization.candidates import candidates, iter_layers
+from ..factorization.candidates import candidates, macs_per_rank
 from ..data.dataset import Dataset
 from ..training.evaluation import evaluate, output_kind
 from ..io.models import plain_copy
 from .filters import LayerFilter
 
 LADDER = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # of break-even
-CACHE_VERSION = 4  # 2: skip reasons in Python words, options carry latency; 3: calibrated factors;
-# 4: keyed by the method's name, bias correction measured from the original kernel
+CACHE_VERSION = 5  # 2: skip reasons in Python words, options carry latency; 3: calibrated factors;
+# 4: keyed by the method's name, bias correction measured from the original kernel; 5: a shared
+# layer's MACs summed over its calls
 
 
 @dataclass
@@ -91,21 +90,6 @@ def ladder(limit: int, multiple: int = 1) -> list[int]:
     return sorted(ranks)
 
 
-def _macs_per_rank(model):
-    """{layer name: function(mode, rank) -> MACs per example} for the factorisable layers
-    (rank None: the layer as it is)."""
-    calls = keras_private.graph_nodes(model)
-    out = {}
-    for name, layer in iter_layers(model):
-        nodes, entry = calls.get(id(layer), []), registry.entry_for(layer)
-        if not nodes or entry is None:
-            continue
-        in_shape = tuple(nodes[0].input_tensors[0].shape)
-        out_shape = tuple(nodes[0].output_tensors[0].shape)
-        out[name] = lambda mode, r, e=entry, l=layer, i=in_shape, o=out_shape: e.macs(l, i, o, mode, r)
-    return out
-
-
 def cache_key(model, data: Dataset, layer_filter: LayerFilter, multiple: int, method_name="svd",
               statistics=None) -> str:
     h = hashlib.sha256()
@@ -158,7 +142,7 @@ def analyse(model, data: Dataset, layer_filter: LayerFilter | None = None, multi
     kind = output_kind(model, data.head("test", 64)[0])
     base = evaluate(model, data, kind)
     result = Sensitivity(base.loss, base.accuracy, base.examples, method=method.name)
-    macs = _macs_per_rank(model)
+    macs = macs_per_rank(model)
     chosen, result.skipped = layer_filter.chosen(candidates(model, statistics, vectors=True, method=method))
     plans = []
     for c in chosen:
