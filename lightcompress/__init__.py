@@ -30,7 +30,7 @@ register_when_keras_loads()
 _CLASSES = {
     "LightCompressError": "errors",
     "LayerFilter": "planning", "FixedRank": "planning", "Energy": "planning", "Ratio": "planning",
-    "TargetParams": "planning", "Plan": "planning",
+    "TargetParams": "planning", "TargetMacs": "planning", "TargetLatency": "planning", "Plan": "planning",
     "DataSpec": "data.sets", "FitSettings": "training.finetune", "FitResult": "training.finetune",
     "Evaluation": "training.evaluation", "Conversion": "flows.convert", "CompressResult": "flows.compress",
     "ExportResult": "deploy.export",

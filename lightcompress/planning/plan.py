@@ -45,6 +45,10 @@ class Plan:
     # {name: analyze.Candidate} the plan was decided from: applying it reuses their decompositions
     # (not saved; empty for a plan built by hand)
     sources: dict = field(default_factory=dict, repr=False, compare=False)
+    # a plan sized for a whole-model budget: {"metric", "target", "planned"} (fractions of the
+    # original's cost), with "runtime" and, once the converted model is timed, "measured" for a
+    # latency budget; None for the other rules and for plans read back
+    budget: dict | None = field(default=None, compare=False)
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -55,7 +59,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers],
-                "not_considered": list(self.not_considered), "notes": list(self.notes)}
+                "not_considered": list(self.not_considered), "notes": list(self.notes), "budget": self.budget}
 
 
 def keep(c, reason: str) -> LayerPlan:

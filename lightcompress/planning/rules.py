@@ -11,10 +11,12 @@
   Ranks are bought greedily across all layers by the squared relative error they remove (σ² as
   a fraction of the layer's ||W||² for plain SVD; of its outputs' energy when calibrated) per
   parameter they cost; so layers whose spectra fall fast get small ranks and the budget goes
-  where singular values are large. Modes whose cost is not linear in the rank (Tucker-2) buy
-  the upgrade with the best error removed per weight over all larger ranks.
-- ``TargetParams(f)``: the same allocation, sized so the whole model keeps about f of its
-  parameters (layers that are not converted count at their full size).
+  where singular values are large (see ``budget``: every mode's ranks and "keep" are options).
+- ``TargetParams(f)``, ``TargetMacs(f)``, ``TargetLatency(f, profile)``: the same allocation,
+  sized so the whole model keeps about f of its parameters, of its MACs per example, or of its
+  batch-1 latency in the runtime a latency ``Profile`` timed each layer's options in (layers that
+  are not converted count at their full cost). No data set is needed: without calibration the
+  errors are weight errors. ``plan.budget`` says what fraction the plan is predicted to keep.
 
 Measured allocation (sensitivity tables) lives in ``allocate``. Modes come from the
 ``LayerFilter``: with conv_mode "auto" the mode (channel, spatial or tucker) with the lower error
@@ -26,13 +28,13 @@ TargetParams(fraction=0.2)
 
 from __future__ import annotations
 
-import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import OptionError, RankError
+from .budget import ErrorAllocation
 from .filters import LayerFilter
 from .plan import Plan, factorise, keep
 
@@ -68,58 +70,69 @@ class Energy:
 
 
 @dataclass(frozen=True)
-class Ratio:
+class _Budget:
+    """A budget rule: keep about ``fraction`` (in (0, 1)) of a cost (``metric``), allocated by
+    error (``budget.ErrorAllocation``); ``option`` is its keyword."""
+
     fraction: float
+    option = ""
+    metric = "params"
 
     def __post_init__(self):
-        _fraction("ratio", self.fraction)
+        _fraction(self.option, self.fraction)
 
     def describe(self):
-        return f"ratio {self.fraction:g}"
+        return f"{self.option.replace('_', ' ')} {self.fraction:g}"
 
 
 @dataclass(frozen=True)
-class TargetParams:
-    fraction: float
+class Ratio(_Budget):
+    option = "ratio"
 
-    def __post_init__(self):
-        _fraction("target_params", self.fraction)
+
+@dataclass(frozen=True)
+class TargetParams(_Budget):
+    option = "target_params"
+
+
+@dataclass(frozen=True)
+class TargetMacs(_Budget):
+    option = "target_macs"
+    metric = "macs"
+
+
+@dataclass(frozen=True)
+class TargetLatency(_Budget):
+    """``profile``: the ``latency.Profile`` of the model's layers in the runtime the latency is
+    budgeted in (``lightcompress.convert`` times them)."""
+
+    profile: object = field(default=None, compare=False, repr=False)
+    option = "target_latency"
+    metric = "latency"
 
     def describe(self):
-        return f"target params {self.fraction:g}"
+        where = f" on {self.profile.runtime}" if self.profile is not None else ""
+        return f"{super().describe()}{where}"
 
 
-RULES = {"rank": FixedRank, "energy": Energy, "ratio": Ratio, "target_params": TargetParams}
+RULES = {"rank": FixedRank, "energy": Energy, "ratio": Ratio, "target_params": TargetParams,
+         "target_macs": TargetMacs, "target_latency": TargetLatency}
 
 
 def rank_rule(**choices):
-    """The rule for exactly one of ``rank=``, ``energy=``, ``ratio=``, ``target_params=`` (the
-    others None)."""
+    """The rule for exactly one of ``rank=``, ``energy=``, ``ratio=``, ``target_params=``,
+    ``target_macs=``, ``target_latency=`` (the others None; a latency target gets its profile
+    where the model is converted)."""
     given = {k: v for k, v in choices.items() if v is not None}
     unknown = set(choices) - set(RULES)
     if unknown:
         raise OptionError(f"unknown rank rule {sorted(unknown)[0]!r}; use one of {', '.join(RULES)}.")
     if len(given) != 1:
         got = f" (got {', '.join(f'{k}={v}' for k, v in given.items())})" if given else ""
-        raise OptionError(f"choose exactly one rank rule: rank=N, energy=F, ratio=F or target_params=F{got}.")
+        raise OptionError("choose exactly one rank rule: rank=N, energy=F, ratio=F, target_params=F, target_macs=F "
+                          f"or target_latency=F{got}.")
     (name, value), = given.items()
     return RULES[name](value)
-
-
-def _best_for_budget(c, modes, budget: float, layer_filter):
-    """(mode, rank) with the lowest error among ranks costing at most ``budget`` weights."""
-    best = None
-    for mode in modes:
-        limit = layer_filter.limit(c, mode)
-        if limit == 0:
-            continue
-        rank = 1
-        while rank < limit and c.factor_params(mode, rank + 1) <= budget:
-            rank += 1
-        error = c.error(mode, rank)
-        if best is None or error < best[0] - 1e-12:
-            best = (error, mode, rank)
-    return (best[1], best[2]) if best else (None, None)
 
 
 def _clip_note(mode, wanted, rank, c, layer_filter):
@@ -169,109 +182,37 @@ def _plan_energy(c, modes, fraction, layer_filter):
     return factorise(c, mode, rank)
 
 
-class _Curve:
-    """One layer's options in one mode: params (bias excluded) and squared error per rank."""
-
-    def __init__(self, c, mode, limit):
-        ranks = np.arange(1, limit + 1)
-        self.params = np.array([c.factor_params(mode, int(r)) for r in ranks], dtype=np.float64)
-        self.loss = c.errors(mode)[:limit].astype(np.float64) ** 2  # squared relative error
-        self.rank = 1
-
-    def next_step(self):
-        """(gain per weight, rank) of the best upgrade from the current rank, or None."""
-        i = self.rank - 1
-        if i + 1 >= len(self.params):
-            return None
-        cost = self.params[i + 1:] - self.params[i]
-        gain = (self.loss[i] - self.loss[i + 1:]) / np.maximum(cost, 1e-12)
-        j = int(np.argmax(gain))
-        return float(gain[j]), i + 2 + j
-
-
-def _plan_ratio(chosen, layer_filter, ratio):
-    """Greedy global allocation keeping about ``ratio`` of the chosen layers' params: upgrades are
-    bought across layers by the squared relative error they remove per weight they cost."""
-    picks = {}
-    for c in chosen:
-        modes = layer_filter.modes(c)
-        mode = _best_for_budget(c, modes, ratio * c.size, layer_filter)[0] if len(modes) > 1 else modes[0]
-        if mode is None or layer_filter.limit(c, mode) == 0:
-            continue
-        picks[c.name] = (c, mode, _Curve(c, mode, layer_filter.limit(c, mode)))
-    before = sum(c.params for c in chosen)
-    kept = sum(c.params for c in chosen if c.name not in picks)
-    budget = ratio * before - sum(c.bias_params for c in chosen if c.name in picks) - kept
-    spent = sum(curve.params[0] for _, _, curve in picks.values())
-    heap = []
-
-    def push(name):
-        step = picks[name][2].next_step()
-        if step is not None:
-            heapq.heappush(heap, (-step[0], step[1], name))
-
-    for name in picks:
-        push(name)
-    while heap:
-        _, rank, name = heapq.heappop(heap)
-        curve = picks[name][2]
-        cost = curve.params[rank - 1] - curve.params[curve.rank - 1]
-        if spent + cost > budget:
-            # the best upgrade does not fit: try the largest smaller one that does
-            affordable = [r for r in range(curve.rank + 1, rank)
-                          if spent + curve.params[r - 1] - curve.params[curve.rank - 1] <= budget]
-            if not affordable:
-                continue
-            rank = affordable[-1]
-            cost = curve.params[rank - 1] - curve.params[curve.rank - 1]
-        spent += cost
-        curve.rank = rank
-        push(name)
-    plans = {name: factorise(c, mode, curve.rank) for name, (c, mode, curve) in picks.items()}
-    for c in chosen:
-        if c.name not in plans:
-            plans[c.name] = keep(c, f"no rank saves min_saving={layer_filter.min_saving:g} of its params")
-    return plans
-
-
 def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> Plan:
     """Decide what to do with every factorisable layer of ``model`` under ``rule``, for factors
     made by ``method`` (a name or ``methods.Method``; default: ``resolve_method``'s). With the
     ``statistics`` the method needs (``statistics.Statistics``), errors are output errors on
     their inputs (the method's own factors')."""
-    from ..factorization.candidates import candidates
+    from ..factorization.candidates import candidates, not_considered
     from ..factorization.methods import resolve_method
 
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
-        raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio or TargetParams.")
-    from ..factorization.candidates import not_considered
-
+        raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio, TargetParams, "
+                          "TargetMacs or TargetLatency.")
+    if isinstance(rule, TargetLatency) and rule.profile is None:
+        raise RankError("needs each layer's latency: give TargetLatency(fraction, profile=latency.profile(model, "
+                        "layer_filter, runtime)), or convert with target_latency=, which times them",
+                        option="target_latency", value=rule.fraction)
     method = resolve_method(method, statistics is not None)
-    plan = Plan(policy=rule.describe(), method=method.name, not_considered=not_considered(model))
     found = candidates(model, statistics, vectors=True, method=method)  # the plan is usually applied: decompose once
+    if isinstance(rule, _Budget):
+        allocation = ErrorAllocation(model, found, layer_filter, rule.metric, profile=getattr(rule, "profile", None),
+                                     whole_model=not isinstance(rule, Ratio))
+        return allocation.plan(rule.fraction, rule.describe(), method.name, rule.option)
+    plan = Plan(policy=rule.describe(), method=method.name, not_considered=not_considered(model))
     plan.sources = {c.name: c for c in found}
-    chosen, reasons = layer_filter.chosen(found)
-    ratio = rule.fraction if isinstance(rule, Ratio) else None
-    if isinstance(rule, TargetParams) and chosen:
-        before = sum(c.params for c in chosen)
-        whole = int(model.count_params())
-        fixed = whole - before  # layers that stay as they are
-        ratio = (rule.fraction * whole - fixed) / before
-        if ratio <= 0:
-            raise RankError(
-                f"cannot be met: the layers left as they are already hold {fixed:,} of {whole:,} "
-                f"params", option="target_params", value=rule.fraction,
-                allowed="a larger fraction, or a lower min_params so more layers are converted")
-    ratio_plans = _plan_ratio(chosen, layer_filter, min(ratio, 1.0)) if ratio is not None else {}
+    _, reasons = layer_filter.chosen(found)
     for c in found:
         if c.name in reasons:
             plan.layers.append(keep(c, reasons[c.name]))
         elif isinstance(rule, FixedRank):
             plan.layers.append(_plan_rank(c, layer_filter.modes(c), rule.rank, layer_filter))
-        elif isinstance(rule, Energy):
-            plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction, layer_filter))
         else:
-            plan.layers.append(ratio_plans[c.name])
+            plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction, layer_filter))
         c.keep_only(plan.layers[-1].mode, plan.layers[-1].rank)  # memory: only what applying needs
     return plan
