@@ -90,24 +90,27 @@ def inspect(model, *, conv_mode="channel") -> dict:
     return inspect_model(net, str(model) if isinstance(model, (str, os.PathLike)) else net.name, conv_mode)
 
 
-def _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params, conv_mode, min_saving):
+def _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving):
     from .defaults import DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
     from .planning import LayerFilter, rank_rule
 
     layer_filter = LayerFilter(include, exclude, DEFAULT_MIN_PARAMS if min_params is None else min_params,
                                conv_mode, DEFAULT_MIN_SAVING if min_saving is None else min_saving)
-    return rank_rule(rank=rank, energy=energy, ratio=ratio, target_params=target_params), layer_filter
+    return rank_rule(**rules), layer_filter
 
 
-def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, include=(), exclude=(),
-         min_params=None, min_saving=None, conv_mode=DEFAULT_CONV_MODE):
+def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, target_macs=None, target_latency=None,
+         runtime=None, include=(), exclude=(), min_params=None, min_saving=None, conv_mode=DEFAULT_CONV_MODE):
     """Decide a rank and mode (or a reason to keep it) for every factorisable layer: a ``Plan``.
 
-    Exactly one rule: ``rank=``, ``energy=``, ``ratio=`` or ``target_params=``; layers chosen by
+    Exactly one rule: ``rank=``, ``energy=``, ``ratio=``, ``target_params=``, ``target_macs=``
+    or ``target_latency=`` (a fraction of the batch-1 latency in ``runtime``, "litert" or
+    "keras": each layer is timed per rank first); layers chosen by
     ``include=``, ``exclude=`` (globs), ``min_params=``, ``min_saving=`` (fraction of a layer a
     rank must save) and ``conv_mode=`` ("channel", "spatial", "tucker" or "auto", the default
     ``defaults.DEFAULT_CONV_MODE``: per Conv2D the mode with the lowest error). ``rank=n`` gives rank n in every converted layer, in any mode,
     unless clipped to the largest rank that saves parameters (the plan's notes say where).
+    A budget's plan says what it keeps in ``plan.budget``.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(3)])
@@ -115,21 +118,25 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, inclu
     >>> p.policy, [layer.skipped for layer in p.layers]
     ('target params 0.5', [None, '771 params, below min_params=1000'])
     """
+    from .flows.convert import timed
     from .planning import make_plan
 
-    rule, layer_filter = _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params,
-                                          conv_mode, min_saving)
-    return make_plan(_model(model), rule, layer_filter)
+    rules = {"rank": rank, "energy": energy, "ratio": ratio, "target_params": target_params,
+             "target_macs": target_macs, "target_latency": target_latency}
+    rule, layer_filter = _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving)
+    net = _model(model)
+    return make_plan(net, timed(rule, net, layer_filter, runtime), layer_filter)
 
 
-def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, include=(),
-            exclude=(), min_params=None, min_saving=None, conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None,
-            method=None):
+def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, target_macs=None,
+            target_latency=None, runtime=None, include=(), exclude=(), min_params=None, min_saving=None,
+            conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None, method=None):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
     ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise).
     ``calibration_x`` (training inputs) makes the factors data-aware (``method="svd"`` forces
-    plain SVD).
+    plain SVD). With ``target_latency=`` the converted model is timed whole in ``runtime`` and
+    planned again while it misses (``result.plan.budget`` has the planned and measured fraction).
 
     >>> import keras, numpy as np, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(10)])
@@ -144,9 +151,10 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
     net = _model(model)
     if plan is not None:
         return run(net, plan=plan, x=x, calibration_x=calibration_x, method=method)
-    rule, layer_filter = _rule_and_filter(rank, energy, ratio, target_params, include, exclude, min_params,
-                                          conv_mode, min_saving)
-    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method)
+    rules = {"rank": rank, "energy": energy, "ratio": ratio, "target_params": target_params,
+             "target_macs": target_macs, "target_latency": target_latency}
+    rule, layer_filter = _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving)
+    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method, runtime=runtime)
 
 
 def _data_for(net, data):

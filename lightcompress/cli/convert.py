@@ -19,6 +19,8 @@ def command(
     energy: Annotated[Optional[float], typer.Option(help="Per layer, the smallest rank keeping this fraction of spectral energy (e.g. 0.95).")] = None,
     ratio: Annotated[Optional[float], typer.Option(help="Global budget: converted layers keep about this fraction of their params (e.g. 0.3).")] = None,
     target_params: Annotated[Optional[float], typer.Option(help="Whole-model budget: keep about this fraction of all params (0.2 = 5x smaller).")] = None,
+    target_macs: Annotated[float | None, typer.Option(help="Whole-model budget: keep about this fraction of the MACs per example (0.5 = half the compute); ranks bought by error removed per MAC.")] = None,
+    target_latency: Annotated[float | None, typer.Option(help="Whole-model budget: keep about this fraction of the batch-1 latency in --runtime (0.5 = 2x faster). Each layer is timed as it is and per rank (cached), ranks are bought by error removed per ms, and the result is timed whole and re-planned while it misses.")] = None,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="Apply a plan saved by compress (plan.json) instead of a rank rule.")] = None,
     include: o.Include = None,
     exclude: o.Exclude = None,
@@ -27,6 +29,8 @@ def command(
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
     calibration_samples: o.CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
+    runtime: o.RuntimeOpt = None,
+    threads: o.Threads = o.DEFAULT_THREADS,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
     dataset: o.DatasetOpt = None,
     npz_keys: o.NpzKeys = None,
@@ -45,7 +49,8 @@ def command(
     with it, the factors are data-aware (calibrated on --calibration training images, never test
     images; --method svd forces plain SVD, --method data-aware+bias adds bias correction, see
     --method), outputs are compared on the test images, and the report adds accuracy before and
-    after.
+    after. The budgets (--ratio, --target-params, --target-macs, --target-latency) need no data
+    set: they buy ranks by weight error, or by output error with --dataset.
 
     Example: lightcompress convert model.h5 --rank 8
     """
@@ -54,13 +59,16 @@ def command(
     from ..planning import rank_rule
 
     o.check_form(json_out, markdown_out)
-    choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params)
+    choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params, target_macs=target_macs,
+                   target_latency=target_latency)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
+    timing = target_latency is not None or runtime is not None or threads != o.DEFAULT_THREADS
+    where = flows.check_runtime(rule, o.runtime(runtime, threads) if timing else None)  # before any work
     train_limit = None if o.method_needs_data(method) else 1  # calibration reads training images
     data = o.optional_data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
         plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
-        method=method, calibration_samples=calibration_samples)
+        method=method, calibration_samples=calibration_samples, runtime=where)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

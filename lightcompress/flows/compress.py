@@ -37,6 +37,7 @@ from .. import report
 from ..data.sets import DataSpec
 from ..planning import write_plan
 from .common import load_inputs, no_progress, stem
+from .measured_latency import meet_measured_latency
 from .export import export_file
 from .compare import compare_int8, compare_models
 
@@ -61,27 +62,6 @@ class CompressResult:
     trials: list = field(default_factory=list)
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
     statistics: object = None  # statistics.Statistics the method needed, with its wall time
-
-
-LATENCY_ROUNDS = 3  # allocations re-aimed at the measured whole-model latency
-
-
-def _meet_measured_latency(model, new_model, plan, target, build, runtime: Runtime):
-    """Layer times add up only roughly to the whole model's; measure the whole converted model,
-    and while it misses the target, re-aim the allocation by the measured shortfall."""
-    base = latency.model_latency(model, runtime, (1,), 100, 10)[0].median_ms
-    aim = target
-    for _ in range(LATENCY_ROUNDS):
-        measured = latency.model_latency(new_model, runtime, (1,), 100, 10)[0].median_ms / base
-        plan.policy += f"; measured {measured:.3f} of the original's latency"
-        if measured <= target:
-            break
-        aim *= target / measured
-        try:
-            new_model, plan = build(aim, "latency")
-        except LightCompressError:
-            break  # nothing cheaper fits: keep the closest model, its measurement is in the policy
-    return new_model, plan
 
 
 def _tune(model, train, settings, teacher, callbacks):
@@ -213,7 +193,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         metric, target = goal.metric, goal.target
         new_model, plan = build(target, metric)
         if metric == "latency":
-            new_model, plan = _meet_measured_latency(model, new_model, plan, target, build, runtime)
+            new_model, plan = meet_measured_latency(model, new_model, plan, target, build, runtime)
         fit = _tune(new_model, train, settings, teacher, callbacks)
         return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats)
 

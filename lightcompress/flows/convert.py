@@ -14,23 +14,26 @@ from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 
 from ..data.synthetic import model_inputs_like
+from ..deploy.timing import Runtime
 from ..errors import OptionError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
-from ..planning import LayerFilter, Plan, make_plan, read_plan
+from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
 from ..training.evaluation import OutputDifference, output_difference
 from .common import data_inputs, decomposition_progress, load_inputs, no_progress, test_images
+from .measured_latency import meet_measured_latency
 
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
-                 calibration_samples=None, on_step=None) -> dict:
+                 calibration_samples=None, on_step=None, runtime: Runtime | str | None = None) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
     calibrated on ``calibration_samples`` training images, and outputs are compared and accuracy
     measured on its test images. ``on_step(done, total, text)`` follows the decompositions
-    (kernel weights done of all)."""
+    (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime`` (see
+    ``timed``)."""
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import calibration_images, check_count
     from ..defaults import DEFAULT_CALIBRATION_SAMPLES
@@ -42,10 +45,14 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         from ..errors import OptionError
 
         raise OptionError("give either a rank rule or plan_file, not both or neither.")
+    runtime = check_runtime(rule, runtime)
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data)
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
+    if runtime is not None:
+        with stage(f"timing each layer's ranks in {runtime.name}"):
+            rule = timed(rule, original, layer_filter, runtime, on_step)
     with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else test_images(prepared)
@@ -60,6 +67,35 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))
     return out
+
+
+def check_runtime(rule, runtime=None) -> Runtime | None:
+    """The ``Runtime`` a ``TargetLatency`` rule is timed in (``runtime``: a ``Runtime``, a name
+    or None for the default), checked before any work; None for any other rule, which refuses a
+    runtime given (nothing is timed)."""
+    if isinstance(rule, TargetLatency):
+        return Runtime.parse(runtime)
+    if runtime is not None:
+        given = (f"runtime={runtime.name} and threads={runtime.threads} say" if isinstance(runtime, Runtime)
+                 else f"runtime={runtime} says")
+        raise OptionError(f"{given} where target_latency is timed, and no latency target was given; give "
+                          "target_latency=F too, or drop them.")
+    return None
+
+
+def timed(rule, model, layer_filter=None, runtime: Runtime | str | None = None, on_step=None):
+    """``rule`` ready to plan ``model``: a ``TargetLatency`` without a profile gets the latency of
+    each layer ``layer_filter`` chooses, as it is and per rank, in ``runtime`` (``latency.profile``,
+    cached); one with a profile, as it is; any other rule as it is (and no runtime)."""
+    if not isinstance(rule, TargetLatency):
+        check_runtime(rule, runtime)
+        return rule
+    if rule.profile is not None:
+        return rule
+    from ..deploy import latency
+
+    profile = latency.profile(model, layer_filter, check_runtime(rule, runtime), on_step=on_step)
+    return replace(rule, profile=profile)
 
 
 RANDOM_INPUT_MACS = 4e10  # multiply-accumulates one comparison on random inputs may cost (~1-2 s here)
@@ -91,9 +127,13 @@ class Conversion:
 
 
 def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
-            plan=None, *, calibration_x=None, method=None) -> Conversion:
+            plan=None, *, calibration_x=None, method=None, runtime: Runtime | str | None = None) -> Conversion:
     """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
     LightLayers, and measure the result.
+
+    A ``TargetLatency`` rule is planned on each layer's latency in ``runtime`` (see ``timed``);
+    the converted model is then timed whole and, while it misses the target, planned again
+    (``meet_measured_latency``): ``plan.budget`` holds the planned and the measured fraction.
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
     ``method``: how the factors are made, a registered name (``methods.known_methods()``) or a
@@ -107,19 +147,27 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
 
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
+    rule = timed(rule, model, layer_filter, runtime)
     method = resolve_method(method, calibration_x is not None)
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
-    if plan is None:
-        plan = make_plan(model, rule, layer_filter, method, stats)
-    else:
-        plan = replace(plan, method=method.name)
     seconds = None
-    if stats is not None:
+
+    def build(plan):
+        nonlocal seconds
+        if stats is None:
+            return apply_plan(model, plan), plan
         new_model, used = calibrate_and_apply(model, plan, calibration_x,
                                               statistics=None if method.sequential else stats)
         seconds = stats.seconds + (used.seconds if method.sequential else 0.0)
-    else:
-        new_model = apply_plan(model, plan)
+        return new_model, plan
+
+    new_model, plan = build(replace(plan, method=method.name) if plan is not None
+                            else make_plan(model, rule, layer_filter, method, stats))
+    if isinstance(rule, TargetLatency):
+        new_model, plan = meet_measured_latency(
+            model, new_model, plan, rule.fraction,
+            lambda aim, _: build(make_plan(model, replace(rule, fraction=aim), layer_filter, method, stats)),
+            Runtime(rule.profile.runtime, rule.profile.threads))
     if x is None:
         x = model_inputs_like(model, random_batch(model))
     return Conversion(

@@ -37,7 +37,24 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
         },
         "output_difference": asdict(c.difference),
         "not_considered": list(getattr(c.plan, "not_considered", [])),
+        "notes": list(c.plan.notes),
+        "budget": c.plan.budget,
     }
+
+
+BUDGET_UNITS = {"params": "params", "macs": "MACs", "latency": "latency"}
+
+
+def budget_line(b) -> str:
+    """What a budgeted plan keeps of the original's cost against its target: "MACs: 0.497 of the
+    original's (target 0.5)"; for latency, planned from the per-layer times and measured whole."""
+    if b["metric"] != "latency":
+        return f"{BUDGET_UNITS[b['metric']]}: {b['planned']:.3f} of the original's (target {b['target']:g})"
+    aimed = f", aimed at {b['aimed']:.3f}" if b.get("aimed") is not None else ""
+    measured = (f", {b['measured']:.3f} measured whole" if b.get("measured") is not None else "")
+    missed = ", missed: nothing cheaper was found" if b.get("measured", 0) > b["target"] else ""
+    return (f"latency in {b['runtime']}: {b['planned']:.3f} of the original's planned from each layer's "
+            f"times{aimed}{measured} (target {b['target']:g}{missed})")
 
 
 def plan_section(title, layer_dicts) -> Section:
@@ -109,6 +126,7 @@ def conversion_sections(data: dict) -> list[Section]:
     if cal:
         layers.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} training images in "
                             f"{cal['seconds']:.1f} s")
+    layers.lines.extend(data.get("notes", []))
 
     t = data["totals"]
     totals = Section("", ["", ">before", ">after", ">change"], [
@@ -123,6 +141,8 @@ def conversion_sections(data: dict) -> list[Section]:
             f"file bytes: the input file also holds {size(t['optimizer_bytes_before'])} of optimizer state "
             "(the training run's optimizer weights), which the output does not keep; that is why the file "
             "shrinks more than the params")
+    if data.get("budget"):
+        totals.lines.append(budget_line(data["budget"]))
     totals.lines.append(difference_line(data["output_difference"]))
     if data["output_difference"]["source"] == "random inputs":
         totals.lines.append(RANDOM_INPUTS_NOTE)

@@ -20,7 +20,7 @@ from lightcompress.cli import app
 from lightcompress.data import DataSpec, open_for_model
 from lightcompress.errors import LightCompressError, ModelLoadError, OptionError
 
-from .test_reliability import _fails, small  # noqa: F401  (the fixture)
+from .test_reliability import _fails
 
 runner = CliRunner()
 
