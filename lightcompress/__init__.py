@@ -23,7 +23,7 @@ import os
 
 from ._registration import register_when_keras_loads
 from ._version import __version__
-from .defaults import DEFAULT_CONV_MODE
+from .defaults import DEFAULT_ALLOCATION, DEFAULT_CONV_MODE
 
 register_when_keras_loads()
 
@@ -191,11 +191,12 @@ def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None
 def compress(model, data="digits", *, target_params=None, target_macs=None, target_latency=None,
              max_drop=None, include=(), exclude=(), min_params=None, conv_mode=DEFAULT_CONV_MODE, settings=None,
              distill=True, method=None, runtime=None, threads=2, allow_slower=False, use_cache=True,
-             cache_dir=None):
+             cache_dir=None, allocation=DEFAULT_ALLOCATION):
     """Meet one goal with the least accuracy lost: ``target_params=`` or ``target_macs=`` (a
     fraction of the model's), ``target_latency=`` (a fraction of its measured latency in
     ``runtime``) or ``max_drop=`` (accuracy points). Measures each layer's sensitivity on held-out
-    training images, allocates ranks, converts and fine-tunes (``settings``, a ``FitSettings``)
+    training images (``allocation="error"``: takes each layer's truncation error instead, no model
+    evaluated), allocates ranks, converts and fine-tunes (``settings``, a ``FitSettings``)
     with distillation from ``model`` (which is not changed). Returns a ``CompressResult``.
 
     >>> import keras, lightcompress
@@ -217,7 +218,7 @@ def compress(model, data="digits", *, target_params=None, target_macs=None, targ
     return run(net, _data_for(net, data), target_params=target_params, target_macs=target_macs,
                target_latency=target_latency, max_drop=max_drop, layer_filter=layer_filter, settings=settings,
                distill=distill, method=method, runtime=runtime, threads=threads, allow_slower=allow_slower,
-               use_cache=use_cache, cache_dir=cache_dir)
+               use_cache=use_cache, cache_dir=cache_dir, allocation=allocation)
 
 
 def evaluate(model, data="digits"):

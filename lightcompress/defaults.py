@@ -26,6 +26,12 @@ DEFAULT_MIN_PARAMS = 1000
 # compress: training images held out to judge sensitivity (never test images).
 DEFAULT_HOLDOUT = 1000
 
+# compress --allocation: "sensitivity" (each layer's loss per rank measured on the held-out images)
+# or "error" (each layer's output error on the calibration images; no model evaluated). Sensitivity
+# stays the default: the two have not yet been benchmarked against each other.
+ALLOCATION_CHOICES = ("sensitivity", "error")
+DEFAULT_ALLOCATION = "sensitivity"
+
 # export --quantize int8: training images drawn to calibrate activation ranges (never test images).
 DEFAULT_CALIBRATION = 300
 

@@ -20,6 +20,7 @@ def command(
     target_macs: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")] = None,
     target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
+    allocation: Annotated[str, typer.Option(help="How ranks are chosen for the budget: sensitivity (each layer's loss per rank measured on --holdout training images, one model evaluation per layer and rank, cached) or error (each layer's truncation error, its output error on the --calibration images with a data-aware --method; no model evaluated, much faster).")] = d.DEFAULT_ALLOCATION,
     epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = d.DEFAULT_EPOCHS,
     distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
@@ -60,8 +61,9 @@ def command(
 ):
     """Hit a size or latency budget with the least accuracy lost (sensitivity, allocation, distillation).
 
-    Measures each layer's accuracy cost per rank on held-out training images and its latency per
-    rank in --runtime (both cached), allocates ranks for the budget without choosing any
+    Measures each layer's accuracy cost per rank on held-out training images (or, with
+    --allocation error, takes each layer's truncation error instead) and its latency per rank in
+    --runtime (both cached), allocates ranks for the budget without choosing any
     factorisation measured slower than the layer it replaces (unless --allow-slower), converts,
     fine-tunes with distillation from the original, and prints the compare report of the
     original against the result. Saves the model and the plan
@@ -77,43 +79,46 @@ def command(
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
-    from ..flows.compress import CompressGoal, planning_runtime
+    from ..flows.compress import CompressGoal, check_allocation, planning_runtime
 
     # every setting made (and checked) once, before any progress display; the flow trusts them
     goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
+    check_allocation(allocation)
     where = planning_runtime(runtime, threads, export)
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
+    first = "sensitivity analysis" if allocation == "sensitivity" else "error allocation (no sensitivity analysis)"
     heading = (f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given())
-               + "; sensitivity analysis, then the rank plan, then fine-tuning, then the comparison")
+               + f"; {first}, then the rank plan, then fine-tuning, then the comparison")
     progress = RichProgress(err)
+    steps = "sensitivity" if allocation == "sensitivity" else "timing"  # what on_step follows
     with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("sensitivity analysis", total=None)
+        task = bar.add_task(steps, total=None)
 
         said = []
 
         def on_step(done, total, name):  # the first step comes once every option has been checked
             if not said:
                 said.append(err.print(heading, highlight=False, markup=False))
-            bar.update(task, completed=done, total=total, description=f"sensitivity: {name}")
+            bar.update(task, completed=done, total=total, description=f"{steps}: {name}")
 
         def show_plan(plan):  # before fine-tuning starts, on the progress channel (stdout: the report)
-            from ..report.convert import plan_section
+            from ..report.convert import budget_line, plan_section
             from ..report.render import render
 
             bar.update(task, visible=False)
             section = plan_section(f"plan ({plan.policy}, {plan.method}), before fine-tuning",
                                    plan.to_dict()["layers"])
-            section.lines.extend(plan.notes)
+            section.lines.extend(plan.notes + ([budget_line(plan.budget)] if plan.budget else []))
             render([section], err)
 
         try:
             out = flows.compress_file(
                 model, output, goal, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
-                method=method, calibration_samples=calibration_samples,
+                method=method, calibration_samples=calibration_samples, allocation=allocation,
                 settings=settings,
                 force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
                 distill=distill, runtime=where, allow_slower=allow_slower,

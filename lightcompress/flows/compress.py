@@ -1,8 +1,11 @@
 """`compress`: meet a size budget (or an accuracy limit) with the least accuracy lost.
 
-1. Sensitivity analysis on a held-out slice of the training data (cached; see ``sensitivity``).
-2. Allocation of one rank per layer for the budget (see ``allocate``).
-3. Conversion, then fine-tuning on the rest of the training data, by default distilled from the
+1. Allocation of one rank per layer for the budget, by one of two strategies (``allocation``):
+   "sensitivity" (the default) measures each layer's loss per rank on a held-out slice of the
+   training data (cached; see ``sensitivity``) and allocates from that table (see ``allocate``);
+   "error" allocates from each layer's own truncation error, its output error on the calibration
+   images for a data-aware method (see ``budget``), and evaluates no model.
+2. Conversion, then fine-tuning on the rest of the training data, by default distilled from the
    original model.
 
 With ``max_drop`` the budget is searched instead: a bisection over the fraction of parameters
@@ -26,9 +29,10 @@ from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
 from ..factorization.methods import resolve_method
 from ..factorization.statistics import calibration_images, check_count, collect
-from ..defaults import DEFAULT_CALIBRATION_SAMPLES
+from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES
 from ..factorization.apply import apply_plan, calibrate_and_apply
-from ..planning import LayerFilter, Plan, Sensitivity, allocate, analyse
+from ..factorization.candidates import candidates
+from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse
 from ..validation import whole as check_whole
 
 from ..training import distribute
@@ -55,13 +59,22 @@ class Trial:
 class CompressResult:
     model: object
     plan: Plan
-    sensitivity: Sensitivity
+    sensitivity: Sensitivity | None  # None with the "error" allocation (no analysis)
     fit: ft.FitResult
     metric: str
     target: float
     trials: list = field(default_factory=list)
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
     statistics: object = None  # statistics.Statistics the method needed, with its wall time
+    allocation: str = DEFAULT_ALLOCATION  # the strategy: one of defaults.ALLOCATION_CHOICES
+
+
+def check_allocation(allocation) -> str:
+    """``allocation`` if it names a strategy (``defaults.ALLOCATION_CHOICES``)."""
+    if allocation not in ALLOCATION_CHOICES:
+        raise OptionError("is unknown", option="allocation", value=allocation,
+                          allowed=f"one of {', '.join(ALLOCATION_CHOICES)}")
+    return allocation
 
 
 def _tune(model, train, settings, teacher, callbacks):
@@ -138,7 +151,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
              holdout_size=1000, cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
              alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime: Runtime | str | None = None,
              threads=None, allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
-             calibration_samples=DEFAULT_CALIBRATION_SAMPLES, on_plan=None) -> CompressResult:
+             calibration_samples=DEFAULT_CALIBRATION_SAMPLES, on_plan=None,
+             allocation=DEFAULT_ALLOCATION) -> CompressResult:
     """Meet one goal with the least accuracy lost: ``goal`` (a ``CompressGoal``), or one of
     ``target_params``, ``target_macs`` or ``target_latency`` (fractions of the model's; latency is
     batch-1 time measured in ``runtime``) or ``max_drop`` (accuracy points, searched over
@@ -152,10 +166,16 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     ``calibration_samples`` training images (never the held-out slice's judgement nor test
     images) and factorises for output error; "svd" forces plain truncated SVD; see
     ``methods.known_methods()`` for the variants. The sensitivity analysis measures the
-    factorisation that is applied. ``on_plan(plan)`` hears each plan before it is fine-tuned."""
+    factorisation that is applied. ``on_plan(plan)`` hears each plan before it is fine-tuned.
+
+    ``allocation``: "sensitivity" (the default) allocates from each layer's measured loss per
+    rank (one model evaluation per layer and rank, cached); "error" from each layer's truncation
+    error (its output error on the calibration images with a data-aware method, its weight error
+    with "svd"), evaluating no model: much faster. Both honour every goal and the latency guard."""
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = Runtime.parse(runtime, threads)
+    check_allocation(allocation)
     method = resolve_method(method, True)
     check_count(calibration_samples)
     check_whole("rank_multiple", rank_multiple, 1)
@@ -169,18 +189,35 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         calib_x = calibration_images(train, calibration_samples, settings.seed)
         stats = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}",
                         needs=method.needs)
-    sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
-                   method=method, statistics=stats)
-    if not sens.layers:
+    sens = found = None
+    if allocation == "sensitivity":
+        sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
+                       method=method, statistics=stats)
+        chosen = sens.layers
+    else:
+        found = candidates(model, stats, vectors=True, method=method)
+        chosen = layer_filter.chosen(found)[0]
+    if not chosen:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
     if goal.metric == "latency" or not allow_slower:
         profile = latency.profile(model, layer_filter, runtime, rank_multiple, cache_dir=(
             None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=use_cache, on_step=on_step,
             warn=warn)
+    by_error = {}  # {metric: ErrorAllocation}: each layer's errors computed once per metric
+
+    def allocated(target, metric):
+        if sens is not None:
+            return allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)  # method: sens's
+        if metric not in by_error:
+            by_error[metric] = ErrorAllocation(model, found, layer_filter, metric, profile=profile,
+                                               allow_slower=allow_slower, multiple=rank_multiple)
+        guard = f", latency guard on {profile.runtime}" if by_error[metric].guarded else ""
+        return by_error[metric].plan(target, f"error allocation, target {metric} {target:g}{guard}", method.name,
+                                     f"target_{metric}")
 
     def build(target, metric):
-        plan = allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)  # method: sens's
+        plan = allocated(target, metric)
         if on_plan:
             on_plan(plan)
         if stats is None:
@@ -195,7 +232,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         if metric == "latency":
             new_model, plan = meet_measured_latency(model, new_model, plan, target, build, runtime)
         fit = _tune(new_model, train, settings, teacher, callbacks)
-        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats)
+        return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats,
+                              allocation=allocation)
 
     base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
@@ -227,7 +265,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
             f"allow a larger max_drop, more epochs, or more trials."
         )
     candidate, plan, fit = best
-    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats)
+    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats,
+                          allocation=allocation)
 
 
 EXPORT_RUNTIMES = {"litert-int8": "litert-int8"}  # an --export whose precision the plan is timed in
@@ -255,6 +294,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = planning_runtime(runtime, threads, export)
+    check_allocation(options.get("allocation", DEFAULT_ALLOCATION))  # refused before any work
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))

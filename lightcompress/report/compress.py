@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 
 from .compare import compare_sections
-from .convert import plan_section
+from .convert import budget_line, plan_section
 from .export import export_sections
 from .render import SCHEMA_VERSION, Section, significant
 
@@ -21,7 +21,9 @@ def compress_dict(result, compare, plan_path, output) -> dict:
         "plan_file": str(plan_path),
         "goal": {"metric": result.metric, "target": result.target},
         "trials": [asdict(t) for t in result.trials],
-        "sensitivity": {k: v for k, v in result.sensitivity.to_dict().items() if k != "layers"},
+        "allocation": result.allocation,
+        "sensitivity": None if result.sensitivity is None else {
+            k: v for k, v in result.sensitivity.to_dict().items() if k != "layers"},
         "plan": result.plan.to_dict(),
         "method": result.plan.method,
         "calibration": None if result.statistics is None else {
@@ -71,10 +73,15 @@ def compress_sections(data: dict) -> list[Section]:
                           f"{cal['seconds']:.1f} s")
     plan.lines.extend(data["plan"].get("notes", []))
     s = data["sensitivity"]
-    plan.lines.append(
-        f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "
-        f"{s['seconds']:.1f} s; plan saved to {data['plan_file']} (convert can apply it again)"
-    )
+    if s is None:
+        plan.lines.append("error allocation: ranks bought by each layer's truncation error"
+                          f"{' on the calibration images' if cal else ''}, no model evaluated")
+    else:
+        plan.lines.append(f"sensitivity: {'cache' if s['from_cache'] else str(s['evaluations']) + ' evaluations'}, "
+                          f"{s['seconds']:.1f} s")
+    if data["plan"].get("budget"):
+        plan.lines.append(budget_line(data["plan"]["budget"]))
+    plan.lines.append(f"plan saved to {data['plan_file']} (convert can apply it again)")
     for t in data["trials"]:
         plan.lines.append(f"trial: keep {t['target']:.3f} of params -> {t['params']:,} params, held-out "
                           f"accuracy {t['heldout_accuracy']:.4f} (drop {t['drop_points']:.2f} pts) "
