@@ -6,13 +6,13 @@ Runtimes:
   own exporter, timed in the LiteRT interpreter (its ``invoke`` on a resident input, a stated
   thread count). Needs TensorFlow.
 - ``"litert-int8"``: the same, exported full-int8 (int8 weights and activations, float input and
-  output: ``export --quantize int8``'s settings, ``export.litert_options``), so a plan is timed in
+  output: ``export_model(quantize="int8")``'s settings, ``export.litert_options``), so a plan is timed in
   the precision it is deployed in. The converter needs calibration inputs: random inputs of the
   model's (or the layer's) input shape, ``TIMING_CALIBRATION`` of them, unless real ones are given
   (``calibration=``, where a flow has training images). Timing hardly depends on them: they only
   set each tensor's scale and zero point, and the int8 kernels run the same whatever those are.
-- ``"onnxruntime"``: the model lowered, exported to ONNX with Keras's own exporter (as ``export
-  --format onnx`` writes it), timed in ONNX Runtime on the CPU (``run_with_ort_values`` on
+- ``"onnxruntime"``: the model lowered, exported to ONNX with Keras's own exporter (as ``export_model(format="onnx")``
+  writes it), timed in ONNX Runtime on the CPU (``run_with_ort_values`` on
   resident inputs, ``intra_op_num_threads`` = the thread count). Needs the ``onnx`` extra.
 - ``"keras"``: the model's forward pass compiled by its backend (``tf.function``, ``jax.jit``,
   or torch under ``no_grad``) on device-resident inputs, so ``predict_on_batch``'s per-call

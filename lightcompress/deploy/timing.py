@@ -152,7 +152,7 @@ class Runtime:
 
     - "litert": lowered, exported as a float ``.tflite``, run in the LiteRT interpreter;
     - "litert-int8": the same, quantised to full int8 (weights and activations, float input and
-      output) as ``export --quantize int8`` writes it: plan in the precision you deploy;
+      output) as ``export_model(quantize="int8")`` writes it: plan in the precision you deploy;
     - "onnxruntime": lowered, exported to ONNX by Keras's exporter, run in ONNX Runtime on the CPU
       (needs the ``onnx`` extra);
     - "keras": the model's compiled forward pass on this backend;

@@ -108,7 +108,7 @@ def _int8_files(original, compressed, paths, prepared, threads, compressed_int8=
     """The four LiteRT artefacts (original float, original int8, compressed float, compressed
     int8), exported with the project's exporter into a temporary folder (removed at the end; never
     beside the inputs), int8 calibrated on training images of ``prepared``; ``compressed_int8``:
-    an int8 file already written (by ``compress --export litert-int8``), used as it is. Yields
+    an int8 file already written (by ``compress_file(export="litert-int8")``), used as it is. Yields
     (artefacts, their paths or descriptions, calibration images used)."""
     from ..defaults import DEFAULT_CALIBRATION
     from ..deploy import runtimes

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..factorization.candidates import candidates, layer_stats
+from ..factorization.candidates import candidates
 from ..errors import RankError
+from .costs import whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
 
@@ -181,12 +182,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
                 slower.add(ls.name)
             timed.append(guarded)
         sens, unguarded = replace(sens, layers=timed), replace(sens, layers=free)
-    if metric == "params":
-        whole = int(model.count_params())
-    elif metric == "macs":
-        whole = int(sum(s.macs or 0 for s in layer_stats(model)))
-    else:
-        whole = latency.model_ms
+    whole = whole_cost(model, metric, latency)
     in_table = sum(_cost(ls.options[0], metric) for ls in sens.layers)
     fixed = whole - in_table if metric != "latency" else max(0.0, whole - in_table)
     budget = target * whole if metric != "latency" else target * max(whole, in_table)
@@ -207,7 +203,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
             cost = "the budget cannot be met without it"
         notes.append(f"latency guard ({latency.runtime}): {removed} option(s) measured slower than the layer "
                      f"they replace, beyond the noise of both timings, were removed; {cost} "
-                     f"(--allow-slower keeps them); measured noise per layer: {', '.join(margins)}")
+                     f"(allowing slower options keeps them); measured noise per layer: {', '.join(margins)}")
     from ..factorization.candidates import not_considered
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"

@@ -69,7 +69,7 @@ def test_guard_removes_options_slower_beyond_the_noise_and_says_what_it_cost():
     plan = allocate(model, _hidden_table(), 0.2, "params", 1, profile)
     assert 12 <= _rank(plan) < 25
     guard = [n for n in plan.notes if n.startswith("latency guard")]
-    assert guard and "predicted loss +" in guard[0] and "--allow-slower" in guard[0]
+    assert guard and "predicted loss +" in guard[0] and "allowing slower options keeps them" in guard[0]
     assert _rank(allocate(model, _hidden_table(), 0.2, "params", 1, profile, allow_slower=True)) == 20
     for o in profile.layers[0].options[1:]:  # every rank slower: the 5x budget cannot be met
         o.ms = 0.0105
