@@ -21,7 +21,8 @@ def command(
     target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
     allocation: Annotated[str, typer.Option(help="How ranks are chosen for the budget: sensitivity (each layer's loss per rank measured on --holdout training images, one model evaluation per layer and rank, cached) or error (each layer's truncation error, its output error on the --calibration images with a data-aware --method; no model evaluated, much faster).")] = d.DEFAULT_ALLOCATION,
-    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop).")] = d.DEFAULT_EPOCHS,
+    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop); training stops "
+                                             "earlier once the held-out training slice stops improving.")] = d.DEFAULT_COMPRESS_EPOCHS,
     distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,

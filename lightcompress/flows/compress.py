@@ -29,7 +29,7 @@ from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
 from ..factorization.methods import resolve_method
 from ..factorization.statistics import calibration_images, check_count, collect
-from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES
+from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_COMPRESS_EPOCHS
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import candidates
 from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse
@@ -180,7 +180,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     check_count(calibration_samples)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
-    settings = settings or ft.FitSettings()
+    settings = settings or ft.FitSettings(epochs=DEFAULT_COMPRESS_EPOCHS)
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = prepared.holdout(holdout_size, settings.seed)
@@ -299,7 +299,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
     export_target = _check_export(export, source, output, force)
-    settings = settings or ft.FitSettings()
+    settings = settings or ft.FitSettings(epochs=DEFAULT_COMPRESS_EPOCHS)
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     if options.get("cache_dir") is not None:
         from ..io import cache
@@ -313,14 +313,16 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
     result = compress(original, prepared, goal, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
                       runtime=runtime, **options)
-    model_io.save_model(result.model, target, force=force, inputs=[source])
-    write_plan(result.plan, plan_path, force=force, inputs=[source])
-    exported = None
-    if export_target is not None:
-        fmt, quantize, path = export_target
-        exported = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
-                               force=force, stage=stage)
-    saved = model_io.load_model(target)
+    index, count = distribute.process()
+    exported, saved = None, result.model
+    if index == 0:  # several hosts: every process holds the same weights, process 0 alone writes them
+        model_io.save_model(result.model, target, force=force, inputs=[source])
+        write_plan(result.plan, plan_path, force=force, inputs=[source])
+        if export_target is not None:
+            fmt, quantize, path = export_target
+            exported = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
+                                   force=force, stage=stage)
+        saved = model_io.load_model(target)
     if exported is not None and exported["quantize"] == "int8":  # int8 is the target: the four-column compare
         compared = compare_int8(original, saved, [source, target], prepared, repeats=repeats,
                                 threads=runtime.threads, compressed_int8=exported["path"], stage=stage)
@@ -331,6 +333,8 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     out = report.compress_dict(result, compared, plan_path, target)
     if exported is not None:
         out["export"] = exported
+    if count > 1:
+        out["written_by"] = f"process 0 of {count}"
     return out
 
 

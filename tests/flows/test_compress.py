@@ -304,3 +304,43 @@ def test_cli_compress_prints_the_plan_before_fine_tuning(tmp_path):
     assert 0 <= plan_at < epoch_at, err
     assert "of the budget used" in err[plan_at:epoch_at]
     assert json.loads(result.stdout)["report"] == "compress"  # stdout stays the report alone
+
+
+def test_on_several_hosts_only_process_0_writes_what_compress_makes(tmp_path, monkeypatch):
+    # Every process of a multi-host job ends with the same weights: process 1 reports, writes nothing.
+    from lightcompress.flows.compress import compress_file
+    from lightcompress.training import distribute
+
+    source = _digits_model(tmp_path / "d.keras")
+    monkeypatch.setattr(distribute, "process", lambda: (1, 2))
+    out = compress_file(source, tmp_path / "c.keras", target_params=0.5, runtime="keras", allow_slower=True,
+                        use_cache=False, holdout_size=100, repeats=3, settings=finetune.FitSettings(epochs=1),
+                        export="keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.keras"]
+    assert out["written_by"] == "process 0 of 2" and out["compare"]["models"][1]["params"] < out["compare"]["models"][0]["params"]
+
+
+def test_compress_defaults_to_an_epoch_budget_with_early_stopping(tmp_path, monkeypatch):
+    # Python and the CLI share compress's epoch budget; training stops early on held-out training images.
+    import importlib
+    import inspect
+
+    from lightcompress import defaults
+    from lightcompress.cli import compress as cli_compress
+    flow = importlib.import_module("lightcompress.flows.compress")
+
+    seen = []
+
+    def spy(model, data, settings, **kwargs):
+        seen.append(settings)
+        raise KeyboardInterrupt  # enough: the settings are what this test reads
+
+    monkeypatch.setattr(flow.ft, "finetune", spy)
+    model = model_io.load_model(_digits_model(tmp_path / "d.keras"))
+    prepared = data.prepare(data.load_dataset("digits"), model)
+    with pytest.raises(KeyboardInterrupt):
+        flow.compress(model, prepared, target_params=0.5, runtime="keras", allow_slower=True, use_cache=False,
+                      holdout_size=100)
+    assert seen[0].epochs == defaults.DEFAULT_COMPRESS_EPOCHS > defaults.DEFAULT_EPOCHS
+    assert seen[0].patience == defaults.DEFAULT_PATIENCE >= 1 and seen[0].validation_split > 0
+    assert inspect.signature(cli_compress.command).parameters["epochs"].default == defaults.DEFAULT_COMPRESS_EPOCHS
