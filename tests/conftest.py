@@ -1,3 +1,4 @@
+import gc
 import os
 from pathlib import Path
 
@@ -11,6 +12,14 @@ import pytest  # noqa: E402
 REAL_MODEL_DIRS = (Path(__file__).resolve().parents[1] / "real_models",
                    Path(__file__).resolve().parents[1].parent / "shared" / "real_models")
 REAL_MODELS = REAL_MODEL_DIRS[-1]
+
+
+def pytest_collection_finish(session):
+    """Freeze what importing the tests left on the heap (TensorFlow, Keras, the package: about half
+    a million objects) out of the collector's reach: each test's ``clear_session`` still collects
+    the garbage the test made, in milliseconds instead of a quarter of a second per test."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

@@ -142,3 +142,20 @@ def test_guard_keeps_a_layer_whose_factorisations_are_slower():
     assert next(p for p in plan.layers if p.name == "big").rank is not None
     unguarded = _allocate(table, 0.7, "params", profile, allow_slower=True)
     assert next(p for p in unguarded.layers if p.name == "small").rank is not None
+
+
+def test_profile_times_each_option_in_the_litert_interpreter(tmp_path):
+    """The LiteRT branch of the per-layer profile (compress's default runtime where TensorFlow is):
+    each option is a .tflite of its own, timed in the interpreter. One small Dense layer keeps the
+    conversions few; the flows above it are tested on the Keras runtime."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(inputs))
+    steps = []
+    result = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("litert"), repeats=3,
+                             warmup=1, cache_dir=tmp_path, on_step=lambda done, total, name: steps.append(total))
+    assert result.runtime == "litert" and result.model_ms > 0 and not result.from_cache
+    fc = result.layer("fc")
+    assert [o.rank for o in fc.options] == [None, 1] and all(o.ms > 0 for o in fc.options)
+    assert steps == [3, 3, 3]  # the runtime's overhead, the layer as it is, rank 1
+    assert latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("litert"),
+                           cache_dir=tmp_path).from_cache
