@@ -42,6 +42,7 @@ COMPRESS_FACTORS = (5, 10, 20)
 CONVERT_FACTORS = (2, 3, 5)
 LEVERS = {
     "compress": {},
+    "compress-3-epochs": {"epochs": 3},
     "allow-slower": {"allow_slower": True},
     "allocation-error": {"allocation": "error"},
     "epochs-8": {"epochs": 8},
