@@ -156,6 +156,7 @@ def test_profile_times_each_option_in_the_litert_interpreter(tmp_path):
     assert result.runtime == "litert" and result.model_ms > 0 and not result.from_cache
     fc = result.layer("fc")
     assert [o.rank for o in fc.options] == [None, 1] and all(o.ms > 0 for o in fc.options)
-    assert steps == [3, 3, 3]  # the runtime's overhead, the layer as it is, rank 1
+    assert steps == [4, 4, 4, 4]  # the runtime's overhead, the layer as it is, its control copy, rank 1
+    assert fc.control_ms is not None and fc.control_ms > 0
     assert latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("litert"),
                            cache_dir=tmp_path).from_cache

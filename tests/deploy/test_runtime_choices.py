@@ -81,7 +81,7 @@ def test_a_litert_int8_profile_quantises_every_layer_variant_and_is_cached_apart
     profile = latency.profile(model, only_fc, Runtime("litert-int8"), repeats=3, warmup=1, cache_dir=tmp_path)
     assert profile.runtime == "litert-int8" and [ls.name for ls in profile.layers] == ["fc"]
     layer_models = written[1:]  # the first is the whole model (Profile.model_ms)
-    assert len(layer_models) == len(profile.layers[0].options) + 1  # the overhead model, as it is, the ladder
+    assert len(layer_models) == len(profile.layers[0].options) + 2  # the overhead model, as it is, its control copy, the ladder
     for fmt, options, shape, calibration, loaded in written:
         assert fmt == "litert" and "representative_dataset" in options and _int8_tensors(loaded)
     assert all(entry[3][0] == [(1, 12)] for entry in layer_models)  # random inputs of the layer's input shape
