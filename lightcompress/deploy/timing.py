@@ -31,7 +31,7 @@ import importlib
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import OptionError
 from ..validation import INT_MAX, number, whole
@@ -68,6 +68,11 @@ class Latency:
     warmup: int
     q1_ms: float | None = None
     q3_ms: float | None = None
+
+    @classmethod
+    def from_dict(cls, d) -> Latency:
+        """A Latency from its dict in a report (which may carry more, such as its verdict)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     @classmethod
     def from_samples(cls, batch, samples_ms, warmup) -> Latency:

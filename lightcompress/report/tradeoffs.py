@@ -52,7 +52,8 @@ def recommend(entries, max_drop) -> dict:
                 "smallest": None, "fastest": None}
     smallest = min(near, key=lambda e: cost(e, "size"))
     fastest = min(near, key=lambda e: cost(e, "latency"))
-    faster = verdict(Latency(**fastest["original_latency"][0]), Latency(**fastest["latency"][0])).word == "faster"
+    faster = verdict(Latency.from_dict(fastest["original_latency"][0]),
+                     Latency.from_dict(fastest["latency"][0])).word == "faster"
 
     def said(e, front):
         ratio = times_factor(cost(e, front), cost(base, front))
