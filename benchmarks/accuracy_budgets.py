@@ -136,7 +136,7 @@ def report():
         if not chosen:
             continue
         print(f"\n### {group}\n")
-        print("| model | factor | original | after | drop (pts) | params | budget used | epochs (best) | wall s |")
+        print("| model | factor | original | after | change (pts) | params kept | budget used | epochs (best) | wall s (under load) |")
         print("|---|---:|---:|---:|---:|---:|---|---|---:|")
         for r in chosen:
             epochs = f"{r['epochs_run']} ({r['best_epoch']})" if "epochs_run" in r else "none"
