@@ -3,6 +3,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# NumPy's OpenBLAS on one thread (the processes the tests start inherit it): the tests' matrices are
+# small, and on a busy machine OpenBLAS threads spin waiting for each other (a 600x530 QR took 4 s
+# of CPU instead of 0.03 s); set OPENBLAS_NUM_THREADS to choose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
