@@ -3,6 +3,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# NumPy's OpenBLAS on one thread (the processes the tests start inherit it): the tests' matrices are
+# small, and on a busy machine OpenBLAS threads spin waiting for each other (a 600x530 QR took 4 s
+# of CPU instead of 0.03 s); set OPENBLAS_NUM_THREADS to choose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -16,8 +20,8 @@ REAL_MODELS = REAL_MODEL_DIRS[-1]
 
 def pytest_collection_finish(session):
     """Freeze what importing the tests left on the heap (TensorFlow, Keras, the package: about half
-    a million objects) out of the collector's reach: each test's ``clear_session`` still collects
-    the garbage the test made, in milliseconds instead of a quarter of a second per test."""
+    a million objects) out of the collector's reach: Python's own collections then look only at
+    what the tests made."""
     gc.collect()
     gc.freeze()
 
@@ -26,7 +30,9 @@ def pytest_collection_finish(session):
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
-    keras.backend.clear_session()
+    # Keras's global state reset; the garbage is left to Python's collector, which runs when enough
+    # has piled up, not after every test (a forced collection cost 0.1-0.25 s per test).
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture

@@ -286,17 +286,55 @@ def _fresh_python(code, cwd):
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
 
 
-def test_importing_the_package_registers_the_twins_and_nothing_else(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_processes(tmp_path_factory):
+    """The two fresh processes the registration tests look at, run once for all three (each starts
+    Keras: seconds): one imports lightcompress, then Keras, and loads a saved model of every twin
+    type; the other imports Keras, then lightcompress, and loads a LightDense model. Each first
+    prints the class Keras has registered as 'lightcompress>LightConv1D'."""
+    keras.utils.set_random_seed(1234)
+    rng = np.random.default_rng(0)
+    twins, expected, classes = tmp_path_factory.mktemp("twins"), {}, {}
+    for name, model in _twin_models().items():
+        classes[name] = {type(layer).__name__ for layer in model.layers}
+        x = [rng.random((2, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
+        np.savez(twins / f"{name}.npz", *x)
+        model.save(twins / f"{name}.keras")
+        expected[name] = model.predict(x if len(x) > 1 else x[0], verbose=0)
+    registered = "print(keras.saving.get_registered_object('lightcompress>LightConv1D').__name__)"
+    lightcompress_first = _fresh_python(f"""
+import lightcompress
+import keras, numpy as np
+from pathlib import Path
+{registered}
+for path in sorted(Path({str(twins)!r}).glob("*.keras")):
+    model = keras.models.load_model(path)
+    x = list(np.load(path.with_suffix(".npz")).values())
+    np.save(path.with_suffix(".out.npy"), model.predict(x if len(x) > 1 else x[0], verbose=0))
+""", twins)
+    from lightcompress import LightDense
+
+    dense = keras.layers.Dense(8)
+    dense.build((None, 16))
+    inputs = keras.Input((16,))
+    dense_file = tmp_path_factory.mktemp("dense") / "m.keras"
+    keras.Model(inputs, LightDense.from_dense(dense, 2)(inputs)).save(dense_file)
+    keras_first = _fresh_python(f"import keras, lightcompress; {registered}; "
+                                f"m = keras.saving.load_model({str(dense_file)!r}); print(type(m.layers[-1]).__name__)",
+                                dense_file.parent)
+    return {"lightcompress first": lightcompress_first.stdout.split(), "keras first": keras_first.stdout.split(),
+            "twins": twins, "expected": expected, "classes": classes}
+
+
+def test_importing_the_package_registers_the_twins_and_nothing_else(tmp_path, fresh_processes):
     """``import lightcompress`` is cheap (no Keras, no TensorFlow) and has one documented effect:
     every twin is registered with Keras when Keras loads, in either import order. Nothing is
     printed and no file is written where it runs."""
     out = _fresh_python("import sys, lightcompress; print('keras' in sys.modules, 'tensorflow' in sys.modules)", tmp_path)
     assert (out.stdout.split(), out.stderr) == (["False", "False"], "")
     assert list(tmp_path.iterdir()) == []
-    for order in ("import lightcompress, keras", "import keras, lightcompress"):
-        out = _fresh_python(f"{order}; print(keras.saving.get_registered_object('lightcompress>LightConv1D').__name__)",
-                            tmp_path)
-        assert out.stdout.split()[-1] == "LightConv1D"
+    for order in ("lightcompress first", "keras first"):
+        assert fresh_processes[order][0] == "LightConv1D", order
 
 
 # One model per twin type, each saved by this process and loaded by a fresh one.
@@ -314,38 +352,15 @@ def _twin_models():
     return models
 
 
-def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(tmp_path, rng):
-    expected = {}
-    for name, model in _twin_models().items():
-        assert name in {type(layer).__name__ for layer in model.layers}
-        x = [rng.random((2, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
-        np.savez(tmp_path / f"{name}.npz", *x)
-        model.save(tmp_path / f"{name}.keras")
-        expected[name] = model.predict(x if len(x) > 1 else x[0], verbose=0)
-    code = f"""
-import lightcompress
-import keras, numpy as np
-from pathlib import Path
-for path in sorted(Path({str(tmp_path)!r}).glob("*.keras")):
-    model = keras.models.load_model(path)
-    x = list(np.load(path.with_suffix(".npz")).values())
-    np.save(path.with_suffix(".out.npy"), model.predict(x if len(x) > 1 else x[0], verbose=0))
-"""
-    _fresh_python(code, tmp_path)
-    for name, want in expected.items():
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}.out.npy"), want, rtol=1e-6, atol=1e-6)
+def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(fresh_processes):
+    for name, classes in fresh_processes["classes"].items():
+        assert name in classes
+    for name, want in fresh_processes["expected"].items():
+        np.testing.assert_allclose(np.load(fresh_processes["twins"] / f"{name}.out.npy"), want, rtol=1e-6, atol=1e-6)
 
 
-def test_keras_then_lightcompress_registers_the_layers(tmp_path):
-    from lightcompress import LightDense
-
-    dense = keras.layers.Dense(8)
-    dense.build((None, 16))
-    inputs = keras.Input((16,))
-    keras.Model(inputs, LightDense.from_dense(dense, 2)(inputs)).save(tmp_path / "m.keras")
-    code = f"import keras, lightcompress; m = keras.saving.load_model({str(tmp_path / 'm.keras')!r}); print(type(m.layers[-1]).__name__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "LightDense"
+def test_keras_then_lightcompress_registers_the_layers(fresh_processes):
+    assert fresh_processes["keras first"][-1] == "LightDense"
 
 
 def test_private_keras_apis_are_still_there():

@@ -190,14 +190,18 @@ SIGNAL_RUNS = {
 }
 
 
-@pytest.mark.parametrize("command, signame, code, delay", [
-    *[("finetune", s, c, d) for s, c in (("SIGINT", 130), ("SIGTERM", 143)) for d in (1.0, 6.0, 14.0)],
+@pytest.mark.parametrize("command, signame, code, when", [
+    # starting up, loading (a time), training (the first epoch's line: a best epoch exists), each
+    # phase once per signal where the exit depends on it (a saved epoch); both signals take one path
+    ("finetune", "SIGINT", 130, 1.0), ("finetune", "SIGTERM", 143, 6.0),
+    ("finetune", "SIGINT", 130, "epoch 1/"), ("finetune", "SIGTERM", 143, "epoch 1/"),
     ("compress", "SIGINT", 130, 4.0), ("compress", "SIGTERM", 143, 12.0),
 ])
-def test_a_signal_at_any_point_is_one_line_and_its_exit_code(tmp_path, command, signame, code, delay):
+def test_a_signal_at_any_point_is_one_line_and_its_exit_code(tmp_path, command, signame, code, when):
     """Whatever was running (starting up, loading, analysing, training), the run ends with its
     signal's exit code, one error line, no traceback and no temporary file; the input is unchanged;
-    a model is written only whole, and only when the line says it was saved."""
+    a model is written only whole, and only when the line says it was saved. ``when``: seconds after
+    the start, or the line on stderr that begins the phase."""
     import signal
     import subprocess
     import sys
@@ -210,15 +214,39 @@ def test_a_signal_at_any_point_is_one_line_and_its_exit_code(tmp_path, command, 
     proc = subprocess.Popen([sys.executable, "-m", "lightcompress", command, str(source), "--dataset", "digits",
                              *SIGNAL_RUNS[command], "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    time.sleep(delay)
+    if isinstance(when, str):
+        seen, reached = [], threading.Event()
+
+        def read():
+            for line in proc.stderr:
+                seen.append(line)
+                if when in line:
+                    reached.set()
+            reached.set()  # ended before the line: the checks below say how
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        if not reached.wait(timeout=300):
+            proc.kill()
+            pytest.fail(f"no line with {when!r} on stderr in 300 s: {''.join(seen)[-2000:]}")
+    else:
+        time.sleep(when)
     proc.send_signal(getattr(signal, signame))
-    stdout, stderr = proc.communicate(timeout=120)
+    if isinstance(when, str):
+        proc.stdout.read()
+        proc.wait(timeout=120)
+        reader.join(timeout=120)
+        stderr = "".join(seen)
+    else:
+        stdout, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     assert lines[-1].startswith(f"error: interrupted ({signame})"), stderr
     assert source.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lightcompress-tmp-")]
+    if isinstance(when, str) and when.startswith("epoch"):
+        assert out.exists(), stderr  # an epoch had ended: the best one is saved
     if out.exists():  # written before the signal, or saved by it: then whole, and the line says so
         assert zipfile.is_zipfile(out) and "config.json" in zipfile.ZipFile(out).namelist()
         assert any(words in lines[-1] for words in ("); saved ", "outputs were written", "wrote its outputs",

@@ -97,6 +97,9 @@ def test_keras_format_of_a_converted_subclass_is_refused_in_one_line(light_net, 
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # ~25 s of CPU: converting, lowering, exporting and running a hub model end to end; its parts
+# are in the default suite: hub models convert in place (tests/factorization/test_subclassed.py), attention
+# lowers (tests/layers/test_reach.py), a converted subclass exports and runs standalone (above)
 def test_keras_hub_bert_exports_to_saved_model_and_litert_and_runs_without_lightcompress(tmp_path):
     pytest.importorskip("keras_hub")
     x = token_inputs(n=3, seed=1)

@@ -39,20 +39,48 @@ def _assert_close(a_model, b_model, x, atol):
         np.testing.assert_allclose(a, b, atol=atol)
 
 
-def _reload_in_fresh_process(paths):
-    """Load each file in a new Python that imports only lightcompress; returns their param counts."""
-    code = textwrap.dedent(f"""
-        import keras, lightcompress
-        for path in {[str(p) for p in paths]!r}:
-            print(keras.models.load_model(path).count_params())
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return [int(n) for n in out.stdout.split()]
+_LOADER = textwrap.dedent("""
+    import json, sys, traceback
+    import keras, lightcompress
+    for line in sys.stdin:
+        try:
+            print(json.dumps([keras.models.load_model(path).count_params() for path in json.loads(line)]), flush=True)
+        except Exception:
+            print(json.dumps({"error": traceback.format_exc()}), flush=True)
+""")
+
+
+@pytest.fixture(scope="module")
+def fresh_process(tmp_path_factory):
+    """A new Python that imports only keras and lightcompress, shared by this module's tests (each
+    start costs seconds): it loads the files a test sends and answers with their param counts."""
+    log = tmp_path_factory.mktemp("fresh") / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+    yield proc, log
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+def _reload_in_fresh_process(fresh, paths):
+    """Load each file in the fresh process; returns their param counts."""
+    import json
+    import select
+
+    proc, log = fresh
+    proc.stdin.write(json.dumps([str(p) for p in paths]) + "\n")
+    proc.stdin.flush()
+    ready, _, _ = select.select([proc.stdout], [], [], 300)
+    line = proc.stdout.readline() if ready else ""
+    assert line, f"no answer from the fresh process: {log.read_text()[-2000:]}"
+    counts = json.loads(line)
+    assert isinstance(counts, list), counts["error"][-2000:]
+    return counts
 
 
 @pytest.mark.parametrize("name", ["fmnist_cnn_keras2.h5", "fmnist_cnn_keras3.h5"])
-def test_real_models_convert_at_several_ranks(name, tmp_path):
+def test_real_models_convert_at_several_ranks(name, tmp_path, fresh_process):
     original = model_io.load_model(real_model_path(name))
     x = model_inputs_like(original, batch=16)
     before = original.get_weights()
@@ -70,10 +98,10 @@ def test_real_models_convert_at_several_ranks(name, tmp_path):
     full = apply_plan(original, plan)
     _assert_close(original, full, x, atol=1e-4)
     paths = [model_io.save_model(result.model, tmp_path / f"light{s}") for s in (".keras", ".h5")]
-    assert _reload_in_fresh_process(paths) == [result.params_after] * 2
+    assert _reload_in_fresh_process(fresh_process, paths) == [result.params_after] * 2
 
 
-def test_graph_shapes_convert_and_round_trip(tmp_path):
+def test_graph_shapes_convert_and_round_trip(tmp_path, fresh_process):
     paths, expected = [], []
     for graph in sorted(GRAPHS):
         original = GRAPHS[graph]()
@@ -88,7 +116,7 @@ def test_graph_shapes_convert_and_round_trip(tmp_path):
             _assert_close(result.model, keras.models.load_model(path), x, atol=1e-6)
             paths.append(path)
             expected.append(result.params_after)
-    assert _reload_in_fresh_process(paths) == expected
+    assert _reload_in_fresh_process(fresh_process, paths) == expected
 
 
 @pytest.mark.backend

@@ -141,7 +141,8 @@ def test_compare_json_schema_and_values(tmp_path):
     assert by_name["dense"][1] == {"kind": "LightDense", "params": 8 * (576 + 64) + 64, "rank": 8, "mode": "dense"}
     assert by_name["conv2d"][1]["kind"] == "Conv2D"  # below --min-params: kept
     assert plot.read_bytes()[:8] == PNG
-    md = runner.invoke(app, ["compare", str(base_path), str(light_path), "--repeats", "2", "--markdown"])
+    md = runner.invoke(app, ["compare", str(base_path), str(light_path), "--repeats", "2", "--runtime", "keras",
+                             "--markdown"])  # the form: the LiteRT timing is the JSON run's
     assert md.exit_code == 0 and re.search(r"\| latency batch 1 \((ms|µs)\), median \(IQR\) \|", md.stdout) and "### per layer" in md.stdout
     _fails_with(["compare", base_path], "compare needs at least two models")
 
