@@ -163,10 +163,14 @@ def main():
     with TensorFlow's start-up lines held back (``LIGHTCOMPRESS_TF_LOGS=1`` shows them)."""
     signals.install()
     try:
-        with signals.armed():
-            from .._quiet import import_keras_quietly
+        from .._quiet import import_keras_quietly
 
-            import_keras_quietly()
+        # Not armed: a signal that lands inside TensorFlow's C++ start-up is recorded, never raised
+        # there (raised inside it, it ended the process by SIGABRT or by the signal itself); the
+        # armed block right after raises it, so the run still ends with its one line.
+        import_keras_quietly()
+        with signals.armed():
+            pass
         return app(prog_name="lightcompress")
     except KeyboardInterrupt as err:
         print(f"error: interrupted ({signals.name(err)}) while starting; nothing was written.", file=sys.stderr)
