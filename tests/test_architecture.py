@@ -408,9 +408,7 @@ def test_demo_json(tmp_path):
 
     from lightcompress.cli import app
 
-    # --runtime keras: the same flow without some 40 per-layer .tflite conversions for the latency
-    # profile (the LiteRT profile: tests/deploy/test_latency.py); the int8 .tflite export is still made
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--runtime", "keras", "--json"])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["report"] == "demo" and data["compress"]["report"] == "compress"
