@@ -401,13 +401,17 @@ def test_the_verbs_docstrings_run():
     assert tried > 10 and failures == 0
 
 
-def test_demo_json(tmp_path):
+def test_demo_json(tmp_path, monkeypatch):
     import json
 
     from typer.testing import CliRunner
 
     from lightcompress.cli import app
+    from lightcompress.deploy import latency
 
+    # The latency profile at 3 of its 7 ladder steps: each step of each layer is a .tflite of its own
+    # (40 -> 16 conversions, half the test's time); the ladder itself is tests/deploy/test_latency.py's.
+    monkeypatch.setattr(latency, "LATENCY_LADDER", (1 / 8, 1 / 2, 1.0))
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
