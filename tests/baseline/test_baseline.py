@@ -52,12 +52,35 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def pruned(digits):
-    model, prepared = digits
-    before = [w.copy() for w in model.get_weights()]
-    result = run.baseline(model, prepared, "prune", 0.3, settings=FAST, holdout_size=100)
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # input unchanged
-    return result
+def pruned_by_the_cli(tmp_path_factory):
+    """One pruning run, through the command line (a tfmot worker costs seconds): the command's
+    output, its folder, and the result ``run.baseline`` handed the command, caught on its way."""
+    folder = tmp_path_factory.mktemp("prune")
+    small_cnn().save(folder / "cnn.keras")
+    seen = {}
+    real = run.baseline
+
+    def caught(model, *args, **kwargs):
+        seen["before"] = [w.copy() for w in model.get_weights()]
+        seen["result"] = real(model, *args, **kwargs)
+        seen["after"] = model.get_weights()
+        return seen["result"]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run, "baseline", caught)
+        result = runner.invoke(app, ["baseline", str(folder / "cnn.keras"), "--method", "prune", "--target-params", "0.3",
+                                     "--epochs", str(FAST.epochs), "--batch-size", str(FAST.batch_size), "--seed",
+                                     str(FAST.seed), "--train-limit", "600", "--test-limit", "200", "--holdout", "100",
+                                     "--no-sizes", "--json"])
+    return result, folder, seen
+
+
+@pytest.fixture(scope="module")
+def pruned(pruned_by_the_cli):
+    result, _, seen = pruned_by_the_cli
+    assert result.exit_code == 0, result.output
+    assert all(np.array_equal(a, b) for a, b in zip(seen["before"], seen["after"]))  # input unchanged
+    return seen["result"]
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +222,11 @@ def test_qat_writes_a_verified_int8_litert_file(digits):
     assert 0 < measured["file_bytes"] < 4 * model.count_params()  # int8: well under float32 bytes
 
 
-def test_cli_baseline_writes_a_keras3_model_and_reports(tmp_path):
-    path = tmp_path / "cnn.keras"
-    small_cnn().save(path)
-    result = runner.invoke(app, ["baseline", str(path), "--method", "prune", "--target-params", "0.3",
-                                 "--epochs", "1", "--train-limit", "600", "--test-limit", "200", "--holdout", "100",
-                                 "--no-sizes", "--json"])
+def test_cli_baseline_writes_a_keras3_model_and_reports(pruned_by_the_cli):
+    result, folder, _ = pruned_by_the_cli  # the run the pruning tests above look at
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout[result.stdout.index("{"):])
     assert out["report"] == "baseline" and out["method"] == "prune"
-    saved = model_io.load_model(tmp_path / "cnn.pruned.keras")
+    saved = model_io.load_model(folder / "cnn.pruned.keras")
     assert int(sum(np.count_nonzero(w) for w in saved.get_weights())) == out["nonzero"]
     assert out["twin_max_abs_diff"] <= 1e-5 and out["return_max_abs_diff"] <= 1e-5
