@@ -410,7 +410,7 @@ def test_demo_json(tmp_path, monkeypatch):
     from lightcompress.deploy import latency
 
     # The latency profile at 3 of its 7 ladder steps: each step of each layer is a .tflite of its own
-    # (40 -> 16 conversions, half the test's time); the ladder itself is tests/deploy/test_latency.py's.
+    # (under half the conversions, about half the test's time); the ladder is tests/deploy/test_latency.py's.
     monkeypatch.setattr(latency, "LATENCY_LADDER", (1 / 8, 1 / 2, 1.0))
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--epochs", "2", "--json"])
     assert result.exit_code == 0, result.output

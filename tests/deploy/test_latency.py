@@ -147,7 +147,8 @@ def test_guard_keeps_a_layer_whose_factorisations_are_slower():
 def test_profile_times_each_option_in_the_litert_interpreter(tmp_path):
     """The LiteRT branch of the per-layer profile (compress's default runtime where TensorFlow is):
     each option is a .tflite of its own, timed in the interpreter. One small Dense layer keeps the
-    conversions few; the flows above it are tested on the Keras runtime."""
+    conversions few; the flow tests above it skip the profile (allow_slower) or, the demo, take a
+    shorter ladder."""
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(inputs))
     steps = []
