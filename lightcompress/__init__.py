@@ -60,9 +60,10 @@ def _model(model, trust=False):
     return check_model(model)
 
 
-def load_model(path, *, trust=False):
-    """Load a Sequential or Functional model from ``.keras`` or ``.h5`` (Keras 2 or 3), uncompiled,
-    refusing Lambda layers unless ``trust=True``.
+def load_model(path, *, trust=False, custom_objects=None):
+    """Load a model from ``.keras`` or ``.h5`` (Keras 2 or 3), uncompiled, refusing Lambda layers
+    unless ``trust=True``. A subclassed model needs its classes: ``custom_objects`` is the Python
+    file or module that defines and registers them, imported first (it runs that code).
 
     >>> import lightcompress
     >>> lightcompress.load_model("no/such/model.h5")
@@ -71,7 +72,7 @@ def load_model(path, *, trust=False):
     """
     from .io import models
 
-    return models.load_model(path, trust=trust)
+    return models.load_model(path, trust=trust, custom_objects=custom_objects)
 
 
 def inspect(model, *, conv_mode="channel") -> dict:

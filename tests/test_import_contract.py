@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightcompress"
 # Lowest first. A module may import modules of its own stage and of lower ones, never higher.
 # The base modules (errors, defaults, validation, private Keras, log quieting) import nothing above.
 STAGES = [
-    ("base", {"errors", "defaults", "validation", "_keras_private", "_quiet", "_version", "_interrupts"}),
+    ("base", {"errors", "defaults", "validation", "_keras_private", "_quiet", "_version", "_interrupts", "_user_code"}),
     ("linalg", {"linalg"}),
     ("layers", {"layers"}),
     ("io", {"io"}),

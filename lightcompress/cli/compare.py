@@ -30,6 +30,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.

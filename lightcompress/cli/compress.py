@@ -58,6 +58,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Hit a size or latency budget with the least accuracy lost (sensitivity, allocation, distillation).

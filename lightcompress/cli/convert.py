@@ -41,6 +41,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Replace Dense and Conv2D layers with SVD-initialised LightLayers and report what changed.

@@ -60,6 +60,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Write a deployable artefact that runs without lightcompress, and verify it.

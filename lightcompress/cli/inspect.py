@@ -29,6 +29,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Where the parameters and MACs are, and how compressible each factorisable layer is.

@@ -24,6 +24,13 @@ TrustModel = Annotated[
     typer.Option("--trust-model",
                  help="Allow Lambda layers (Python code in the file). Only for files from authors you trust."),
 ]
+CustomObjects = Annotated[
+    Optional[str],
+    typer.Option("--custom-objects", metavar="FILE.py|MODULE",
+                 help="Your own classes the model is made of (a keras.Model subclass, custom layers), registered "
+                      "with keras.saving.register_keras_serializable: a Python file (path/to/net.py) or module "
+                      "(pkg.net) imported before the model is loaded. It runs that code: only code you trust."),
+]
 ModelPath = Annotated[Path, typer.Argument(help="A trained Keras model: .h5 (Keras 2 or 3) or .keras.")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Also draw the report's pictures into this PNG file.")]
 

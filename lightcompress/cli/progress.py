@@ -43,10 +43,12 @@ class RichProgress(keras.callbacks.Callback):
 
     def heading(self) -> str:
         """What is being trained, printed before the first epoch line (logs read in a file need it)."""
+        from ..factorization.candidates import iter_layers
         from ..layers import registry
 
         model = self.model
-        light = [f"{layer.name} r{layer.rank}" for layer in getattr(model, "layers", ())
+        # by path (a subclassed model's attribute path, a nested model's prefix), every depth
+        light = [f"{name} r{layer.rank}" for name, layer in (iter_layers(model) if model is not None else ())
                  if registry.twin_entry(layer) is not None]  # (a Conv2D's own `rank` is its spatial rank)
         what = f"{model.name}, {int(model.count_params()):,} params" if model is not None else "the model"
         if light:

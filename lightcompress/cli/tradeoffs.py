@@ -55,6 +55,7 @@ def command(
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
     trust_model: o.TrustModel = False,
+    custom_objects: o.CustomObjects = None,
     debug: o.Debug = False,
 ):
     """Weigh low-rank, int8, low-rank + int8, pruning and clustering on your model, in one table.

@@ -90,6 +90,10 @@ def handle_errors(fn):
         debug = kwargs.get("debug", False)
         try:
             with signals.armed():
+                if kwargs.get("custom_objects"):  # the user's classes, registered before any model loads
+                    from ..io.models import import_custom_objects
+
+                    import_custom_objects(kwargs["custom_objects"])
                 result = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise

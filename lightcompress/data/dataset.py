@@ -89,10 +89,22 @@ class Dataset(ABC):
 
 
 def single_io_shape(model):
-    """(input shape without batch, number of output units) of a single-input, single-output model."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    """(input shape without batch, number of output units) of a single-input, single-output model
+    (a subclassed one: as it was built, its output from a symbolic call)."""
+    import keras
+
+    from .synthetic import input_specs
+
+    inputs = input_specs(model)
+    outputs = getattr(model, "outputs", None)
+    if not outputs and len(inputs) == 1:
+        try:
+            outputs = keras.tree.flatten(model.compute_output_spec(inputs[0]))
+        except Exception:  # noqa: BLE001 - a call() Keras cannot trace symbolically: one output unknown
+            outputs = []
+    if len(inputs) != 1 or len(outputs) != 1:
         raise DataError(
-            f"model '{model.name}' has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            f"model '{model.name}' has {len(inputs)} inputs and {len(outputs)} outputs; "
             f"training and evaluation support one image input and one class output."
         )
-    return tuple(model.inputs[0].shape)[1:], model.outputs[0].shape[-1]
+    return tuple(inputs[0].shape)[1:], outputs[0].shape[-1]

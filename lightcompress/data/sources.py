@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import glob as globbing
-import importlib
-import importlib.util
 import inspect
 import io
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .._user_code import first_line, import_user_module
 from ..errors import DataError
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
@@ -178,35 +176,7 @@ def _every(ds, k, picked: bool):
 # -- module:function ------------------------------------------------------------------------------
 
 def _import(module_name: str):
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise DataError(f"{module_name}: no such Python file; check the path before ':'.")
-        spec = importlib.util.spec_from_file_location(f"lightcompress_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001 - the user's code
-            raise DataError(f"importing {module_name} failed ({type(err).__name__}: {first_line(err)}); fix "
-                            f"that file.") from None
-        return module
-    added = str(Path.cwd()) not in sys.path
-    if added:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            raise DataError(f"module '{module_name}' was not found; check its name, run from its folder or add "
-                            f"that folder to PYTHONPATH (or give path/to/file.py:function).") from None
-        raise DataError(f"importing module '{module_name}' failed ({type(err).__name__}: {first_line(err)}); "
-                        f"install what it needs.") from None
-    except Exception as err:  # noqa: BLE001 - the user's code
-        raise DataError(f"importing module '{module_name}' failed ({type(err).__name__}: {first_line(err)}); "
-                        f"fix that module.") from None
-    finally:
-        if added:
-            sys.path.remove(str(Path.cwd()))
+    return import_user_module(module_name, DataError, "data module (before ':')")
 
 
 def _check_batches(spec, ds, split):
@@ -286,11 +256,6 @@ def function_source(spec: str) -> Source:
     batched = {split: _check_batches(spec, ds, split) for split, ds in out.items()}
     items = {split: (lambda b=b: b.unbatch()) for split, b in batched.items()}
     return Source(items, lambda x, y: (x, y), {"train": None, "test": None}, buffer=1024)
-
-
-def first_line(err) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return (text.strip().splitlines() or [""])[0]
 
 
 def unreadable_image(folder):

@@ -27,7 +27,7 @@ def _token_vocabularies(model) -> dict:
     return vocab
 
 
-def _inputs(model) -> list:
+def input_specs(model) -> list:
     """``model.inputs``; for a subclassed model (no graph inputs) tensors shaped as it was built."""
     inputs = getattr(model, "inputs", None)
     if inputs:
@@ -48,7 +48,7 @@ def model_inputs_like(model, batch=32, seed=0):
     rng = np.random.default_rng(seed)
     vocab = _token_vocabularies(model)
     arrays = []
-    for i, tensor in enumerate(_inputs(model)):
+    for i, tensor in enumerate(input_specs(model)):
         shape = tuple(tensor.shape)[1:]
         if any(d is None for d in shape):
             raise UnsupportedModelError(

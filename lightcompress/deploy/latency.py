@@ -48,8 +48,7 @@ import keras
 import numpy as np
 
 from ..io import cache
-from .. import _keras_private as keras_private
-from ..factorization.candidates import candidates
+from ..factorization.candidates import call_nodes, candidates
 from ..errors import OptionError
 from .timing import DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, default_runtime, interleaved, timed
 
@@ -292,7 +291,7 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
             cached.from_cache, cached.cache_file = True, str(cache_file)
             return cached
     start = time.perf_counter()
-    calls = keras_private.graph_nodes(model)
+    calls = call_nodes(model)  # a subclassed model's attribute layers too
     chosen, _ = layer_filter.chosen(candidates(model))
     jobs = []  # (candidate, input shape, [(rank, mode)]): "overhead", the layer as it is, the ladder
     for c in chosen:

@@ -364,8 +364,11 @@ class KerasArtifact(Artifact):
             from ..io.models import load_model
 
             model = load_model(path, trust=trust)
+        from ..data.synthetic import input_specs
+
         self.model = model
-        self.input_names = [t.name for t in model.inputs]
+        self.inputs = input_specs(model)  # a subclassed model's: as it was built
+        self.input_names = [t.name for t in self.inputs]
         backend = keras.backend.backend()
         threads = ""
         if backend == "tensorflow":
@@ -374,7 +377,7 @@ class KerasArtifact(Artifact):
         self.runtime = f"Keras {keras.__version__} ({backend}), compiled call{threads}"
 
     def _input_shapes(self):
-        return [tuple(t.shape)[1:] for t in self.model.inputs]
+        return [tuple(t.shape)[1:] for t in self.inputs]
 
     def _run(self, arrays):
         y = self.model.predict(arrays[0] if len(arrays) == 1 else arrays, verbose=0,

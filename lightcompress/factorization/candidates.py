@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from .. import _keras_private as keras_private, linalg as svd
+from .. import linalg as svd
 from ..io import substitutions
 from ..layers import registry
 
@@ -327,11 +327,19 @@ def layer_macs(layer, nodes) -> int | None:
     return int(total)
 
 
+def call_nodes(model) -> dict:
+    """Every call of every leaf layer (``tracing.call_nodes``): graph nodes, or for a subclassed or
+    keras-hub model's attribute layers, calls recorded on one random example."""
+    from .tracing import call_nodes as traced
+
+    return traced(model, [layer for _, layer in iter_layers(model)])
+
+
 def macs_per_rank(model) -> dict:
     """{layer name: function(mode, rank) -> MACs per example} for the factorisable leaf layers whose
     input and output sizes are fixed, summed over the layer's calls like ``layer_macs`` (rank
     None: the layer as it is), so a budget in MACs and the whole model's count agree."""
-    calls = keras_private.graph_nodes(model)
+    calls = call_nodes(model)
     out = {}
     for name, layer in iter_layers(model):
         nodes, entry = calls.get(id(layer), []), registry.entry_for(layer)
@@ -355,7 +363,7 @@ class LayerStats:
 def layer_stats(model) -> list[LayerStats]:
     """Params and MACs per example for every leaf layer, nested models included."""
     rows = []
-    calls = keras_private.graph_nodes(model)
+    calls = call_nodes(model)
     for name, layer in iter_layers(model):
         nodes = calls.get(id(layer), [])
         shapes = _shapes(nodes, "output")

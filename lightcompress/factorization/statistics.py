@@ -13,8 +13,11 @@ E[x̂·xᵀ] between the layer's inputs in ``model`` (x̂: from already-factoris
 in the original (x), and the original's mean: sequential calibration, see
 ``linalg.sequential_target``.
 
-Layers inside nested models, and layer types without an ``input_matrix``, are not calibrated
-(their factors stay plain SVD); ``Statistics.skipped`` says which and why.
+Layers outside the model's graph (the attribute layers of a subclassed or keras-hub model, layers
+inside nested models) are calibrated too: their ``call`` is wrapped while the model runs eagerly on
+each batch, recording what they were called on (``_Hooks``). Layer types without an
+``input_matrix`` are not calibrated (their factors stay plain SVD); ``Statistics.skipped`` says
+which and why.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from .. import _keras_private as keras_private
 from ..layers import registry
 from .candidates import iter_layers
+from .tracing import recorded
 from ..errors import DataError, OptionError
 
 # The statistics a method may declare it needs (``Method.needs``), per layer:
@@ -129,6 +133,48 @@ def _probe(model, found, skipped):
     return probe, kept
 
 
+def _add(acc, name, rows, ref_rows, needs, calls, batch_index):
+    """Accumulate one call's rows, every k-th when the pass would see more than ``MAX_ROWS``
+    (``calls``: this layer's calls over the whole pass; the offset turns with the batch)."""
+    step = max(1, -(-len(rows) * calls // MAX_ROWS))
+    if step > 1:
+        offset = batch_index % step
+        rows = rows[offset::step]
+        ref_rows = None if ref_rows is None else ref_rows[offset::step]
+    _accumulate(acc, name, rows, ref_rows, needs)
+
+
+# Reasons a layer has no tensor in the model's graph; its inputs are recorded by hooks instead.
+_OUTSIDE_GRAPH = ("inside a nested model", "not called in the model's graph")
+
+
+class _Hooks:
+    """Inputs of layers outside the model's graph, recorded (``tracing.recorded``) while the
+    model runs eagerly on a batch."""
+
+    def __init__(self, model, layers):
+        self.model, self.layers = model, layers  # {name: (layer, entry)}
+
+    @classmethod
+    def of_skipped(cls, model, skipped):
+        """Hooks for the layers ``skipped`` as outside the graph (taken out of ``skipped``), or None."""
+        wanted = {name for name, reason in skipped.items() if reason in _OUTSIDE_GRAPH}
+        layers = {}
+        for name, layer in iter_layers(model):
+            entry = registry.entry_for(layer) if name in wanted else None
+            if entry is not None and entry.input_matrix is not None and id(layer) not in {id(v[0]) for v in layers.values()}:
+                layers[name] = (layer, entry)
+                del skipped[name]
+        return cls(model, layers) if layers else None
+
+    def run(self, batch) -> dict:
+        """{name: (layer, entry, [the input of each call])} for one batch."""
+        with recorded(layer for layer, _ in self.layers.values()) as seen:
+            self.model(batch[0] if len(batch) == 1 else batch, training=False)
+        return {name: (layer, entry, [args[0] for args, _ in seen[id(layer)]])
+                for name, (layer, entry) in self.layers.items()}
+
+
 def _rows(entry, layer, tensor):
     return np.asarray(keras.ops.convert_to_numpy(entry.input_matrix(layer, tensor)), dtype=np.float32)
 
@@ -185,6 +231,7 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
     names = set(names)
     found, skipped = _layer_inputs(model, names)
     probe, kept = _probe(model, found, skipped)
+    hooks = _Hooks.of_skipped(model, skipped)
     ref_probe = ref_kept = None
     if reference is not None and kept:
         ref_found, _ = _layer_inputs(reference, set(kept))
@@ -192,15 +239,22 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
     acc = {}
     xs = x if isinstance(x, (list, tuple)) else [x]
     count = len(xs[0])
-    for start_row in range(0, count, batch_size) if probe is not None else ():
+    batches = -(-count // batch_size)
+    for start_row in range(0, count, batch_size) if probe is not None or hooks else ():
         batch = [a[start_row:start_row + batch_size] for a in xs]
+        for name, (layer, entry, tensors) in (hooks.run(batch) if hooks else {}).items():
+            for tensor in tensors:
+                _add(acc, name, _rows(entry, layer, tensor), None, needs, batches * len(tensors), start_row // batch_size)
+        if probe is None:
+            if on_batch:
+                on_batch(min(start_row + batch_size, count), count)
+            continue
         outs = probe.predict_on_batch(batch)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         ref_outs = None
         if ref_probe is not None:
             ref_outs = ref_probe.predict_on_batch(batch)
             ref_outs = ref_outs if isinstance(ref_outs, (list, tuple)) else [ref_outs]
-        batches = -(-count // batch_size)
         for name, (layer, entry, first, calls) in kept.items():
             for k in range(calls):
                 rows = _rows(entry, layer, outs[first + k])
@@ -208,12 +262,7 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
                 if ref_outs is not None and name in ref_kept:
                     r_layer, r_entry, r_first, _ = ref_kept[name]
                     ref_rows = _rows(r_entry, r_layer, ref_outs[r_first + k])
-                step = max(1, -(-len(rows) * batches * calls // MAX_ROWS))
-                if step > 1:
-                    offset = (start_row // batch_size) % step
-                    rows = rows[offset::step]
-                    ref_rows = None if ref_rows is None else ref_rows[offset::step]
-                _accumulate(acc, name, rows, ref_rows, needs)
+                _add(acc, name, rows, ref_rows, needs, batches * calls, start_row // batch_size)
         if on_batch:
             on_batch(min(start_row + batch_size, count), count)
     layers = {}
@@ -223,5 +272,5 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
         layers[name] = LayerMoments(None if cov is None else cov / rows, None if total is None else total / rows, rows,
                                     None if cross is None else cross / rows,
                                     None if ref_total is None else ref_total / rows)
-    skipped.update({name: "no rows seen" for name in kept if name not in layers})
+    skipped.update({name: "no rows seen" for name in [*kept, *(hooks.layers if hooks else ())] if name not in layers})
     return Statistics(layers, count, time.perf_counter() - start, source, skipped)

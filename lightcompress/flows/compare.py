@@ -53,6 +53,7 @@ def check_batches(batches, nets=()):
     """Each timed batch size a whole number >= 1 and, once the models are known, one whose random
     inputs fit in the memory this process has (a batch the machine cannot hold is refused before
     any timing, not met by a MemoryError)."""
+    from ..data.synthetic import input_specs
     from ..deploy.runtimes import Artifact
     from ..errors import OptionError
     from ..io.models import available_memory
@@ -63,7 +64,7 @@ def check_batches(batches, nets=()):
     if free is None or not nets:
         return
     for net in nets:
-        shapes = net._input_shapes() if isinstance(net, Artifact) else [tuple(t.shape)[1:] for t in net.inputs]
+        shapes = net._input_shapes() if isinstance(net, Artifact) else [tuple(t.shape)[1:] for t in input_specs(net)]
         example = sum(int(np.prod([d or 1 for d in shape], dtype=np.float64)) for shape in shapes) * 4
         for batch in batches:
             if batch * example > free:

@@ -234,15 +234,19 @@ def check_memory(path, weight_bytes=None, available=None):
             f"use a machine with more memory.")
 
 
-def load_model(path, trust=False) -> keras.Model:
+def load_model(path, trust=False, custom_objects=None) -> keras.Model:
     """Load a model from `.keras` or `.h5`, uncompiled: Sequential, Functional, or a subclassed or
     keras-hub model whose class is importable (LightLayer twins put back in place).
 
     ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
-    A file whose weights would not fit in memory is refused before anything is allocated.
+    ``custom_objects``: a Python file or module defining (and registering) the model's own
+    classes, imported first; it runs that code. A file whose weights would not fit in memory is
+    refused before anything is allocated.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise OptionError(f"model path={path!r} is not a path; give the path of a .keras or .h5 file.")
+    if custom_objects is not None:
+        import_custom_objects(custom_objects)
     path = Path(path)
     config = read_config(path)
     check_config(path, config, trust=trust)
@@ -262,6 +266,15 @@ def load_model(path, trust=False) -> keras.Model:
         raise UnsupportedModelError(f"{path} loaded as a {type(model).__name__}, not a Keras model.")
     check_finite(model, f"{path}: ")
     return model
+
+
+def import_custom_objects(module) -> None:
+    """Import the file (``path/to/net.py``) or module (``pkg.net``) that registers a model's classes."""
+    from .._user_code import import_user_module
+
+    if not isinstance(module, (str, os.PathLike)):
+        raise OptionError(f"custom_objects={module!r} is not a module; give a Python file or module name.")
+    import_user_module(str(module), OptionError, "custom_objects file")
 
 
 def check_finite(model, where="") -> None:
@@ -290,9 +303,8 @@ def _keras_load(path, readable, config, trust):
             name, cls, module = unknown[0]
             raise ModelLoadError(
                 f"{path}: layer '{name}' is of class '{cls}'{f' (module {module})' if module else ''}, which "
-                f"Keras does not know; import the package defining it (registered with "
-                f"keras.saving.register_keras_serializable) before loading, or rebuild the model with "
-                f"Keras layers.") from None
+                f"Keras does not know; give the module that defines it (registered with "
+                f"keras.saving.register_keras_serializable): custom_objects=path/to/module.py.") from None
         raise ModelLoadError(f"{path} could not be loaded by Keras {keras.__version__}: {_keras_reason(err)}") from None
 
 

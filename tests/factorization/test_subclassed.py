@@ -284,3 +284,59 @@ def test_keras_hub_causal_lm_low_rank_generates_and_reloads_in_a_fresh_process(t
     assert (got["class"], got["params"], got["embedding"]) == ("GPT2CausalLM", light.count_params(),
                                                                 "LightReversibleEmbedding")
     assert got["diff"] < 1e-6
+
+
+def test_subclass_layers_are_calibrated_on_what_their_call_receives():
+    """Data-aware factors need each layer's inputs; a subclassed model has no graph, so they are
+    recorded by wrapping the layers' calls. Reference: the moments computed by running the
+    layers by hand, as ``Net.call`` does."""
+    from lightcompress.factorization.statistics import collect
+
+    model = net()
+    x = images(24, seed=3)
+    before = _predict(model, x)
+    stats = collect(model, x, ["conv", "fc", "block/inner", "heads/0"], batch_size=10)
+    assert not stats.skipped and set(stats.layers) == {"conv", "fc", "block/inner", "heads/0"}
+    fc_in = np.asarray(model.pool(model.conv(x)))
+    inner_in = np.asarray(model.fc(fc_in))
+    for name, rows in (("fc", fc_in), ("block/inner", inner_in)):
+        np.testing.assert_allclose(stats.layers[name].cov, rows.T @ rows / len(rows), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(stats.layers[name].mean, rows.mean(0), rtol=1e-4, atol=1e-6)
+    assert stats.layers["conv"].rows == 24 * 6 * 6  # one im2col row per output position of the 3x3 conv
+    assert "call" not in vars(model.fc)  # the hooks are gone
+    np.testing.assert_array_equal(_predict(model, x), before)
+
+
+def test_fine_tuning_heading_names_every_twin_of_a_subclass_by_its_path():
+    """The line before the first epoch lists the LightLayers being trained, at every depth of a
+    subclassed model (attribute paths), not only its top-level layers."""
+    from lightcompress.cli.progress import RichProgress
+
+    model = net()
+    light = apply_plan(model, make_plan(model, *policy(rank=2, min_params=0)))
+    progress = RichProgress()
+    progress.set_model(light)
+    progress.epochs = 1
+    heading = progress.heading()
+    for path in ("conv", "fc", "block/inner", "heads/0", "heads/1"):
+        assert f"{path} r" in heading, heading
+
+
+def test_subclass_layers_are_counted_and_profiled_like_graph_layers(tmp_path):
+    """MACs and the per-layer latency profile need each layer's input and output shapes; in a
+    subclassed model they come from one recorded call. Reference: the counts by hand (a 3x3 conv
+    on 8x8x3 gives 6x6x8 outputs of 27 MACs each; Dense n->m: n*m)."""
+    from lightcompress.deploy import latency
+    from lightcompress.deploy.timing import Runtime
+    from lightcompress.factorization.candidates import layer_stats, macs_per_rank
+    from lightcompress.planning import LayerFilter
+
+    model = net()
+    expected = {"conv": 6 * 6 * 27 * 8, "fc": 8 * 32, "block/inner": 32 * 32, "heads/0": 32 * 4, "heads/1": 32 * 4}
+    assert {r.name: r.macs for r in layer_stats(model) if r.macs is not None} == expected
+    assert {name: f(None, None) for name, f in macs_per_rank(model).items()} == expected
+    assert macs_per_rank(model)["fc"]("dense", 2) == 8 * 2 + 2 * 32
+    profile = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel", include=("block/inner",)),
+                              Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
+    inner = profile.layer("block/inner")
+    assert inner is not None and inner.options[0].rank is None and all(o.ms > 0 for o in inner.options)
