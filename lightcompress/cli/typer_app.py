@@ -8,6 +8,7 @@ one "unexpected" line. A traceback only with ``--debug``.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 import sys
 import typing
@@ -152,11 +153,23 @@ def _main(
     warnings.showwarning = _show_warning
 
 
+def reflow(doc: str) -> str:
+    """A command's docstring as ``--help`` shows it: each paragraph one line, for the terminal to
+    wrap (Typer keeps single line breaks, which at 80 columns left every source line ragged);
+    lines of a list ("- ...") stay lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc or "").split("\n\n"):
+        lines = paragraph.splitlines()
+        listed = any(line.lstrip().startswith("- ") for line in lines)
+        paragraphs.append("\n".join(lines) if listed else " ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
 def _register():
     from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect, tradeoffs
 
     for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline, tradeoffs):
-        app.command(name=module.NAME)(handle_errors(module.command))
+        app.command(name=module.NAME, help=reflow(module.command.__doc__))(handle_errors(module.command))
 
 
 _register()

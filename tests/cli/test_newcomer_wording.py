@@ -173,3 +173,18 @@ def test_fetch_real_models_checks_sha256(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: bad.h5: sha256") and "nothing kept" in err[0]
     assert sorted(p.name for p in dest.iterdir()) == ["good.h5"]
     assert "/real_models/" in (REPO / ".gitignore").read_text()
+
+
+def test_help_paragraphs_flow_to_the_terminal_width():
+    """Typer keeps a docstring's single line breaks, so at 80 columns every source line of a
+    command's description ended ragged; each paragraph is one line for the terminal to wrap, and
+    list lines stay lines."""
+    from typer.testing import CliRunner
+
+    from lightcompress.cli import app
+    from lightcompress.cli.typer_app import reflow
+
+    assert reflow("First line.\n\n    One paragraph\n    in two lines.\n\n    - a\n    - b\n") == (
+        "First line.\n\nOne paragraph in two lines.\n\n- a\n- b")
+    out = CliRunner().invoke(app, ["tradeoffs", "--help"], env={"COLUMNS": "200"}).output
+    assert "(calibrated on training images), compress at each of --budgets" in out
