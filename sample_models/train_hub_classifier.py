@@ -1,8 +1,8 @@
 """Train a tiny keras-hub image classifier on Fashion-MNIST (no download: the backbone is built from
 a config; deterministic: fixed seeds, TensorFlow op determinism on CPU):
 
-    python sample_models/train_hub_classifier.py                    # 2 epochs on 20,000 images
-    python sample_models/train_hub_classifier.py --epochs 3 --train-limit 0   # all 60,000
+    python sample_models/train_hub_classifier.py                    # 8 epochs on all 60,000 images
+    python sample_models/train_hub_classifier.py --epochs 2 --train-limit 20000   # a quick one
 
 writes ``sample_models/fmnist_hub_vit.keras`` only when the file is under ``--max-bytes`` (2 MB).
 
@@ -50,7 +50,7 @@ class _Limited:
         return (x[:self.limit], y[:self.limit]) if self.limit else (x, y)
 
 
-def train(epochs=2, train_limit=20000, batch_size=128, rate=1e-3):
+def train(epochs=8, train_limit=0, batch_size=128, rate=1e-3):
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -66,8 +66,8 @@ def train(epochs=2, train_limit=20000, batch_size=128, rate=1e-3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-limit", type=int, default=20000, help="first N training images (0: all 60,000)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-limit", type=int, default=0, help="first N training images (0: all 60,000)")
     parser.add_argument("--out", type=Path, default=HERE / NAME)
     parser.add_argument("--max-bytes", type=int, default=2_000_000)
     args = parser.parse_args(argv)

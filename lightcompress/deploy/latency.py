@@ -61,7 +61,8 @@ LATENCY_LADDER = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 # Calibration inputs of a "litert-int8" artefact timed: they set scales, not the work done, so a few
 # suffice (each is one float call during conversion, and every ladder option is converted).
 TIMING_CALIBRATION = 16
-PROFILE_VERSION = 3  # 2: interleaved timing, each option with its noise; 3: a control copy per layer
+PROFILE_VERSION = 4  # 2: interleaved timing, each option with its noise; 3: a control copy per layer;
+# 4: the attribute layers of subclassed and keras-hub models (recorded calls) are profiled too
 
 
 def _inputs(model, batch, seed=0):

@@ -70,6 +70,7 @@ def _conv_model():
     return keras.Model(inputs, keras.layers.Dense(40, name="fc")(x))
 
 
+@pytest.mark.slow  # ~15 s: three profiles; the LiteRT profile test below reads its cache once
 def test_profile_is_cached_and_invalidated_by_the_architecture(tmp_path):
     model = _conv_model()
     steps = []

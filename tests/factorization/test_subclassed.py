@@ -256,6 +256,7 @@ def test_keras_hub_causal_lm_at_full_rank_generates_the_same_tokens():
     np.testing.assert_array_equal(expected[:, :5], prompts["token_ids"][:, :5])  # the prompt, then new tokens
 
 
+@pytest.mark.slow  # ~15 s: a fresh Python; the full-rank generate test below stays in the default suite
 def test_keras_hub_causal_lm_low_rank_generates_and_reloads_in_a_fresh_process(tmp_path):
     model, prompts = _gpt2_causal_lm(), _prompts()
     result = lightcompress.convert(model, rank=4, min_params=0, x=prompts)

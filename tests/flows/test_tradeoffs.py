@@ -49,6 +49,7 @@ def _spy_on_compress(monkeypatch, interrupt_at=None):
     return calls
 
 
+@pytest.mark.slow  # ~30 s: every candidate made, timed and evaluated through the CLI, then resumed
 def test_tradeoffs_table_json_plot_and_resume_after_an_interrupt(mlp, tmp_path, monkeypatch):
     work = tmp_path / "mlp.tradeoffs"
     calls = _spy_on_compress(monkeypatch, interrupt_at=2)
