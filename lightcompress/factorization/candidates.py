@@ -259,15 +259,19 @@ def candidates(model, statistics=None, vectors=False, method=None) -> list[Candi
                 c = _candidate(f"{name}/{part}", sub, vectors)
                 if c is not None:
                     c.owner, c.part = layer, part
-                    found.append(c)
+                    found.append(_with_moments(c, statistics, method))
             continue
         c = _candidate(name, layer, vectors)
         if c is not None:
-            moments = None if statistics is None or c.unsupported is not None else statistics.layers.get(name)
-            if moments is not None:
-                c.cov = method.covariance(moments)
-            found.append(c)
+            found.append(_with_moments(c, statistics, method))
     return found
+
+
+def _with_moments(c, statistics, method):
+    moments = None if statistics is None or c.unsupported is not None else statistics.layers.get(c.name)
+    if moments is not None:
+        c.cov = method.covariance(moments)
+    return c
 
 
 def _candidate(name, layer, vectors=False):
@@ -327,12 +331,24 @@ def layer_macs(layer, nodes) -> int | None:
     return int(total)
 
 
+def named_layers(model):
+    """``iter_layers`` and, after each composite layer (a MultiHeadAttention), its factorisable
+    parts, named as candidates name them (``block/mha/query``)."""
+    for name, layer in iter_layers(model):
+        yield name, layer
+        composite = registry.composite_for(layer)
+        if composite is not None and layer.built:
+            for part, sub in composite.parts(layer):
+                yield f"{name}/{part}", sub
+
+
 def call_nodes(model) -> dict:
-    """Every call of every leaf layer (``tracing.call_nodes``): graph nodes, or for a subclassed or
-    keras-hub model's attribute layers, calls recorded on one random example."""
+    """Every call of every leaf layer and composite part (``tracing.call_nodes``): graph nodes, and
+    for the layers no graph holds (a subclassed or keras-hub model's attribute layers, the
+    projections inside an attention layer), calls recorded on one random example."""
     from .tracing import call_nodes as traced
 
-    return traced(model, [layer for _, layer in iter_layers(model)])
+    return traced(model, [layer for _, layer in named_layers(model)])
 
 
 def macs_per_rank(model) -> dict:

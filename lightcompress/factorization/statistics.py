@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _keras_private as keras_private
 from ..layers import registry
-from .candidates import iter_layers
+from .candidates import named_layers
 from .tracing import recorded
 from ..errors import DataError, OptionError
 
@@ -100,7 +100,7 @@ def _layer_inputs(model, names):
     """({name: [input tensors of every call]}, {name: reason not calibrated})."""
     calls = keras_private.graph_nodes(model)
     found, skipped = {}, {}
-    for name, layer in iter_layers(model):
+    for name, layer in named_layers(model):
         if name not in names:
             continue
         entry = registry.entry_for(layer)
@@ -160,7 +160,7 @@ class _Hooks:
         """Hooks for the layers ``skipped`` as outside the graph (taken out of ``skipped``), or None."""
         wanted = {name for name, reason in skipped.items() if reason in _OUTSIDE_GRAPH}
         layers = {}
-        for name, layer in iter_layers(model):
+        for name, layer in named_layers(model):
             entry = registry.entry_for(layer) if name in wanted else None
             if entry is not None and entry.input_matrix is not None and id(layer) not in {id(v[0]) for v in layers.values()}:
                 layers[name] = (layer, entry)
@@ -227,7 +227,7 @@ def collect(model, x, names=None, batch_size: int = 64, reference=None, source="
     needs = check_needs(needs)
     start = time.perf_counter()
     if names is None:
-        names = [name for name, layer in iter_layers(model) if registry.entry_for(layer) is not None]
+        names = [name for name, layer in named_layers(model) if registry.entry_for(layer) is not None]
     names = set(names)
     found, skipped = _layer_inputs(model, names)
     probe, kept = _probe(model, found, skipped)

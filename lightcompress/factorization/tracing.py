@@ -17,7 +17,6 @@ import keras
 
 from .. import _keras_private as keras_private
 from ..errors import UnsupportedModelError
-from ..io import substitutions
 
 
 @contextlib.contextmanager
@@ -55,12 +54,11 @@ def _symbolic(values) -> list:
 
 
 def call_nodes(model, layers) -> dict:
-    """{id(layer): [node or Call, ...]}: the graph's nodes (``keras_private.graph_nodes``) and, for a
-    model whose layers are held as attributes, the calls of those of ``layers`` (its leaf layers)
-    recorded on one random example (none when the model's input sizes are not fixed)."""
+    """{id(layer): [node or Call, ...]}: the graph's nodes (``keras_private.graph_nodes``) and, for
+    those of ``layers`` no graph holds (a subclassed or keras-hub model's attribute layers, the
+    projections inside an attention layer), their calls recorded on one random example (none when
+    the model's input sizes are not fixed)."""
     found = keras_private.graph_nodes(model)
-    if not substitutions.in_place(model):
-        return found
     from ..data.synthetic import model_inputs_like
 
     layers = [layer for layer in layers if id(layer) not in found]

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from ..factorization.candidates import candidates
 from ..errors import RankError
-from .costs import whole_cost
+from .costs import latency_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
 
@@ -227,6 +227,6 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
                 + ("" if any(o.rank == option.rank and o.mode == option.mode for o in measured[name])
                    else " (interpolated)"))
         if option.latency is not None and latency is not None:
-            note += f"; {option.latency * 1000:.1f} us vs {ls.options[0].latency * 1000:.1f} us as it is"
+            note += f"; {latency_note(option.latency / 1000, ls.options[0].latency / 1000)}"
         plan.layers.append(factorise(c, option.mode, option.rank, note))
     return plan

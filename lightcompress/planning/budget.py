@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RankError
 from ..factorization.candidates import macs_per_rank, not_considered
 from .allocate import METRICS, with_latency
-from .costs import whole_cost
+from .costs import latency_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option
 
@@ -169,7 +169,7 @@ class ErrorAllocation:
                     plan.layers.append(keep(c, self.only_keep.get(c.name, "the budget has room for it as it is")))
                 else:
                     note = (None if o.latency is None else
-                            f"{o.latency * 1000:.1f} us vs {ls.options[0].latency * 1000:.1f} us as it is")
+                            latency_note(o.latency / 1000, ls.options[0].latency / 1000))
                     plan.layers.append(factorise(c, o.mode, o.rank, note))
             c.keep_only(plan.layers[-1].mode, plan.layers[-1].rank)  # memory: only what applying needs
         if self.whole_model:

@@ -167,6 +167,7 @@ def test_budgets_match_low_rank_params():
 
 # -- pruning and clustering -------------------------------------------------------------------
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_pruning_reaches_the_requested_sparsity(pruned):
     b = pruned.budget
     assert abs(pruned.nonzero - b.target_nonzero) <= 0.01 * b.target_nonzero
@@ -178,6 +179,7 @@ def test_pruning_reaches_the_requested_sparsity(pruned):
     assert pruned.fit["schedule"]["final_sparsity"] == pytest.approx(b.sparsity)
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_clustering_leaves_the_requested_unique_values(clustered):
     k = clustered.budget.clusters
     assert k == 16  # 4 bits per weight fit in 0.15 of this model's float32 storage
@@ -187,6 +189,7 @@ def test_clustering_leaves_the_requested_unique_values(clustered):
     assert all(len(np.unique(clustered.model.get_layer(n).get_weights()[0])) > k for n in ("conv", "head"))
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_result_reloads_in_keras3_with_the_twins_predictions(pruned, clustered, tmp_path):
     for result in (pruned, clustered):
         path = tmp_path / f"{result.method}.keras"
@@ -197,6 +200,7 @@ def test_result_reloads_in_keras3_with_the_twins_predictions(pruned, clustered, 
         assert result.worker["tf_keras_is_legacy"] is True  # tfmot really ran on Keras 2
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_main_process_stays_on_keras3_after_a_baseline(pruned):
     import tensorflow as tf
 
@@ -222,6 +226,7 @@ def test_qat_writes_a_verified_int8_litert_file(digits):
     assert 0 < measured["file_bytes"] < 4 * model.count_params()  # int8: well under float32 bytes
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_cli_baseline_writes_a_keras3_model_and_reports(pruned_by_the_cli):
     result, folder, _ = pruned_by_the_cli  # the run the pruning tests above look at
     assert result.exit_code == 0, result.output

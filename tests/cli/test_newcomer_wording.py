@@ -188,3 +188,12 @@ def test_help_paragraphs_flow_to_the_terminal_width():
         "First line.\n\nOne paragraph in two lines.\n\n- a\n- b")
     out = CliRunner().invoke(app, ["tradeoffs", "--help"], env={"COLUMNS": "200"}).output
     assert "(calibrated on training images), compress at each of --budgets" in out
+
+
+def test_a_layer_faster_than_the_timer_resolves_is_not_shown_as_zero():
+    """A plan's per-layer times have the runtime's overhead taken off; a tiny factorised layer
+    printed "0.0 us vs 0.5 us as it is", which reads as a broken timer."""
+    from lightcompress.planning.costs import latency_note
+
+    assert latency_note(0.0, 5e-7) == "<0.1 us vs 0.5 us as it is"
+    assert latency_note(2.34e-6, 3.2e-6) == "2.3 us vs 3.2 us as it is"

@@ -159,6 +159,7 @@ def test_cli_converts_a_saved_subclass(tmp_path):
 
 # -- keras-hub --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_keras_hub_bert_classifier_converts_in_place_and_reloads(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     model, x = bert_classifier(), token_inputs()
@@ -341,3 +342,49 @@ def test_subclass_layers_are_counted_and_profiled_like_graph_layers(tmp_path):
                               Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
     inner = profile.layer("block/inner")
     assert inner is not None and inner.options[0].rank is None and all(o.ms > 0 for o in inner.options)
+
+
+@pytest.mark.parametrize("sample", ["fmnist_subclassed_cnn.keras", "fmnist_hub_vit.keras"])
+def test_trained_samples_at_full_rank_predict_as_the_originals_on_real_images(sample):
+    """The two shipped models that are no graph (a keras.Model subclass loaded with its class file,
+    a keras-hub ViTImageClassifier), converted at full rank: the same predictions as the original
+    on real Fashion-MNIST test images."""
+    from lightcompress.data import sets
+
+    if not sets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("needs Fashion-MNIST offline (apt-get install dataset-fashion-mnist)")
+    if sample == "fmnist_hub_vit.keras":
+        pytest.importorskip("keras_hub")
+    model = lightcompress.load_model(ROOT / "sample_models" / sample,
+                                     custom_objects=str(ROOT / "sample_models" / "fmnist_subclassed.py"))
+    x = sets.prepare(sets.load_dataset("fashion_mnist"), model).arrays("test")[0][:256]
+    plan = _full_rank(model, make_plan(model, *policy(rank=4, min_params=0)))
+    light = apply_plan(model, plan)
+    assert len(plan.converted) >= 2 and any(isinstance(layer, (LightDense, LightConv2D))
+                                            for _, layer in iter_layers(light))
+    expected = _predict(model, x)
+    got = _predict(light, x)
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    assert (got.argmax(1) == expected.argmax(1)).mean() == 1.0
+
+
+def test_attention_projections_are_profiled(tmp_path):
+    """A MultiHeadAttention's query/key/value/output projections are called inside its call(), in
+    no graph: their calls are recorded, so the latency guard times them like any layer. (EinsumDense
+    has no calibration view: its factors stay plain SVD, and the statistics say so rather than
+    leaving it out; a MACs budget keeps a composite's parts as they are, planning/budget.py.)"""
+    from lightcompress.deploy import latency
+    from lightcompress.deploy.timing import Runtime
+    from lightcompress.factorization.statistics import collect
+    from lightcompress.planning import LayerFilter
+
+    inputs = keras.Input((5, 8))
+    outputs = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).random((12, 5, 8), dtype=np.float32)
+    stats = collect(model, x, batch_size=5)
+    assert stats.skipped["mha/query"] == "layer type has no calibration view (input_matrix)"
+    profile = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel", include=("mha/query",)),
+                              Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
+    query = profile.layer("mha/query")
+    assert query is not None and query.options[0].rank is None and len(query.options) > 1

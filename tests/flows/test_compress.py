@@ -88,6 +88,7 @@ def digits_setup(trained_digits):
     return model, prepared, judge, train
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_sensitivity_is_cached_and_invalidated(digits_setup, tmp_path):
     model, _, judge, _ = digits_setup
     policy = LayerFilter(min_params=0, conv_mode="channel")
@@ -219,6 +220,7 @@ def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
     assert "below min_params=" in sens["skipped"]["conv"]
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup, tmp_path):
     from lightcompress.flows.compress import compress
     model, prepared, _, _ = digits_setup
@@ -233,7 +235,9 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
 
 @pytest.mark.slow  # 16 s: the search's failure message; the search itself is in the default suite
 def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
-    from lightcompress.flows import compress as compress_module
+    import importlib
+
+    compress_module = importlib.import_module("lightcompress.flows.compress")  # the module; the package exports the function
     model, prepared, _, _ = digits_setup
     calls = []
 
@@ -302,6 +306,7 @@ def test_one_list_of_conv_modes():
         LayerFilter(conv_mode="paper")
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_cli_compress_prints_the_plan_before_fine_tuning(tmp_path):
     # Logs read in a file: the plan (with the budget used) comes before the first epoch line.
     source = _digits_model(tmp_path / "d.keras")
@@ -316,6 +321,7 @@ def test_cli_compress_prints_the_plan_before_fine_tuning(tmp_path):
     assert json.loads(result.stdout)["report"] == "compress"  # stdout stays the report alone
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_on_several_hosts_only_process_0_writes_what_compress_makes(tmp_path, monkeypatch):
     # Every process of a multi-host job ends with the same weights: process 1 reports, writes nothing.
     from lightcompress.flows.compress import compress_file

@@ -131,6 +131,7 @@ def test_the_cli_prints_one_note_per_rewrite_kind(saved):
                      f"note: {path}: activation 'softmax_v2' read as 'softmax' (layer 'd2')"]
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_a_rewritten_model_converts_and_reloads_in_a_fresh_process(saved, tmp_path):
     import lightcompress
 

@@ -229,6 +229,7 @@ APPLICATIONS = {
 FAST = ("MobileNetV2",)  # ~7 s; EfficientNetB0 (~12-30 s) and the others take longer: slow
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 @pytest.mark.parametrize("name", FAST)
 def test_small_applications_convert_exactly_and_reload(name, tmp_path):
     check_exact(APPLICATIONS[name](), tmp_path)

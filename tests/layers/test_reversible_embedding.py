@@ -84,6 +84,7 @@ def test_macs_count_each_direction():
     assert registry.macs(twin, (None, 6, DIM), (None, 6, VOCAB)) == 6 * 2 * (DIM + VOCAB)
 
 
+@pytest.mark.slow  # 10-25 s on 2 cores; the default suite stays within 5 minutes (.ci/run runs -m slow)
 def test_keras_hub_is_registered_once_imported_and_never_imported_by_lightcompress():
     _hub_class()
     code = ("import sys, keras, lightcompress.layers\n"
