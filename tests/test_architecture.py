@@ -401,6 +401,7 @@ def test_the_verbs_docstrings_run():
     assert tried > 10 and failures == 0
 
 
+@pytest.mark.slow  # the whole demo (~40 s); the README's first command runs it too; .ci/run runs -m slow
 def test_demo_json(tmp_path, monkeypatch):
     import json
 

@@ -89,6 +89,7 @@ def without_tensorflow():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a JAX subprocess with TensorFlow blocked (~30 s); .ci/run runs -m slow
 def test_python_verbs_run_on_jax_without_tensorflow(without_tensorflow):
     out = without_tensorflow
     assert out["inspect_layers"] >= 2

@@ -40,11 +40,13 @@ def check(out, engine):
     assert distilled["devices"] == 2 and distilled["loss"][-1] < distilled["loss"][0]
 
 
+@pytest.mark.slow  # a subprocess with two devices (~25 s); .ci/run runs -m slow
 def test_two_tensorflow_devices_match_one():
     pytest.importorskip("tensorflow")
     check(run("tensorflow"), "tf.distribute.MirroredStrategy")
 
 
+@pytest.mark.slow  # a subprocess with two devices (~30 s); .ci/run runs -m slow
 def test_two_jax_devices_match_one():
     pytest.importorskip("jax")
     check(run("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"), "keras.distribution.DataParallel")
