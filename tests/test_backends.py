@@ -89,7 +89,9 @@ def without_tensorflow():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow  # a JAX subprocess with TensorFlow blocked (~30 s); .ci/run runs -m slow
+# The three tests below share one JAX subprocess with TensorFlow blocked (~30 s): slow, all three,
+# so the quick suite does not start it; .ci/run runs -m slow.
+@pytest.mark.slow
 def test_python_verbs_run_on_jax_without_tensorflow(without_tensorflow):
     out = without_tensorflow
     assert out["inspect_layers"] >= 2
@@ -100,12 +102,14 @@ def test_python_verbs_run_on_jax_without_tensorflow(without_tensorflow):
     assert out["accuracy"] > 0.2  # two epochs on digits: well above chance (0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["inspect", "convert", "finetune", "evaluate", "export_keras"])
 def test_commands_run_on_jax_without_tensorflow(without_tensorflow, command):
     result = without_tensorflow["cli"][command]
     assert result["code"] == 0, result["output"]
 
 
+@pytest.mark.slow
 def test_tensorflow_only_export_says_so_in_one_line(without_tensorflow):
     result = without_tensorflow["cli"]["export_litert"]
     assert result["code"] == 1
