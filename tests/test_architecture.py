@@ -389,6 +389,7 @@ def test_seeding_without_tensorflow_seeds_keras_as_keras_does():
     np.testing.assert_array_equal(got, expected, err_msg=f"one of {keras_private.PRIVATE_APIS} moved")
 
 
+@pytest.mark.slow  # every verb's docstring example run (~14 s); .ci/run runs -m slow
 def test_the_verbs_docstrings_run():
     import doctest
 

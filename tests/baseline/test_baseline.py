@@ -98,6 +98,7 @@ def test_twin_reproduces_the_real_models(name):
     assert run.check_twin(model, x) <= 1e-5
 
 
+@pytest.mark.slow  # a tfmot worker process (~8 s); .ci/run runs -m slow
 def test_twin_of_a_functional_model_with_add_and_batch_norm(rng):
     model = residual()
     bn = model.get_layer("bn")  # non-trivial statistics, so a wrong mapping would show

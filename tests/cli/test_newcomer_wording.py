@@ -109,6 +109,7 @@ def test_default_dataset_error_names_default_and_flag(tmp_path):
 
 # 5. numbers explained: optimizer state in the input file, train/held-out counts, change against what;
 # int8 outputs read as probabilities
+@pytest.mark.slow  # compress, export and compare through the CLI (~8 s); .ci/run runs -m slow
 def test_numbers_are_explained(tmp_path):
     model = _conv_model()
     model.compile("adam", "sparse_categorical_crossentropy")

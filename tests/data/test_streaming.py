@@ -207,6 +207,7 @@ def sources(tmp_path, monkeypatch):
     return tmp_path / "user_sources.py"
 
 
+@pytest.mark.slow  # two streamed sources end to end (~7 s); .ci/run runs -m slow
 def test_function_returning_tf_data_and_pydataset(sources, cnn):
     ds = data.load_dataset("digits")
     arrays = data.prepare(ds.limit(200, 60), cnn)

@@ -245,6 +245,7 @@ def test_each_format_round_trips_and_verifies(fmt, name, light_cnn, tmp_path, rn
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
+@pytest.mark.slow  # fresh processes per format (~12 s); .ci/run runs -m slow
 def test_artefacts_run_where_lightcompress_cannot_be_imported(tmp_path, rng):
     model = _raw_op_model(rng)
     x = rng.random((5, 6, 6, 2), dtype=np.float32)

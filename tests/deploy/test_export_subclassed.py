@@ -70,6 +70,7 @@ def test_a_converted_subclass_lowers_in_place_keeping_its_class(light_net):
     assert not set(map(id, lowered.weights)) & set(map(id, light_net.weights))
 
 
+@pytest.mark.slow  # a fresh process per format (~9 s); .ci/run runs -m slow
 def test_a_converted_subclass_exports_and_runs_without_lightcompress_or_its_class(light_net, tmp_path):
     x = images(5, seed=3)
     np.save(tmp_path / "x.npy", x)

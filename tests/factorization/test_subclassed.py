@@ -76,6 +76,7 @@ def test_subclass_full_rank_reproduces_the_original_and_leaves_it_unchanged():
     assert type(model.fc) is keras.layers.Dense and not set(map(id, light.weights)) & set(map(id, model.weights))
 
 
+@pytest.mark.slow  # convert, save and reload in a fresh process (~9 s); .ci/run runs -m slow
 def test_subclass_energy_on_planted_low_rank_kernels_saves_params(tmp_path):
     model, x = net(plant_rank=2), images()
     expected = _predict(model, x)

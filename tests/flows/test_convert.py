@@ -101,6 +101,7 @@ def test_real_models_convert_at_several_ranks(name, tmp_path, fresh_process):
     assert _reload_in_fresh_process(fresh_process, paths) == [result.params_after] * 2
 
 
+@pytest.mark.slow  # many graph shapes through .keras and .h5 (~10 s); .ci/run runs -m slow
 def test_graph_shapes_convert_and_round_trip(tmp_path, fresh_process):
     paths, expected = [], []
     for graph in sorted(GRAPHS):

@@ -53,6 +53,7 @@ def test_early_stopping_never_reads_test_images(guarded):
     assert fit.epochs_run >= 1 and "val_loss" in fit.history  # stopped on the held-out training split
 
 
+@pytest.mark.slow  # a whole compress (~8 s); .ci/run runs -m slow
 def test_compress_never_reads_test_images(guarded):
     model, prepared = guarded
     result = compress(model, prepared, target_params=0.5, settings=finetune.FitSettings(epochs=1, batch_size=128),
