@@ -326,6 +326,7 @@ for path in sorted(Path({str(twins)!r}).glob("*.keras")):
             "twins": twins, "expected": expected, "classes": classes}
 
 
+@pytest.mark.slow  # shares the two fresh processes of fresh_processes (~20 s); .ci/run runs -m slow
 def test_importing_the_package_registers_the_twins_and_nothing_else(tmp_path, fresh_processes):
     """``import lightcompress`` is cheap (no Keras, no TensorFlow) and has one documented effect:
     every twin is registered with Keras when Keras loads, in either import order. Nothing is
@@ -352,6 +353,7 @@ def _twin_models():
     return models
 
 
+@pytest.mark.slow  # shares the two fresh processes of fresh_processes (~20 s); .ci/run runs -m slow
 def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(fresh_processes):
     for name, classes in fresh_processes["classes"].items():
         assert name in classes
@@ -359,6 +361,7 @@ def test_every_twin_loads_in_a_fresh_process_that_imports_lightcompress_first(fr
         np.testing.assert_allclose(np.load(fresh_processes["twins"] / f"{name}.out.npy"), want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # shares the two fresh processes of fresh_processes (~20 s); .ci/run runs -m slow
 def test_keras_then_lightcompress_registers_the_layers(fresh_processes):
     assert fresh_processes["keras first"][-1] == "LightDense"
 
