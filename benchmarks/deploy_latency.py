@@ -1,7 +1,7 @@
 """Is the compressed model faster where it runs? Issue 23's targets, each run as a user runs the
 commands (one process per command), rows appended to benchmarks/deploy_latency.jsonl:
 
-    python benchmarks/deploy_latency.py real        # both ../shared/real_models: compress --target-params 0.2
+    python benchmarks/deploy_latency.py real        # both ../shared/real_models (real=NAME: one): compress --target-params 0.2
                                                     #   --export litert-int8 (defaults), its four-column compare
     python benchmarks/deploy_latency.py mobile      # MobileNetV2, EfficientNetB0 (224x224, weights=None):
                                                     #   convert at --target-params 0.5/0.3 and --target-latency 0.7,
@@ -68,8 +68,8 @@ def summary(report: dict) -> dict:
     return {"models": models, "headline": (report.get("headline") or {}).get("text")}
 
 
-def real():
-    for name in ("fmnist_cnn_keras2.h5", "fmnist_cnn_keras3.h5"):
+def real(names="fmnist_cnn_keras2.h5,fmnist_cnn_keras3.h5"):
+    for name in names.split(","):
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "c.keras"
             stdout, stderr, seconds = cli("compress", REAL / name, "--target-params", "0.2", "--export", "litert-int8",
@@ -138,5 +138,6 @@ def report():
 
 if __name__ == "__main__":
     steps = {"real": real, "mobile": mobile, "resnet50": resnet50, "report": report}
-    for step in sys.argv[1:] or ["report"]:
-        steps[step]()
+    for step in sys.argv[1:] or ["report"]:  # a step, or real=NAME[,NAME] for some of the real models
+        name, _, arg = step.partition("=")
+        steps[name](*([arg] if arg else []))

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..io import cache
 from ..factorization.candidates import call_nodes, candidates
-from ..errors import OptionError
+from ..errors import LightCompressError, OptionError
 from .timing import DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, default_runtime, interleaved, timed
 
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
@@ -311,7 +311,7 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     done = 0
     with tempfile.TemporaryDirectory(prefix="lightcompress-profile-") as folder:
         for c, shape, variants in jobs:
-            timers = []
+            timers, timed_variants, untimable = [], [], None
             for rank, mode in variants:
                 weights = None
                 if rank == "overhead":
@@ -323,13 +323,29 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
                 one = _alone(layer, shape)
                 if weights is not None:
                     layer.set_weights(weights)
-                timers.append(_layer_timer(one, runtime, folder, f"l{done}"))
+                try:
+                    timers.append(_layer_timer(one, runtime, folder, f"l{done}"))
+                    timed_variants.append((rank, mode))
+                except LightCompressError as err:  # e.g. an int8 file the runtime's delegate refuses
+                    if rank in ("overhead", None, "control"):
+                        untimable = err
+                    elif warn:
+                        warn(f"latency profile: {c.name} at rank {rank} ({mode}) does not run in {runtime.name} "
+                             f"({str(err).split(': ', 1)[-1]}); that option is left out")
                 done += 1
                 if on_step:
                     on_step(done, total, c.name)
+                if untimable is not None:
+                    break
+            if untimable is not None:  # the layer itself does not run alone here: untimed, planned as such
+                done += len(variants) - len(timed_variants) - 1
+                if warn:
+                    warn(f"latency profile: {c.name} does not run alone in {runtime.name} "
+                         f"({str(untimable).split(': ', 1)[-1]}); it is not timed")
+                continue
             overhead, *times = interleaved(timers, repeats, warmup)
             entry = LayerLatency(c.name, c.kind, list(shape[1:]), [], overhead.median_ms)
-            for (rank, mode), t in zip(variants[1:], times):
+            for (rank, mode), t in zip(timed_variants[1:], times):
                 net = max(t.median_ms - overhead.median_ms, 1e-6)
                 if rank == "control":
                     entry.control_ms = net

@@ -94,7 +94,12 @@ def timed(rule, model, layer_filter=None, runtime: Runtime | str | None = None, 
         return rule
     from ..deploy import latency
 
-    profile = latency.profile(model, layer_filter, check_runtime(rule, runtime), on_step=on_step)
+    import warnings
+
+    from ..errors import LightCompressWarning
+
+    profile = latency.profile(model, layer_filter, check_runtime(rule, runtime), on_step=on_step,
+                              warn=lambda message: warnings.warn(message, LightCompressWarning, stacklevel=2))
     return replace(rule, profile=profile)
 
 

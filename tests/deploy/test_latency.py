@@ -162,3 +162,32 @@ def test_profile_times_each_option_in_the_litert_interpreter(tmp_path):
     assert fc.control_ms is not None and fc.control_ms > 0
     assert latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("litert"),
                            cache_dir=tmp_path).from_cache
+
+
+def test_an_option_the_runtime_refuses_is_left_out_and_said(tmp_path, monkeypatch):
+    """A factorised variant whose file the runtime cannot run (seen: an int8 .tflite that LiteRT's
+    XNNPACK delegate failed to prepare, which ended compress) is left out of the layer's options
+    with a warning; a layer that cannot run alone at all is left untimed, and the profile goes on."""
+    from lightcompress.errors import LightCompressError
+
+    model = _conv_model()
+    real = latency._layer_timer
+    refused = []
+
+    def timer(one, runtime, folder, name):
+        twin = [layer for layer in one.layers if getattr(layer, "rank", None) == 1 and "Light" in type(layer).__name__]
+        whole_conv = any(type(layer).__name__ == "Conv2D" for layer in one.layers)
+        if twin or (whole_conv and not refused):
+            refused.append(name)
+            raise LightCompressError(f"{folder}/{name}.tflite could not be loaded as litert: failed to prepare")
+        return real(one, runtime, folder, name)
+
+    monkeypatch.setattr(latency, "_layer_timer", timer)
+    warnings = []
+    result = latency.profile(model, LayerFilter(min_params=0, conv_mode="channel"), Runtime("keras"), repeats=3,
+                             warmup=1, cache_dir=tmp_path, warn=warnings.append)
+    assert result.layer("conv") is None  # the Conv2D as it is was refused: the layer is untimed
+    assert any("conv does not run alone" in w for w in warnings)
+    fc = result.layer("fc")
+    assert fc is not None and 1 not in [o.rank for o in fc.options] and len(fc.options) > 1
+    assert any("fc at rank 1" in w and "that option is left out" in w for w in warnings)
