@@ -18,6 +18,8 @@ import warnings
 def _register():
     try:
         importlib.import_module("lightcompress.layers")
+        # the wrapper a converted subclassed or keras-hub model is saved in (its twins and their paths)
+        importlib.import_module("lightcompress.io.substitutions")
     except Exception as err:  # noqa: BLE001 - never break the user's `import keras`
         warnings.warn(f"lightcompress could not register its layers with Keras: {err}", RuntimeWarning, stacklevel=2)
 

@@ -389,3 +389,25 @@ def test_attention_projections_are_profiled(tmp_path):
                               Runtime("keras"), repeats=3, warmup=1, cache_dir=tmp_path)
     query = profile.layer("mha/query")
     assert query is not None and query.options[0].rank is None and len(query.options) > 1
+
+
+@pytest.mark.parametrize("order", ["import keras, lightcompress", "import lightcompress, keras"])
+def test_plain_keras_load_of_a_converted_subclass_needs_only_import_lightcompress(tmp_path, order):
+    """The README's promise: with the user's classes importable, ``import lightcompress`` (either
+    order with keras) is all a plain ``keras.models.load_model`` needs, the wrapper a converted
+    subclass is saved in included (it failed with "Could not locate class 'SubstitutedModel'")."""
+    model = net(plant_rank=2)
+    light = apply_plan(model, make_plan(model, *policy(rank=2, min_params=0)))
+    path = tmp_path / "light.keras"
+    model_io.save_model(light, path)
+    x = images(4, seed=5)
+    np.save(tmp_path / "x.npy", x)
+    out = _fresh_process(f"""
+        {order}
+        import tests.subclassed_models  # the user's classes
+        m = keras.models.load_model({{path}})
+        y = np.asarray(m.predict(np.load({{x}}), verbose=0))
+        print(json.dumps({{{{"cls": type(m).__name__, "y": y.tolist()}}}}))
+    """, path=path, x=tmp_path / "x.npy")
+    assert out["cls"] == "Net"
+    np.testing.assert_allclose(np.array(out["y"]), _predict(light, x), atol=1e-5)
