@@ -7,7 +7,10 @@ command line reads it before Keras is loaded.
 How a timing is taken (``interleaved``): the callables compared are called in turns, rounds of
 one untimed call then ``CHUNK`` timed calls each, so drift of the machine (clock, cache, other
 load) falls on all of them alike; rounds go on until every median is known to ``precision``
-(its notch, ``NOTCH``·IQR/√n, as a fraction of it) or the time budget is spent. A verdict
+(its notch, ``NOTCH``·IQR/√n, as a fraction of it) or the time budget is spent. Whole models are
+timed for ``WHOLE_MODEL_SECONDS`` at least, cut into blocks of ``BLOCK_SECONDS``: their median is
+the median of the blocks' medians, and the spread of those (the machine's slower drift, which the
+notch of single calls does not see) widens the notch. A verdict
 (``verdict``) is "faster" or "slower" only when two medians differ by more than their combined
 notch, i.e. when their notches do not overlap (never less than
 ``MIN_NOISE``); otherwise "same within noise (±x%)".
@@ -54,6 +57,15 @@ NOTCH = 1.57
 MIN_NOISE = 0.01
 PRECISION = 0.02  # stop timing once every median's notch is within ±2% of it ...
 MAX_SECONDS = 3.0  # ... or once the rounds have taken this long (at least `repeats` calls each)
+# Whole models compared (compare, compress's report, the latency check) are timed for at least
+# this long per batch size, whatever the notches say: the notch covers the noise between calls,
+# not the slower drift of a shared machine (episodes of a few seconds in which one model's ratio to
+# another moves by 20-25%, measured on the 2-core reference box: a single 2-second median is hit
+# about one time in eight). The median of twelve half-second blocks rejects an episode shorter than
+# half the timing. A state that lasts a whole process is not rejected: on 60-µs models at batch 1,
+# five `compare` processes still differed by up to 17% (benchmarks/latency_stability.py).
+WHOLE_MODEL_SECONDS = 6.0
+BLOCK_SECONDS = 0.5  # ... in blocks of rounds this long: median of block medians, their spread in the notch
 CHUNK = 5  # timed calls per callable per round, after one untimed call
 
 
@@ -68,6 +80,8 @@ class Latency:
     warmup: int
     q1_ms: float | None = None
     q3_ms: float | None = None
+    drift_ms: float = 0.0  # half-width of the notch of the block medians (0: timed in one block)
+    blocks: int = 1
 
     @classmethod
     def from_dict(cls, d) -> Latency:
@@ -75,11 +89,19 @@ class Latency:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     @classmethod
-    def from_samples(cls, batch, samples_ms, warmup) -> Latency:
+    def from_samples(cls, batch, samples_ms, warmup, blocks=()) -> Latency:
+        """From the timed calls' milliseconds; ``blocks``: where they are cut into blocks of time
+        (the sample counts at which each block after the first starts). With 3 blocks or more the
+        median is the median of the blocks' medians and their spread is the drift."""
         samples_ms = [float(v) for v in samples_ms]
-        q1, median, q3 = (statistics.quantiles(samples_ms, n=4, method="inclusive") if len(samples_ms) > 1
-                          else samples_ms * 3)
-        return cls(batch, median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3)
+        q1, median, q3 = _quartiles(samples_ms)
+        cuts = [0, *[c for c in blocks if 0 < c < len(samples_ms)], len(samples_ms)]
+        medians = [statistics.median(samples_ms[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
+        if len(medians) < 3:
+            return cls(batch, median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3)
+        b1, block_median, b3 = _quartiles(medians)
+        return cls(batch, block_median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3,
+                   NOTCH * (b3 - b1) / math.sqrt(len(medians)), len(medians))
 
     @property
     def iqr_ms(self) -> float:
@@ -87,8 +109,8 @@ class Latency:
 
     @property
     def noise_ms(self) -> float:
-        """Half-width of the median's notch (ms)."""
-        return NOTCH * self.iqr_ms / math.sqrt(max(self.repeats, 1))
+        """Half-width of the median's notch (ms): of the calls, or of the blocks where wider."""
+        return max(NOTCH * self.iqr_ms / math.sqrt(max(self.repeats, 1)), self.drift_ms)
 
     @property
     def noise(self) -> float:
@@ -96,7 +118,12 @@ class Latency:
         return self.noise_ms / self.median_ms if self.median_ms > 0 else 0.0
 
     def describe(self) -> str:
-        return f"median {self.median_ms:.4g} ms, IQR {self.iqr_ms:.2g} ms, {self.repeats} calls"
+        blocks = f" in {self.blocks} blocks" if self.blocks > 1 else ""
+        return f"median {self.median_ms:.4g} ms, IQR {self.iqr_ms:.2g} ms, {self.repeats} calls{blocks}"
+
+
+def _quartiles(values):
+    return statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
 
 
 @dataclass(frozen=True)
@@ -208,11 +235,12 @@ class Runtime:
         return f"compiled Keras forward pass ({_backend()})"
 
 
-def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS) -> list[Latency]:
+def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS,
+                min_seconds=0.0) -> list[Latency]:
     """[Latency] of each no-argument callable in ``calls``, timed in turns (see the module's
-    note): at least ``repeats`` calls each after ``warmup`` untimed ones, more while a median's
-    notch is wider than ``precision`` of it and ``max_seconds`` have not passed. ``batch`` only
-    labels the result."""
+    note): at least ``repeats`` calls each after ``warmup`` untimed ones and ``min_seconds`` of
+    rounds, more while a median's notch is wider than ``precision`` of it and ``max_seconds``
+    (never less than ``min_seconds``) have not passed. ``batch`` only labels the result."""
     whole("repeats", repeats, 1)
     whole("warmup", warmup, 0)
     calls = list(calls)
@@ -220,7 +248,9 @@ def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_s
         for _ in range(warmup):
             call()
     samples = [[] for _ in calls]
-    start = time.perf_counter()
+    max_seconds = max(max_seconds, min_seconds)
+    cuts = []  # sample counts where each block of BLOCK_SECONDS after the first starts (min_seconds only)
+    start = block = time.perf_counter()
     while True:
         for call, times in zip(calls, samples):
             call()  # untimed: the callable's data back in cache after the others ran
@@ -228,17 +258,22 @@ def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_s
                 t0 = time.perf_counter()
                 call()
                 times.append((time.perf_counter() - t0) * 1000)
-        if len(samples[0]) < repeats:
+        now = time.perf_counter()
+        if min_seconds and now - block >= BLOCK_SECONDS:
+            cuts.append(len(samples[0]))
+            block = now
+        if len(samples[0]) < repeats or now - start < min_seconds:
             continue
-        timed = [Latency.from_samples(batch, times, warmup) for times in samples]
+        timed = [Latency.from_samples(batch, times, warmup, cuts) for times in samples]
         if all(t.noise <= precision for t in timed) or time.perf_counter() - start > max_seconds:
             return timed
 
 
-def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS) -> Latency:
+def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS,
+          min_seconds=0.0) -> Latency:
     """``interleaved`` for one callable."""
-    return interleaved([call], repeats, warmup, batch, precision, max_seconds)[0]
+    return interleaved([call], repeats, warmup, batch, precision, max_seconds, min_seconds)[0]
 
 
-__all__ = ["ARTIFACTS", "DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "ONNX_INSTALL", "ONNX_MODULES", "RUNTIMES", "Latency", "Runtime", "Verdict", "combined_noise",
+__all__ = ["ARTIFACTS", "DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "ONNX_INSTALL", "ONNX_MODULES", "RUNTIMES", "WHOLE_MODEL_SECONDS", "BLOCK_SECONDS", "Latency", "Runtime", "Verdict", "combined_noise",
            "default_runtime", "interleaved", "missing_modules", "timed", "verdict"]

@@ -71,3 +71,27 @@ def test_interleaved_grows_until_the_median_is_known(monkeypatch):
     assert out.repeats > 10
     quiet = timing.timed(lambda: None, repeats=10, warmup=0, precision=10.0, max_seconds=0.5)
     assert quiet.repeats == 10
+
+
+def test_interleaved_times_for_at_least_min_seconds_whatever_the_notches(monkeypatch):
+    # Equal fake calls of 1 ms: the notch is zero after the first 10 calls, so without a floor the
+    # rounds stop at once; with min_seconds=0.2 they go on for 0.2 s of (fake) clock, ~200 calls.
+    clock = iter(np.arange(0, 100, 1e-3 / 2))  # two readings per call, 1 ms per call
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(clock)))
+    assert timing.timed(lambda: None, repeats=10, warmup=0).repeats == 10
+    floored = timing.timed(lambda: None, repeats=10, warmup=0, min_seconds=0.2)
+    assert 150 <= floored.repeats <= 260
+
+
+def test_a_slow_episode_in_a_minority_of_blocks_leaves_the_median_and_widens_the_notch():
+    rng = np.random.default_rng(1)
+    samples, cuts = [], []
+    for block in range(12):  # 12 blocks of 200 calls; 5 of them run 30% slower (a shared machine's episode)
+        scale = 1.3 if block in range(3, 8) else 1.0
+        cuts.append(len(samples))
+        samples += list(scale * rng.normal(1.0, 0.1, 200))
+    plain = timing.Latency.from_samples(1, samples, 0)
+    blocked = timing.Latency.from_samples(1, samples, 0, cuts[1:])
+    assert blocked.blocks == 12 and plain.blocks == 1
+    assert abs(blocked.median_ms - 1.0) < 0.02 < 0.05 < abs(plain.median_ms - 1.0)
+    assert blocked.noise_ms > plain.noise_ms  # the drift between blocks is in the notch
