@@ -12,7 +12,10 @@ Groups:
   no fine-tuning) at F = 1/2, 1/3, 1/5;
 - lever groups (one change against the defaults each): ``allow-slower`` (no latency guard),
   ``allocation-error`` (rank allocation from the data-aware truncation error, no sensitivity
-  evaluations), ``epochs-8`` (an 8-epoch budget with early stopping, patience 2).
+  evaluations), ``epochs-8`` / ``epochs-15`` (an 8- or 15-epoch budget with early stopping,
+  patience 2), ``lr-3e-3`` (peak learning rate 3e-3 instead of 1e-3);
+- ``quiet-default`` and ``quiet-3-epochs``: the default and the old 3-epoch default, for the wall
+  time target; run them alone, one after the other.
 
 Accuracy is the model's on the 10,000 Fashion-MNIST test images (compress's own comparison
 evaluates on them; never used for any decision). Each finished row is appended as it completes,
@@ -46,6 +49,11 @@ LEVERS = {
     "allow-slower": {"allow_slower": True},
     "allocation-error": {"allocation": "error"},
     "epochs-8": {"epochs": 8},
+    "epochs-15": {"epochs": 15},
+    "lr-3e-3": {"learning_rate": 3e-3},
+    # wall time of the default against the old 3-epoch default, both run alone on a quiet machine
+    "quiet-default": {},
+    "quiet-3-epochs": {"epochs": 3},
 }
 
 
@@ -72,7 +80,10 @@ def _compress(group, name, path, factor, options):
     from lightcompress.flows.compress import compress_file
     from lightcompress.training.finetune import FitSettings
 
-    settings = FitSettings(epochs=options.pop("epochs")) if "epochs" in options else None
+    from lightcompress.defaults import DEFAULT_COMPRESS_EPOCHS
+
+    fit = {key: options.pop(key) for key in ("epochs", "learning_rate") if key in options}
+    settings = FitSettings(**{"epochs": DEFAULT_COMPRESS_EPOCHS, **fit}) if fit else None
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         out = compress_file(path, Path(folder) / "c.keras", target_params=1 / factor,

@@ -93,7 +93,8 @@ def _keras_app(name, folder):
 
 def _convert_and_compare(original, budget, folder, int8=True, runtime="litert"):
     light = Path(folder) / f"{original.stem}.{budget[0].strip('-')}{budget[1]}.keras"
-    _, stderr, seconds = cli("convert", original, *budget, "--runtime", runtime, "-o", light, "--force")
+    timed = ["--runtime", runtime] if budget[0] == "--target-latency" else []  # convert times only for a latency budget
+    _, stderr, seconds = cli("convert", original, *budget, *timed, "-o", light, "--force")
     args = ["compare", original, light, "--runtime", runtime, "--batch", "8", "--json"]
     if int8:
         args += ["--int8", "--dataset", RANDOM_IMAGES, "--train-limit", "64", "--test-limit", "16"]

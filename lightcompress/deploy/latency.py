@@ -50,8 +50,8 @@ import numpy as np
 from ..io import cache
 from ..factorization.candidates import call_nodes, candidates
 from ..errors import LightCompressError, OptionError
-from .timing import (DEFAULT_THREADS, MIN_NOISE, RUNTIMES, WHOLE_MODEL_SECONDS, Latency, Runtime, default_runtime,
-                     interleaved, timed)
+from .timing import (DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, default_runtime, interleaved, timed,
+                     whole_model_seconds)
 
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
 # an option on LiteRT costs a conversion through Keras's exporter (~1.5 s here), so the ladder is
@@ -151,7 +151,7 @@ def model_latency(model, runtime: Runtime | None = None, batches=(1, 32), repeat
     """[Latency per batch] of ``model`` in ``runtime`` (None: ``Runtime()``, the default);
     ``calibration``: see ``artifact``."""
     with timers(model, runtime, calibration) as timer:
-        return [timed(timer(batch), repeats, warmup, batch, min_seconds=WHOLE_MODEL_SECONDS) for batch in batches]
+        return [timed(timer(batch), repeats, warmup, batch, min_seconds=whole_model_seconds()) for batch in batches]
 
 
 # -- per-layer profiles --------------------------------------------------------------------------

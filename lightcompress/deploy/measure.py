@@ -20,7 +20,7 @@ import numpy as np
 
 from ..factorization import candidates as analyze
 from . import latency
-from .timing import WHOLE_MODEL_SECONDS, Latency, Runtime, interleaved
+from .timing import Latency, Runtime, interleaved, whole_model_seconds
 
 
 @dataclass
@@ -86,7 +86,7 @@ def timed_together(nets, runtime: Runtime | None = None, batches=(1, 32), repeat
     with ExitStack() as stack:
         timers = [stack.enter_context(_timers(net, runtime)) for net in nets]
         per_batch = [interleaved([timer(batch) for timer in timers], repeats, warmup, batch,
-                                 min_seconds=WHOLE_MODEL_SECONDS) for batch in batches]
+                                 min_seconds=whole_model_seconds()) for batch in batches]
     return [list(row) for row in zip(*per_batch)]
 
 

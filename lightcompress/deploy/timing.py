@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, fields
@@ -49,6 +50,23 @@ ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
 
 
+def whole_model_seconds() -> float:
+    """``WHOLE_MODEL_SECONDS``, or the seconds LIGHTCOMPRESS_TIMING_SECONDS gives; a value that is
+    not a finite number >= 0 is refused with one line naming the variable."""
+    name = "LIGHTCOMPRESS_TIMING_SECONDS"
+    text = os.environ.get(name)
+    if text is None:
+        return WHOLE_MODEL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise OptionError("is not a number of seconds >= 0 (an environment variable)", option=name, value=text,
+                          allowed="e.g. 6, or 0 to stop on the notches alone")
+    return value
+
+
 # The notch of a median, median ± NOTCH·IQR/√n: about a 95% interval for it (McGill, Tukey and
 # Larsen 1978, the notches of box plots).
 NOTCH = 1.57
@@ -64,6 +82,8 @@ MAX_SECONDS = 3.0  # ... or once the rounds have taken this long (at least `repe
 # about one time in eight). The median of twelve half-second blocks rejects an episode shorter than
 # half the timing. A state that lasts a whole process is not rejected: on 60-µs models at batch 1,
 # five `compare` processes still differed by up to 17% (benchmarks/latency_stability.py).
+# LIGHTCOMPRESS_TIMING_SECONDS=S sets it (0: stop on the notches alone, as the test suite does);
+# read when a timing starts (``whole_model_seconds``).
 WHOLE_MODEL_SECONDS = 6.0
 BLOCK_SECONDS = 0.5  # ... in blocks of rounds this long: median of block medians, their spread in the notch
 CHUNK = 5  # timed calls per callable per round, after one untimed call
@@ -275,5 +295,5 @@ def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=
     return interleaved([call], repeats, warmup, batch, precision, max_seconds, min_seconds)[0]
 
 
-__all__ = ["ARTIFACTS", "DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "ONNX_INSTALL", "ONNX_MODULES", "RUNTIMES", "WHOLE_MODEL_SECONDS", "BLOCK_SECONDS", "Latency", "Runtime", "Verdict", "combined_noise",
+__all__ = ["ARTIFACTS", "DEFAULT_THREADS", "MIN_NOISE", "NOTCH", "ONNX_INSTALL", "ONNX_MODULES", "RUNTIMES", "WHOLE_MODEL_SECONDS", "BLOCK_SECONDS", "whole_model_seconds", "Latency", "Runtime", "Verdict", "combined_noise",
            "default_runtime", "interleaved", "missing_modules", "timed", "verdict"]

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RankError
 from ..factorization.candidates import macs_per_rank, not_considered
 from .allocate import METRICS, with_latency
-from .costs import latency_note, whole_cost
+from .costs import latency_note, speed_bound_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option
 
@@ -157,6 +157,8 @@ class ErrorAllocation:
         picked = {ls.name: (ls, ls.options[i]) for ls, i in zip(self.tables, choice)}
         plan = Plan(policy=policy, method=method, not_considered=not_considered(self.model),
                     sources={c.name: c for c in self.found})
+        if self.metric == "latency" and self.whole_model:
+            plan.notes.append(speed_bound_note(self.profile.runtime, self.whole, self.fixed, self.tables, choice))
         if self.removed:
             plan.notes.append(f"latency guard ({self.profile.runtime}): {self.removed} option(s) measured slower than "
                               "the layer they replace, beyond the noise of both timings, were removed")

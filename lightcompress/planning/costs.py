@@ -27,3 +27,23 @@ def latency_note(option_s: float, as_is_s: float) -> str:
         return "<0.1 us" if value < 0.05 else f"{value:.1f} us"
 
     return f"{us(option_s)} vs {us(as_is_s)} as it is"
+
+
+def speed_bound_note(runtime, whole_ms, fixed_ms, tables, choice, top=3) -> str:
+    """What bounds a latency plan's speed-up, in the plan's words: the share of the whole model's
+    time (``whole_ms``) in what no factorisation touches (``fixed_ms``: depthwise convolutions,
+    pooling, normalisation, activations, the runtime's per-call overhead), the share in factorisable
+    layers the plan keeps as they are (``tables``' layers whose ``choice`` is their first option,
+    the largest named), and the fraction the fastest plan could reach (every layer at its fastest
+    option)."""
+    whole_ms = max(whole_ms, 1e-12)
+    kept = sorted(((ls.options[0].latency or 0.0, ls.name) for ls, i in zip(tables, choice)
+                   if ls.options[i].rank is None), reverse=True)
+    fastest = fixed_ms + sum(min(o.latency or 0.0 for o in ls.options) for ls in tables)
+    named = ", ".join(f"{name} {ms * 1000:,.0f} us" for ms, name in kept[:top]) + (", ..." if len(kept) > top else "")
+    text = (f"speed-up bound ({runtime}): {fixed_ms / whole_ms:.0%} of the model's {whole_ms * 1000:,.0f} us is in "
+            "what no factorisation speeds up (depthwise convolutions, pooling, normalisation, activations, the "
+            "runtime's overhead)")
+    if kept:
+        text += f", {sum(ms for ms, _ in kept) / whole_ms:.0%} in factorisable layers kept as they are ({named})"
+    return text + f"; the fastest plan would take about {fastest / whole_ms:.2f} of the original's time"

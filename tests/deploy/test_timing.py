@@ -6,6 +6,7 @@ import pytest
 
 from lightcompress.deploy import timing
 from lightcompress.deploy.timing import Latency, interleaved, verdict
+from lightcompress.errors import OptionError
 
 
 def _latency(center, spread, n=60, seed=0):
@@ -95,3 +96,15 @@ def test_a_slow_episode_in_a_minority_of_blocks_leaves_the_median_and_widens_the
     assert blocked.blocks == 12 and plain.blocks == 1
     assert abs(blocked.median_ms - 1.0) < 0.02 < 0.05 < abs(plain.median_ms - 1.0)
     assert blocked.noise_ms > plain.noise_ms  # the drift between blocks is in the notch
+
+
+def test_the_whole_model_floor_comes_from_the_environment_and_a_bad_value_is_one_line(monkeypatch):
+    monkeypatch.delenv("LIGHTCOMPRESS_TIMING_SECONDS", raising=False)
+    assert timing.whole_model_seconds() == timing.WHOLE_MODEL_SECONDS == 6.0
+    monkeypatch.setenv("LIGHTCOMPRESS_TIMING_SECONDS", "1.5")
+    assert timing.whole_model_seconds() == 1.5
+    for bad in ("soon", "-1", "nan", "inf"):
+        monkeypatch.setenv("LIGHTCOMPRESS_TIMING_SECONDS", bad)
+        with pytest.raises(OptionError, match=r"LIGHTCOMPRESS_TIMING_SECONDS=.* is not a number of seconds >= 0 "
+                                              r"\(an environment variable\); use e\.g\. 6, or 0"):
+            timing.whole_model_seconds()

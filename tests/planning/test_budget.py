@@ -101,6 +101,21 @@ def test_target_latency_meets_the_budget_and_fills_it(target):
     assert all(p.note.endswith("us as it is") for p in plan.converted)
 
 
+def test_a_latency_plan_says_what_bounds_its_speed_up():
+    # The whole model 35 us: 3 us in no layer (fixed); a, b, c as they are 10, 20, 2 us. Every option
+    # of c is made slower than c as it is (4 us at rank 1): the guard keeps c, and the note names it.
+    profile, _, _ = _profile()
+    c = profile.layer("c")
+    c.options[1:] = [latency.LayerOption(r, "dense", 0.004 + 0.0002 * r) for r in (1, LIMITS["c"])]
+    plan = make_plan(_mlp(), TargetLatency(0.3, profile), FILTER)  # 10.5 us: a and b must be factorised
+    note = next(n for n in plan.notes if n.startswith("speed-up bound (keras): "))
+    assert "9% of the model's 35 us is in what no factorisation speeds up" in note  # 3 / 35
+    assert "6% in factorisable layers kept as they are (c 2 us)" in note  # 2 / 35
+    fastest = (0.003 + 0.0002 + 0.00025 + 0.002) / 0.035  # a and b at rank 1, c as it is
+    assert note.endswith(f"the fastest plan would take about {fastest:.2f} of the original's time")
+    assert not any(n.startswith("speed-up bound") for n in make_plan(_mlp(), TargetParams(0.5), FILTER).notes)
+
+
 def test_latency_budget_counts_layers_timed_alone_beyond_the_whole_model():
     # The layers alone add up to 32 us, the model to 20 us: fractions are of the larger.
     profile, per_rank, base = _profile(model_ms=0.020)
