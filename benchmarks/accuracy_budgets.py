@@ -54,6 +54,9 @@ LEVERS = {
     # wall time of the default against the old 3-epoch default, both run alone on a quiet machine
     "quiet-default": {},
     "quiet-3-epochs": {"epochs": 3},
+    # the same pair again in the other order, both with every cache warm
+    "quiet-3-epochs-b": {"epochs": 3},
+    "quiet-default-b": {},
 }
 
 

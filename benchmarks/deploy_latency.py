@@ -3,7 +3,7 @@ commands (one process per command), rows appended to benchmarks/deploy_latency.j
 
     python benchmarks/deploy_latency.py real        # both ../shared/real_models (real=NAME: one): compress --target-params 0.2
                                                     #   --export litert-int8 (defaults), its four-column compare
-    python benchmarks/deploy_latency.py mobile      # MobileNetV2, EfficientNetB0 (224x224, weights=None):
+    python benchmarks/deploy_latency.py mobile      # MobileNetV2, EfficientNetB0 (224x224, weights=None; mobile=latency: that budget only):
                                                     #   convert at --target-params 0.5/0.3 and --target-latency 0.7,
                                                     #   compare --int8 (float and int8, LiteRT)
     python benchmarks/deploy_latency.py resnet50    # ResNet50 (224x224): convert --target-latency 0.5 --runtime litert
@@ -94,21 +94,28 @@ def _keras_app(name, folder):
 def _convert_and_compare(original, budget, folder, int8=True, runtime="litert"):
     light = Path(folder) / f"{original.stem}.{budget[0].strip('-')}{budget[1]}.keras"
     timed = ["--runtime", runtime] if budget[0] == "--target-latency" else []  # convert times only for a latency budget
-    _, stderr, seconds = cli("convert", original, *budget, *timed, "-o", light, "--force")
+    stdout, stderr, seconds = cli("convert", original, *budget, *timed, "-o", light, "--force", "--json")
+    converted = json.loads(stdout)
     args = ["compare", original, light, "--runtime", runtime, "--batch", "8", "--json"]
     if int8:
-        args += ["--int8", "--dataset", RANDOM_IMAGES, "--train-limit", "64", "--test-limit", "16"]
+        args += ["--int8", "--dataset", RANDOM_IMAGES]  # 64 training images calibrate int8, 16 test images
     stdout, _, compare_seconds = cli(*args)
     return {"budget": " ".join(budget), "runtime": runtime, "convert_seconds": round(seconds, 1),
             "compare_seconds": round(compare_seconds, 1), "compare": summary(json.loads(stdout)),
-            "convert_notes": [line for line in stderr.splitlines() if "bound" in line or "note:" in line][-12:]}
+            "convert_notes": converted.get("notes", []), "convert_budget": converted.get("budget"),
+            "convert_policy": converted.get("policy") or (converted.get("plan") or {}).get("policy"),
+            "convert_warnings": [line for line in stderr.splitlines() if "warning" in line.lower()][-6:]}
 
 
-def mobile():
+MOBILE_BUDGETS = {"params": (("--target-params", "0.5"), ("--target-params", "0.3")),
+                  "latency": (("--target-latency", "0.7"),)}
+
+
+def mobile(kinds="params,latency"):
     for name in ("MobileNetV2", "EfficientNetB0"):
         with tempfile.TemporaryDirectory() as folder:
             original = _keras_app(name, folder)
-            for budget in (("--target-params", "0.5"), ("--target-params", "0.3"), ("--target-latency", "0.7")):
+            for budget in [b for kind in kinds.split(",") for b in MOBILE_BUDGETS[kind]]:
                 write({"benchmark": "mobile", "model": name, **_convert_and_compare(original, budget, folder)})
 
 
