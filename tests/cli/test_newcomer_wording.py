@@ -120,7 +120,9 @@ def test_numbers_are_explained(tmp_path):
     result = runner.invoke(app, ["convert", str(h5), "--rank", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "optimizer state" in " ".join(result.stdout.split())
-    result = runner.invoke(app, ["finetune", str(out), "--epochs", "1", "-o", str(tmp_path / "t.keras")])
+    # wide enough that a long temporary path (pytest-xdist's) is not wrapped inside the sentence
+    result = runner.invoke(app, ["finetune", str(out), "--epochs", "1", "-o", str(tmp_path / "t.keras")],
+                           env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert re.search(r"\([\d,]+ training images, [\d,]+ held out for validation\)", text)
