@@ -9,8 +9,9 @@ one untimed call then ``CHUNK`` timed calls each, so drift of the machine (clock
 load) falls on all of them alike; rounds go on until every median is known to ``precision``
 (its notch, ``NOTCH``·IQR/√n, as a fraction of it) or the time budget is spent. Whole models are
 timed for ``WHOLE_MODEL_SECONDS`` at least, cut into blocks of ``BLOCK_SECONDS``: their median is
-the median of the blocks' medians, and the spread of those (the machine's slower drift, which the
-notch of single calls does not see) widens the notch. A verdict
+that of the calls in the quietest third of the blocks, the same blocks for all the callables timed
+together (``quiet_blocks``), and the spread of all the blocks' medians (the machine's slower drift,
+which the notch of single calls does not see) widens the notch. A verdict
 (``verdict``) is "faster" or "slower" only when two medians differ by more than their combined
 notch, i.e. when their notches do not overlap (never less than
 ``MIN_NOISE``); otherwise "same within noise (±x%)".
@@ -77,15 +78,18 @@ PRECISION = 0.02  # stop timing once every median's notch is within ±2% of it .
 MAX_SECONDS = 3.0  # ... or once the rounds have taken this long (at least `repeats` calls each)
 # Whole models compared (compare, compress's report, the latency check) are timed for at least
 # this long per batch size, whatever the notches say: the notch covers the noise between calls,
-# not the slower drift of a shared machine (episodes of a few seconds in which one model's ratio to
-# another moves by 20-25%, measured on the 2-core reference box: a single 2-second median is hit
-# about one time in eight). The median of twelve half-second blocks rejects an episode shorter than
-# half the timing. A state that lasts a whole process is not rejected: on 60-µs models at batch 1,
-# five `compare` processes still differed by up to 17% (benchmarks/latency_stability.py).
-# LIGHTCOMPRESS_TIMING_SECONDS=S sets it (0: stop on the notches alone, as the test suite does);
-# read when a timing starts (``whole_model_seconds``).
+# not the slower drift of a shared machine. Measured on the 2-core reference box (LiteRT, 2
+# threads, 40-60 us models at batch 1, benchmarks/timing_windows.py): episodes of 0.5-4 s in which
+# most calls of both models are slower and their ratio moves by 20-30%. One covered 8 of 12
+# blocks, and the median of all the blocks' medians missed by 31%; the median of the calls in the
+# quietest third of the blocks (the same blocks for every model) stayed within 6.6% over 229
+# windows of 12 blocks. Some states last 10-50 s and slow even the fastest 1% of calls: no
+# summary of a 6-s timing rejects those, and ratios taken in one differ by up to 28%.
+# LIGHTCOMPRESS_TIMING_SECONDS=S sets the seconds (0: stop on the notches alone, as the test suite
+# does); read when a timing starts (``whole_model_seconds``).
 WHOLE_MODEL_SECONDS = 6.0
-BLOCK_SECONDS = 0.5  # ... in blocks of rounds this long: median of block medians, their spread in the notch
+BLOCK_SECONDS = 0.5  # ... in blocks of rounds this long; the spread of the blocks' medians is in the notch
+QUIET_SHARE = 3  # ... of which the quietest third gives the median (``quiet_blocks``)
 CHUNK = 5  # timed calls per callable per round, after one untimed call
 
 
@@ -102,6 +106,7 @@ class Latency:
     q3_ms: float | None = None
     drift_ms: float = 0.0  # half-width of the notch of the block medians (0: timed in one block)
     blocks: int = 1
+    quiet_blocks: int = 0  # the median, quartiles and fastest call are of the calls in this many blocks (0: all)
 
     @classmethod
     def from_dict(cls, d) -> Latency:
@@ -109,19 +114,24 @@ class Latency:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     @classmethod
-    def from_samples(cls, batch, samples_ms, warmup, blocks=()) -> Latency:
+    def from_samples(cls, batch, samples_ms, warmup, blocks=(), keep=None) -> Latency:
         """From the timed calls' milliseconds; ``blocks``: where they are cut into blocks of time
         (the sample counts at which each block after the first starts). With 3 blocks or more the
-        median is the median of the blocks' medians and their spread is the drift."""
+        median, quartiles and fastest call are those of the calls in the blocks ``keep`` (indices;
+        None: the quietest third of these blocks, ``quiet_blocks``), and the spread of all the
+        blocks' medians is the drift."""
         samples_ms = [float(v) for v in samples_ms]
-        q1, median, q3 = _quartiles(samples_ms)
-        cuts = [0, *[c for c in blocks if 0 < c < len(samples_ms)], len(samples_ms)]
-        medians = [statistics.median(samples_ms[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
-        if len(medians) < 3:
+        parts = _blocks(samples_ms, blocks)
+        if len(parts) < 3:
+            q1, median, q3 = _quartiles(samples_ms)
             return cls(batch, median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3)
-        b1, block_median, b3 = _quartiles(medians)
-        return cls(batch, block_median, float(min(samples_ms)), len(samples_ms), warmup, q1, q3,
-                   NOTCH * (b3 - b1) / math.sqrt(len(medians)), len(medians))
+        medians = [statistics.median(part) for part in parts]
+        keep = quiet_blocks([medians]) if keep is None else sorted(keep)
+        kept = [v for i in keep for v in parts[i]]
+        q1, median, q3 = _quartiles(kept)
+        b1, _, b3 = _quartiles(medians)
+        return cls(batch, median, float(min(kept)), len(samples_ms), warmup, q1, q3,
+                   NOTCH * (b3 - b1) / math.sqrt(len(medians)), len(medians), len(keep))
 
     @property
     def iqr_ms(self) -> float:
@@ -138,8 +148,24 @@ class Latency:
         return self.noise_ms / self.median_ms if self.median_ms > 0 else 0.0
 
     def describe(self) -> str:
-        blocks = f" in {self.blocks} blocks" if self.blocks > 1 else ""
+        blocks = f" in {self.blocks} blocks (median of the quietest {self.quiet_blocks})" if self.blocks > 1 else ""
         return f"median {self.median_ms:.4g} ms, IQR {self.iqr_ms:.2g} ms, {self.repeats} calls{blocks}"
+
+
+def _blocks(samples, cuts):
+    """``samples`` cut at the sample counts ``cuts`` (empty blocks dropped)."""
+    edges = [0, *[c for c in cuts if 0 < c < len(samples)], len(samples)]
+    return [samples[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def quiet_blocks(block_medians) -> list[int]:
+    """Indices of the quietest third of the blocks (at least 3) of callables timed together:
+    ``block_medians``, one list per callable of its blocks' medians. A block's noise is the sum,
+    over the callables, of its median as a multiple of that callable's fastest block: a shared
+    machine only ever adds time, and it adds it to blocks, not to one callable alone."""
+    n = len(block_medians[0])
+    score = [sum(m[i] / min(m) for m in block_medians) for i in range(n)]
+    return sorted(sorted(range(n), key=score.__getitem__)[:max(3, round(n / QUIET_SHARE))])
 
 
 def _quartiles(values):
@@ -284,9 +310,18 @@ def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_s
             block = now
         if len(samples[0]) < repeats or now - start < min_seconds:
             continue
-        timed = [Latency.from_samples(batch, times, warmup, cuts) for times in samples]
+        timed = _latencies(batch, samples, warmup, cuts)
         if all(t.noise <= precision for t in timed) or time.perf_counter() - start > max_seconds:
             return timed
+
+
+def _latencies(batch, samples, warmup, cuts) -> list[Latency]:
+    """A Latency per callable's samples, all of them from the same quiet blocks (``quiet_blocks``)."""
+    parts = [_blocks(times, cuts) for times in samples]
+    keep = None
+    if all(len(p) >= 3 and len(p) == len(parts[0]) for p in parts):
+        keep = quiet_blocks([[statistics.median(b) for b in p] for p in parts])
+    return [Latency.from_samples(batch, times, warmup, cuts, keep) for times in samples]
 
 
 def timed(call, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS,

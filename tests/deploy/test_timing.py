@@ -1,6 +1,8 @@
 """Noise-aware timing (issue 23): verdicts on constructed timings, and the rounds of
 ``interleaved``. No speed is asserted: the callables are counted, not timed."""
 
+import statistics
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,50 @@ def test_a_slow_episode_in_a_minority_of_blocks_leaves_the_median_and_widens_the
     assert blocked.blocks == 12 and plain.blocks == 1
     assert abs(blocked.median_ms - 1.0) < 0.02 < 0.05 < abs(plain.median_ms - 1.0)
     assert blocked.noise_ms > plain.noise_ms  # the drift between blocks is in the notch
+
+
+def _episode(rng, slow_blocks, scale, n_blocks=12, calls=200):
+    """Samples of 12 blocks of calls around 1.0 ms, ``slow_blocks`` of them ``scale`` times slower."""
+    samples, cuts = [], []
+    for block in range(n_blocks):
+        cuts.append(len(samples))
+        samples += list((scale if block in slow_blocks else 1.0) * rng.normal(1.0, 0.05, calls))
+    return samples, cuts[1:]
+
+
+def test_an_episode_in_most_blocks_leaves_the_median_of_the_quietest_third():
+    # The shared machine measured: an episode covered 8 of 12 blocks, and the median of the
+    # blocks' medians followed it. The quietest third are the 4 undisturbed blocks.
+    rng = np.random.default_rng(2)
+    samples, cuts = _episode(rng, range(2, 10), 1.35)
+    lat = timing.Latency.from_samples(1, samples, 0, cuts)
+    assert lat.blocks == 12 and lat.quiet_blocks == 4 and lat.repeats == len(samples)
+    assert abs(lat.median_ms - 1.0) < 0.02
+    blocks = [statistics.median(samples[a:b]) for a, b in zip([0, *cuts], [*cuts, len(samples)])]
+    assert statistics.median(blocks) > 1.3  # what the median of block medians said
+    assert lat.noise_ms > 0.1  # all twelve blocks' spread is in the notch: the verdict stays careful
+
+
+def test_models_timed_together_take_their_medians_from_the_same_quiet_blocks():
+    # Two callables timed in turns: an episode slows the first in blocks 0-3 and the second in
+    # blocks 4-7; both ran quietly in blocks 8-11. Both medians come from those four blocks.
+    rng = np.random.default_rng(3)
+    a, cuts = _episode(rng, range(0, 4), 1.3)
+    b, _ = _episode(rng, range(4, 8), 1.3)
+    b = [2 * v for v in b]
+    medians = [[statistics.median(p) for p in timing._blocks(s, cuts)] for s in (a, b)]
+    assert timing.quiet_blocks(medians) == [8, 9, 10, 11]
+    both = timing._latencies(1, [a, b], 0, cuts)
+    assert [lat.quiet_blocks for lat in both] == [4, 4]
+    assert abs(both[1].median_ms / both[0].median_ms - 2.0) < 0.04
+    assert abs(both[0].median_ms - 1.0) < 0.02
+
+
+def test_the_quietest_blocks_are_those_where_every_model_ran_fastest():
+    medians = [[1.0, 1.3, 1.0, 1.0, 1.3, 1.3], [2.0, 2.6, 2.0, 2.6, 2.0, 2.6]]
+    assert timing.quiet_blocks(medians) == [0, 2, 3]  # 0 and 2: both fast; then 3 or 4 (one slow each), the first
+    assert timing.quiet_blocks([[1.0] * 30]) == list(range(10))  # a third of the blocks
+    assert len(timing.quiet_blocks([[1.0] * 4])) == 3  # never fewer than 3
 
 
 def test_the_whole_model_floor_comes_from_the_environment_and_a_bad_value_is_one_line(monkeypatch):
