@@ -4,7 +4,7 @@ with ``target_latency=`` both end here)."""
 
 from __future__ import annotations
 
-from ..deploy import latency
+from ..deploy import measure
 from ..deploy.timing import Runtime
 from ..errors import LightCompressError
 
@@ -16,6 +16,13 @@ FILL = 0.97
 MOST_AIM = 0.999  # a fraction must stay below 1
 
 
+def _fraction(model, new_model, runtime: Runtime) -> float:
+    """``new_model``'s batch-1 latency as a fraction of ``model``'s, the two timed in turns (so the
+    machine's drift falls on both, as in ``compare``)."""
+    (base,), (new,) = measure.timed_together([model, new_model], runtime, (1,), 100, 10)
+    return new.median_ms / base.median_ms
+
+
 def meet_measured_latency(model, new_model, plan, target, build, runtime: Runtime):
     """Layer times add up only roughly to the whole model's; measure the whole converted model
     and re-aim the allocation by the measured ratio (``build(aim, "latency")`` -> (new model,
@@ -23,10 +30,9 @@ def meet_measured_latency(model, new_model, plan, target, build, runtime: Runtim
     most ``LATENCY_ROUNDS`` rounds. Returns the fullest model measured within the target (the
     closest above it when none is). Each measurement goes into its plan's policy and
     ``plan.budget`` ("measured", and "aimed": the fraction a re-aimed plan was sized for)."""
-    base = latency.model_latency(model, runtime, (1,), 100, 10)[0].median_ms
     aim, tried = target, []  # tried: (measured fraction, model, plan)
     for round_ in range(LATENCY_ROUNDS + 1):  # the last model built is measured too
-        measured = latency.model_latency(new_model, runtime, (1,), 100, 10)[0].median_ms / base
+        measured = _fraction(model, new_model, runtime)
         plan.policy += f"; measured {measured:.3f} of the original's latency"
         if plan.budget is not None:  # a re-aimed plan was sized for ``aim``: the goal stays ``target``
             plan.budget.update(target=target, measured=round(measured, 6), **({} if aim == target else {"aimed": aim}))

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lightcompress.cli import app
-from lightcompress.deploy import latency, timing
+from lightcompress.deploy import latency, measure, timing
 from lightcompress.factorization.candidates import layer_stats
 from lightcompress.io import models as model_io
 from lightcompress.layers import registry
@@ -39,7 +39,8 @@ def test_convert_meets_a_macs_budget_without_a_data_set(small, tmp_path):
 def _timing_by_macs(monkeypatch, tmp_path, whole_extra_ms=0.0):
     """Deterministic, instant "timing" in the keras runtime: 2 us a call plus 10 ns a MAC. A whole
     model (``model_latency``) also pays ``whole_extra_ms`` per LightLayer, which its layers timed
-    alone do not (layer times that do not add up to the whole model's)."""
+    alone do not (layer times that do not add up to the whole model's). Whole models are timed
+    alone (``latency.timed``) or together (``measure.interleaved``)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the latency profile's cache
 
     def timer(model, batch=1):
@@ -56,6 +57,7 @@ def _timing_by_macs(monkeypatch, tmp_path, whole_extra_ms=0.0):
     monkeypatch.setattr(latency, "keras_timer", timer)
     monkeypatch.setattr(latency, "interleaved", lambda calls, *a, **k: [measured(c.ms) for c in calls])
     monkeypatch.setattr(latency, "timed", lambda call, *a, **k: measured(call.ms + call.extra))
+    monkeypatch.setattr(measure, "interleaved", lambda calls, *a, **k: [measured(c.ms + c.extra) for c in calls])
 
 
 def _convert_latency(path, out, target="0.5"):
@@ -77,7 +79,7 @@ def test_convert_meets_a_latency_budget_measured_in_the_runtime(small, tmp_path,
                                 "measured": pytest.approx(8.2 / 16.8, abs=1e-6)}
     assert list((tmp_path / "cache" / "lightcompress" / "latency").glob("*.json"))
     table = runner.invoke(app, ["convert", str(path), "--target-latency", "0.5", "--runtime", "keras",
-                                "-o", str(tmp_path / "m.light.keras"), "--force"])
+                                "-o", str(tmp_path / "m.light.keras"), "--force"], env={"COLUMNS": "400"})
     assert ("latency in keras: 0.488 of the original's planned from each layer's times, 0.488 measured whole "
             "(target 0.5)") in table.stdout
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightcompress.deploy import latency
+from lightcompress.deploy import measure
 from lightcompress.deploy.timing import Latency, Runtime
 from lightcompress.errors import RankError
 from lightcompress.flows import measured_latency as ml
@@ -13,14 +13,15 @@ from lightcompress.flows import measured_latency as ml
 
 @pytest.fixture
 def measured_as_value(monkeypatch):
-    """model_latency of a model that is a number: that many ms (the original is 1.0)."""
+    """Models timed together, each a number: that many ms (the original is 1.0). Records the
+    models timed in each call."""
     calls = []
 
-    def fake(model, runtime, batches, repeats, warmup):
-        calls.append(model)
-        return [Latency(1, float(model), float(model), repeats, warmup)]
+    def fake(nets, runtime, batches, repeats, warmup):
+        calls.append(tuple(nets))
+        return [[Latency(1, float(net), float(net), repeats, warmup)] for net in nets]
 
-    monkeypatch.setattr(latency, "model_latency", fake)
+    monkeypatch.setattr(measure, "timed_together", fake)
     return calls
 
 
@@ -66,7 +67,8 @@ def test_a_plan_over_the_budget_is_re_aimed_downwards_and_one_within_is_never_tr
 
     model, plan = ml.meet_measured_latency(1.0, 0.40, _plan(0.5), 0.5, build, Runtime("keras"))
     assert model == 0.47 and plan.budget["measured"] == 0.47
-    assert len(measured_as_value) == 2 + ml.LATENCY_ROUNDS  # the original, then every round
+    # every round times its model in turns with the original
+    assert measured_as_value == [(1.0, m) for m in (0.40, 0.30, 0.55, 0.47)]  # 1 + LATENCY_ROUNDS
 
 
 def test_when_no_plan_meets_the_target_the_closest_is_kept_and_a_plan_that_cannot_be_built_ends_the_rounds(
