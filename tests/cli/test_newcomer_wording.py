@@ -146,8 +146,8 @@ def test_logs_have_headings_signs_and_the_plot_path(conv_file, tmp_path):
     err = result.stderr
     assert "fine-tuning" in err and err.index("fine-tuning") < err.index("epoch 1/1")
     plot = tmp_path / "spectra.png"
-    result = runner.invoke(app, ["inspect", str(conv_file), "--plot", str(plot)])
-    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["inspect", str(conv_file), "--plot", str(plot)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output  # wide: a long temporary path must not wrap mid-name
     assert f"plot saved to {plot}" in " ".join(result.stderr.split()) and plot.exists()
     assert re.search(r"it is [\d.]+x smaller \([\d,]+ of [\d,]+ params\)", result.stdout) and "saves 1" not in result.stdout
     sens = {"examples": 10, "base_loss": 1.0, "base_accuracy": 0.5, "skipped": {}, "from_cache": True,
