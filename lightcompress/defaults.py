@@ -12,6 +12,25 @@ DEFAULT_EPOCHS = 3
 # every 3-epoch run was still improving at its last epoch, and 8 epochs recovered 1.3 and 2.4 more
 # points at 20x; 5 keeps the wall time within 1.5x of the 3-epoch default.
 DEFAULT_COMPRESS_EPOCHS = 5
+# ... and more beyond 10x fewer params, one epoch per unit of the factor above 10, at most 15 (20x:
+# 15). Measured at 20x (docs/RESULTS.md 2b, fmnist_cnn_keras3.h5): 5 epochs -5.53 points, 8 -4.28,
+# 15 -3.15, and every run was still improving at its last epoch; rank-2 and rank-3 layers need
+# the longer run, and early stopping ends it when the held-out slice stops improving.
+MOST_COMPRESS_EPOCHS = 15
+
+
+def compress_epochs(target_params=None) -> int:
+    """compress's epoch budget for a params budget (a fraction; None: any other budget):
+    ``DEFAULT_COMPRESS_EPOCHS`` up to 10x fewer params, one more per unit of the factor above 10,
+    at most ``MOST_COMPRESS_EPOCHS``.
+
+    >>> [compress_epochs(f) for f in (None, 0.2, 0.1, 1 / 12, 1 / 15, 0.05, 0.01)]
+    [5, 5, 5, 7, 10, 15, 15]
+    """
+    if not target_params:
+        return DEFAULT_COMPRESS_EPOCHS
+    extra = max(0, round(1 / target_params - 10))
+    return min(DEFAULT_COMPRESS_EPOCHS + extra, MOST_COMPRESS_EPOCHS)
 DEFAULT_BATCH_SIZE = 64
 # Peak learning rate; cosine decay to 5%. Measured on fmnist_cnn_keras2 rank 8, 1 epoch:
 # 3e-4 -> 0.883, 1e-3 -> 0.894, 3e-3 -> 0.899 (3e-3 riskier for longer runs).

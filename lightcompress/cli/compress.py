@@ -21,8 +21,11 @@ def command(
     target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
     allocation: Annotated[str, typer.Option(help="How ranks are chosen for the budget: sensitivity (each layer's loss per rank measured on --holdout training images, one model evaluation per layer and rank, cached) or error (each layer's truncation error, its output error on the --calibration images with a data-aware --method; no model evaluated, much faster).")] = d.DEFAULT_ALLOCATION,
-    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (per trial with --max-drop); training stops "
-                                             "earlier once the held-out training slice stops improving.")] = d.DEFAULT_COMPRESS_EPOCHS,
+    epochs: Annotated[Optional[int], typer.Option(help="Most fine-tuning epochs (per trial with --max-drop); training stops "
+                                                       "earlier once the held-out training slice stops improving. Default: "
+                                                       f"{d.DEFAULT_COMPRESS_EPOCHS}, and with --target-params beyond 10x one more "
+                                                       f"per unit of the factor above 10, at most {d.MOST_COMPRESS_EPOCHS} (20x: 15).",
+                                                  show_default=False)] = None,
     distill: Annotated[bool, typer.Option(help="Distil from the original model while fine-tuning.")] = True,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
@@ -87,6 +90,7 @@ def command(
     goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
     check_allocation(allocation)
     where = planning_runtime(runtime, threads, export)
+    epochs = d.compress_epochs(target_params) if epochs is None else epochs
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))

@@ -354,9 +354,20 @@ def test_compress_defaults_to_an_epoch_budget_with_early_stopping(tmp_path, monk
     monkeypatch.setattr(flow.ft, "finetune", spy)
     model = model_io.load_model(_digits_model(tmp_path / "d.keras"))
     prepared = data.prepare(data.load_dataset("digits"), model)
-    with pytest.raises(KeyboardInterrupt):
-        flow.compress(model, prepared, target_params=0.5, runtime="keras", allow_slower=True, use_cache=False,
-                      holdout_size=100)
+    for target in (0.5, 0.05):
+        with pytest.raises(KeyboardInterrupt):
+            flow.compress(model, prepared, target_params=target, runtime="keras", allow_slower=True, use_cache=False,
+                          holdout_size=100)
     assert seen[0].epochs == defaults.DEFAULT_COMPRESS_EPOCHS > defaults.DEFAULT_EPOCHS
+    assert seen[1].epochs == defaults.MOST_COMPRESS_EPOCHS == 15  # 20x: the budget grows with the factor
     assert seen[0].patience == defaults.DEFAULT_PATIENCE >= 1 and seen[0].validation_split > 0
-    assert inspect.signature(cli_compress.command).parameters["epochs"].default == defaults.DEFAULT_COMPRESS_EPOCHS
+    assert inspect.signature(cli_compress.command).parameters["epochs"].default is None  # the CLI asks compress_epochs
+    assert [defaults.compress_epochs(f) for f in (None, 0.2, 0.1, 1 / 12, 1 / 15, 0.05, 0.01)] == [5, 5, 5, 7, 10, 15, 15]
+    from typer.testing import CliRunner
+
+    from lightcompress.cli import app
+    path = _digits_model(tmp_path / "c.keras")
+    for args, epochs in ((["--target-params", "0.05"], 15), (["--target-params", "0.05", "--epochs", "2"], 2)):
+        CliRunner().invoke(app, ["compress", str(path), *args, "-d", "digits", "--runtime", "keras", "--allow-slower",
+                                 "--no-cache", "-o", str(tmp_path / "out.keras")])
+        assert seen[-1].epochs == epochs
