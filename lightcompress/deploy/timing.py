@@ -82,7 +82,7 @@ MAX_SECONDS = 3.0  # ... or once the rounds have taken this long (at least `repe
 # threads, 40-60 us models at batch 1, benchmarks/timing_windows.py): episodes of 0.5-4 s in which
 # most calls of both models are slower and their ratio moves by 20-30%. One covered 8 of 12
 # blocks, and the median of all the blocks' medians missed by 31%; the median of the calls in the
-# quietest third of the blocks (the same blocks for every model) stayed within 6.6% over 229
+# quietest third of the blocks (the same blocks for every model) stayed within 6.5% over 229
 # windows of 12 blocks. Some states last 10-50 s and slow even the fastest 1% of calls: no
 # summary of a 6-s timing rejects those, and ratios taken in one differ by up to 28%.
 # LIGHTCOMPRESS_TIMING_SECONDS=S sets the seconds (0: stop on the notches alone, as the test suite
