@@ -83,10 +83,11 @@ def _compress(group, name, path, factor, options):
     from lightcompress.flows.compress import compress_file
     from lightcompress.training.finetune import FitSettings
 
-    from lightcompress.defaults import compress_epochs
+    from lightcompress.defaults import compress_epochs, compress_learning_rate
 
     fit = {key: options.pop(key) for key in ("epochs", "learning_rate") if key in options}
-    settings = FitSettings(**{"epochs": compress_epochs(1 / factor), **fit}) if fit else None
+    settings = FitSettings(**{"epochs": compress_epochs(1 / factor), "learning_rate": compress_learning_rate(1 / factor),
+                              **fit}) if fit else None
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         out = compress_file(path, Path(folder) / "c.keras", target_params=1 / factor,

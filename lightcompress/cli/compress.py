@@ -42,7 +42,9 @@ def command(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where sensitivity results are cached.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,
-    lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
+    lr: Annotated[Optional[float], typer.Option("--lr", show_default=False, help=(
+        f"Peak learning rate of Adam (cosine decay to 5% of it). Default: {d.DEFAULT_LEARNING_RATE:g}, and "
+        f"{d.LONG_BUDGET_LEARNING_RATE:g} with --target-params beyond 10x (the longer epoch budget)."))] = None,
     seed: o.Seed = 0,
     devices: o.Devices = "all",
     output: o.output_opt("<stem>.compressed.keras beside the input") = None,
@@ -91,6 +93,7 @@ def command(
     check_allocation(allocation)
     where = planning_runtime(runtime, threads, export)
     epochs = d.compress_epochs(target_params) if epochs is None else epochs
+    lr = d.compress_learning_rate(target_params) if lr is None else lr
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))

@@ -29,7 +29,7 @@ from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
 from ..factorization.methods import resolve_method
 from ..factorization.statistics import calibration_images, check_count, collect
-from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs
+from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs, compress_learning_rate
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import candidates
 from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse
@@ -180,7 +180,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     check_count(calibration_samples)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
-    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params))
+    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params),
+                                           learning_rate=compress_learning_rate(goal.target_params))
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = prepared.holdout(holdout_size, settings.seed)
@@ -299,7 +300,8 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
     export_target = _check_export(export, source, output, force)
-    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params))
+    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params),
+                                           learning_rate=compress_learning_rate(goal.target_params))
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     if options.get("cache_dir") is not None:
         from ..io import cache

@@ -360,14 +360,19 @@ def test_compress_defaults_to_an_epoch_budget_with_early_stopping(tmp_path, monk
                           holdout_size=100)
     assert seen[0].epochs == defaults.DEFAULT_COMPRESS_EPOCHS > defaults.DEFAULT_EPOCHS
     assert seen[1].epochs == defaults.MOST_COMPRESS_EPOCHS == 15  # 20x: the budget grows with the factor
+    assert seen[0].learning_rate == defaults.DEFAULT_LEARNING_RATE < seen[1].learning_rate == 3e-3
     assert seen[0].patience == defaults.DEFAULT_PATIENCE >= 1 and seen[0].validation_split > 0
-    assert inspect.signature(cli_compress.command).parameters["epochs"].default is None  # the CLI asks compress_epochs
+    for option in ("epochs", "lr"):  # the CLI asks compress_epochs / compress_learning_rate
+        assert inspect.signature(cli_compress.command).parameters[option].default is None
     assert [defaults.compress_epochs(f) for f in (None, 0.2, 0.1, 1 / 12, 1 / 15, 0.05, 0.01)] == [5, 5, 5, 7, 10, 15, 15]
+    assert [defaults.compress_learning_rate(f) for f in (None, 0.1, 1 / 10.4, 1 / 12, 0.05)] == [1e-3, 1e-3, 1e-3, 3e-3, 3e-3]
     from typer.testing import CliRunner
 
     from lightcompress.cli import app
     path = _digits_model(tmp_path / "c.keras")
-    for args, epochs in ((["--target-params", "0.05"], 15), (["--target-params", "0.05", "--epochs", "2"], 2)):
+    for args, epochs, lr in ((["--target-params", "0.05"], 15, 3e-3),
+                             (["--target-params", "0.05", "--epochs", "2", "--lr", "1e-4"], 2, 1e-4),
+                             (["--target-params", "0.5"], 5, 1e-3)):
         CliRunner().invoke(app, ["compress", str(path), *args, "-d", "digits", "--runtime", "keras", "--allow-slower",
                                  "--no-cache", "-o", str(tmp_path / "out.keras")])
-        assert seen[-1].epochs == epochs
+        assert (seen[-1].epochs, seen[-1].learning_rate) == (epochs, lr)
