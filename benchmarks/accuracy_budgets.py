@@ -12,7 +12,7 @@ Groups:
   no fine-tuning) at F = 1/2, 1/3, 1/5;
 - lever groups (one change against the defaults each): ``allow-slower`` (no latency guard),
   ``allocation-error`` (rank allocation from the data-aware truncation error, no sensitivity
-  evaluations), ``epochs-8`` / ``epochs-15`` (an 8- or 15-epoch budget with early stopping,
+  evaluations), ``epochs-8`` / ``epochs-15`` / ``epochs-20`` (an 8-, 15- or 20-epoch budget with early stopping,
   patience 2), ``lr-3e-3`` (peak learning rate 3e-3 instead of 1e-3);
 - ``quiet-default`` and ``quiet-3-epochs``: the default and the old 3-epoch default, for the wall
   time target; run them alone, one after the other.
@@ -50,6 +50,7 @@ LEVERS = {
     "allocation-error": {"allocation": "error"},
     "epochs-8": {"epochs": 8},
     "epochs-15": {"epochs": 15},
+    "epochs-20": {"epochs": 20},  # at 20x with the long budget's learning rate (3e-3)
     "lr-3e-3": {"learning_rate": 3e-3},
     # wall time of the default against the old 3-epoch default, both run alone on a quiet machine
     "quiet-default": {},
