@@ -5,7 +5,7 @@ against one step with the same epochs:
     # run: ../shared/real_models/fmnist_cnn_keras2.h5 20 0.1 5 10 (10x with 5 epochs, then 20x with 10)
 
 `compress_file` to MID of the params (fine-tuned EPOCHS_1), every LightLayer's factors multiplied
-back into a full kernel of the original layer (Dense; Conv2D in channel or spatial mode), then
+back into a full kernel of the original layer (Dense; Conv2D in channel, spatial or Tucker-2 mode), then
 `compress_file` of that model to 1/FACTOR of the original's params (fine-tuned EPOCHS_2). Prints one
 JSON row; accuracy on the 10,000 test images (never used for a decision). Compare with
 `accuracy_budgets.py run epochs-15` (one step, 15 epochs).
@@ -25,6 +25,7 @@ from lightcompress.data.sets import DataSpec
 from lightcompress.flows.compress import compress_file
 from lightcompress.io import models as model_io
 from lightcompress.layers import registry
+from lightcompress.layers.base import base_name
 from lightcompress.layers.conv2d import matrix_to_conv_kernel
 from lightcompress.training.finetune import FitSettings
 
@@ -32,7 +33,7 @@ OUT = Path(__file__).resolve().parent / "iterative_compression.jsonl"
 
 
 def merged_kernel(twin):
-    """The full kernel a LightDense or LightConv2D (channel, spatial) computes: its factors multiplied."""
+    """The full kernel a LightDense or LightConv2D (channel, spatial, tucker) computes: its factors multiplied."""
     a, b = (np.asarray(twin.kernel_a), np.asarray(twin.kernel_b))
     if a.ndim == 2:
         return a @ b
@@ -45,14 +46,16 @@ def merged_kernel(twin):
     if mode == "spatial":
         m = a.reshape(kh * c, r) @ b.reshape(kw, r, f).transpose(1, 0, 2).reshape(r, kw * f)
         return matrix_to_conv_kernel(m, (kh, kw, c, f), "spatial")
-    raise SystemExit(f"mode {mode} not merged")
+    if mode == "tucker":  # 1x1 to the input rank, the kh x kw core, 1x1 to the filters
+        return np.einsum("ci,hwij,jf->hwcf", a[0, 0], np.asarray(twin.kernel_core), b[0, 0])
+    raise SystemExit(f"mode {mode} not merged")  # "paper": a ReLU between the factors, no single kernel
 
 
 def densify(light_path, original_path, out):
     """The original's architecture with the Light model's weights: merged kernels, copied biases."""
     light = model_io.load_model(light_path)
     dense = model_io.load_model(original_path)
-    by_name = {l.name: l for l in light.layers}
+    by_name = {base_name(l, None): l for l in light.layers}  # a twin is named <original>_light
     for layer in dense.layers:
         twin = by_name.get(layer.name)
         if twin is None or not layer.weights:
