@@ -180,8 +180,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
     check_count(calibration_samples)
     check_whole("rank_multiple", rank_multiple, 1)
     check_whole("trials", trials, 1)
-    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params),
-                                           learning_rate=compress_learning_rate(goal.target_params))
+    settings = settings or default_settings(goal)
     teacher = ft.Teacher(model, alpha, temperature) if distill else None
     layer_filter = layer_filter or LayerFilter()
     judge, train = prepared.holdout(holdout_size, settings.seed)
@@ -284,6 +283,13 @@ def planning_runtime(runtime=None, threads=None, export=None) -> Runtime:
     return Runtime.parse(EXPORT_RUNTIMES.get(export) if runtime is None else runtime, threads)
 
 
+def default_settings(goal: CompressGoal) -> ft.FitSettings:
+    """compress's fine-tuning settings when none are given: the epoch budget and learning rate
+    for the goal's params budget (``defaults.compress_epochs``, ``compress_learning_rate``)."""
+    return ft.FitSettings(epochs=compress_epochs(goal.target_params),
+                          learning_rate=compress_learning_rate(goal.target_params))
+
+
 def compress_file(source, output=None, goal: CompressGoal | None = None, *, data: DataSpec | None = None,
                   layer_filter=None, settings=None, force=False, trust=False, repeats=30, callbacks=(),
                   stage=no_progress, export=None, runtime: Runtime | str | None = None, threads=None,
@@ -300,8 +306,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
     export_target = _check_export(export, source, output, force)
-    settings = settings or ft.FitSettings(epochs=compress_epochs(goal.target_params),
-                                           learning_rate=compress_learning_rate(goal.target_params))
+    settings = settings or default_settings(goal)
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     if options.get("cache_dir") is not None:
         from ..io import cache
