@@ -8,12 +8,16 @@ Groups:
 
 - ``compress``: `lightcompress compress MODEL --target-params F --dataset fashion_mnist` with every
   default (what a user runs), at F = 1/5, 1/10, 1/20;
-- ``convert``: `lightcompress convert MODEL --target-params F --dataset fashion_mnist` (data-aware,
-  no fine-tuning) at F = 1/2, 1/3, 1/5;
+- ``convert``: `lightcompress convert MODEL --target-params F --dataset fashion_mnist` with every
+  default (no fine-tuning) at F = 1/2, 1/3, 1/5; its levers ``convert-error`` and
+  ``convert-sensitivity`` (one allocation instead of the better of both on held-out images) and
+  ``convert-one-pass`` (the defaults until this round: one data-aware pass on 2,000 images, error
+  allocation);
 - lever groups (one change against the defaults each): ``allow-slower`` (no latency guard),
   ``allocation-error`` (rank allocation from the data-aware truncation error, no sensitivity
   evaluations), ``epochs-8`` / ``epochs-15`` / ``epochs-20`` (an 8-, 15- or 20-epoch budget with early stopping,
-  patience 2), ``lr-3e-3`` (peak learning rate 3e-3 instead of 1e-3);
+  patience 2), ``lr-3e-3`` (peak learning rate 3e-3 instead of 1e-3), ``alpha-0.5`` (the loss half
+  hard labels, half the teacher's softened outputs, instead of 0.9 / 0.1);
 - ``quiet-default`` and ``quiet-3-epochs``: the default and the old 3-epoch default, for the wall
   time target; run them alone, one after the other.
 
@@ -42,6 +46,12 @@ MODELS = {
     "paper_cnn (ours)": HERE.parent / "sample_models" / "paper_cnn_fmnist.keras",
 }
 COMPRESS_FACTORS = (5, 10, 20)
+CONVERT_LEVERS = {
+    "convert": {},
+    "convert-error": {"allocation": "error"},
+    "convert-sensitivity": {"allocation": "sensitivity"},
+    "convert-one-pass": {"method": "data-aware", "calibration_samples": 2000, "allocation": "error"},
+}
 CONVERT_FACTORS = (2, 3, 5)
 LEVERS = {
     "compress": {},
@@ -52,6 +62,7 @@ LEVERS = {
     "epochs-15": {"epochs": 15},
     "epochs-20": {"epochs": 20},  # at 20x with the long budget's learning rate (3e-3)
     "lr-3e-3": {"learning_rate": 3e-3},
+    "alpha-0.5": {"alpha": 0.5},  # distillation weighted half on the teacher (default 0.9 on the labels)
     # wall time of the default against the old 3-epoch default, both run alone on a quiet machine
     "quiet-default": {},
     "quiet-3-epochs": {"epochs": 3},
@@ -103,7 +114,7 @@ def _compress(group, name, path, factor, options):
            "notes": out["plan"].get("notes", []), "machine": _machine()})
 
 
-def _convert(name, path, factor):
+def _convert(group, name, path, factor):
     from lightcompress.data.sets import DataSpec
     from lightcompress.flows.convert import convert_file
     from lightcompress.planning import rank_rule
@@ -111,13 +122,16 @@ def _convert(name, path, factor):
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         out = convert_file(path, Path(folder) / "c.keras", rule=rank_rule(target_params=1 / factor),
-                           data=DataSpec("fashion_mnist"))
+                           data=DataSpec("fashion_mnist"), **CONVERT_LEVERS[group])
         wall = time.perf_counter() - start
     acc = out["accuracy"]
-    _save({"group": "convert", "model": name, "factor": factor, "accuracy_before": acc["before"]["accuracy"],
+    _save({"group": group, "model": name, "factor": factor, "accuracy_before": acc["before"]["accuracy"],
            "accuracy_after": acc["after"]["accuracy"],
            "drop_points": round((acc["before"]["accuracy"] - acc["after"]["accuracy"]) * 100, 2),
            "params_ratio": round(out["totals"]["params_after"] / out["totals"]["params_before"], 4),
+           "budget": next((n for n in out["notes"] if n.startswith("budget:")), None),
+           "allocation": next((n for n in out["notes"] if n.startswith("allocation:")), None),
+           "method": out["method"], "calibration": out["calibration"], "policy": out["policy"],
            "wall_s": round(wall, 1), "machine": _machine()})
 
 
@@ -135,19 +149,19 @@ def run(groups, models=None, factors_wanted=None):
         for name, path in MODELS.items():
             if models and name not in models:
                 continue
-            factors = CONVERT_FACTORS if group == "convert" else COMPRESS_FACTORS
+            factors = CONVERT_FACTORS if group in CONVERT_LEVERS else COMPRESS_FACTORS
             for factor in factors:
                 if _done(group, name, factor) or (factors_wanted and factor not in factors_wanted):
                     continue
-                if group == "convert":
-                    _convert(name, path, factor)
+                if group in CONVERT_LEVERS:
+                    _convert(group, name, path, factor)
                 else:
                     _compress(group, name, path, factor, dict(LEVERS[group]))
 
 
 def report():
     rows = _rows()
-    for group in ["convert", *LEVERS]:
+    for group in [*CONVERT_LEVERS, *LEVERS]:
         chosen = [r for r in rows if r["group"] == group]
         if not chosen:
             continue

@@ -135,8 +135,10 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
     ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise).
-    ``calibration_x`` (training inputs) makes the factors data-aware (``method="svd"`` forces
-    plain SVD). With ``target_latency=`` the converted model is timed whole in ``runtime`` and
+    ``calibration_x`` (training inputs) makes the factors data-aware, fitted layer by layer
+    where that is affordable (``defaults.convert_method``; ``method="svd"`` forces plain SVD),
+    and budgets buy ranks by output error (`lightcompress convert --dataset` also measures each
+    layer's sensitivity on held-out images and keeps the better plan). With ``target_latency=`` the converted model is timed whole in ``runtime`` and
     planned again while it misses (``result.plan.budget`` has the planned and measured fraction).
 
     >>> import keras, numpy as np, lightcompress

@@ -74,6 +74,16 @@ DEFAULT_HOLDOUT = 1000
 # stays the default: the two have not yet been benchmarked against each other.
 ALLOCATION_CHOICES = ("sensitivity", "error")
 DEFAULT_ALLOCATION = "sensitivity"
+# convert --allocation, for a params or MACs budget with a data set: "both" plans it each way, builds
+# both and keeps the one with the lower loss on held-out training images
+# (flows/best_allocation.py). Measured without fine-tuning (docs/RESULTS.md): neither wins
+# everywhere (fmnist_cnn_keras3.h5: error 0.11 / sensitivity 0.26 points lost at 2x, 0.75 / 0.39 at 3x).
+CONVERT_ALLOCATION_CHOICES = ("both", "error", "sensitivity")
+DEFAULT_CONVERT_ALLOCATION = "both"
+# ... on this many held-out training images: convert trains on none, so holding out more costs only
+# evaluation time, and halves the variance of the sensitivities and of the choice against compress's
+# 1,000 (fmnist_cnn_keras3.h5 at 3x: 1,000 held out lost 0.51 points, 2,000 lost 0.39).
+CONVERT_HOLDOUT = 2000
 
 # export --quantize int8: training images drawn to calibrate activation ranges (never test images).
 DEFAULT_CALIBRATION = 300
@@ -85,8 +95,43 @@ DEFAULT_MIN_SAVING = 0.2
 
 # Data-aware factors: training images whose layer inputs are accumulated (never test images).
 # 2,000 is what the issue's measurement used; the covariances of the real models' layers
-# (n <= 1,600) are full rank from it.
+# (n <= 1,600) are full rank from it. compress and inspect calibrate on this many.
 DEFAULT_CALIBRATION_SAMPLES = 2000
+
+# convert with a data set has no fine-tuning after it, so its factors are the result: it calibrates
+# layer by layer ("data-aware+sequential") on more images. Measured (docs/RESULTS.md, convert
+# --target-params 1/2, 1/3, 1/5, both real CNNs): sequential on 2,000 images lost 0.54/0.99/2.49
+# points on fmnist_cnn_keras2.h5 (its 1,600-wide dense layer's cross moments from 2,000 rows
+# overfit), on 10,000 images 0.19/0.42/1.81, against 0.34/0.82/2.10 for one data-aware pass.
+CONVERT_CALIBRATION_SAMPLES = 10_000
+# ... fewer when that many inputs would take more than this many bytes (ImageNet-sized inputs:
+# 2,000 as before), never fewer than DEFAULT_CALIBRATION_SAMPLES.
+CALIBRATION_BYTES = 256 << 20
+# ... and layer by layer only while that costs at most this many multiply-accumulates (one pass
+# over the calibration images per factorisable layer; about a minute on 2 cores); above it,
+# one data-aware pass (ResNet50 on 2,000 images would take about 50 passes of 8e12).
+SEQUENTIAL_MACS = 1e12
+
+
+def convert_calibration_samples(example_bytes: int) -> int:
+    """convert's calibration images for inputs of ``example_bytes`` each.
+
+    >>> [convert_calibration_samples(b) for b in (28 * 28 * 4, 224 * 224 * 3 * 4)]
+    [10000, 2000]
+    """
+    fits = CALIBRATION_BYTES // max(int(example_bytes), 1)
+    return int(max(DEFAULT_CALIBRATION_SAMPLES, min(CONVERT_CALIBRATION_SAMPLES, fits)))
+
+
+def convert_method(samples: int, macs_per_example: float, layers: int) -> str:
+    """convert's factorisation method with calibration data: layer by layer when its passes
+    (``layers`` of them over ``samples`` inputs of ``macs_per_example``) cost at most
+    ``SEQUENTIAL_MACS``, else one data-aware pass.
+
+    >>> convert_method(10_000, 5e6, 2), convert_method(2000, 4e9, 53)
+    ('data-aware+sequential', 'data-aware')
+    """
+    return "data-aware+sequential" if samples * macs_per_example * layers <= SEQUENTIAL_MACS else "data-aware"
 
 # conv_mode (--conv-mode, LayerFilter(conv_mode=...)): how Conv2D kernels are factorised. channel
 # (kxk then 1x1), spatial (kx1 then 1xk), tucker (1x1, kxk core, 1x1), or auto: every mode of the

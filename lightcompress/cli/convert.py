@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..defaults import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONV_MODE, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
+from ..defaults import (CALIBRATION_BYTES, CONVERT_ALLOCATION_CHOICES, CONVERT_CALIBRATION_SAMPLES,
+                        DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONV_MODE, DEFAULT_CONVERT_ALLOCATION, DEFAULT_MIN_PARAMS,
+                        DEFAULT_MIN_SAVING)
 from . import options as o
 
 NAME = "convert"
@@ -28,7 +30,16 @@ def command(
     conv_mode: o.ConvModeOpt = o.ConvMode(DEFAULT_CONV_MODE),
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
     method: o.MethodOpt = None,
-    calibration_samples: o.CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_samples: Annotated[Optional[int], typer.Option(
+        "--calibration", show_default=False,
+        help=f"Training images whose layer inputs calibrate the factors of a method that needs data (default: "
+             f"{CONVERT_CALIBRATION_SAMPLES:,}, fewer for large inputs: at most {CALIBRATION_BYTES >> 20} MB of them, at least "
+             f"{DEFAULT_CALIBRATION_SAMPLES:,}).")] = None,
+    allocation: Annotated[str, typer.Option(
+        help=f"With --dataset, how --target-params / --target-macs ranks are chosen: {' / '.join(CONVERT_ALLOCATION_CHOICES)}. "
+             "error: each layer's output error on the calibration images, no model evaluated; sensitivity: each "
+             "layer's loss per rank measured on held-out training images (cached); both: plan each way and keep "
+             "the model with the lower held-out loss.")] = DEFAULT_CONVERT_ALLOCATION,
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
@@ -48,10 +59,11 @@ def command(
 
     Without --dataset the outputs are compared on random inputs and the factors are plain SVD;
     with it, the factors are data-aware (calibrated on --calibration training images, never test
-    images; --method svd forces plain SVD, --method data-aware+bias adds bias correction, see
-    --method), outputs are compared on the test images, and the report adds accuracy before and
-    after. The budgets (--ratio, --target-params, --target-macs, --target-latency) need no data
-    set: they buy ranks by weight error, or by output error with --dataset.
+    images, layer by layer on the already-factorised model where that costs under a minute or so;
+    --method svd forces plain SVD, see --method), outputs are compared on the test images, and the
+    report adds accuracy before and after. The budgets (--ratio, --target-params, --target-macs,
+    --target-latency) need no data set: they buy ranks by weight error; with --dataset, by output
+    error, and --target-params / --target-macs also by measured sensitivity (--allocation).
 
     Example: lightcompress convert model.h5 --rank 8
     """
@@ -71,5 +83,5 @@ def command(
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
         plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
-        method=method, calibration_samples=calibration_samples, runtime=where)
+        method=method, calibration_samples=calibration_samples, runtime=where, allocation=allocation)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

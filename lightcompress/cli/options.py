@@ -93,9 +93,9 @@ Exclude = Annotated[Optional[list[str]], typer.Option(help="Leave layers whose n
 MinParams = Annotated[int, typer.Option(help="Leave layers with fewer parameters alone.")]
 ConvModeOpt = Annotated[
     ConvMode,
-    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1; the default), spatial (kx1 then 1xk), "
-                      "tucker (1x1, kxk core, 1x1; rank is the core's output channels), or auto (per layer, "
-                      "the mode with the lowest error at the rank the rule gives)."),
+    typer.Option(help="Conv2D factorisation: channel (kxk then 1x1), spatial (kx1 then 1xk), "
+                      "tucker (1x1, kxk core, 1x1; rank is the core's output channels), or auto (the default: per "
+                      "layer, the mode with the lowest error at the rank the rule gives)."),
 ]
 
 

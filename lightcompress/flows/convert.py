@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,26 +22,34 @@ from ..factorization.candidates import weight_bytes
 from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
 from ..training.evaluation import OutputDifference, output_difference
 from .common import data_inputs, decomposition_progress, load_inputs, no_progress, test_images
+from .best_allocation import applies, best_allocation, check as check_allocation
 from .measured_latency import meet_measured_latency
+from ..defaults import DEFAULT_CONVERT_ALLOCATION
 
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
-                 calibration_samples=None, on_step=None, runtime: Runtime | str | None = None) -> dict:
+                 calibration_samples=None, on_step=None, runtime: Runtime | str | None = None,
+                 allocation=DEFAULT_CONVERT_ALLOCATION) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
-    calibrated on ``calibration_samples`` training images, and outputs are compared and accuracy
-    measured on its test images. ``on_step(done, total, text)`` follows the decompositions
-    (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime`` (see
-    ``timed``)."""
+    calibrated on ``calibration_samples`` training images (default: ``calibration_default``),
+    layer by layer where that is affordable (``defaults.convert_method``), and outputs are
+    compared and accuracy measured on its test images. With ``data``, a params or MACs budget is
+    allocated as ``allocation`` says (``best_allocation``; "both" and "sensitivity" hold out
+    ``CONVERT_HOLDOUT`` training images). ``on_step(done, total, text)`` follows the
+    decompositions (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime``
+    (see ``timed``)."""
+    from ..defaults import CONVERT_HOLDOUT
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import calibration_images, check_count
-    from ..defaults import DEFAULT_CALIBRATION_SAMPLES
 
-    method = resolve_method(method, data is not None)
-    calibration_samples = check_count(DEFAULT_CALIBRATION_SAMPLES if calibration_samples is None
-                                      else calibration_samples)
+    if method is not None or data is None:
+        method = resolve_method(method, data is not None)  # refused before any work
+    check_allocation(allocation)
+    if calibration_samples is not None:
+        check_count(calibration_samples)
     if (rule is None) == (plan_file is None):
         from ..errors import OptionError
 
@@ -53,12 +62,18 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     if runtime is not None:
         with stage(f"timing each layer's ranks in {runtime.name}"):
             rule = timed(rule, original, layer_filter, runtime, on_step)
+    judge, train = None, prepared
+    if prepared is not None and applies(rule, allocation):
+        judge, train = prepared.holdout(CONVERT_HOLDOUT, data.seed)
     with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else test_images(prepared)
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
-        calib_x = calibration_images(prepared, calibration_samples, data.seed) if method.needs_data else None
-        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method)
+        calib_x = None
+        if prepared is not None and (method is None or method.needs_data):
+            calib_x = calibration_images(train, calibration_samples or calibration_default(original), data.seed)
+        result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
+                         judge=judge, allocation=allocation, on_step=on_step)
     with stage(f"saving {target}"):
         model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
@@ -67,6 +82,35 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))
     return out
+
+
+def calibration_default(model) -> int:
+    """convert's calibration images for ``model`` (``defaults.convert_calibration_samples`` of
+    its input size; as many as compress when an input has no fixed size)."""
+    from ..defaults import DEFAULT_CALIBRATION_SAMPLES, convert_calibration_samples
+
+    sizes = [tuple(t.shape[1:]) for t in model.inputs]
+    if any(d is None for shape in sizes for d in shape):
+        return DEFAULT_CALIBRATION_SAMPLES
+    return convert_calibration_samples(sum(4 * math.prod(shape) for shape in sizes))
+
+
+def macs_per_example(model) -> float:
+    from ..factorization.candidates import layer_stats
+
+    return float(sum(s.macs or 0 for s in layer_stats(model)))
+
+
+def default_method(model, calibration_x, layer_filter=None) -> str:
+    """The method for ``model`` calibrated on ``calibration_x``: layer by layer where its passes
+    (one per layer ``layer_filter`` may factorise) are affordable (``defaults.convert_method``)."""
+    from ..defaults import convert_method
+    from ..factorization.candidates import candidates
+    from ..planning import LayerFilter
+
+    layers = (layer_filter or LayerFilter()).chosen([c for c in candidates(model) if c.unsupported is None])[0]
+    count = len(calibration_x[0] if isinstance(calibration_x, (list, tuple)) else calibration_x)
+    return convert_method(count, macs_per_example(model), len(layers))
 
 
 def check_runtime(rule, runtime=None) -> Runtime | None:
@@ -109,10 +153,7 @@ RANDOM_INPUT_MACS = 4e10  # multiply-accumulates one comparison on random inputs
 def random_batch(model, most=32, least=2) -> int:
     """How many random inputs to compare ``model`` on: ``most``, fewer for a model whose forward
     pass is costly (VGG16, 15.5 GMACs per example: 2), never fewer than ``least``."""
-    from ..factorization.candidates import layer_stats
-
-    per_example = sum(s.macs or 0 for s in layer_stats(model))
-    return int(max(least, min(most, RANDOM_INPUT_MACS // max(per_example, 1))))
+    return int(max(least, min(most, RANDOM_INPUT_MACS // max(macs_per_example(model), 1))))
 
 
 @dataclass
@@ -132,7 +173,8 @@ class Conversion:
 
 
 def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
-            plan=None, *, calibration_x=None, method=None, runtime: Runtime | str | None = None) -> Conversion:
+            plan=None, *, calibration_x=None, method=None, runtime: Runtime | str | None = None, judge=None,
+            allocation=DEFAULT_CONVERT_ALLOCATION, on_step=None) -> Conversion:
     """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
     LightLayers, and measure the result.
 
@@ -142,10 +184,15 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
 
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
     ``method``: how the factors are made, a registered name (``methods.known_methods()``) or a
-    ``methods.Method``; the default is "data-aware" when ``calibration_x`` (training inputs) is
-    given, else "svd". With a method that needs statistics, the plan's errors are output errors
+    ``methods.Method``; the default is ``default_method``'s when ``calibration_x`` (training
+    inputs) is given, else "svd". With a method that needs statistics, the plan's errors are output errors
     on ``calibration_x``, so the rank rules allocate by what each layer computes. A ``plan``
     given is applied with ``method`` (the caller's plan is not changed).
+
+    ``judge``: held-out training images (a ``Dataset``); with them a params or MACs budget is
+    allocated as ``allocation`` says ("both": by error and by sensitivity, the lower held-out loss
+    kept; see ``best_allocation``; ``on_step`` follows the sensitivity analysis). Without them,
+    by error.
     """
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import collect
@@ -153,6 +200,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
     rule = timed(rule, model, layer_filter, runtime)
+    if method is None and calibration_x is not None:
+        method = default_method(model, calibration_x, layer_filter)
     method = resolve_method(method, calibration_x is not None)
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
     seconds = None
@@ -166,8 +215,13 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         seconds = stats.seconds + (used.seconds if method.sequential else 0.0)
         return new_model, plan
 
-    new_model, plan = build(replace(plan, method=method.name) if plan is not None
-                            else make_plan(model, rule, layer_filter, method, stats))
+    if plan is not None:
+        new_model, plan = build(replace(plan, method=method.name))
+    elif judge is not None and applies(rule, check_allocation(allocation)):
+        new_model, plan = best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation,
+                                          on_step)
+    else:
+        new_model, plan = build(make_plan(model, rule, layer_filter, method, stats))
     if isinstance(rule, TargetLatency):
         new_model, plan = meet_measured_latency(
             model, new_model, plan, rule.fraction,

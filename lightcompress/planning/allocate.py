@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from ..factorization.candidates import candidates
 from ..errors import RankError
-from .costs import latency_note, speed_bound_note, whole_cost
+from .costs import budget_note, latency_note, speed_bound_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
 
@@ -188,8 +188,7 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     budget = target * whole if metric != "latency" else target * max(whole, in_table)
     choice = choose(sens, budget, fixed, metric)
     used = fixed + sum(_cost(ls.options[i], metric) for ls, i in zip(sens.layers, choice))
-    notes = [f"budget: {metric} {used / budget:.1%} of the budget used ({_amount(used, metric)} of "
-             f"{_amount(budget, metric)}{', predicted from the per-layer times' if metric == 'latency' else ''})"]
+    notes = [budget_note(metric, used, budget)]
     if metric == "latency":
         notes.append(speed_bound_note(latency.runtime, whole, fixed, sens.layers, choice))
     if untimed:

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RankError
 from ..factorization.candidates import macs_per_rank, not_considered
 from .allocate import METRICS, with_latency
-from .costs import latency_note, speed_bound_note, whole_cost
+from .costs import budget_note, latency_note, speed_bound_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option
 
@@ -177,6 +177,7 @@ class ErrorAllocation:
         if self.whole_model:
             spent = self.fixed + sum(getattr(o, self.metric) for _, o in picked.values())
             plan.budget = {"metric": self.metric, "target": fraction, "planned": round(spent / self.whole, 6)}
+            plan.notes.insert(0, budget_note(self.metric, spent, budget))
             if self.metric == "latency":
                 plan.budget["runtime"] = self.profile.runtime
         return plan

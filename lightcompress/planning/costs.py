@@ -18,6 +18,19 @@ def whole_cost(model, metric, profile=None) -> float:
     return profile.model_ms
 
 
+def budget_note(metric, used: float, budget: float) -> str:
+    """What a plan spends of its budget (both in ``metric``'s units; latency in ms).
+
+    >>> budget_note("params", 6944, 7034)
+    'budget: params 98.7% of the budget used (6,944 of 7,034)'
+    """
+    def amount(x):
+        return f"{x * 1000:,.1f} us" if metric == "latency" else f"{x:,.0f}"
+
+    return (f"budget: {metric} {used / budget:.1%} of the budget used ({amount(used)} of {amount(budget)}"
+            f"{', predicted from the per-layer times' if metric == 'latency' else ''})")
+
+
 def latency_note(option_s: float, as_is_s: float) -> str:
     """A chosen option's measured time beside the layer's, in microseconds: each is the layer's own
     time, the runtime's per-call overhead taken off, so a tiny layer can be under 0.1 us."""
