@@ -12,12 +12,14 @@ Groups:
   default (no fine-tuning) at F = 1/2, 1/3, 1/5; its levers ``convert-error`` and
   ``convert-sensitivity`` (one allocation instead of the better of both on held-out images) and
   ``convert-one-pass`` (the defaults until this round: one data-aware pass on 2,000 images, error
-  allocation);
+  allocation); ``convert-by-loss`` holds the rows of "both" when it kept the lower held-out loss
+  rather than the lower divergence from the original (not runnable any more);
 - lever groups (one change against the defaults each): ``allow-slower`` (no latency guard),
   ``allocation-error`` (rank allocation from the data-aware truncation error, no sensitivity
   evaluations), ``epochs-8`` / ``epochs-15`` / ``epochs-20`` (an 8-, 15- or 20-epoch budget with early stopping,
   patience 2), ``lr-3e-3`` (peak learning rate 3e-3 instead of 1e-3), ``alpha-0.5`` (the loss half
-  hard labels, half the teacher's softened outputs, instead of 0.9 / 0.1);
+  hard labels, half the teacher's softened outputs, instead of 0.9 / 0.1), ``sequential-10k``
+  (factors calibrated layer by layer on 10,000 images, as `convert` now does);
 - ``quiet-default`` and ``quiet-3-epochs``: the default and the old 3-epoch default, for the wall
   time target; run them alone, one after the other.
 
@@ -51,6 +53,7 @@ CONVERT_LEVERS = {
     "convert-error": {"allocation": "error"},
     "convert-sensitivity": {"allocation": "sensitivity"},
     "convert-one-pass": {"method": "data-aware", "calibration_samples": 2000, "allocation": "error"},
+    "convert-by-loss": None,  # rows only: "both" when it kept the lower held-out loss (commit de54b01)
 }
 CONVERT_FACTORS = (2, 3, 5)
 LEVERS = {
@@ -63,6 +66,7 @@ LEVERS = {
     "epochs-20": {"epochs": 20},  # at 20x with the long budget's learning rate (3e-3)
     "lr-3e-3": {"learning_rate": 3e-3},
     "alpha-0.5": {"alpha": 0.5},  # distillation weighted half on the teacher (default 0.9 on the labels)
+    "sequential-10k": {"method": "data-aware+sequential", "calibration_samples": 10_000},  # convert's calibration
     # wall time of the default against the old 3-epoch default, both run alone on a quiet machine
     "quiet-default": {},
     "quiet-3-epochs": {"epochs": 3},
@@ -149,6 +153,8 @@ def run(groups, models=None, factors_wanted=None):
         for name, path in MODELS.items():
             if models and name not in models:
                 continue
+            if group in CONVERT_LEVERS and CONVERT_LEVERS[group] is None:
+                raise SystemExit(f"{group}: rows of an earlier commit, not runnable")
             factors = CONVERT_FACTORS if group in CONVERT_LEVERS else COMPRESS_FACTORS
             for factor in factors:
                 if _done(group, name, factor) or (factors_wanted and factor not in factors_wanted):

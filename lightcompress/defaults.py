@@ -75,11 +75,13 @@ DEFAULT_HOLDOUT = 1000
 ALLOCATION_CHOICES = ("sensitivity", "error")
 DEFAULT_ALLOCATION = "sensitivity"
 # convert --allocation, for a params or MACs budget with a data set: "both" plans it each way, builds
-# both and keeps the one with the lower loss on held-out training images
+# both and keeps the one whose outputs on held-out training images are closer to the original's (KL)
 # (flows/best_allocation.py). Measured without fine-tuning (docs/RESULTS.md): neither wins
 # everywhere (fmnist_cnn_keras3.h5: error 0.11 / sensitivity 0.26 points lost at 2x, 0.75 / 0.39 at 3x).
-CONVERT_ALLOCATION_CHOICES = ("both", "error", "sensitivity")
-DEFAULT_CONVERT_ALLOCATION = "both"
+# "auto" (the default) is "both" where measuring every layer's sensitivity costs at most
+# AFFORDABLE_MACS, else "error" (the plan says so).
+CONVERT_ALLOCATION_CHOICES = ("auto", "both", "error", "sensitivity")
+DEFAULT_CONVERT_ALLOCATION = "auto"
 # ... on this many held-out training images: convert trains on none, so holding out more costs only
 # evaluation time, and halves the variance of the sensitivities and of the choice against compress's
 # 1,000 (fmnist_cnn_keras3.h5 at 3x: 1,000 held out lost 0.51 points, 2,000 lost 0.39).
@@ -109,8 +111,9 @@ CONVERT_CALIBRATION_SAMPLES = 10_000
 CALIBRATION_BYTES = 256 << 20
 # ... and layer by layer only while that costs at most this many multiply-accumulates (one pass
 # over the calibration images per factorisable layer; about a minute on 2 cores); above it,
-# one data-aware pass (ResNet50 on 2,000 images would take about 50 passes of 8e12).
-SEQUENTIAL_MACS = 1e12
+# one data-aware pass (ResNet50 on 2,000 images would take about 50 passes of 8e12). The same
+# bound decides whether convert's "auto" allocation measures each layer's sensitivity.
+AFFORDABLE_MACS = 1e12
 
 
 def convert_calibration_samples(example_bytes: int) -> int:
@@ -126,12 +129,12 @@ def convert_calibration_samples(example_bytes: int) -> int:
 def convert_method(samples: int, macs_per_example: float, layers: int) -> str:
     """convert's factorisation method with calibration data: layer by layer when its passes
     (``layers`` of them over ``samples`` inputs of ``macs_per_example``) cost at most
-    ``SEQUENTIAL_MACS``, else one data-aware pass.
+    ``AFFORDABLE_MACS``, else one data-aware pass.
 
     >>> convert_method(10_000, 5e6, 2), convert_method(2000, 4e9, 53)
     ('data-aware+sequential', 'data-aware')
     """
-    return "data-aware+sequential" if samples * macs_per_example * layers <= SEQUENTIAL_MACS else "data-aware"
+    return "data-aware+sequential" if samples * macs_per_example * layers <= AFFORDABLE_MACS else "data-aware"
 
 # conv_mode (--conv-mode, LayerFilter(conv_mode=...)): how Conv2D kernels are factorised. channel
 # (kxk then 1x1), spatial (kx1 then 1xk), tucker (1x1, kxk core, 1x1), or auto: every mode of the

@@ -39,7 +39,8 @@ def command(
         help=f"With --dataset, how --target-params / --target-macs ranks are chosen: {' / '.join(CONVERT_ALLOCATION_CHOICES)}. "
              "error: each layer's output error on the calibration images, no model evaluated; sensitivity: each "
              "layer's loss per rank measured on held-out training images (cached); both: plan each way and keep "
-             "the model with the lower held-out loss.")] = DEFAULT_CONVERT_ALLOCATION,
+             "the model whose outputs on the held-out images are closer to the original's (KL divergence); auto: "
+             "both where measuring costs at most about a minute, else error.")] = DEFAULT_CONVERT_ALLOCATION,
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,

@@ -65,12 +65,16 @@ class Dataset(ABC):
     def _holdout(self, size: int, seed: int) -> tuple["Dataset", "Dataset"]:
         """``holdout`` once ``size`` is checked and fits."""
 
+    def holdout_size(self, size: int) -> int:
+        """How many training examples ``holdout(size)`` holds out: at most a fifth of them."""
+        whole("holdout", size, 1)
+        return min(size, self.count("train") // HOLDOUT_SHARE)
+
     def holdout(self, size: int, seed: int = 0) -> tuple["Dataset", "Dataset"]:
         """(an in-memory set whose train and test splits are both a slice of at most ``size``
         training examples, at most a fifth of them; this set without that slice). The held-out
         slice is disjoint from the rest, and the test split is left as it is."""
-        whole("holdout", size, 1)
-        size = min(size, self.count("train") // HOLDOUT_SHARE)
+        size = self.holdout_size(size)
         if size < 1:
             raise DataError(f"{self.name} has too few training images to hold any out.")
         return self._holdout(size, seed)

@@ -1,18 +1,40 @@
 """convert's allocation of a params or MACs budget when it has held-out training images: plan it
 both ways, by each layer's output error (``make_plan``: no model evaluated) and by each layer's
-measured loss per rank (``analyse`` + ``allocate``), build both and keep the one whose model has
-the lower loss on the held-out images (never test images). Neither allocation wins everywhere
-(docs/RESULTS.md: without fine-tuning, error allocation lost 0.11 points where sensitivity lost 0.26
-on fmnist_cnn_keras3.h5 at 2x, and 0.75 where sensitivity lost 0.39 at 3x), and one held-out
-evaluation of each model tells them apart.
+measured loss per rank (``analyse`` + ``allocate``), build both and keep the one whose outputs on
+the held-out images (never test images) are closer to the original's: the lower mean KL
+divergence (``evaluation.divergence``), the same aim as the factors' own fit (the original's
+outputs, not the labels, whose noise a loss carries). Neither allocation wins everywhere
+(docs/RESULTS.md: without fine-tuning, error allocation lost 0.17 points where sensitivity lost 0.26
+on fmnist_cnn_keras3.h5 at 2x, and 0.72 where sensitivity lost 0.39 at 3x).
 """
 
 from __future__ import annotations
 
+from .. import defaults
 from ..defaults import CONVERT_ALLOCATION_CHOICES
 from ..errors import OptionError
-from ..planning import TargetMacs, TargetParams, allocate, analyse, make_plan
-from ..training.evaluation import evaluate
+from ..planning import LayerFilter, TargetMacs, TargetParams, allocate, analyse, make_plan
+from ..planning.sensitivity import LADDER
+from ..training.evaluation import divergence, evaluate, output_kind
+from .common import factorisable, macs_per_example
+
+def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | None]:
+    """(the allocation to plan ``rule`` with, a note when "auto" gave up measuring): "auto" is
+    "both" where measuring each layer's sensitivity on ``holdout`` images (one evaluation per
+    layer, mode and ladder rank) costs at most ``defaults.AFFORDABLE_MACS``, else "error"."""
+    if allocation != "auto" or not isinstance(rule, (TargetParams, TargetMacs)):
+        return allocation, None
+    if holdout < 1:
+        return "error", "allocation: by error only: too few training images to hold any out"
+    layer_filter = layer_filter or LayerFilter()
+    evaluations = sum(len(layer_filter.modes(c)) for c in factorisable(model, layer_filter)) * len(LADDER)
+    cost = evaluations * holdout * macs_per_example(model)
+    if cost <= defaults.AFFORDABLE_MACS:
+        return "both", None
+    return "error", (f"allocation: by error only: measuring each layer's sensitivity ({evaluations:,} evaluations of "
+                     f"{holdout:,} held-out images) would cost about {cost:.1e} multiply-accumulates, over "
+                     f"{defaults.AFFORDABLE_MACS:.0e}; --allocation both measures it anyway")
+
 
 def applies(rule, allocation) -> bool:
     """Whether ``rule`` is planned from held-out images under ``allocation`` (a params or MACs
@@ -22,19 +44,22 @@ def applies(rule, allocation) -> bool:
 
 def best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation="both", on_step=None):
     """(new model, plan) for the budget ``rule``: the ``allocation`` asked for ("sensitivity",
-    or "both": the one of the two with the lower loss on ``judge``), each plan built by
-    ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out losses."""
+    or "both": the one of the two whose outputs on ``judge`` are closer to ``model``'s), each plan built by
+    ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out divergences and losses."""
     sens = analyse(model, judge, layer_filter, on_step=on_step, method=method, statistics=stats)
     by_sensitivity = build(allocate(model, sens, rule.fraction, rule.metric))
     if allocation == "sensitivity":
         return by_sensitivity
     by_error = build(make_plan(model, rule, layer_filter, method, stats))
-    losses = [evaluate(built, judge).loss for built, _ in (by_error, by_sensitivity)]
-    kept, other = (0, 1) if losses[0] <= losses[1] else (1, 0)
+    kind = output_kind(model, judge.head("test", 64)[0])
+    apart = [divergence(model, built, judge, kind) for built, _ in (by_error, by_sensitivity)]
+    losses = [evaluate(built, judge, kind).loss for built, _ in (by_error, by_sensitivity)]
+    kept, other = (0, 1) if apart[0] <= apart[1] else (1, 0)
     names = ("error", "sensitivity")
     new_model, plan = (by_error, by_sensitivity)[kept]
-    plan.notes.append(f"allocation: by {names[kept]} kept, held-out loss {losses[kept]:.4f} against "
-                      f"{losses[other]:.4f} by {names[other]} ({judge.count('test'):,} training images held out)")
+    plan.notes.append(f"allocation: by {names[kept]} kept, closer to the original on {judge.count('test'):,} "
+                      f"held-out training images: KL {apart[kept]:.4f} against {apart[other]:.4f} by {names[other]} "
+                      f"(loss {losses[kept]:.4f} against {losses[other]:.4f})")
     return new_model, plan
 
 

@@ -35,6 +35,19 @@ def load_inputs(source, data, trust, stage, stream=False):
         return net, open_for_model(net, data, in_memory=not stream)
 
 
+def factorisable(net, layer_filter=None) -> list:
+    """The candidates (``factorization.candidates``) of the layers ``layer_filter`` would consider
+    factorising; no kernel is decomposed."""
+    from ..planning import LayerFilter
+
+    return (layer_filter or LayerFilter()).chosen([c for c in analyze.candidates(net) if c.unsupported is None])[0]
+
+
+def macs_per_example(net) -> float:
+    """Multiply-accumulates of one forward pass of ``net`` (layers whose MACs are not counted: 0)."""
+    return float(sum(s.macs or 0 for s in analyze.layer_stats(net)))
+
+
 def decomposition_progress(net, on_step, layer_filter=None):
     """A context in which every kernel decomposition of ``net`` advances ``on_step(done, total,
     text)``, counted in kernel weights (a decomposition costs about its kernel's size, so a big
@@ -45,8 +58,7 @@ def decomposition_progress(net, on_step, layer_filter=None):
     from ..planning import LayerFilter
 
     layer_filter = layer_filter or LayerFilter()
-    chosen, _ = layer_filter.chosen([c for c in analyze.candidates(net) if c.unsupported is None])
-    total = sum(c.size * len(layer_filter.modes(c)) for c in chosen) or 1
+    total = sum(c.size * len(layer_filter.modes(c)) for c in factorisable(net, layer_filter)) or 1
     done = [0]
 
     def advance(c, mode):

@@ -21,8 +21,9 @@ from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
 from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
 from ..training.evaluation import OutputDifference, output_difference
-from .common import data_inputs, decomposition_progress, load_inputs, no_progress, test_images
-from .best_allocation import applies, best_allocation, check as check_allocation
+from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example,
+                     no_progress, test_images)
+from .best_allocation import applies, best_allocation, check as check_allocation, resolve as resolve_allocation
 from .measured_latency import meet_measured_latency
 from ..defaults import DEFAULT_CONVERT_ALLOCATION
 
@@ -62,9 +63,12 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     if runtime is not None:
         with stage(f"timing each layer's ranks in {runtime.name}"):
             rule = timed(rule, original, layer_filter, runtime, on_step)
-    judge, train = None, prepared
-    if prepared is not None and applies(rule, allocation):
-        judge, train = prepared.holdout(CONVERT_HOLDOUT, data.seed)
+    judge, train, skipped = None, prepared, None
+    if prepared is not None:
+        allocation, skipped = resolve_allocation(allocation, rule, original, layer_filter,
+                                                 prepared.holdout_size(CONVERT_HOLDOUT))
+        if applies(rule, allocation):
+            judge, train = prepared.holdout(CONVERT_HOLDOUT, data.seed)
     with stage("factorising"), decomposition_progress(original, on_step, None if plan_file else layer_filter):
         plan = read_plan(original, plan_file) if plan_file else None
         x = None if prepared is None else test_images(prepared)
@@ -74,6 +78,8 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
             calib_x = calibration_images(train, calibration_samples or calibration_default(original), data.seed)
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
                          judge=judge, allocation=allocation, on_step=on_step)
+        if skipped:
+            result.plan.notes.append(skipped)
     with stage(f"saving {target}"):
         model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
@@ -95,22 +101,13 @@ def calibration_default(model) -> int:
     return convert_calibration_samples(sum(4 * math.prod(shape) for shape in sizes))
 
 
-def macs_per_example(model) -> float:
-    from ..factorization.candidates import layer_stats
-
-    return float(sum(s.macs or 0 for s in layer_stats(model)))
-
-
 def default_method(model, calibration_x, layer_filter=None) -> str:
     """The method for ``model`` calibrated on ``calibration_x``: layer by layer where its passes
     (one per layer ``layer_filter`` may factorise) are affordable (``defaults.convert_method``)."""
     from ..defaults import convert_method
-    from ..factorization.candidates import candidates
-    from ..planning import LayerFilter
 
-    layers = (layer_filter or LayerFilter()).chosen([c for c in candidates(model) if c.unsupported is None])[0]
     count = len(calibration_x[0] if isinstance(calibration_x, (list, tuple)) else calibration_x)
-    return convert_method(count, macs_per_example(model), len(layers))
+    return convert_method(count, macs_per_example(model), len(factorisable(model, layer_filter)))
 
 
 def check_runtime(rule, runtime=None) -> Runtime | None:
@@ -190,8 +187,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     given is applied with ``method`` (the caller's plan is not changed).
 
     ``judge``: held-out training images (a ``Dataset``); with them a params or MACs budget is
-    allocated as ``allocation`` says ("both": by error and by sensitivity, the lower held-out loss
-    kept; see ``best_allocation``; ``on_step`` follows the sensitivity analysis). Without them,
+    allocated as ``allocation`` says ("both": by error and by sensitivity, the one closer to the
+    original on them kept; see ``best_allocation``; ``on_step`` follows the sensitivity analysis). Without them,
     by error.
     """
     from ..factorization.methods import resolve_method

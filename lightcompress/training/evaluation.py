@@ -1,6 +1,7 @@
 """Evaluation of a classifier on a data set's test split: a leaf module (nothing here imports training).
 
-``evaluate`` (accuracy, loss) and ``agreement`` (top-1 agreement of two classifiers) read any
+``evaluate`` (accuracy, loss), ``agreement`` (top-1 agreement of two classifiers) and
+``divergence`` (KL divergence of one classifier's outputs from another's) read any
 ``data.Dataset`` through its ``chunks``: an in-memory set in one piece, a stream batch by batch.
 The loss follows the model's actual outputs (probabilities, logits, or one sigmoid unit).
 """
@@ -96,6 +97,33 @@ def agreement(model_a, model_b, data: Dataset, batch_size=256) -> float:
     if total == 0:
         raise DataError(f"data set '{data.name}' has no test images; give a data set with both splits.")
     return same / total
+
+
+def divergence(reference, model, data: Dataset, kind: str | None = None, batch_size=256) -> float:
+    """Mean KL divergence KL(reference ‖ model) of two classifiers' class distributions on the test
+    split of ``data`` (nats per example): how far ``model`` is from reproducing ``reference``,
+    without the label noise of a loss. Both are read as ``kind`` (see ``output_kind``).
+
+    A model diverges from itself by nothing:
+
+    >>> import keras
+    >>> from lightcompress.data.memory import Prepared
+    >>> net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
+    >>> x = np.eye(3, dtype="float32")
+    >>> divergence(net, net, Prepared("eye", x, np.zeros(3, int), x, np.zeros(3, int), 4))
+    0.0
+    """
+    total, n = 0.0, 0
+    with data.reading():
+        for x, _ in data.chunks("test", batch_size):
+            kind = kind or output_kind(reference, x)
+            p = log_probs(reference.predict(x, batch_size=batch_size, verbose=0), kind)
+            q = log_probs(model.predict(x, batch_size=batch_size, verbose=0), kind)
+            total += float(np.sum(np.exp(p) * (p - q)))
+            n += len(x)
+    if n == 0:
+        raise DataError(f"data set '{data.name}' has no test images; give a data set with both splits.")
+    return max(total / n, 0.0)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from lightcompress.flows import best_allocation
 
 runner = CliRunner()
 convert_flow = importlib.import_module("lightcompress.flows.convert")  # the package exports the function
-KEPT = re.compile(r"allocation: by (error|sensitivity) kept, held-out loss ([\d.]+) against ([\d.]+) by "
-                  r"(error|sensitivity) \(([\d,]+) training images held out\)")
+KEPT = re.compile(r"allocation: by (error|sensitivity) kept, closer to the original on ([\d,]+) held-out training "
+                  r"images: KL ([\d.]+) against ([\d.]+) by (error|sensitivity) \(loss ([\d.]+) against ([\d.]+)\)")
 
 
 @pytest.fixture
@@ -47,26 +47,74 @@ def _convert(path, data, out, *extra):
     return json.loads(result.stdout)
 
 
-def test_both_allocations_are_built_and_the_lower_held_out_loss_is_kept(files, tmp_path, monkeypatch):
+def test_both_allocations_are_built_and_the_one_closer_to_the_original_is_kept(files, tmp_path, monkeypatch):
     path, data = files
-    seen = []
-    real_evaluate = best_allocation.evaluate
+    apart, losses = [], []
+    real_divergence, real_evaluate = best_allocation.divergence, best_allocation.evaluate
 
-    def spy(model, judge, *args, **kwargs):
-        result = real_evaluate(model, judge, *args, **kwargs)
-        seen.append(result.loss)
-        return result
+    def divergence_spy(reference, model, judge, *args, **kwargs):
+        apart.append(real_divergence(reference, model, judge, *args, **kwargs))
+        return apart[-1]
 
-    monkeypatch.setattr(best_allocation, "evaluate", spy)
+    def evaluate_spy(model, judge, *args, **kwargs):
+        losses.append(real_evaluate(model, judge, *args, **kwargs).loss)
+        return real_evaluate(model, judge, *args, **kwargs)
+
+    monkeypatch.setattr(best_allocation, "divergence", divergence_spy)
+    monkeypatch.setattr(best_allocation, "evaluate", evaluate_spy)
     report = _convert(path, data, tmp_path / "a.keras")
     note = next(n for n in report["notes"] if n.startswith("allocation:"))
-    kept, low, high, other, held = KEPT.fullmatch(note).groups()
+    kept, held, low, high, other, kept_loss, other_loss = KEPT.fullmatch(note).groups()
     assert {kept, other} == {"error", "sensitivity"} and held == "120"  # a fifth of 600 training images
-    assert len(seen) == 2 and float(low) == pytest.approx(min(seen), abs=1e-4) and float(low) <= float(high)
-    assert float(high) == pytest.approx(max(seen), abs=1e-4)
+    assert len(apart) == 2 and min(apart) > 0  # neither plan is the original
+    assert float(low) == pytest.approx(min(apart), abs=1e-4) and float(high) == pytest.approx(max(apart), abs=1e-4)
+    by_name = dict(zip(("error", "sensitivity"), losses))
+    assert float(kept_loss) == pytest.approx(by_name[kept], abs=1e-4)
+    assert float(other_loss) == pytest.approx(by_name[other], abs=1e-4)
     # the kept plan is the one named: a sensitivity plan says so in its policy
     assert report["policy"].startswith("sensitivity") == (kept == "sensitivity")
     assert report["totals"]["params_ratio"] <= 0.4
+
+
+@pytest.mark.parametrize("apart, kept", [((0.2, 0.1), "sensitivity"), ((0.1, 0.2), "error")])
+def test_the_plan_closer_to_the_original_is_kept(files, monkeypatch, apart, kept):
+    """Whichever plan's divergence is lower is kept, whatever the losses say."""
+    from lightcompress.data import DataSpec, open_for_model
+    from lightcompress.factorization.methods import get_method
+    from lightcompress.planning import LayerFilter, TargetParams
+
+    path, data = files
+    model = keras.models.load_model(path)
+    judge = open_for_model(model, DataSpec(str(data)), in_memory=True).holdout(100)[0]
+    values = iter(apart)
+    monkeypatch.setattr(best_allocation, "divergence", lambda *a, **k: next(values))
+    built = []
+
+    def build(plan):
+        built.append(plan)
+        return model, plan
+
+    _, plan = best_allocation.best_allocation(model, TargetParams(0.4), LayerFilter(min_params=0), get_method("svd"),
+                                              None, judge, build)
+    assert len(built) == 2 and plan is built[1 if kept == "error" else 0]  # built: sensitivity, then error
+    assert plan.notes[-1].startswith(f"allocation: by {kept} kept, closer to the original on 100 held-out")
+    assert f"KL {min(apart):.4f} against {max(apart):.4f}" in plan.notes[-1]
+
+
+def test_divergence_is_zero_for_the_same_model_and_grows_with_the_difference(files):
+    from lightcompress.data.memory import Prepared
+    from lightcompress.training.evaluation import divergence
+
+    path, data = files
+    model = keras.models.load_model(path)
+    with np.load(data) as d:
+        held = Prepared("held", d["x_train"][:50], d["y_train"][:50], d["x_train"][:50], d["y_train"][:50], 4)
+    assert divergence(model, model, held) == pytest.approx(0.0, abs=1e-7)
+    nudged = keras.models.clone_model(model)
+    nudged.set_weights([w + 0.05 for w in model.get_weights()])
+    pushed = keras.models.clone_model(model)
+    pushed.set_weights([w + 0.2 for w in model.get_weights()])
+    assert 0 < divergence(model, nudged, held) < divergence(model, pushed, held)
 
 
 def test_one_allocation_when_asked(files, tmp_path):
@@ -94,13 +142,29 @@ def test_a_fixed_rank_holds_nothing_out(files, tmp_path):
     assert report["calibration"]["samples"] == 600 and not any(n.startswith("allocation:") for n in report["notes"])
 
 
+def test_auto_measures_sensitivity_only_where_affordable(files, tmp_path, monkeypatch):
+    path, data = files
+    assert KEPT.fullmatch(next(n for n in _convert(path, data, tmp_path / "a.keras")["notes"]
+                               if n.startswith("allocation:")))  # small: both plans built
+    monkeypatch.setattr(defaults, "AFFORDABLE_MACS", 1000)
+    measured = []
+    monkeypatch.setattr(best_allocation, "analyse", lambda *a, **k: measured.append(a))
+    report = _convert(path, data, tmp_path / "b.keras")
+    note = next(n for n in report["notes"] if n.startswith("allocation:"))
+    assert re.fullmatch(r"allocation: by error only: measuring each layer's sensitivity \(39 evaluations of 120 "
+                        r"held-out images\) would cost about [\d.]+e\+\d\d multiply-accumulates, over 1e\+03; "
+                        r"--allocation both measures it anyway", note), note
+    assert measured == [] and report["policy"] == "target params 0.4"
+    assert report["calibration"]["samples"] == 600  # nothing held out
+
+
 def test_an_unknown_allocation_is_refused_before_any_work(files, tmp_path):
     path, data = files
     out = tmp_path / "x.keras"
     result = runner.invoke(app, ["convert", str(path), "--target-params", "0.4", "--dataset", str(data),
                                  "--allocation", "greedy", "-o", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.strip() == "error: --allocation greedy is unknown; use one of both, error, sensitivity."
+    assert result.output.strip() == "error: --allocation greedy is unknown; use one of auto, both, error, sensitivity."
     assert not out.exists()
 
 
@@ -139,6 +203,6 @@ def test_calibration_is_layer_by_layer_on_more_images_where_affordable(files, tm
     path, data = files
     report = _convert(path, data, tmp_path / "a.keras", "--allocation", "error")
     assert report["method"] == "data-aware+sequential" and report["calibration"]["samples"] == 600  # all there are
-    monkeypatch.setattr(defaults, "SEQUENTIAL_MACS", 0)
+    monkeypatch.setattr(defaults, "AFFORDABLE_MACS", 0)
     report = _convert(path, data, tmp_path / "b.keras", "--allocation", "error", "--calibration", "50")
     assert report["method"] == "data-aware" and report["calibration"]["samples"] == 50
