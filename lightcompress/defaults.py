@@ -100,8 +100,9 @@ DEFAULT_MIN_SAVING = 0.2
 # (n <= 1,600) are full rank from it. compress and inspect calibrate on this many.
 DEFAULT_CALIBRATION_SAMPLES = 2000
 
-# convert with a data set has no fine-tuning after it, so its factors are the result: it calibrates
-# layer by layer ("data-aware+sequential") on more images. Measured (docs/RESULTS.md, convert
+# convert with a data set has no fine-tuning after it, so its factors are the result: where it can,
+# it calibrates layer by layer ("data-aware+sequential") on more images (one data-aware pass stays
+# on DEFAULT_CALIBRATION_SAMPLES: 10,000 bought it 0.0-0.1 points). Measured (docs/RESULTS.md, convert
 # --target-params 1/2, 1/3, 1/5, both real CNNs): sequential on 2,000 images lost 0.54/0.99/2.49
 # points on fmnist_cnn_keras2.h5 (its 1,600-wide dense layer's cross moments from 2,000 rows
 # overfit), on 10,000 images 0.19/0.42/1.81, against 0.34/0.82/2.10 for one data-aware pass.

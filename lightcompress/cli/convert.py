@@ -33,8 +33,8 @@ def command(
     calibration_samples: Annotated[Optional[int], typer.Option(
         "--calibration", show_default=False,
         help=f"Training images whose layer inputs calibrate the factors of a method that needs data (default: "
-             f"{CONVERT_CALIBRATION_SAMPLES:,}, fewer for large inputs: at most {CALIBRATION_BYTES >> 20} MB of them, at least "
-             f"{DEFAULT_CALIBRATION_SAMPLES:,}).")] = None,
+             f"{CONVERT_CALIBRATION_SAMPLES:,} layer by layer, fewer for large inputs: at most {CALIBRATION_BYTES >> 20} MB "
+             f"of them; {DEFAULT_CALIBRATION_SAMPLES:,} for one pass).")] = None,
     allocation: Annotated[str, typer.Option(
         help=f"With --dataset, how --target-params / --target-macs ranks are chosen: {' / '.join(CONVERT_ALLOCATION_CHOICES)}. "
              "error: each layer's output error on the calibration images, no model evaluated; sensitivity: each "

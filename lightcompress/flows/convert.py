@@ -35,14 +35,15 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
-    calibrated on ``calibration_samples`` training images (default: ``calibration_default``),
-    layer by layer where that is affordable (``defaults.convert_method``), and outputs are
+    calibrated on ``calibration_samples`` training images, layer by layer where that is affordable
+    (``default_method``; then ``calibration_default`` images by default, else
+    ``DEFAULT_CALIBRATION_SAMPLES``), and outputs are
     compared and accuracy measured on its test images. With ``data``, a params or MACs budget is
     allocated as ``allocation`` says (``best_allocation``; "both" and "sensitivity" hold out
     ``CONVERT_HOLDOUT`` training images). ``on_step(done, total, text)`` follows the
     decompositions (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime``
     (see ``timed``)."""
-    from ..defaults import CONVERT_HOLDOUT
+    from ..defaults import CONVERT_HOLDOUT, DEFAULT_CALIBRATION_SAMPLES
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import calibration_images, check_count
 
@@ -74,8 +75,14 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         x = None if prepared is None else test_images(prepared)
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
         calib_x = None
-        if prepared is not None and (method is None or method.needs_data):
-            calib_x = calibration_images(train, calibration_samples or calibration_default(original), data.seed)
+        if prepared is not None:
+            if method is None:
+                method = resolve_method(default_method(original, calibration_samples or calibration_default(original),
+                                                       layer_filter), True)
+            if method.needs_data:
+                count = calibration_samples or (calibration_default(original) if method.sequential
+                                                else DEFAULT_CALIBRATION_SAMPLES)
+                calib_x = calibration_images(train, count, data.seed)
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
                          judge=judge, allocation=allocation, on_step=on_step)
         if skipped:
@@ -101,12 +108,11 @@ def calibration_default(model) -> int:
     return convert_calibration_samples(sum(4 * math.prod(shape) for shape in sizes))
 
 
-def default_method(model, calibration_x, layer_filter=None) -> str:
-    """The method for ``model`` calibrated on ``calibration_x``: layer by layer where its passes
+def default_method(model, count: int, layer_filter=None) -> str:
+    """The method for ``model`` calibrated on ``count`` inputs: layer by layer where its passes
     (one per layer ``layer_filter`` may factorise) are affordable (``defaults.convert_method``)."""
     from ..defaults import convert_method
 
-    count = len(calibration_x[0] if isinstance(calibration_x, (list, tuple)) else calibration_x)
     return convert_method(count, macs_per_example(model), len(factorisable(model, layer_filter)))
 
 
@@ -198,7 +204,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
     rule = timed(rule, model, layer_filter, runtime)
     if method is None and calibration_x is not None:
-        method = default_method(model, calibration_x, layer_filter)
+        count = len(calibration_x[0] if isinstance(calibration_x, (list, tuple)) else calibration_x)
+        method = default_method(model, count, layer_filter)
     method = resolve_method(method, calibration_x is not None)
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
     seconds = None

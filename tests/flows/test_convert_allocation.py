@@ -201,8 +201,15 @@ def test_calibration_is_layer_by_layer_on_more_images_where_affordable(files, tm
     assert convert_flow.calibration_default(keras.Sequential([keras.Input((None, 8)), keras.layers.Dense(2)])) == 2000
     assert convert_flow.calibration_default(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Dense(2)])) == 10_000
     path, data = files
+    asked = []
+    real_images = statistics.calibration_images
+    monkeypatch.setattr(statistics, "calibration_images", lambda d, count, seed=0: asked.append(count) or
+                        real_images(d, count, seed))
     report = _convert(path, data, tmp_path / "a.keras", "--allocation", "error")
     assert report["method"] == "data-aware+sequential" and report["calibration"]["samples"] == 600  # all there are
-    monkeypatch.setattr(defaults, "AFFORDABLE_MACS", 0)
-    report = _convert(path, data, tmp_path / "b.keras", "--allocation", "error", "--calibration", "50")
-    assert report["method"] == "data-aware" and report["calibration"]["samples"] == 50
+    assert asked == [10_000]
+    monkeypatch.setattr(defaults, "AFFORDABLE_MACS", 0)  # too costly to go layer by layer: one pass on 2,000
+    report = _convert(path, data, tmp_path / "b.keras", "--allocation", "error")
+    assert report["method"] == "data-aware" and asked[-1] == 2000
+    report = _convert(path, data, tmp_path / "c.keras", "--allocation", "error", "--calibration", "50")
+    assert report["method"] == "data-aware" and report["calibration"]["samples"] == 50 and asked[-1] == 50
