@@ -33,7 +33,7 @@ def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | 
         return "both", None
     return "error", (f"allocation: by error only: measuring each layer's sensitivity ({evaluations:,} evaluations of "
                      f"{holdout:,} held-out images) would cost about {cost:.1e} multiply-accumulates, over "
-                     f"{defaults.AFFORDABLE_MACS:.0e}; --allocation both measures it anyway")
+                     f"{defaults.AFFORDABLE_MACS:.0e}; asking for both allocations measures it anyway")
 
 
 def applies(rule, allocation) -> bool:

@@ -153,7 +153,7 @@ def test_auto_measures_sensitivity_only_where_affordable(files, tmp_path, monkey
     note = next(n for n in report["notes"] if n.startswith("allocation:"))
     assert re.fullmatch(r"allocation: by error only: measuring each layer's sensitivity \(39 evaluations of 120 "
                         r"held-out images\) would cost about [\d.]+e\+\d\d multiply-accumulates, over 1e\+03; "
-                        r"--allocation both measures it anyway", note), note
+                        r"asking for both allocations measures it anyway", note), note
     assert measured == [] and report["policy"] == "target params 0.4"
     assert report["calibration"]["samples"] == 600  # nothing held out
 
