@@ -18,6 +18,7 @@ from ..planning.sensitivity import LADDER
 from ..training.evaluation import divergence, evaluate, output_kind
 from .common import factorisable, macs_per_example
 
+
 def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | None]:
     """(the allocation to plan ``rule`` with, a note when "auto" gave up measuring): "auto" is
     "both" where measuring each layer's sensitivity on ``holdout`` images (one evaluation per
@@ -44,8 +45,9 @@ def applies(rule, allocation) -> bool:
 
 def best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation="both", on_step=None):
     """(new model, plan) for the budget ``rule``: the ``allocation`` asked for ("sensitivity",
-    or "both": the one of the two whose outputs on ``judge`` are closer to ``model``'s), each plan built by
-    ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out divergences and losses."""
+    or "both": the one of the two whose outputs on ``judge`` are closer to ``model``'s), each
+    plan built by ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out
+    divergences and losses."""
     sens = analyse(model, judge, layer_filter, on_step=on_step, method=method, statistics=stats)
     by_sensitivity = build(allocate(model, sens, rule.fraction, rule.metric))
     if allocation == "sensitivity":

@@ -35,10 +35,10 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
-    calibrated on ``calibration_samples`` training images, layer by layer where that is affordable
-    (``default_method``; then ``calibration_default`` images by default, else
-    ``DEFAULT_CALIBRATION_SAMPLES``), and outputs are
-    compared and accuracy measured on its test images. With ``data``, a params or MACs budget is
+    layer by layer where that is affordable (``default_method``), calibrated on
+    ``calibration_samples`` training images (default: ``calibration_default`` layer by layer,
+    else ``DEFAULT_CALIBRATION_SAMPLES``), and outputs are compared and accuracy measured on its
+    test images. With ``data``, a params or MACs budget is
     allocated as ``allocation`` says (``best_allocation``; "both" and "sensitivity" hold out
     ``CONVERT_HOLDOUT`` training images). ``on_step(done, total, text)`` follows the
     decompositions (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime``
@@ -188,14 +188,14 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     ``x``: inputs to compare the two models' outputs on (random inputs when None).
     ``method``: how the factors are made, a registered name (``methods.known_methods()``) or a
     ``methods.Method``; the default is ``default_method``'s when ``calibration_x`` (training
-    inputs) is given, else "svd". With a method that needs statistics, the plan's errors are output errors
-    on ``calibration_x``, so the rank rules allocate by what each layer computes. A ``plan``
-    given is applied with ``method`` (the caller's plan is not changed).
+    inputs) is given, else "svd". With a method that needs statistics, the plan's errors are
+    output errors on ``calibration_x``, so the rank rules allocate by what each layer computes.
+    A ``plan`` given is applied with ``method`` (the caller's plan is not changed).
 
     ``judge``: held-out training images (a ``Dataset``); with them a params or MACs budget is
     allocated as ``allocation`` says ("both": by error and by sensitivity, the one closer to the
-    original on them kept; see ``best_allocation``; ``on_step`` follows the sensitivity analysis). Without them,
-    by error.
+    original on them kept; see ``best_allocation``; ``on_step`` follows the sensitivity
+    analysis). Without them, by error. ``calibration_seconds`` counts every calibration pass.
     """
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import collect
@@ -216,7 +216,7 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
             return apply_plan(model, plan), plan
         new_model, used = calibrate_and_apply(model, plan, calibration_x,
                                               statistics=None if method.sequential else stats)
-        seconds = stats.seconds + (used.seconds if method.sequential else 0.0)
+        seconds = (seconds or stats.seconds) + (used.seconds if method.sequential else 0.0)
         return new_model, plan
 
     if plan is not None:
