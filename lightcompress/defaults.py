@@ -127,15 +127,25 @@ def convert_calibration_samples(example_bytes: int) -> int:
     return int(max(DEFAULT_CALIBRATION_SAMPLES, min(CONVERT_CALIBRATION_SAMPLES, fits)))
 
 
-def convert_method(samples: int, macs_per_example: float, layers: int) -> str:
+# ... and only on at least this many calibration images per input of the widest Dense layer (its
+# cross moments come from one row per image): fmnist_cnn_keras2.h5's 1,600-wide layer lost more
+# layer by layer than in one pass on 2,000 images (1.25 per input) and less on 10,000 (6.25);
+# fmnist_cnn_keras3.h5's 576-wide one lost less on 2,000 (3.5 per input).
+SEQUENTIAL_IMAGES_PER_INPUT = 3
+
+
+def convert_method(samples: int, macs_per_example: float, layers: int, widest_dense: int = 0) -> str:
     """convert's factorisation method with calibration data: layer by layer when its passes
     (``layers`` of them over ``samples`` inputs of ``macs_per_example``) cost at most
-    ``AFFORDABLE_MACS``, else one data-aware pass.
+    ``AFFORDABLE_MACS`` and ``samples`` are at least ``SEQUENTIAL_IMAGES_PER_INPUT`` per input of
+    the widest Dense layer, else one data-aware pass.
 
-    >>> convert_method(10_000, 5e6, 2), convert_method(2000, 4e9, 53)
-    ('data-aware+sequential', 'data-aware')
+    >>> convert_method(10_000, 5e6, 2, 1600), convert_method(2000, 5e6, 2, 1600), convert_method(2000, 4e9, 53)
+    ('data-aware+sequential', 'data-aware', 'data-aware')
     """
-    return "data-aware+sequential" if samples * macs_per_example * layers <= AFFORDABLE_MACS else "data-aware"
+    affordable = samples * macs_per_example * layers <= AFFORDABLE_MACS
+    enough = samples >= SEQUENTIAL_IMAGES_PER_INPUT * widest_dense
+    return "data-aware+sequential" if affordable and enough else "data-aware"
 
 # conv_mode (--conv-mode, LayerFilter(conv_mode=...)): how Conv2D kernels are factorised. channel
 # (kxk then 1x1), spatial (kx1 then 1xk), tucker (1x1, kxk core, 1x1), or auto: every mode of the

@@ -78,7 +78,8 @@ def command(
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     timing = target_latency is not None or runtime is not None or threads != o.DEFAULT_THREADS
     where = flows.check_runtime(rule, o.runtime(runtime, threads) if timing else None)  # before any work
-    train_limit = None if o.method_needs_data(method) else 1  # calibration reads training images
+    held_out = (target_params is not None or target_macs is not None) and allocation != "error"
+    train_limit = None if o.method_needs_data(method) or held_out else 1  # calibration, held-out images
     data = o.optional_data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(

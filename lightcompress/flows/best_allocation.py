@@ -10,9 +10,11 @@ on fmnist_cnn_keras3.h5 at 2x, and 0.72 where sensitivity lost 0.39 at 3x).
 
 from __future__ import annotations
 
+import math
+
 from .. import defaults
 from ..defaults import CONVERT_ALLOCATION_CHOICES
-from ..errors import OptionError
+from ..errors import OptionError, RankError
 from ..planning import LayerFilter, TargetMacs, TargetParams, allocate, analyse, make_plan
 from ..planning.sensitivity import LADDER
 from ..training.evaluation import divergence, evaluate, output_kind
@@ -29,11 +31,12 @@ def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | 
         return "error", "allocation: by error only: too few training images to hold any out"
     layer_filter = layer_filter or LayerFilter()
     evaluations = sum(len(layer_filter.modes(c)) for c in factorisable(model, layer_filter)) * len(LADDER)
-    cost = evaluations * holdout * macs_per_example(model)
+    cost = evaluations * holdout * macs_per_example(model, unknown=math.inf)
     if cost <= defaults.AFFORDABLE_MACS:
         return "both", None
+    about = "an unknown number of" if math.isinf(cost) else f"about {cost:.1e}"
     return "error", (f"allocation: by error only: measuring each layer's sensitivity ({evaluations:,} evaluations of "
-                     f"{holdout:,} held-out images) would cost about {cost:.1e} multiply-accumulates, over "
+                     f"{holdout:,} held-out images) would cost {about} multiply-accumulates, over "
                      f"{defaults.AFFORDABLE_MACS:.0e}; asking for both allocations measures it anyway")
 
 
@@ -49,10 +52,14 @@ def best_allocation(model, rule, layer_filter, method, stats, judge, build, allo
     plan built by ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out
     divergences and losses."""
     sens = analyse(model, judge, layer_filter, on_step=on_step, method=method, statistics=stats)
-    by_sensitivity = build(allocate(model, sens, rule.fraction, rule.metric))
     if allocation == "sensitivity":
-        return by_sensitivity
+        return build(allocate(model, sens, rule.fraction, rule.metric))
     by_error = build(make_plan(model, rule, layer_filter, method, stats))
+    try:
+        by_sensitivity = build(allocate(model, sens, rule.fraction, rule.metric))
+    except RankError as err:  # its ladder's smallest ranks cannot meet a budget the error plan meets
+        by_error[1].notes.append(f"allocation: by error only: the sensitivity allocation cannot meet it ({err})")
+        return by_error
     kind = output_kind(model, judge.head("test", 64)[0])
     apart = [divergence(model, built, judge, kind) for built, _ in (by_error, by_sensitivity)]
     losses = [evaluate(built, judge, kind).loss for built, _ in (by_error, by_sensitivity)]

@@ -43,9 +43,14 @@ def factorisable(net, layer_filter=None) -> list:
     return (layer_filter or LayerFilter()).chosen([c for c in analyze.candidates(net) if c.unsupported is None])[0]
 
 
-def macs_per_example(net) -> float:
-    """Multiply-accumulates of one forward pass of ``net`` (layers whose MACs are not counted: 0)."""
-    return float(sum(s.macs or 0 for s in analyze.layer_stats(net)))
+def macs_per_example(net, unknown=0.0) -> float:
+    """Multiply-accumulates of one forward pass of ``net``; layers whose MACs are not counted add
+    nothing, and ``unknown`` stands for the whole when a layer's size is not fixed (``math.inf``
+    where an unknown cost must not pass for a small one)."""
+    stats = analyze.layer_stats(net)
+    if any(s.size_unknown for s in stats):
+        return unknown
+    return float(sum(s.macs or 0 for s in stats))
 
 
 def decomposition_progress(net, on_step, layer_filter=None):

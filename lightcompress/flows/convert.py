@@ -14,12 +14,12 @@ from .. import report
 from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 
-from ..data.synthetic import model_inputs_like
+from ..data.synthetic import input_specs, model_inputs_like
 from ..deploy.timing import Runtime
 from ..errors import OptionError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
-from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
+from ..planning import LayerFilter, Plan, TargetLatency, TargetMacs, TargetParams, make_plan, read_plan
 from ..training.evaluation import OutputDifference, output_difference
 from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example,
                      no_progress, test_images)
@@ -50,11 +50,16 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     if method is not None or data is None:
         method = resolve_method(method, data is not None)  # refused before any work
     check_allocation(allocation)
+    if allocation != "auto" and (data is None or not isinstance(rule, (TargetParams, TargetMacs))):
+        raise OptionError("chooses how a target_params or target_macs budget is planned with a data set (data=NAME); "
+                          "give both, or drop it", option="allocation", value=allocation)
     if calibration_samples is not None:
         check_count(calibration_samples)
+        if data is None or (method is not None and not method.needs_data):
+            raise OptionError("counts the training images a data-aware method calibrates on; give a data set "
+                              "(data=NAME) and no method='svd', or drop it", option="calibration_samples",
+                              value=calibration_samples)
     if (rule is None) == (plan_file is None):
-        from ..errors import OptionError
-
         raise OptionError("give either a rank rule or plan_file, not both or neither.")
     runtime = check_runtime(rule, runtime)
     source = Path(source)
@@ -76,12 +81,11 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
         calib_x = None
         if prepared is not None:
-            if method is None:
-                method = resolve_method(default_method(original, calibration_samples or calibration_default(original),
-                                                       layer_filter), True)
+            wanted = calibration_samples or calibration_default(original)
+            if method is None:  # layer by layer if the images there are suffice
+                method = resolve_method(default_method(original, min(wanted, train.count("train")), layer_filter), True)
             if method.needs_data:
-                count = calibration_samples or (calibration_default(original) if method.sequential
-                                                else DEFAULT_CALIBRATION_SAMPLES)
+                count = calibration_samples or (wanted if method.sequential else DEFAULT_CALIBRATION_SAMPLES)
                 calib_x = calibration_images(train, count, data.seed)
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
                          judge=judge, allocation=allocation, on_step=on_step)
@@ -99,10 +103,14 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
 
 def calibration_default(model) -> int:
     """convert's calibration images for ``model`` (``defaults.convert_calibration_samples`` of
-    its input size; as many as compress when an input has no fixed size)."""
+    its input size; as many as compress when an input has no fixed size or none is declared)."""
     from ..defaults import DEFAULT_CALIBRATION_SAMPLES, convert_calibration_samples
+    from ..errors import UnsupportedModelError
 
-    sizes = [tuple(t.shape[1:]) for t in model.inputs]
+    try:
+        sizes = [tuple(t.shape[1:]) for t in input_specs(model)]
+    except UnsupportedModelError:
+        return DEFAULT_CALIBRATION_SAMPLES
     if any(d is None for shape in sizes for d in shape):
         return DEFAULT_CALIBRATION_SAMPLES
     return convert_calibration_samples(sum(4 * math.prod(shape) for shape in sizes))
@@ -110,10 +118,13 @@ def calibration_default(model) -> int:
 
 def default_method(model, count: int, layer_filter=None) -> str:
     """The method for ``model`` calibrated on ``count`` inputs: layer by layer where its passes
-    (one per layer ``layer_filter`` may factorise) are affordable (``defaults.convert_method``)."""
+    (one per layer ``layer_filter`` may factorise) are affordable and the images enough for its
+    widest Dense layer (``defaults.convert_method``); a model whose sizes are not fixed, one pass."""
     from ..defaults import convert_method
 
-    return convert_method(count, macs_per_example(model), len(factorisable(model, layer_filter)))
+    layers = factorisable(model, layer_filter)
+    widest = max((c.kernel_shape[0] for c in layers if len(c.kernel_shape) == 2), default=0)
+    return convert_method(count, macs_per_example(model, unknown=math.inf), len(layers), widest)
 
 
 def check_runtime(rule, runtime=None) -> Runtime | None:

@@ -210,6 +210,9 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
                 + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),
                 method=sens.method, not_considered=not_considered(model), notes=notes)
+    plan.budget = {"metric": metric, "target": target, "planned": round(used / (budget / target), 6)}
+    if metric == "latency":
+        plan.budget["runtime"] = latency.runtime
     by_name = {c.name: c for c in candidates(model)}
     picked = {ls.name: (ls, i) for ls, i in zip(sens.layers, choice)}
     for name, c in by_name.items():

@@ -96,7 +96,7 @@ def test_the_plan_closer_to_the_original_is_kept(files, monkeypatch, apart, kept
 
     _, plan = best_allocation.best_allocation(model, TargetParams(0.4), LayerFilter(min_params=0), get_method("svd"),
                                               None, judge, build)
-    assert len(built) == 2 and plan is built[1 if kept == "error" else 0]  # built: sensitivity, then error
+    assert len(built) == 2 and plan is built[0 if kept == "error" else 1]  # built: error, then sensitivity
     assert plan.notes[-1].startswith(f"allocation: by {kept} kept, closer to the original on 100 held-out")
     assert f"KL {min(apart):.4f} against {max(apart):.4f}" in plan.notes[-1]
 
@@ -198,6 +198,8 @@ def test_calibration_is_layer_by_layer_on_more_images_where_affordable(files, tm
     assert defaults.convert_calibration_samples(256 * 256 * 3 * 4) == 2000
     assert defaults.convert_method(10_000, 5e6, 2) == "data-aware+sequential"
     assert defaults.convert_method(2000, 4e9, 53) == "data-aware"
+    assert defaults.convert_method(2000, 5e6, 2, 1600) == "data-aware"  # 1.25 images per input of a Dense: overfits
+    assert defaults.convert_method(10_000, 5e6, 2, 1600) == "data-aware+sequential"
     assert convert_flow.calibration_default(keras.Sequential([keras.Input((None, 8)), keras.layers.Dense(2)])) == 2000
     assert convert_flow.calibration_default(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Dense(2)])) == 10_000
     path, data = files
@@ -213,3 +215,72 @@ def test_calibration_is_layer_by_layer_on_more_images_where_affordable(files, tm
     assert report["method"] == "data-aware" and asked[-1] == 2000
     report = _convert(path, data, tmp_path / "c.keras", "--allocation", "error", "--calibration", "50")
     assert report["method"] == "data-aware" and report["calibration"]["samples"] == 50 and asked[-1] == 50
+    monkeypatch.setattr(defaults, "AFFORDABLE_MACS", 1e12)
+    report = _convert(path, data, tmp_path / "d.keras", "--allocation", "error", "--calibration", "200")
+    assert report["method"] == "data-aware"  # 200 images for a 96-wide Dense: fewer than 3 per input
+    report = _convert(path, data, tmp_path / "e.keras", "--allocation", "error", "--calibration", "300")
+    assert report["method"] == "data-aware+sequential"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--allocation", "both", "--rank", "4", "-d", "{data}"],
+     "error: --allocation both chooses how a --target-params or --target-macs budget is planned with a data set "
+     "(--dataset NAME); give both, or drop it."),
+    (["--allocation", "sensitivity", "--target-params", "0.4"],
+     "error: --allocation sensitivity chooses how a --target-params or --target-macs budget is planned with a data "
+     "set (--dataset NAME); give both, or drop it."),
+    (["--calibration", "50", "--rank", "4"],
+     "error: --calibration 50 counts the training images a data-aware method calibrates on; give a data set "
+     "(--dataset NAME) and no --method svd, or drop it."),
+    (["--calibration", "50", "--method", "svd", "--rank", "4", "-d", "{data}"],
+     "error: --calibration 50 counts the training images a data-aware method calibrates on; give a data set "
+     "(--dataset NAME) and no --method svd, or drop it."),
+])
+def test_options_that_would_be_ignored_are_refused(files, tmp_path, extra, message):
+    path, data = files
+    out = tmp_path / "o.keras"
+    result = runner.invoke(app, ["convert", str(path), "--min-params", "0", "-o", str(out),
+                                 *[a.format(data=data) for a in extra]])
+    assert result.exit_code == 1 and " ".join(result.output.split()) == message and not out.exists()
+
+
+def test_svd_factors_with_a_data_set_still_plan_from_held_out_images(files, tmp_path):
+    path, data = files
+    report = _convert(path, data, tmp_path / "s.keras", "--method", "svd")
+    assert report["method"] == "svd" and report["calibration"] is None
+    assert KEPT.fullmatch(next(n for n in report["notes"] if n.startswith("allocation:")))  # 120 of 600 held out
+
+
+def test_a_budget_only_the_error_plan_meets_keeps_it(files, tmp_path, monkeypatch):
+    from lightcompress.errors import RankError
+
+    def cannot(*args, **kwargs):
+        raise RankError("the params budget of 9 cannot be met")
+
+    monkeypatch.setattr(best_allocation, "allocate", cannot)
+    report = _convert(path := files[0], files[1], tmp_path / "a.keras")
+    assert path.exists() and report["policy"] == "target params 0.4"
+    assert "allocation: by error only: the sensitivity allocation cannot meet it (the params budget of 9 cannot be " \
+           "met)" in report["notes"]
+
+
+def test_a_sensitivity_plan_reports_its_budget_like_an_error_plan(files, tmp_path):
+    path, data = files
+    report = _convert(path, data, tmp_path / "s.keras", "--allocation", "sensitivity")
+    assert report["budget"] == {"metric": "params", "target": 0.4,
+                                "planned": pytest.approx(report["totals"]["params_ratio"], abs=1e-3)}
+
+
+def test_a_subclassed_model_gets_a_calibration_count():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.fc = keras.layers.Flatten(), keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.fc(self.flat(x))
+
+    net = Net()
+    net.build((None, 28, 28, 1))
+    assert convert_flow.calibration_default(net) == 10_000
+    assert convert_flow.calibration_default(Net()) == 2000  # never built: no declared size
