@@ -55,6 +55,7 @@ CONVERT_LEVERS = {
     "convert-one-pass": {"method": "data-aware", "calibration_samples": 2000, "allocation": "error"},
     "convert-by-loss": None,  # rows only: "both" when it kept the lower held-out loss (commit de54b01)
     "convert-by-kl-before-7422737": None,  # rows only: the default measured before it was committed
+    "convert-7169e1a": None,  # rows only: the default on commit 7169e1a, before the review fixes
 }
 CONVERT_FACTORS = (2, 3, 5)
 LEVERS = {
