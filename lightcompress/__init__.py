@@ -138,7 +138,8 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
     ``calibration_x`` (training inputs) makes the factors data-aware, fitted layer by layer
     where that is affordable (``defaults.convert_method``; ``method="svd"`` forces plain SVD),
     and budgets buy ranks by output error (the convert command, given a data set, also measures
-    each layer's sensitivity on held-out images and keeps the plan closer to the original). With ``target_latency=`` the converted model is timed whole in ``runtime`` and
+    each layer's sensitivity on held-out images and keeps the plan closer to the original).
+    With ``target_latency=`` the converted model is timed whole in ``runtime`` and
     planned again while it misses (``result.plan.budget`` has the planned and measured fraction).
 
     >>> import keras, numpy as np, lightcompress

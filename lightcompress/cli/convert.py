@@ -33,11 +33,11 @@ def command(
     calibration_samples: Annotated[Optional[int], typer.Option(
         "--calibration", show_default=False,
         help=f"Training images whose layer inputs calibrate the factors of a method that needs data (default: "
-             f"{CONVERT_CALIBRATION_SAMPLES:,} layer by layer, fewer for large inputs: at most {CALIBRATION_BYTES >> 20} MB "
-             f"of them; {DEFAULT_CALIBRATION_SAMPLES:,} for one pass).")] = None,
+             f"{CONVERT_CALIBRATION_SAMPLES:,} layer by layer, fewer for large inputs: at most "
+             f"{CALIBRATION_BYTES >> 20} MB of them; {DEFAULT_CALIBRATION_SAMPLES:,} for one pass).")] = None,
     allocation: Annotated[str, typer.Option(
-        help=f"With --dataset, how --target-params / --target-macs ranks are chosen: {' / '.join(CONVERT_ALLOCATION_CHOICES)}. "
-             "error: each layer's output error on the calibration images, no model evaluated; sensitivity: each "
+        help="With --dataset, how --target-params / --target-macs ranks are chosen: "
+             f"{' / '.join(CONVERT_ALLOCATION_CHOICES)}. error: each layer's output error on the calibration images, no model evaluated; sensitivity: each "
              "layer's loss per rank measured on held-out training images (cached); both: plan each way and keep "
              "the model whose outputs on the held-out images are closer to the original's (KL divergence); auto: "
              "both where measuring costs at most about a minute, else error.")] = DEFAULT_CONVERT_ALLOCATION,
@@ -70,6 +70,7 @@ def command(
     """
     from .. import flows
     from .. import report
+    from ..flows.best_allocation import applies
     from ..planning import rank_rule
 
     o.check_form(json_out, markdown_out)
@@ -78,7 +79,7 @@ def command(
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     timing = target_latency is not None or runtime is not None or threads != o.DEFAULT_THREADS
     where = flows.check_runtime(rule, o.runtime(runtime, threads) if timing else None)  # before any work
-    held_out = (target_params is not None or target_macs is not None) and allocation != "error"
+    held_out = applies(rule, allocation)  # a budget planned from held-out training images reads them all
     train_limit = None if o.method_needs_data(method) or held_out else 1  # calibration, held-out images
     data = o.optional_data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
     stage = o.spinner(o.stderr())

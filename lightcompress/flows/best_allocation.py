@@ -21,11 +21,16 @@ from ..training.evaluation import divergence, evaluate, output_kind
 from .common import factorisable, macs_per_example
 
 
+def budgeted(rule) -> bool:
+    """Whether ``rule`` is a budget the allocations choose between (params or MACs)."""
+    return isinstance(rule, (TargetParams, TargetMacs))
+
+
 def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | None]:
     """(the allocation to plan ``rule`` with, a note when "auto" gave up measuring): "auto" is
     "both" where measuring each layer's sensitivity on ``holdout`` images (one evaluation per
     layer, mode and ladder rank) costs at most ``defaults.AFFORDABLE_MACS``, else "error"."""
-    if allocation != "auto" or not isinstance(rule, (TargetParams, TargetMacs)):
+    if allocation != "auto" or not budgeted(rule):
         return allocation, None
     if holdout < 1:
         return "error", "allocation: by error only: too few training images to hold any out"
@@ -43,7 +48,7 @@ def resolve(allocation, rule, model, layer_filter, holdout) -> tuple[str, str | 
 def applies(rule, allocation) -> bool:
     """Whether ``rule`` is planned from held-out images under ``allocation`` (a params or MACs
     budget, and not "error")."""
-    return isinstance(rule, (TargetParams, TargetMacs)) and allocation != "error"
+    return budgeted(rule) and allocation != "error"
 
 
 def best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation="both", on_step=None):

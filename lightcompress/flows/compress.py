@@ -29,7 +29,8 @@ from ..errors import LightCompressError, OptionError
 from ..training.evaluation import evaluate
 from ..factorization.methods import resolve_method
 from ..factorization.statistics import calibration_images, check_count, collect
-from ..defaults import ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs, compress_learning_rate
+from ..defaults import (ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs,
+                        compress_learning_rate)
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import candidates
 from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse

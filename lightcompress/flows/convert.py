@@ -19,11 +19,12 @@ from ..deploy.timing import Runtime
 from ..errors import OptionError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
-from ..planning import LayerFilter, Plan, TargetLatency, TargetMacs, TargetParams, make_plan, read_plan
+from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
 from ..training.evaluation import OutputDifference, output_difference
 from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example,
                      no_progress, test_images)
-from .best_allocation import applies, best_allocation, check as check_allocation, resolve as resolve_allocation
+from .best_allocation import (applies, best_allocation, budgeted, check as check_allocation,
+                              resolve as resolve_allocation)
 from .measured_latency import meet_measured_latency
 from ..defaults import DEFAULT_CONVERT_ALLOCATION
 
@@ -50,7 +51,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     if method is not None or data is None:
         method = resolve_method(method, data is not None)  # refused before any work
     check_allocation(allocation)
-    if allocation != "auto" and (data is None or not isinstance(rule, (TargetParams, TargetMacs))):
+    if allocation != "auto" and (data is None or not budgeted(rule)):
         raise OptionError("chooses how a target_params or target_macs budget is planned with a data set (data=NAME); "
                           "give both, or drop it", option="allocation", value=allocation)
     if calibration_samples is not None:
