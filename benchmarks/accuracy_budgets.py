@@ -57,6 +57,7 @@ CONVERT_LEVERS = {
     "convert-by-loss": None,  # rows only: "both" when it kept the lower held-out loss (commit de54b01)
     "convert-by-kl-before-7422737": None,  # rows only: the default measured before it was committed
     "convert-7169e1a": None,  # rows only: the default on commit 7169e1a, before the review fixes
+    "convert-4801ffe": None,  # rows only: the default on commit 4801ffe, after the review fixes
 }
 CONVERT_FACTORS = (2, 3, 5)
 LEVERS = {
