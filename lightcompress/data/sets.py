@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, OptionError
+from ..io.files import check_regular_file
 from ..validation import SEED_MAX, number
 from .dataset import single_io_shape
 from .memory import Prepared
@@ -308,6 +309,7 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
     if path.suffix == ".npz":
         if not path.exists():
             raise DataError(f"{path}: no such file; check the path.")
+        check_regular_file(path, "a .npz file", DataError)  # before np.load opens it: a FIFO would hang
         return _load_npz(path, npz_keys)
     if is_tfrecord_spec(spec) or is_function_spec(spec):
         raise DataError(f"'{spec}' is a streamed source; open it for a model with data.open_for_model.")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runtimes
-from ..errors import ExportError, OutputPathError
+from ..errors import ExportError
 from .lower import light_layers, lower_model
 from .timing import DEFAULT_THREADS, Latency
 
@@ -110,9 +110,7 @@ def check_output(path, fmt, *, force=False, inputs=()) -> Path:
     path = Path(path)
     if fmt != "tf_saved_model":
         return check_file(path, force=force, inputs=inputs, suffixes=(SUFFIXES[fmt],))
-    if path.exists() and not path.is_dir():
-        raise OutputPathError(f"output {path} is a file; a SavedModel is a folder: choose another output path.")
-    return check_file(path, force=force, inputs=inputs, suffixes=("",))
+    return check_file(path, force=force, inputs=inputs, suffixes=("",))  # what force may replace: check_owned
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -214,7 +212,8 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
     path = artifact.path if isinstance(artifact, runtimes.Artifact) else Path(artifact)
     label = label or path.name
     if not isinstance(artifact, runtimes.Artifact):
-        artifact = runtimes.load_artifact(artifact, threads=threads)
+        # lightcompress's own export, just written: trusted, and made by the converter (no probe)
+        artifact = runtimes.load_artifact(artifact, threads=threads, trust=True, probe=False)
     if x is None:
         from ..data.synthetic import model_inputs_like
 
@@ -320,7 +319,12 @@ def _remove(path: Path):
         path.unlink()
 
 
-def _move_into_place(tmp: Path, target: Path):
+def _move_into_place(tmp: Path, target: Path, fmt, inputs=()):
+    """Rename ``tmp`` to ``target``; the ownership rule is checked again first (the folder may
+    have changed since ``check_output``): only an earlier artefact of ``fmt`` is replaced."""
+    from ..io.models import check_owned
+
+    check_owned(target, folder=fmt == "tf_saved_model", inputs=inputs)
     if target.is_dir() and not target.is_symlink():  # a SavedModel replaced with --force
         trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
         os.replace(target, trash)
@@ -404,7 +408,7 @@ def export_model(model, path, format, quantize="none", calibration=None, int8_io
             raise ExportError(f"exporting to {fmt} failed: {first}") from None
         verification = verify(tmp, model, x, y, source, strict=quantize == "none", threads=threads,
                               repeats=repeats, label=target.name)
-        _move_into_place(tmp, target)
+        _move_into_place(tmp, target, fmt, inputs)
     finally:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)

@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 
 from ..io import models as model_io
+from ..io.files import check_regular_file
 from .. import report
 from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
@@ -65,6 +66,8 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     runtime = check_runtime(rule, runtime)
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data)
+    if plan_file:  # refused before the model loads, not after: a FIFO would hang the read
+        check_regular_file(plan_file, "a plan JSON file")
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
     if runtime is not None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
-from ..errors import LightCompressError
+from ..errors import LightCompressError, LightCompressWarning
 from .models import atomic_write
 
 
@@ -31,12 +32,20 @@ def read(path: Path, parse, what="cache", warn=None):
         return None
     try:
         return parse(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
         if warn:
             warn(f"ignoring the unreadable {what} file {path} ({type(err).__name__}); recomputing it")
         return None
 
 
-def write(data: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data)))
+def write(data: dict, path: Path) -> Path | None:
+    """Write the entry at ``path`` atomically; where the cache cannot be written (its folder is a
+    file, read-only, the disk full), warn once in a line and go on without it: None."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data)))
+    except (OSError, LightCompressError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        warnings.warn(LightCompressWarning(f"could not write the cache file {path} ({reason}); the result is "
+                                           f"not cached: set XDG_CACHE_HOME to a writable folder"), stacklevel=2)
+        return None

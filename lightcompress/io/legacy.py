@@ -34,14 +34,28 @@ SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
 
 def sniff(path) -> str | None:
-    """The file's real format from its first bytes: "h5", "keras" (a zip archive) or None."""
+    """The file's real format from its first bytes: "h5", "keras" (a zip archive) or None.
+
+    An HDF5 file may start with a user block (``h5py.File(..., userblock_size=512)``): its
+    signature is then at 512, 1024, 2048, ... (where the HDF5 library itself looks), and the first
+    bytes are anything, a zip's magic included. A zip's magic at 0 is taken for a zip unless the
+    file has no zip directory at its end and an HDF5 signature at a user-block offset.
+    """
+    import zipfile
+
     with open(path, "rb") as f:
         head = f.read(8)
-    if head.startswith(HDF5_MAGIC):
-        return "h5"
-    if head.startswith(ZIP_MAGIC):
-        return "keras"
-    return None
+        if head.startswith(HDF5_MAGIC):
+            return "h5"
+        size = f.seek(0, 2)
+        offset, user_block = 512, False
+        while offset + len(HDF5_MAGIC) <= size and not user_block:
+            f.seek(offset)
+            user_block = f.read(len(HDF5_MAGIC)) == HDF5_MAGIC
+            offset *= 2
+        if head.startswith(ZIP_MAGIC) and not (user_block and not zipfile.is_zipfile(f)):
+            return "keras"
+    return "h5" if user_block else None
 
 
 @dataclass

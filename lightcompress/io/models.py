@@ -4,8 +4,9 @@ Loading reads the file's config first, so a model that lightcompress must not or
 refused with a one-line reason before Keras runs anything: Lambda layers (Python code) unless the
 caller trusts the file, Keras-2 TF-op layers, classes Keras does not know, weights-only files.
 Saving is atomic (a temporary file beside the target, then a rename), refuses to overwrite an
-existing file unless forced, and never writes over an input. A subclassed or keras-hub model holding
-LightLayer twins is saved with its substitutions recorded (``substitutions``), so it loads back.
+existing file unless forced, and never writes over an input; ``check_owned`` is the one rule of
+what ``force`` may replace (only an earlier artefact of the output's kind). A subclassed or
+keras-hub model holding LightLayer twins is saved with its substitutions recorded (``substitutions``), so it loads back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import uuid
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -28,6 +30,7 @@ from .. import _keras_private as keras_private
 from .. import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
 from ..errors import LightCompressWarning, ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
 from . import legacy, substitutions
+from .files import check_regular_file, read_bounded, size_text
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 CODE_LAYERS = ("Lambda",)
@@ -50,6 +53,7 @@ def read_config(path) -> dict:
         )
     if path.name.endswith(".weights.h5"):
         raise ModelLoadError(_weights_only(path))
+    check_regular_file(path, "a .keras or .h5 model file", ModelLoadError)  # a FIFO would hang open()
     config = _read_keras_config(path) if real_format(path) == "keras" else _read_h5_config(path)
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str) \
             or not isinstance(config.get("config", {}), dict):
@@ -65,6 +69,28 @@ def read_config(path) -> dict:
 
 
 MAX_CONFIG_DEPTH = 200  # a real model config nests a few tens of levels (nested models, layer configs)
+
+# What may be read from a model file, checked on the sizes the file declares before anything is
+# read (and on the bytes while reading): a 1 MB `.keras` may hold a config.json inflating to 1 GiB.
+# A config is JSON of about 1 KB per layer: ResNet152 (517 layers) 0.49 MB, EfficientNetB7 (816)
+# 0.76 MB, ConvNeXtXLarge 0.26 MB (Keras 3.15). 64 MB is 80 times the largest, room for some 60,000
+# layers, while parsing it (about 10 times the text in Python objects) still fits any machine.
+MAX_CONFIG_BYTES = 64 * 2 ** 20
+MAX_METADATA_BYTES = 2 ** 20  # metadata.json: Keras's version and the date saved, about 100 bytes
+# An HDF5 attribute Keras reads (model_config, training_config, keras_version, layer_names,
+# weight_names): the configs are the largest; Keras splits name lists into 64 KB attributes.
+MAX_ATTRIBUTE_BYTES = MAX_CONFIG_BYTES
+# Any other member of a `.keras` (the weights file, assets) is bounded by the memory available
+# (check_memory) and by its expansion: Keras stores members uncompressed (1 time), deflate takes
+# float weights to about 1.1 times; over 100 times its stored bytes and over 256 MB is a
+# decompression bomb, not a model (Keras's own guard: 100 times and 4 GiB, then reads it whole).
+MAX_EXPANSION = 100
+EXPANSION_FLOOR = 256 * 2 ** 20
+# Compressions read in bounded steps: zipfile inflates deflate a bounded chunk at a time, while
+# bzip2 and lzma inflate a whole read at once (a few KB may become GBs); Keras writes neither.
+BOUNDED_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+MEMBER_LIMITS = {"config.json": (MAX_CONFIG_BYTES, "a model config"),
+                 "metadata.json": (MAX_METADATA_BYTES, "Keras's metadata")}
 
 
 def _article(kind):
@@ -102,35 +128,135 @@ def _weights_only(path):
     )
 
 
+def _too_big(path, name, size, limit, what, where="inflates to"):
+    return (f"{path}: {name} {where} {size:,} bytes, over the {size_text(limit)} {what} may take; "
+            f"the file is damaged or not a Keras model.")
+
+
+def open_archive(path) -> zipfile.ZipFile:
+    """The `.keras` zip archive at ``path``, its directory checked before any member is inflated:
+    no member encrypted or compressed in a way read unbounded, config.json and metadata.json
+    within their limits, no other member a decompression bomb. One line when it cannot be read."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path}: the archive's member names are marked UTF-8 but are not; the file is "
+                             f"damaged: save the model again.") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ModelLoadError(
+            f"{path} is not a Keras model archive ({err}); give a file written by model.save()."
+        ) from None
+    try:
+        _check_members(path, archive)
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def _check_members(path, archive):
+    for info in archive.infolist():
+        name = info.filename
+        if info.flag_bits & 0x1:
+            raise ModelLoadError(f"{path}: member '{name}' is encrypted, which Keras never writes; extract "
+                                 f"the archive with its password, or save the model again.")
+        if info.compress_type not in BOUNDED_COMPRESSIONS:
+            method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
+            raise ModelLoadError(f"{path}: member '{name}' is compressed with {method}, which lightcompress "
+                                 f"does not read (only stored or deflate); save the model again.")
+        if name in MEMBER_LIMITS:
+            limit, what = MEMBER_LIMITS[name]
+            if info.file_size > limit:
+                raise ModelLoadError(_too_big(path, name, info.file_size, limit, what))
+        elif info.file_size > max(EXPANSION_FLOOR, MAX_EXPANSION * info.compress_size):
+            raise ModelLoadError(
+                f"{path}: {name} inflates to {info.file_size:,} bytes from {info.compress_size:,} stored, over "
+                f"{MAX_EXPANSION} times; the file is damaged or a decompression bomb, not a Keras model.")
+
+
+def read_member(path, archive, name) -> bytes:
+    """Member ``name`` (config.json or metadata.json) of an archive from ``open_archive``, read in
+    bounded chunks: never more than its limit + 1 bytes, whatever its directory entry says."""
+    limit, what = MEMBER_LIMITS[name]
+    with archive.open(name) as member:
+        data = read_bounded(member, limit)
+    if data is None:
+        raise ModelLoadError(
+            f"{path}: {name} inflates past the {size_text(limit)} {what} may take (its directory entry "
+            f"says {archive.getinfo(name).file_size:,} bytes); the file is damaged or not a Keras model.")
+    return data
+
+
 def _read_keras_config(path):
     try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json").decode("utf-8"))
+        with open_archive(path) as archive:
+            raw = read_member(path, archive, "config.json")
+        return json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise ModelLoadError(f"{path} holds a model config nested too deeply to read; the file is damaged "
                              f"or not a Keras model: save the model again.") from None
     except UnicodeDecodeError:
         raise ModelLoadError(f"{path} holds a config.json that is not UTF-8 text; the file is damaged: "
                              f"save the model again.") from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as err:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, zlib.error,
+            RuntimeError, NotImplementedError) as err:
         raise ModelLoadError(
-            f"{path} is not a Keras model archive ({err}); give a file written by model.save()."
+            f"{path} is not a Keras model archive ({str(err).strip() or type(err).__name__}); give a file "
+            f"written by model.save()."
         ) from None
+
+
+def _declared_attribute_bytes(attrs, name) -> int:
+    """Bytes an HDF5 attribute declares (its stored size, or its elements times their type's
+    size if more), read from its header: nothing of its value is read."""
+    aid = attrs.get_id(name)
+    shape = aid.shape
+    elements = 0 if shape is None else int(np.prod(shape, dtype=np.float64))
+    try:
+        stored = aid.get_storage_size()
+    except RuntimeError:  # h5py raises on a size of 0 (an empty attribute, e.g. an input layer's weight_names)
+        stored = 0
+    return int(max(stored, elements * aid.get_type().get_size()))
+
+
+def check_attributes(path, f):
+    """Refuse an HDF5 model any of whose attributes (model_config, training_config, layer_names,
+    ...: what Keras reads) declares more than MAX_ATTRIBUTE_BYTES, before any value is read."""
+    def check(where, obj):
+        for name in obj.attrs:
+            declared = _declared_attribute_bytes(obj.attrs, name)
+            if declared > MAX_ATTRIBUTE_BYTES:
+                what = "a model config" if name.endswith("_config") else "an HDF5 attribute of a model"
+                place = f"attribute '{name}'" + ("" if where == "/" else f" of {where}")
+                raise ModelLoadError(_too_big(path, place, declared, MAX_ATTRIBUTE_BYTES, what, "declares"))
+
+    check("/", f)
+    f.visititems(lambda name, obj: check(f"/{name}", obj))
 
 
 def _read_h5_config(path):
     try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            weights_only = raw is None and ("layer_names" in f.attrs or "model_weights" not in f)
+        f = h5py.File(path, "r")
     except OSError:
         raise ModelLoadError(
             f"{path} is not an HDF5 file; give a .h5 model saved by Keras's model.save()."
         ) from None
+    try:
+        with f:
+            check_attributes(path, f)
+            raw = f.attrs.get("model_config")
+            weights_only = raw is None and ("layer_names" in f.attrs or "model_weights" not in f)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:  # h5py's errors on a damaged header
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelLoadError(f"{path}: its HDF5 attributes cannot be read ({reason}); the file is damaged: "
+                             f"save the model again.") from None
     if raw is None:
         if weights_only:
             raise ModelLoadError(_weights_only(path))
         raise ModelLoadError(f"{path} has no model config; give a file saved by model.save().")
+    if isinstance(raw, (bytes, str)) and len(raw) > MAX_ATTRIBUTE_BYTES:  # a variable-length string
+        raise ModelLoadError(_too_big(path, "attribute 'model_config'", len(raw), MAX_ATTRIBUTE_BYTES,
+                                      "a model config", "holds"))
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
     if not isinstance(raw, str):
@@ -172,18 +298,18 @@ def check_config(path, config, trust=False):
 
 def declared_weight_bytes(path) -> int:
     """Bytes of the weights a model file declares, no weight loaded: in a `.keras` archive the
-    size of its weights file (the weights plus a little HDF5 metadata: reading the dataset shapes
-    through the zip stream re-reads the archive, 3.7 s for VGG16), in `.h5` the dataset shapes."""
+    sizes its directory declares for its weights file (the weights plus a little HDF5 metadata:
+    reading the dataset shapes through the zip stream re-reads the archive, 3.7 s for VGG16) and
+    every other member but the two JSON files (assets: all are read at load), in `.h5` the
+    dataset shapes."""
     path = Path(path)
     try:
         if real_format(path) == "keras":
             with zipfile.ZipFile(path) as archive:
-                if "model.weights.h5" not in archive.namelist():
-                    return 0
-                return int(archive.getinfo("model.weights.h5").file_size)
+                return sum(int(info.file_size) for info in archive.infolist() if info.filename not in MEMBER_LIMITS)
         with h5py.File(path, "r") as f:
             return _dataset_bytes(f)
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         return 0
 
 
@@ -368,15 +494,95 @@ def check_output(path, *, force=False, inputs=(), suffixes=(".keras", ".h5")) ->
         raise OutputPathError(f"output folder {path.parent} does not exist; create it first.")
     if not os.access(path.parent, os.W_OK):
         raise OutputPathError(f"output folder {path.parent} is not writable; choose another output path.")
-    for source in inputs:
-        if Path(source).exists() and path.resolve() == Path(source).resolve():
-            raise OutputPathError(
-                f"output {path} is the input file; lightcompress never overwrites its input: "
-                f"choose another output path."
-            )
+    check_owned(path, folder=not any(suffixes), inputs=inputs)
     if path.exists() and not force:
         raise OutputPathError(f"{path} exists; pass force=True to overwrite it, or choose another output path.")
     return path
+
+
+# What ``force=True`` may replace: only what lightcompress itself writes there. A SavedModel folder
+# holds these entries and nothing else (``variables/`` only the variables files).
+SAVED_MODEL_FILES = {"saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "keras_metadata.pb"}
+SAVED_MODEL_FOLDERS = {"variables", "assets", "assets.extra"}
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _foreign_entries(folder: Path) -> list:
+    """The entries of ``folder`` that a SavedModel does not have (sorted; ``variables/x`` for
+    ones inside ``variables/``); links count as foreign."""
+    foreign = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.is_symlink():
+            foreign.append(entry.name)
+        elif entry.name in SAVED_MODEL_FILES and entry.is_file():
+            continue
+        elif entry.name in SAVED_MODEL_FOLDERS and entry.is_dir():
+            if entry.name == "variables":
+                foreign += [f"variables/{v.name}" for v in sorted(entry.iterdir(), key=lambda e: e.name)
+                            if v.is_symlink() or not v.is_file()
+                            or not (v.name == "variables.index" or v.name.startswith("variables.data-"))]
+        else:
+            foreign.append(entry.name)
+    return foreign
+
+
+def check_owned(path, *, folder=False, inputs=()) -> None:
+    """Refuse an output ``path`` whose existing entry ``force=True`` must not replace. The one
+    ownership rule of every output, checked before the work and again at the moment of replacement.
+
+    Whatever ``force`` says, an output never is: a symbolic link (refused: neither the link nor
+    what it points to is replaced), an input or a folder holding one, the working folder or a
+    folder holding it. A file output (``folder=False``) replaces only a regular file; a SavedModel
+    output (``folder=True``) only an empty folder or one holding exactly a SavedModel
+    (``saved_model.pb``/``.pbtxt``, ``variables/``, ``assets/``, ``assets.extra/``,
+    ``fingerprint.pb``, ``keras_metadata.pb``). A path that does not exist passes.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputPathError(f"output {path} is a symbolic link; lightcompress replaces neither a link nor "
+                              f"what it points to: choose another output path.")
+    if not path.exists():
+        return
+    real = path.resolve()
+    for source in map(Path, inputs):
+        if source.exists() and _same(path, source):
+            raise OutputPathError(
+                f"output {path} is the input {'folder' if source.is_dir() else 'file'}; lightcompress never "
+                f"overwrites its input: choose another output path."
+            )
+    here = Path.cwd().resolve()
+    if real == here or real in here.parents:
+        raise OutputPathError(f"output {path} {'is' if real == here else 'holds'} the working folder; "
+                              f"lightcompress never replaces it: choose a new "
+                              f"{'folder' if folder else 'file'} name.")
+    for source in map(Path, inputs):
+        if source.exists() and real in source.resolve().parents:
+            raise OutputPathError(f"output {path} is a folder holding the input {source}; lightcompress never "
+                                  f"replaces it: choose a new {'folder' if folder else 'file'} name.")
+    if not folder:
+        if path.is_dir():
+            raise OutputPathError(f"output {path} is a folder; force=True replaces only an earlier file: "
+                                  f"choose a file name.")
+        if not path.is_file():
+            raise OutputPathError(f"output {path} is not a regular file; force=True replaces only an earlier "
+                                  f"file: choose another output path.")
+        return
+    if not path.is_dir():
+        raise OutputPathError(f"output {path} is a file; a SavedModel is a folder: choose another output path.")
+    foreign = _foreign_entries(path)
+    if foreign:
+        names = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputPathError(f"output {path} is a folder holding other files ({names}); force=True replaces "
+                              f"only an earlier SavedModel folder: choose a new folder name.")
+    if any(path.iterdir()) and not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+        raise OutputPathError(f"output {path} is a folder without a saved_model.pb; force=True replaces only "
+                              f"an earlier SavedModel folder: choose a new folder name.")
 
 
 TMP_PREFIX = ".lightcompress-tmp-"
@@ -433,8 +639,9 @@ def temporary_beside(path, suffix=None) -> Path:
     return path.with_name(f"{head}{stem}{suffix}")
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+def atomic_write(path, write, inputs=()):
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place
+    (after checking again that ``path`` is one ``check_owned`` lets it replace, never an input).
 
     The temporary file is named ``.lightcompress-tmp-<pid>-<random>-<name>`` and removed on every
     exit path; ones left by a killed run are removed here, by the next write to the folder.
@@ -444,6 +651,7 @@ def atomic_write(path, write):
     tmp = temporary_beside(path)
     try:
         write(tmp)
+        check_owned(path, inputs=inputs)  # again at the moment of replacement: the path may have changed
         os.replace(tmp, path)
     except OSError as err:
         raise OutputPathError(f"could not write {path}: {err.strerror or err}; free some space or "
@@ -493,14 +701,14 @@ def save_model(model, path, *, force=False, inputs=(), include_optimizer=False) 
                 if raw.exists():
                     raw.unlink()
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, inputs)
 
 
 def write_json(data, path, *, force=False, inputs=()) -> Path:
     """Write ``data`` as indented JSON, atomically; never over an input, nor over an existing
     file unless forced."""
     path = check_output(path, force=force, inputs=inputs, suffixes=(".json",))
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"), inputs)
 
 
 def check_model(model) -> keras.Model:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputPathError
-from ..io.models import atomic_write
+from ..io.models import atomic_write, check_owned
 
 
 def _pyplot():
@@ -23,6 +23,7 @@ def _save(fig, path, force):
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise OutputPathError(f"plot {path} must end in .png.")
+    check_owned(path)  # what force may replace: an earlier picture file only
     if path.exists() and not force:
         raise OutputPathError(f"{path} exists; pass force=True to overwrite it, or choose another picture path.")
     if not path.parent.is_dir():
