@@ -225,9 +225,10 @@ def compress(model, data="digits", *, target_params=None, target_macs=None, targ
                use_cache=use_cache, cache_dir=cache_dir, allocation=allocation)
 
 
-def evaluate(model, data="digits"):
+def evaluate(model, data="digits", *, trust=False):
     """Accuracy and loss of ``model`` (a model, a model file, or an exported ``.tflite``/``.onnx``/
     SavedModel artefact, run in its own runtime) on the test split of ``data``: an ``Evaluation``.
+    ``trust=True`` allows what runs code when loaded: Lambda layers, SavedModel folders.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
@@ -238,7 +239,7 @@ def evaluate(model, data="digits"):
     from .flows.common import load_any, load_data_for
     from .training.evaluation import evaluate as run
 
-    net = load_any(model) if isinstance(model, (str, os.PathLike)) else model
+    net = load_any(model, trust=trust) if isinstance(model, (str, os.PathLike)) else model
     opened = load_data_for(net, str(data) if isinstance(data, os.PathLike) else data, stream=True)
     return run(net, opened)
 
@@ -263,17 +264,18 @@ def export(model, path, *, format="litert", quantize="none", data=None, int8_io=
         from .flows.common import test_images
 
         x, source = test_images(opened), f"test images of {opened.name}"
-    target = ex.check_output(path, fmt, force=force,
-                             inputs=[model] if isinstance(model, (str, os.PathLike)) else ())
+    inputs = [model] if isinstance(model, (str, os.PathLike)) else []
+    target = ex.check_output(path, fmt, force=force, inputs=inputs)
     return ex.export_model(net, target, fmt, quantize, calibration=opened if quantize == "int8" else None,
-                           int8_io=int8_io, x=x, y=y, source=source, force=force)
+                           int8_io=int8_io, x=x, y=y, source=source, force=force, inputs=inputs)
 
 
-def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, threads=2) -> dict:
+def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, threads=2, trust=False) -> dict:
     """Several models side by side, the first as the reference: parameters, MACs, bytes, measured
     latency at each batch size (Keras models in ``runtime``, exported artefacts in their own), and
     with ``data`` accuracy and agreement with the first. ``models``: models, model files or
-    artefact paths. Returns the ``compare`` report as a dict."""
+    artefact paths; ``trust=True`` allows what runs code when loaded (Lambda layers, SavedModel
+    folders). Returns the ``compare`` report as a dict."""
     from .errors import OptionError
     from .flows.common import load_any, load_data_for
     from .flows.compare import compare_models
@@ -284,7 +286,7 @@ def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, thr
     from .validation import whole
 
     whole("repeats", repeats, 1)  # before any model is loaded or timed
-    nets = [load_any(m, threads=threads) if isinstance(m, (str, os.PathLike)) else m for m in models]
+    nets = [load_any(m, trust, threads) if isinstance(m, (str, os.PathLike)) else m for m in models]
     names = [str(m) if isinstance(m, (str, os.PathLike)) else m.name for m in models]
     opened = None
     if data is not None:

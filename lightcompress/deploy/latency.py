@@ -125,7 +125,8 @@ def artifact(model, folder, runtime: Runtime, name="model", calibration=None):
         options = litert_options(quantize, calibration_arrays=arrays)
     path = Path(folder) / f"{name}{SUFFIXES[fmt]}"
     write_artifact(lower_model(model), path, fmt, options)
-    return runtimes.load_artifact(path, threads=runtime.threads)
+    # written just now by Keras's exporter into lightcompress's own folder: trusted, not probed
+    return runtimes.load_artifact(path, threads=runtime.threads, trust=True, probe=False)
 
 
 def litert_artifact(model, folder, threads=DEFAULT_THREADS, name="model"):

@@ -7,6 +7,14 @@
 - ``.onnx``: ONNX Runtime on the CPU;
 - ``.keras`` / ``.h5``: Keras itself.
 
+Files from elsewhere are not trusted: a SavedModel's graph runs when it is loaded and called, and
+can do anything (write files, start programs), so it needs ``trust=True``, as a Keras file's Lambda
+layers do. An ``.onnx`` file needs no trust: ONNX Runtime runs only the operators built into it
+(custom operators come from a library the caller registers, which lightcompress never does). A
+``.tflite`` or ``.onnx`` file runs in native code that a damaged file can crash, taking this process
+with it: it is first opened and run once in a child process (``probe``), and a crash there is one
+line here. Files lightcompress has just written itself skip both (``trust=True, probe=False``).
+
 Every artefact has ``predict(x, batch_size)`` (float32 in, float32 out: int8 inputs are
 quantised and int8 outputs dequantised with the tensor's own scale and zero point), ``name``,
 ``runtime`` (words, with the thread count), and ``latency(batch)``: the median milliseconds of
@@ -21,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -28,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, LightCompressError
+from ..errors import ExportError, LightCompressError, ModelLoadError
 from .timing import DEFAULT_THREADS, ONNX_INSTALL, ONNX_MODULES, Latency, missing_modules, timed
 
 
@@ -419,9 +429,19 @@ def artifact_format(path) -> str:
     return formats[suffix]
 
 
-def load_artifact(path, threads=DEFAULT_THREADS, trust=False) -> Artifact:
-    """Load an artefact in its runtime (see the module docstring). ``threads``: LiteRT and ONNX."""
+def load_artifact(path, threads=DEFAULT_THREADS, trust=False, probe=True) -> Artifact:
+    """Load an artefact in its runtime (see the module docstring). ``threads``: LiteRT and ONNX.
+    ``trust``: allow what runs code when loaded (a SavedModel's graph, a Keras file's Lambda
+    layers). ``probe``: open and run a .tflite/.onnx file once in a child process first, so that a
+    damaged file crashes the child, not this process (False: a file lightcompress has just written)."""
     fmt = artifact_format(path)
+    if fmt == "tf_saved_model" and not trust:
+        raise ModelLoadError(
+            f"{path} is a TensorFlow SavedModel: loading it runs the graph it holds, which can do anything "
+            f"(write files, start programs); pass trust=True if you trust this file."
+        )
+    if probe and fmt in _PROBED_RUNTIMES:
+        probe_file(path, fmt)
     try:
         if fmt == "litert":
             return LiteRTArtifact(path, threads)
@@ -433,8 +453,97 @@ def load_artifact(path, threads=DEFAULT_THREADS, trust=False) -> Artifact:
     except LightCompressError:
         raise
     except Exception as err:  # noqa: BLE001 - each runtime raises its own types; one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LightCompressError(f"{path} could not be loaded as {fmt}: {first}") from None
+        raise ModelLoadError(f"{path} could not be loaded as {fmt}: {_first_line(err)}") from None
+
+
+def _first_line(err):
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+# -- the probe: a native runtime's crash in a child, not in this process ----------------------
+
+PROBE_SECONDS = 120.0  # one child's time to import its runtime, open the file and run it once
+_PROBED_RUNTIMES = {"litert": ("the LiteRT interpreter", ".tflite"), "onnx": ("ONNX Runtime", ".onnx")}
+_PROBE_MARK = "lightcompress-probe: "
+_PROBED = set()  # (path, size, mtime) of the files that passed in this process
+_PROBE_CHILD = r"""
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+from lightcompress.deploy import runtimes
+path, fmt = sys.argv[1], sys.argv[2]
+opened = False
+try:
+    artifact = (runtimes.LiteRTArtifact if fmt == "litert" else runtimes.OnnxArtifact)(path, 1)
+    opened = True
+    shapes = [tuple(1 if d is None else d for d in shape) for shape in artifact._input_shapes()]
+    artifact.predict([np.zeros((1, *shape), np.float32) for shape in shapes], batch_size=1)
+except Exception as err:
+    print(runtimes._PROBE_MARK + runtimes._probe_failure(path, fmt, opened, err), flush=True)
+    sys.exit(1)
+"""
+
+
+def _probe_failure(path, fmt, opened, err):
+    """The one line for a file its runtime refused (in the child, as a Python error)."""
+    runtime, suffix = _PROBED_RUNTIMES[fmt]
+    if not opened:
+        return (f"{path} could not be loaded as {fmt}: {_first_line(err)}; the file is damaged or not a {suffix} "
+                f"file: export it again.")
+    return (f"{path} is not a usable {suffix} file: {runtime} failed to run it once on zeros of its input shapes "
+            f"({_first_line(err)}); the file is damaged: export it again.")
+
+
+def _probe_seconds():
+    try:
+        seconds = float(os.environ.get("LIGHTCOMPRESS_PROBE_SECONDS", PROBE_SECONDS))
+    except ValueError:
+        return PROBE_SECONDS
+    return seconds if seconds > 0 else PROBE_SECONDS
+
+
+def probe_file(path, fmt=None):
+    """Open ``path`` (.tflite, or .onnx where ONNX Runtime is installed) and run it once on zeros of
+    its input shapes (resized as the artefact itself resizes) in a quiet child process, time-bounded;
+    a crash, a failure or a hang there is one ModelLoadError here. One child per file and process."""
+    fmt = fmt or artifact_format(path)
+    if fmt not in _PROBED_RUNTIMES or (fmt == "onnx" and missing_modules(("onnxruntime",))):
+        return  # no native runtime to crash (without onnxruntime, loading says what to install)
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _PROBED:
+        return
+    runtime, suffix = _PROBED_RUNTIMES[fmt]
+    seconds = _probe_seconds()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the lightcompress package
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    try:
+        child = subprocess.run([sys.executable, "-c", _PROBE_CHILD, str(path), fmt], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise ModelLoadError(
+            f"{path} could not be checked: {runtime} did not open and run it once within {seconds:g} s; if the "
+            f"model is that large or the machine that busy, allow longer with LIGHTCOMPRESS_PROBE_SECONDS=600."
+        ) from None
+    if child.returncode < 0:
+        number = -child.returncode
+        if number == signal.SIGINT:
+            raise KeyboardInterrupt
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        raise ModelLoadError(f"{path} is not a usable {suffix} file: {runtime} crashed on it ({name}); "
+                             f"the file is damaged: export it again.")
+    if child.returncode != 0:
+        said = [line[len(_PROBE_MARK):] for line in child.stdout.decode(errors="replace").splitlines()
+                if line.startswith(_PROBE_MARK)]
+        raise ModelLoadError(said[-1] if said else
+                             f"{path} is not a usable {suffix} file: the process that opened it in {runtime} "
+                             f"exited with status {child.returncode}; the file is damaged: export it again.")
+    _PROBED.add(key)
 
 
 def is_artifact_path(path) -> bool:
@@ -443,12 +552,13 @@ def is_artifact_path(path) -> bool:
     return path.suffix.lower() in (".tflite", ".onnx") or path.is_dir()
 
 
-def evaluate_artifact(artifact, prepared, kind=None, batch_size=256):
-    """``evaluation.evaluate`` on an artefact (a path or a loaded Artifact): the same Evaluation."""
+def evaluate_artifact(artifact, prepared, kind=None, batch_size=256, trust=False):
+    """``evaluation.evaluate`` on an artefact (a path or a loaded Artifact): the same Evaluation.
+    ``trust``: see ``load_artifact``."""
     from ..training import evaluation
 
     if not isinstance(artifact, Artifact):
-        artifact = load_artifact(artifact)
+        artifact = load_artifact(artifact, trust=trust)
     return evaluation.evaluate(artifact, prepared, kind, batch_size)
 
 

@@ -96,11 +96,11 @@ def tune(net, prepared, settings, teacher=None, callbacks=()):
 
 def load_any(path, trust=False, threads=2):
     """A Keras model file, or an exported artefact (.tflite, .onnx, SavedModel folder) loaded in
-    its runtime."""
+    its runtime. ``trust``: allow Lambda layers and SavedModel folders (see ``load_artifact``)."""
     from ..deploy import runtimes
 
     if runtimes.is_artifact_path(path):
-        return runtimes.load_artifact(path, threads=threads)
+        return runtimes.load_artifact(path, threads=threads, trust=trust)
     return model_io.load_model(path, trust=trust)
 
 

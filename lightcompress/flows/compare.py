@@ -132,7 +132,9 @@ def _int8_files(original, compressed, paths, prepared, threads, compressed_int8=
                                           calibration=calibration if quantize == "int8" else None,
                                           threads=threads, repeats=5).path)
             described.append(f"{path} as {kind} .tflite (temporary)")
-        yield [runtimes.load_artifact(f, threads=threads) for f in files], described, len(calibration)
+        # all written by lightcompress in this run (the exporter, or compress_file's int8 file): not probed
+        yield ([runtimes.load_artifact(f, threads=threads, trust=True, probe=False) for f in files], described,
+               len(calibration))
 
 
 def compare_int8(original, compressed, paths, prepared, batches=(1, 32), repeats=30, warmup=5,

@@ -235,7 +235,7 @@ def test_each_format_round_trips_and_verifies(fmt, name, light_cnn, tmp_path, rn
     assert v.file_bytes == runtimes.path_bytes(result.path) > 0 and v.latency.median_ms > 0
     assert result.lowered_layers == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary files left
-    artifact = runtimes.load_artifact(result.path)
+    artifact = runtimes.load_artifact(result.path, trust=True)  # written by this test (a SavedModel needs trust)
     np.testing.assert_allclose(artifact.predict(x, batch_size=7), light_cnn.predict(x, verbose=0), atol=1e-4)
     if fmt != "keras":
         assert "thread" in artifact.runtime
