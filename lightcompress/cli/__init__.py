@@ -3,21 +3,35 @@
 each command is one thin module calling ``flows``.
 
 ``main`` installs the signal policy before anything else is imported (Typer, Keras, TensorFlow),
-so an interrupt at any point of a run ends the same way.
+so an interrupt at any point of a run ends the same way, and holds the one error boundary from its
+first line: whatever fails while the tool starts (a Keras backend that cannot be imported, a
+warning turned into an error) is one ``error:`` line and exit 1, a traceback only with ``--debug``.
 """
 
 from __future__ import annotations
+
+import sys
 
 __all__ = ["app", "main"]
 
 
 def main():
-    from .signals import install
+    try:
+        from .signals import install
 
-    install()
-    from .typer_app import main as run
+        install()
+        from .typer_app import main as run
 
-    return run()
+        return run()
+    except (SystemExit, KeyboardInterrupt):  # exit codes and interrupts are decided inside run()
+        raise
+    except BaseException as err:  # noqa: BLE001 - the boundary: one line, never a traceback
+        if "--debug" in sys.argv[1:]:
+            raise
+        from .startup import message
+
+        print(f"error: {message(err)}", file=sys.stderr)
+        sys.exit(1)
 
 
 def __getattr__(name):

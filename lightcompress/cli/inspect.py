@@ -45,8 +45,10 @@ def command(
     from .. import flows
     from .. import report
     from ..errors import OptionError
+    from ..validation import whole
 
     o.check_form(json_out, markdown_out)
+    whole("holdout", holdout, 1)
     if conv_mode == o.ConvMode.auto:
         raise OptionError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
     where = o.runtime(runtime, threads) if latency else None

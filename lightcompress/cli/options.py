@@ -22,7 +22,8 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite the output files
 TrustModel = Annotated[
     bool,
     typer.Option("--trust-model",
-                 help="Allow Lambda layers (Python code in the file). Only for files from authors you trust."),
+                 help="Allow Lambda layers (Python code in the file) and SavedModel folders (a graph that runs "
+                      "when loaded). Only for files from authors you trust."),
 ]
 CustomObjects = Annotated[
     Optional[str],
@@ -174,13 +175,33 @@ def check_form(json_out, markdown_out):
         raise OptionError("choose one of --json and --markdown.")
 
 
+_REPORT_STREAMS = []  # while a --json command runs: the stdout its report goes to
+
+
+@contextlib.contextmanager
+def report_stdout(json_out):
+    """While a ``--json`` command runs, anything printed to stdout (the user's own code, a library)
+    goes to stderr, and only ``emit``'s JSON reaches stdout: the document stays parseable."""
+    if not json_out:
+        yield
+        return
+    import sys
+
+    _REPORT_STREAMS.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _REPORT_STREAMS.pop()
+
+
 def emit(data, sections, json_out, markdown_out, console=None):
     """Print one report in the form asked for: JSON, Markdown, or rich tables."""
     from .. import report
 
     check_form(json_out, markdown_out)
     if json_out:
-        report.print_json(data)
+        report.print_json(data, file=_REPORT_STREAMS[-1] if _REPORT_STREAMS else None)
     elif markdown_out:
         print(report.markdown(sections(data)), end="")
     else:

@@ -17,7 +17,8 @@ import warnings
 import typer
 
 from .._version import __version__
-from . import signals
+from . import signals, startup
+from .options import report_stdout
 from .. import _interrupts
 from ..errors import LightCompressError, LightCompressWarning
 
@@ -89,8 +90,9 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug", False)
+        start_keras(debug)
         try:
-            with signals.armed():
+            with signals.armed(), report_stdout(kwargs.get("json_out", False)):
                 if kwargs.get("custom_objects"):  # the user's classes, registered before any model loads
                     from ..io.models import import_custom_objects
 
@@ -114,13 +116,36 @@ def handle_errors(fn):
             if debug:
                 raise
             first = (str(err).strip().splitlines() or [""])[0]
-            fail(f"unexpected {type(err).__name__}: {first} (rerun with --debug for the traceback)")
+            fail(startup.named(err)
+                 or f"unexpected {type(err).__name__}: {first} (rerun with --debug for the traceback)")
         if _interrupts.pending():  # a library swallowed the interrupt and the command ran to its end
             fail(f"interrupted ({signals.name()}) while it ran; it finished anyway and wrote its outputs.",
                  signals.exit_code())
         return result
 
     return wrapper
+
+
+def start_keras(debug=False):
+    """Import Keras and start its backend, with TensorFlow's start-up lines held back
+    (``LIGHTCOMPRESS_TF_LOGS=1`` shows them): done when a command runs, so ``--help``, ``--version``
+    and usage errors answer without it. A backend that cannot start is one line.
+
+    Not armed: a signal that lands inside TensorFlow's C++ start-up is recorded, never raised there
+    (raised inside it, it ended the process by SIGABRT or by the signal itself); the command's armed
+    block right after raises it, so the run still ends with its one line."""
+    from .. import _quiet
+
+    try:
+        _quiet.import_keras_quietly(verbose_errors=debug)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        fail(f"interrupted ({signals.name(err)}) while starting; nothing was written.", signals.exit_code(err))
+    except Exception as err:  # noqa: BLE001 - a backend that cannot start, a warning raised as an error
+        if debug:
+            raise
+        fail(startup.message(err))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -176,16 +201,10 @@ _register()
 
 
 def main():
-    """Entry point of the console script and ``python -m lightcompress``: Keras is imported here,
-    with TensorFlow's start-up lines held back (``LIGHTCOMPRESS_TF_LOGS=1`` shows them)."""
+    """Entry point of the console script and ``python -m lightcompress``. Keras is imported only
+    when a command runs (``start_keras``)."""
     signals.install()
     try:
-        from .._quiet import import_keras_quietly
-
-        # Not armed: a signal that lands inside TensorFlow's C++ start-up is recorded, never raised
-        # there (raised inside it, it ended the process by SIGABRT or by the signal itself); the
-        # armed block right after raises it, so the run still ends with its one line.
-        import_keras_quietly()
         with signals.armed():
             pass
         return app(prog_name="lightcompress")
@@ -196,4 +215,6 @@ def main():
         if _interrupts.pending() and not done.code:
             print(f"error: interrupted ({signals.name()}) as it ended; its outputs were written.", file=sys.stderr)
             sys.exit(signals.exit_code())
+        if not done.code:
+            signals.ended()  # a signal during the teardown that follows still exits with its code
         raise

@@ -18,14 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .._user_code import first_line, import_user_module
+from .._user_code import first_line, import_user_module, raised, running
 from ..errors import DataError
+from ..io.files import check_regular_file
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 TFRECORD_KEYS = ("image", "label")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SHUFFLE_BUFFER = 10_000  # examples (TFRecord records, function outputs) shuffled at once
 TEST_EVERY = 5  # a source without a test split: every 5th example (20%) is held out
+# A PyDataset claiming more batches than this is refused before it is read: ImageNet's 1.28M images
+# are 40,000 batches of 32, so 10^7 batches of even one image is far beyond any data set used here,
+# while a claimed 10^12 would keep the run counting for days.
+MAX_BATCHES = 10_000_000
 _FUNCTION = re.compile(r"^(?P<module>[^:]+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -117,10 +122,12 @@ def folder_source(path: Path, target, seed) -> Source:
 def tfrecord_source(spec: str, keys, target) -> Source:
     import tensorflow as tf
 
-    files = sorted(globbing.glob(spec)) if globbing.has_magic(spec) else ([spec] if Path(spec).is_file() else [])
+    files = sorted(globbing.glob(spec)) if globbing.has_magic(spec) else ([spec] if Path(spec).exists() else [])
     if not files:
         raise DataError(f"{spec}: no such TFRecord file; check the path (a glob such as 'shards/*.tfrecord' "
                         f"is allowed).")
+    for file in files:  # before TensorFlow opens them: a FIFO would hang the run
+        check_regular_file(file, "a .tfrecord file", DataError)
     keys = tuple(keys or TFRECORD_KEYS)
     if len(keys) != 2:
         raise DataError(f"npz_keys={','.join(keys)} names {len(keys)} features; TFRecord examples need 2 "
@@ -201,13 +208,18 @@ def _check_batches(spec, ds, split):
 def _from_pydataset(spec, ds, split):
     import tensorflow as tf
 
-    try:
-        batches = len(ds)
-    except TypeError:
-        batches = None
+    def user(step):  # the PyDataset's own methods are the user's code too
+        return running(DataError, lambda err: f"{spec}: the {split} PyDataset's {step} {raised(err)}; fix it.")
+
+    with user("__len__"):
+        batches = len(ds) if hasattr(type(ds), "__len__") else None
     if not batches:
         raise DataError(f"{spec}: the {split} PyDataset has no length (or no batches); give it __len__.")
-    first = ds[0]
+    if not isinstance(batches, int) or batches > MAX_BATCHES:
+        raise DataError(f"{spec}: the {split} PyDataset claims {batches} batches, more than the {MAX_BATCHES:,} "
+                        f"a data set may have here; make __len__ return the number of batches it really has.")
+    with user("__getitem__(0)"):
+        first = ds[0]
     if not isinstance(first, tuple) or len(first) < 2:
         raise DataError(f"{spec}: the {split} PyDataset's batches are {type(first).__name__}; return "
                         f"(images, labels) tuples from __getitem__.")
@@ -216,9 +228,11 @@ def _from_pydataset(spec, ds, split):
 
     def generate():
         for i in range(batches):
-            batch = ds[i]
+            with user(f"__getitem__({i})"):
+                batch = ds[i]
             yield np.asarray(batch[0]), np.asarray(batch[1])
-        ds.on_epoch_end()
+        with user("on_epoch_end"):
+            ds.on_epoch_end()
 
     return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
@@ -238,12 +252,9 @@ def function_source(spec: str) -> Source:
         takes_split = False
 
     def call(**kwargs):
-        try:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        with running(DataError, lambda err: f"{spec}({args}) {raised(err)}; fix the function."):
             return fn(**kwargs)
-        except Exception as err:  # noqa: BLE001 - the user's code
-            args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-            raise DataError(f"{spec}({args}) raised {type(err).__name__}: {first_line(err)}; fix the "
-                            f"function.") from None
 
     if takes_split:
         out = {split: call(split=split) for split in ("train", "test")}

@@ -11,6 +11,7 @@ from ..training import finetune as ft
 from ..data.open import open_for_model
 from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
+from ..validation import whole
 from .common import no_progress, stem
 
 
@@ -33,7 +34,7 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
     alpha = d.DEFAULT_ALPHA if alpha is None else alpha
     temperature = d.DEFAULT_TEMPERATURE if temperature is None else temperature
     ft.Teacher(None, alpha, temperature)
-    holdout_size = d.DEFAULT_HOLDOUT if holdout_size is None else holdout_size
+    holdout_size = whole("holdout_size", d.DEFAULT_HOLDOUT if holdout_size is None else holdout_size, 1)
     min_params = d.DEFAULT_MIN_PARAMS if min_params is None else min_params
     if method == "qat":
         if target_params is not None:
@@ -62,7 +63,7 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
                   holdout_size=holdout_size, on_event=on_event)
     if method == "qat":
         result = run.qat(original, prepared, **common)
-        model_io.atomic_write(target, lambda tmp: tmp.write_bytes(result.tflite))
+        model_io.atomic_write(target, lambda tmp: tmp.write_bytes(result.tflite), [source])
         with stage("post-training int8 against QAT int8"):
             qat_compare = {"post-training int8 (input model)": sz.deployment_sizes(original, prepared, threads=threads)["litert_int8"],
                            "QAT int8": sz.tflite_sizes(target, result.model, prepared, threads=threads)}

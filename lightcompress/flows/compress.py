@@ -304,6 +304,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     runtime = planning_runtime(runtime, threads, export)
     check_allocation(options.get("allocation", DEFAULT_ALLOCATION))  # refused before any work
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
+    check_whole("holdout_size", options.get("holdout_size", 1), 1)  # not after loading the data
     if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
         ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
     export_target = _check_export(export, source, output, force)

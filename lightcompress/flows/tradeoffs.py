@@ -41,6 +41,7 @@ from ..data.sets import DataSpec
 from ..defaults import DEFAULT_HOLDOUT, DEFAULT_TRADEOFF_BUDGETS, DEFAULT_TRADEOFF_MAX_DROP
 from ..deploy.timing import Runtime
 from ..errors import LightCompressError, OptionError, OutputPathError
+from ..factorization.methods import get_method
 from ..io import cache
 from ..io import models as model_io
 from ..planning import write_plan
@@ -368,7 +369,10 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     settings = settings or ft.FitSettings()
     runtime = Runtime.parse(runtime, threads)
     whole("repeats", repeats, 1)
+    whole("holdout_size", holdout_size, 1)
     number("max_drop", max_drop, 0, 100, example="1")
+    if method is not None:
+        get_method(method)  # an unknown name refused before any work, not inside the first candidate
     check_baselines(baselines)
     data = data or DataSpec(seed=settings.seed)
     inputs = [source, *data_inputs(data)]

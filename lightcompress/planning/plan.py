@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LightCompressError, OptionError, RankError
+from ..io.files import read_file_bounded
 
 
 @dataclass
@@ -94,49 +95,71 @@ def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
 
 
 def plan_from_dict(model, data, source="the plan") -> Plan:
-    """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking it fits the model."""
+    """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking the whole of it against the
+    model before anything is applied: each entry names a factorisable layer of the model once, with
+    its kernel shape, a known mode and a rank in range; the method is a registered one. Messages
+    speak of the plan's own fields (``"rank": 0``), not of any option."""
     from ..factorization.candidates import candidates
+    from ..factorization.methods import known_methods
 
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
+    method = data.get("method", "svd")
+    if method not in known_methods():
+        raise LightCompressError(f"{source} has \"method\": {json.dumps(method)}, which is not a known method; use "
+                                 f"one of {', '.join(known_methods())}, or a plan written by compress.")
     by_name = {c.name: c for c in candidates(model)}
-    plan = Plan(policy=str(data.get("policy", "saved plan")), method=str(data.get("method", "svd")), sources=by_name)
+    plan = Plan(policy=str(data.get("policy", "saved plan")), method=method, sources=by_name)
+    seen = {}
     for i, entry in enumerate(data["layers"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise LightCompressError(f"{source}: entry {i} of 'layers' has no layer 'name'; use a plan written by compress.")
-        c = by_name.get(entry["name"])
+        name = entry["name"]
+        if name in seen:
+            raise LightCompressError(f"{source} names layer '{name}' twice (entries {seen[name]} and {i} of 'layers'); "
+                                     f"keep one entry per layer.")
+        seen[name] = i
+        c = by_name.get(name)
         if c is None:
-            raise RankError(f"{source} names layer '{entry['name']}', which this model has no factorisable "
+            raise RankError(f"{source} names layer '{name}', which this model has no factorisable "
                             f"layer of; use the plan with the model it was made for.")
-        if list(c.kernel_shape) != list(entry.get("kernel_shape", [])):
+        if list(c.kernel_shape) != list(entry.get("kernel_shape") or []):
             raise RankError(f"layer '{c.name}' has a kernel of shape {c.kernel_shape}, {source} says "
                             f"{entry.get('kernel_shape')}; use the plan with the model it was made for.")
         rank, mode = entry.get("rank"), entry.get("mode")
         if rank is None:
             plan.layers.append(keep(c, str(entry.get("skipped") or "kept by the plan")))
             continue
+        where = f"{source}: layer '{c.name}' has"
         if mode not in c.modes:
-            raise OptionError(f"for layer '{c.name}' in {source} is unknown", option="mode", value=mode,
-                              allowed=f"one of {', '.join(c.modes)}")
+            raise OptionError(f"{where} \"mode\": {json.dumps(mode)}, which is unknown; use one of "
+                              f"{', '.join(c.modes)}.")
         if isinstance(rank, bool) or not isinstance(rank, int):
-            raise OptionError(f"for layer '{c.name}' in {source} is not a whole number", option="rank",
-                              value=rank, allowed="a rank from the plan written by compress")
+            raise OptionError(f"{where} \"rank\": {json.dumps(rank)}, which is not a whole number; use a rank "
+                              f"from 1 to {c.max_rank(mode)}, or null to keep the layer.")
         limit = c.max_rank(mode)
         if not 1 <= rank <= limit:
-            raise RankError(f"for layer '{c.name}' in {source} is out of range for its {mode} "
-                            f"factorisation of a {c.kernel_shape} kernel", option="rank", value=rank,
-                            allowed=f"1 to {limit}")
+            raise RankError(f"{where} \"rank\": {rank}, out of range for its {mode} factorisation of a "
+                            f"{c.kernel_shape} kernel; use a rank from 1 to {limit}, or null to keep the layer.")
         plan.layers.append(factorise(c, mode, rank, entry.get("note")))
     return plan
+
+
+# A plan holds one entry of about 200 bytes per factorisable layer: 16 MB is room for some 80,000
+# layers; a larger file is not a plan, and is refused without being read whole.
+MAX_PLAN_BYTES = 16 * 2 ** 20
 
 
 def read_plan(model, path) -> Plan:
     """Read a plan file written by ``write_plan`` and check it against ``model``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_file_bounded(path, MAX_PLAN_BYTES, "a plan JSON file"))
     except FileNotFoundError:
         raise LightCompressError(f"{path}: no such plan file; check the path.") from None
+    except RecursionError:
+        raise LightCompressError(f"{path} holds JSON nested too deeply to be a plan; use a plan written by "
+                                 f"compress.") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LightCompressError(f"{path} is not a plan JSON file ({err}).") from None
     return plan_from_dict(model, data, source=str(path))

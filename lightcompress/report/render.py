@@ -61,9 +61,9 @@ def markdown(sections) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def print_json(data: dict):
-    """One JSON document on stdout (no colours, no wrapping)."""
-    print(json.dumps(data, indent=2))
+def print_json(data: dict, file=None):
+    """One JSON document on stdout, or on ``file`` (no colours, no wrapping)."""
+    print(json.dumps(data, indent=2), file=file)
 
 
 def ratio(after, before):

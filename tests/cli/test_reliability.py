@@ -1,7 +1,6 @@
 """Bad input, options and interruptions: one-line errors, exit codes, inputs untouched, nothing
 left behind, never a model with non-finite weights (issue: reliability)."""
 
-import hashlib
 import json
 import os
 import threading
@@ -22,27 +21,12 @@ from lightcompress.cli import app
 from lightcompress.data import DataSpec, open_for_model
 from lightcompress.errors import LightCompressError
 
+from ..cli_checks import digest, fails
+
 runner = CliRunner()
 
 
-def _digest(path: Path):
-    if path.is_dir():
-        return sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in path.rglob("*") if p.is_file())
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fails(args, message, inputs=(), folder=None, code=1):
-    """exit ``code``, one line naming ``message``, the inputs unchanged, no new file in ``folder``."""
-    before = {p: _digest(p) for p in inputs}
-    listing = sorted(os.listdir(folder)) if folder else None
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert {p: _digest(p) for p in inputs} == before
-    if folder:
-        assert sorted(os.listdir(folder)) == listing, "files were left in the output folder"
-    return lines[0]
+_digest, _fails = digest, fails
 
 
 # -- silent corruption --------------------------------------------------------------------------
@@ -161,16 +145,17 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
     import importlib
     import signal
 
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     from lightcompress import _quiet
 
     app_module = importlib.import_module("lightcompress.cli.typer_app")
 
-    def interrupted():
+    def interrupted(verbose_errors=True):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_quiet, "import_keras_quietly", interrupted)
+    monkeypatch.setattr("sys.argv", ["lightcompress", "inspect", "model.keras"])
     try:
         with pytest.raises(SystemExit) as exit_info:
             app_module.main()
@@ -323,10 +308,12 @@ def test_unknown_layer_class_and_malformed_config_name_the_problem(small, tmp_pa
 
 
 @pytest.mark.parametrize("entry,message", [
-    ({"name": "fc", "kernel_shape": [64, 20], "rank": 999, "mode": "dense"}, "--rank 999 for layer 'fc'"),
+    ({"name": "fc", "kernel_shape": [64, 20], "rank": 999, "mode": "dense"},
+     "layer 'fc' has \"rank\": 999, out of range for its dense factorisation of a (64, 20) kernel; use a rank "
+     "from 1 to 20, or null to keep the layer."),
     ({"kernel_shape": [64, 20], "rank": 2, "mode": "dense"}, "has no layer 'name'"),
     ({"name": "fc", "kernel_shape": [64, 20], "rank": "two", "mode": "dense"}, "is not a whole number"),
-    ({"name": "fc", "kernel_shape": [64, 20], "rank": 2, "mode": "diagonal"}, "--mode diagonal" if False else "is unknown"),
+    ({"name": "fc", "kernel_shape": [64, 20], "rank": 2, "mode": "diagonal"}, "layer 'fc' has \"mode\": \"diagonal\", which is unknown"),
 ])
 def test_bad_plan_files_name_the_problem(small, tmp_path, entry, message):
     path, _ = small
