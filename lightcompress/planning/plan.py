@@ -5,6 +5,7 @@ the writing live here, side by side."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,8 +49,8 @@ class Plan:
     sources: dict = field(default_factory=dict, repr=False, compare=False)
     # a plan sized for a whole-model budget: {"metric", "target", "planned"} (fractions of the
     # original's cost), with "runtime" and, once the converted model is timed, "measured" for a
-    # latency budget; None for the other rules and for plans read back
-    budget: dict | None = field(default=None, compare=False)
+    # latency budget; None for the other rules
+    budget: dict | None = None
 
     @property
     def converted(self) -> list[LayerPlan]:
@@ -59,7 +60,8 @@ class Plan:
         return sum(p.params_before - p.params_after for p in self.layers)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "method": self.method, "layers": [asdict(p) for p in self.layers],
+        return {"policy": self.policy, "method": self.method,
+                "layers": [{**asdict(p), "kernel_shape": list(p.kernel_shape)} for p in self.layers],
                 "not_considered": list(self.not_considered), "notes": list(self.notes), "budget": self.budget}
 
 
@@ -95,8 +97,8 @@ def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
 
 
 def plan_from_dict(model, data, source="the plan") -> Plan:
-    """Rebuild a saved plan (``Plan.to_dict``) for ``model``, checking the whole of it against the
-    model before anything is applied: each entry names a factorisable layer of the model once, with
+    """Rebuild a saved plan (``Plan.to_dict``) for ``model``: the same record (``to_dict`` of the
+    result equals the data), after checking the whole of it against the model: each entry names a factorisable layer of the model once, with
     its kernel shape, a known mode and a rank in range; the method is a registered one. Messages
     speak of the plan's own fields (``"rank": 0``), not of any option."""
     from ..factorization.candidates import candidates
@@ -128,7 +130,9 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
                             f"{entry.get('kernel_shape')}; use the plan with the model it was made for.")
         rank, mode = entry.get("rank"), entry.get("mode")
         if rank is None:
-            plan.layers.append(keep(c, str(entry.get("skipped") or "kept by the plan")))
+            kept = keep(c, str(entry.get("skipped") or "kept by the plan"))
+            kept.note = entry.get("note") if isinstance(entry.get("note"), str) else None
+            plan.layers.append(kept)
             continue
         where = f"{source}: layer '{c.name}' has"
         if mode not in c.modes:
@@ -141,7 +145,17 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
         if not 1 <= rank <= limit:
             raise RankError(f"{where} \"rank\": {rank}, out of range for its {mode} factorisation of a "
                             f"{c.kernel_shape} kernel; use a rank from 1 to {limit}, or null to keep the layer.")
-        plan.layers.append(factorise(c, mode, rank, entry.get("note")))
+        layer = factorise(c, mode, rank)
+        layer.note = entry.get("note") if isinstance(entry.get("note"), str) else layer.note
+        for measured in ("energy", "error", "output_error"):  # as measured when it was decided
+            value = entry.get(measured)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                setattr(layer, measured, float(value))
+        plan.layers.append(layer)
+    plan.notes = [note for note in data.get("notes") or [] if isinstance(note, str)]
+    plan.not_considered = [item for item in data.get("not_considered") or [] if isinstance(item, dict)]
+    budget = data.get("budget")
+    plan.budget = budget if isinstance(budget, dict) else None
     return plan
 
 

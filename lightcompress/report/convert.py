@@ -22,7 +22,7 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
         "method": c.method,
         "calibration": None if c.calibration_seconds is None else {
             "samples": c.calibration_samples, "seconds": round(c.calibration_seconds, 3)},
-        "layers": [{**asdict(p), "kernel_shape": list(p.kernel_shape)} for p in c.plan.layers],
+        "layers": c.plan.to_dict()["layers"],
         "totals": {
             "params_before": c.params_before,
             "params_after": c.params_after,
@@ -35,7 +35,9 @@ def conversion_dict(conversion, source, output, file_bytes_before, file_bytes_af
             "layers_converted": len(c.plan.converted),
             "layers_skipped": len(c.plan.layers) - len(c.plan.converted),
         },
-        "output_difference": asdict(c.difference),
+        "output_difference": None if c.difference is None else asdict(c.difference),
+        "input_sizes": getattr(c, "input_sizes", None),
+        "not_compared": getattr(c, "not_compared", None),
         "not_considered": list(getattr(c.plan, "not_considered", [])),
         "notes": list(c.plan.notes),
         "budget": c.plan.budget,
@@ -143,9 +145,17 @@ def conversion_sections(data: dict) -> list[Section]:
             "shrinks more than the params")
     if data.get("budget"):
         totals.lines.append(budget_line(data["budget"]))
-    totals.lines.append(difference_line(data["output_difference"]))
-    if data["output_difference"]["source"] == "random inputs":
-        totals.lines.append(RANDOM_INPUTS_NOTE)
+    difference = data["output_difference"]
+    if difference is None:
+        totals.lines.append(f"outputs not compared: {data.get('not_compared') or 'no inputs to compare on'}; pass "
+                            f"--input-shape (one example's size, e.g. --input-shape 128 for a sequence length) or "
+                            f"--dataset NAME to compare them")
+    else:
+        totals.lines.append(difference_line(difference))
+        if data.get("input_sizes"):
+            totals.lines.append(f"random {data['input_sizes']}")
+        if difference["source"] == "random inputs":
+            totals.lines.append(RANDOM_INPUTS_NOTE)
     totals.lines.extend(not_considered_lines(data.get("not_considered", [])))
     if "accuracy" in data:
         totals.lines.extend(before_after_lines(data["accuracy"], "the original", "converted"))

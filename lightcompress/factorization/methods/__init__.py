@@ -10,7 +10,7 @@ lightcompress resolves a name once (``resolve_method``) and calls the object it 
 ((), ('input_covariance', 'input_mean'))
 """
 
-from .base import Method, get_method, known_methods, register_method, resolve_method
+from .base import Method, get_method, known_methods, register_method, resolve_method, unregister_method
 from . import svd as _svd, data_aware as _data_aware  # noqa: F401  (the built-in methods register)
 
-__all__ = ["Method", "get_method", "known_methods", "register_method", "resolve_method"]
+__all__ = ["Method", "get_method", "known_methods", "register_method", "resolve_method", "unregister_method"]

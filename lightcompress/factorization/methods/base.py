@@ -58,11 +58,22 @@ _METHODS: dict[str, Method] = {}
 
 
 def register_method(method: Method) -> Method:
-    """Make ``method`` reachable by its name (``convert(method=...)``, ``--method``)."""
+    """Make ``method`` reachable by its name (``convert(method=...)``, ``--method``); a name is
+    registered once (``unregister_method`` frees it)."""
     if not method.name:
         raise OptionError(f"{type(method).__name__} has no name; set its name before registering it.")
+    if method.name in _METHODS:
+        raise OptionError(f"a method named {method.name!r} is already registered ({_METHODS[method.name]!r}); "
+                          f"give yours another name, or unregister_method({method.name!r}) first.")
     _METHODS[method.name] = method
     return method
+
+
+def unregister_method(name: str) -> Method:
+    """Remove the method registered as ``name`` and return it (a test's toy method cleans up so)."""
+    if name not in _METHODS:
+        raise OptionError("is not registered", option="method", value=name, allowed=f"one of {', '.join(_METHODS)}")
+    return _METHODS.pop(name)
 
 
 def known_methods() -> tuple:
