@@ -103,7 +103,7 @@ def command(
                + f"; {first}, then the rank plan, then fine-tuning, then the comparison")
     progress = RichProgress(err)
     steps = "sensitivity" if allocation == "sensitivity" else "timing"  # what on_step follows
-    with Progress(console=err, transient=True) as bar:
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(steps, total=None)
 
         said = []

@@ -33,6 +33,7 @@ class RichProgress(keras.callbacks.Callback):
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            disable=not self.console.is_terminal,  # a log or a pipe: the epoch lines, no stray blank line
         )
         self.task = None
 

@@ -13,6 +13,7 @@ import re
 import sys
 import typing
 import warnings
+from pathlib import Path
 
 import typer
 
@@ -21,6 +22,7 @@ from . import signals, startup
 from .options import report_stdout
 from .. import _interrupts
 from ..errors import LightCompressError, LightCompressWarning
+from ..io.files import no_such_file
 
 app = typer.Typer(
     name="lightcompress",
@@ -90,6 +92,11 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug", False)
+        if isinstance(kwargs.get("model"), Path) and not kwargs["model"].name:  # "." names no file
+            kwargs["model"] = kwargs["model"].resolve()
+        missing = next((p for p in _model_paths(kwargs) if not p.exists() and not p.is_symlink()), None)
+        if missing is not None:  # answered at once, before Keras starts (seconds)
+            fail(no_such_file(missing))
         start_keras(debug)
         try:
             with signals.armed(), report_stdout(kwargs.get("json_out", False)):
@@ -124,6 +131,12 @@ def handle_errors(fn):
         return result
 
     return wrapper
+
+
+def _model_paths(kwargs) -> list:
+    """The model or artefact paths a command was given (``model``; compare's ``models``)."""
+    given = kwargs.get("models") or [kwargs.get("model")]
+    return [p for p in given if isinstance(p, Path)]
 
 
 def start_keras(debug=False):
@@ -200,6 +213,44 @@ def _register():
 _register()
 
 
+USAGE_EXIT = 2  # a command line that does not parse (an unknown option, a missing argument), as Click says
+PIPED_HELP_WIDTH = 200  # --help into a pipe or a file: whole lines, not rich's 80-column fallback
+
+
+def _clicks(err, name) -> bool:
+    """Whether ``err`` is Click's exception ``name`` (Click's own, or the copy newer Typer vendors)."""
+    return any(cls.__name__ == name and cls.__module__.split(".")[0] in ("click", "typer")
+               for cls in type(err).__mro__)
+
+
+def run(args) -> int:
+    """Run the command line ``args`` and return its exit code. A usage error (an unknown option, a
+    bad value for a typed option, a missing argument) is one ``error:`` line naming the command's
+    --help, exit 2, in the same form as every other error."""
+    import os
+
+    import typer.rich_utils
+
+    if not sys.stdout.isatty() and not os.environ.get("TERMINAL_WIDTH") and not os.environ.get("COLUMNS"):
+        typer.rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
+    command = typer.main.get_command(app)
+    try:
+        return command.main(args=list(args), prog_name="lightcompress", standalone_mode=False) or 0
+    except Exception as err:  # noqa: BLE001 - Click's exceptions, whichever Click raised them
+        if _clicks(err, "NoArgsIsHelpError"):  # `lightcompress` alone: its help
+            typer.echo(err.ctx.get_help())
+            return 0
+        if _clicks(err, "ClickException"):
+            where = getattr(getattr(err, "ctx", None), "command_path", None) or "lightcompress"
+            said = " ".join(err.format_message().split()).rstrip(".")  # Click's lists span lines
+            typer.echo(f"error: {said}; see '{where} --help'.", err=True)
+            return err.exit_code or USAGE_EXIT
+        if _clicks(err, "Abort"):
+            typer.echo("error: aborted.", err=True)
+            return 1
+        raise
+
+
 def main():
     """Entry point of the console script and ``python -m lightcompress``. Keras is imported only
     when a command runs (``start_keras``)."""
@@ -207,7 +258,7 @@ def main():
     try:
         with signals.armed():
             pass
-        return app(prog_name="lightcompress")
+        sys.exit(run(sys.argv[1:]))
     except KeyboardInterrupt as err:
         print(f"error: interrupted ({signals.name(err)}) while starting; nothing was written.", file=sys.stderr)
         sys.exit(signals.exit_code(err))

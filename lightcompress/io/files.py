@@ -35,6 +35,11 @@ def file_kind(path) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "not a file")
 
 
+def no_such_file(path) -> str:
+    """The one message for a model or artefact path that does not exist."""
+    return f"{path}: no such file; check the path."
+
+
 def check_regular_file(path, what: str, error=LightCompressError, *, folders=False) -> Path:
     """``path``, after refusing (before any ``open``) one that exists and is not a regular file.
 
