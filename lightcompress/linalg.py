@@ -461,31 +461,126 @@ def tucker2(kernel, rank: int, cov=None, ridge: float = DEFAULT_RIDGE):
     and input channel unfoldings; with the patch second moment ``cov`` (channel-mode order) the
     output projection keeps the principal directions of the layer's outputs and the input
     projection is whitened by the per-pixel channel covariance. Equal to the kernel at full rank.
+    One rank: ``tucker2_basis`` computes the rank-independent part once for many ranks.
 
     >>> k = np.random.default_rng(0).normal(size=(3, 3, 4, 6))
     >>> bool(np.allclose(tucker_kernel(*tucker2(k, 6)), k))
     True
     """
-    kernel = np.asarray(kernel)
-    kh, kw, c, f = _check_kernel_shape(kernel.shape)
-    r1, r2 = tucker_ranks(rank, c, f)
-    k = kernel.astype(np.float64)
-    w = k.reshape(kh * kw * c, f)
-    if cov is None:
-        u2 = _leading_eigenvectors(w.T @ w, r2)  # left singular vectors of wᵀ
-        root = inverse = np.eye(c)
-    else:
-        u2 = _output_basis(w, cov, ridge)[1][:, :r2]
-        root, inverse = _sym_sqrt(mode_covariance(cov, kernel.shape, "input channels"), ridge)
-    k2 = k @ u2  # (kh, kw, c, r2)
-    unfolded = k2.transpose(2, 0, 1, 3).reshape(c, kh * kw * r2)
-    projected = root @ unfolded
-    u1 = _leading_eigenvectors(projected @ projected.T, r1)  # its left singular vectors, all c of them
-    first = inverse @ u1  # (c, r1)
-    core = (u1.T @ root @ unfolded).reshape(r1, kh, kw, r2).transpose(1, 2, 0, 3)
-    dtype = kernel.dtype if np.issubdtype(kernel.dtype, np.floating) else np.float32
-    return (first.reshape(1, 1, c, r1).astype(dtype), core.astype(dtype),
-            u2.T.reshape(1, 1, r2, f).astype(dtype))
+    return tucker2_basis(kernel, cov, ridge).kernels(rank)
+
+
+def tucker2_basis(kernel, cov=None, ridge: float = DEFAULT_RIDGE) -> "Tucker2":
+    """The rank-independent part of ``tucker2`` for ``kernel`` (the expensive part: the output
+    channel unfolding's eigendecomposition and the kernel projected on all its directions),
+    from which every rank's kernels and error are read (``Tucker2``)."""
+    return Tucker2(kernel, cov, ridge)
+
+
+class Tucker2:
+    """Tucker-2 (sequentially truncated HOSVD) of one (kh, kw, c, f) kernel at any rank, its
+    rank-independent part computed once.
+
+    The output projection at rank r is the leading r2 columns of one f×f eigenbasis (of WᵀW, or
+    of WᵀCW with ``cov``), so that basis and the kernel projected on all of it (K·U2, kernel-sized,
+    float64) are computed here, once. The input projection depends on r2 (it is fitted to the
+    kernel already projected on the leading r2 output directions): the c×c Gram matrix of that
+    projection is a sum over the r2 output directions, extended from the last rank asked (ranks
+    asked in increasing order cost one Gram matrix in all), then one c×c eigendecomposition.
+
+    Without ``cov`` both projections are orthogonal, so the relative error at a rank is read from
+    that c×c eigendecomposition's values: ||K − K_r||² = ||K||² − (the r1 leading eigenvalues)
+    (``weight_error``), with no kernel rebuilt. Values are the same as the per-rank ``tucker2``
+    computed from scratch (tests/factorization/test_decompose_once.py).
+
+    >>> k = np.random.default_rng(0).normal(size=(3, 3, 4, 6))
+    >>> t = tucker2_basis(k)
+    >>> bool(np.isclose(t.weight_error(3), output_error(k.reshape(-1, 1), t.approximate(3).reshape(-1, 1))))
+    True
+    """
+
+    def __init__(self, kernel, cov=None, ridge: float = DEFAULT_RIDGE):
+        kernel = np.asarray(kernel)
+        self.shape = _check_kernel_shape(kernel.shape)
+        kh, kw, c, f = self.shape
+        self.dtype = kernel.dtype if np.issubdtype(kernel.dtype, np.floating) else np.float32
+        k = kernel.astype(np.float64)
+        w = k.reshape(kh * kw * c, f)
+        self.total = float(np.sum(w * w))
+        self.whitened = cov is not None
+        if cov is None:
+            self.u2 = _leading_eigenvectors(w.T @ w, f)  # left singular vectors of wᵀ, all f
+            self.root = self.inverse = None
+        else:
+            self.u2 = _output_basis(w, cov, ridge)[1]
+            self.root, self.inverse = _sym_sqrt(mode_covariance(cov, kernel.shape, "input channels"), ridge)
+        self.projected = k @ self.u2  # (kh, kw, c, f): K on every output direction, best first
+        self._errors: dict = {}  # {rank: weight error} (without cov: read from eigenvalues)
+        self._last = None  # (rank, kernels): planning asks a rank's kernels and error in turn
+        self._sum = (0, np.zeros((c, c)))  # (r2, the unwhitened input Gram matrix of the leading r2)
+
+    def ranks(self, rank) -> tuple[int, int]:
+        return tucker_ranks(rank, self.shape[2], self.shape[3])
+
+    def _unfolded(self, start, stop) -> np.ndarray:
+        """The input channel unfolding (c, kh·kw·(stop − start)) of K·U2[:, start:stop]."""
+        kh, kw, c, _ = self.shape
+        return self.projected[..., start:stop].transpose(2, 0, 1, 3).reshape(c, -1)
+
+    def _input_gram(self, r2) -> np.ndarray:
+        """The c×c Gram matrix of the input channel unfolding of K·U2[:, :r2] (whitened with
+        ``cov``), extended from (or, for a smaller r2, rebuilt below) the last one."""
+        done, gram = self._sum
+        if r2 < done:
+            done, gram = 0, np.zeros_like(gram)
+        if r2 > done:
+            part = self._unfolded(done, r2)
+            gram = gram + part @ part.T
+            self._sum = (r2, gram)
+        return gram if self.root is None else self.root @ gram @ self.root
+
+    def kernels(self, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three Tucker-2 kernels at ``rank`` (as ``tucker2``), in the kernel's dtype."""
+        rank = check_rank(rank, (self.shape[3], self.shape[3]))
+        if self._last is not None and self._last[0] == rank:
+            return self._last[1]
+        kh, kw, c, f = self.shape
+        r1, r2 = self.ranks(rank)
+        u1 = _leading_eigenvectors(self._input_gram(r2), r1)  # left singular vectors of the unfolding
+        unfolded = self._unfolded(0, r2)
+        root = np.eye(c) if self.root is None else self.root
+        first = u1 if self.inverse is None else self.inverse @ u1  # (c, r1)
+        core = (u1.T @ root @ unfolded).reshape(r1, kh, kw, r2).transpose(1, 2, 0, 3)
+        out = (first.reshape(1, 1, c, r1).astype(self.dtype), core.astype(self.dtype),
+               self.u2[:, :r2].T.reshape(1, 1, r2, f).astype(self.dtype))
+        self._last = (rank, out)
+        return out
+
+    def approximate(self, rank: int) -> np.ndarray:
+        """The kernel the three kernels at ``rank`` compute, in the kernel's dtype."""
+        return tucker_kernel(*self.kernels(rank)).astype(self.dtype)
+
+    def weight_error(self, rank: int) -> float:
+        """Relative Frobenius error ||K − K_r|| / ||K|| at ``rank``: from the input Gram matrix's
+        eigenvalues without ``cov`` (orthogonal projections), else measured on ``approximate``."""
+        rank = check_rank(rank, (self.shape[3], self.shape[3]))
+        if rank not in self._errors:
+            if self.whitened:
+                kernel = (self.projected @ self.u2.T).reshape(-1, 1)  # K itself (U2 is a complete basis)
+                self._errors[rank] = output_error(kernel, self.approximate(rank).reshape(-1, 1))
+            elif self.total == 0.0:
+                self._errors[rank] = 0.0
+            else:
+                r1, r2 = self.ranks(rank)
+                kh, kw, c, _ = self.shape
+                if kh * kw * r2 < c:  # the same nonzero eigenvalues from the smaller Gram matrix
+                    part = self._unfolded(0, r2)
+                    values = np.linalg.eigvalsh(part.T @ part)
+                else:
+                    values = np.linalg.eigvalsh(self._input_gram(r2))
+                kept = float(np.sum(values[::-1][:r1]))
+                self._errors[rank] = float(np.sqrt(max(0.0, 1.0 - kept / self.total)))
+        return self._errors[rank]
 
 
 def _leading_eigenvectors(gram, count) -> np.ndarray:

@@ -66,8 +66,9 @@ def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
     made by the plan's method (``plan.method``) from the layer's ``statistics``
     (``statistics.Statistics``); a layer without statistics gets plain SVD factors.
 
-    Plain factors come from the decompositions the plan was decided from (``plan.sources``), so no
-    kernel is decomposed twice; each layer's work is released once its twin is built.
+    Plain factors come from the decompositions the plan was decided from (``plan.sources``: a
+    matrix mode's SVD, Tucker-2's bases), so no kernel is decomposed twice; each layer's work is
+    released once its twin is built.
     ``on_layer(done, total, name)`` reports progress."""
     method = get_method(plan.method)
     by_name = {p.name: p for p in plan.converted}
@@ -94,7 +95,7 @@ def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
         moments = statistics.layers.get(p.name) if statistics is not None else None
         weights = None if moments is None else method.weights(entry, layer, p.rank, p.mode, moments)
         factors = None
-        if moments is None and p.mode in entry.matrix_modes:
+        if moments is None and (p.mode in entry.matrix_modes or source.prepared(p.mode, None) is not None):
             try:
                 factors = source.factors(p.mode, p.rank)
             except RankError as err:

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from .. import linalg as svd
+from ..errors import RankError
 from ..io import substitutions
 from ..layers import registry
 
@@ -46,7 +47,10 @@ class Candidate:
 
     The kernel is read from the layer when needed, never held (a big model is not copied). Each
     matrix mode is decomposed once (``decomposition``) and that one decomposition answers the
-    spectrum, energies, errors and factors that inspect, planning and factorising ask for.
+    spectrum, energies, errors and factors that inspect, planning and factorising ask for; a
+    non-matrix mode (Tucker-2) likewise has its rank-independent part computed once
+    (``prepared``) and every rank read from it. ``modes``: the modes worth trying for this
+    kernel's shape (a 1×1 conv: channel only, see ``Conv2DType.modes_for``).
     ``vectors``: decompose with singular vectors from the start (the plan will be applied), so
     factorising needs no second decomposition."""
 
@@ -66,6 +70,7 @@ class Candidate:
     _spectra: dict = field(default_factory=dict, repr=False)  # calibrated or non-matrix modes
     _curves: dict = field(default_factory=dict, repr=False)
     _approximations: dict = field(default_factory=dict, repr=False)  # the last non-matrix-mode one
+    _prepared: dict = field(default_factory=dict, repr=False)  # {(mode, calibrated): entry.prepare(...)}
 
     @property
     def kind(self) -> str:
@@ -86,7 +91,9 @@ class Candidate:
 
     @property
     def modes(self) -> tuple:
-        return self.entry.modes
+        """The modes worth trying for this kernel (``LayerType.modes_for``); modes[0] is the type's
+        first mode."""
+        return self.entry.modes_for(self.kernel_shape)
 
     def matrix_shape(self, mode) -> tuple[int, int]:
         return tuple(self.entry.matrix_shape(self.kernel_shape, mode))
@@ -117,6 +124,20 @@ class Candidate:
             watcher(self, mode)
         return d
 
+    def prepared(self, mode, cov="own"):
+        """The rank-independent part of non-matrix ``mode``'s factorisation (``LayerType.prepare``:
+        Tucker-2's bases), computed once per mode for the candidate's own calibration ("own") or
+        for plain factors (None); None for a matrix mode or another ``cov``."""
+        if cov is not None and not isinstance(cov, str):
+            return None
+        key = (mode, cov is not None and self.cov is not None)
+        if key not in self._prepared:
+            self._prepared[key] = self.entry.prepare(self.kernel, mode, self.cov if key[1] else None)
+            if self._prepared[key] is not None:
+                for watcher in list(_WATCHERS):
+                    watcher(self, mode)
+        return self._prepared[key]
+
     def spectrum(self, mode) -> np.ndarray | None:
         """Singular values of the kernel's matrix in ``mode``, largest first (computed once): of
         the layer's outputs on the calibration inputs when calibrated; None for a mode that is not
@@ -138,9 +159,19 @@ class Candidate:
         """Largest rank saving at least ``min_saving`` of the kernel's weights (0: none does)."""
         return self.entry.rank_limit(self.kernel_shape, mode, min_saving)
 
-    def factors(self, mode, rank) -> tuple[np.ndarray, np.ndarray]:
+    def factors(self, mode, rank) -> tuple:
         """Matrix factors A (n, rank), B (rank, m) of the best rank-``rank`` approximation of the
-        ``mode`` matrix (plain SVD), in the kernel's dtype, from the one decomposition."""
+        ``mode`` matrix (plain SVD), in the kernel's dtype, from the one decomposition; for a
+        non-matrix mode, its plain kernels (Tucker-2's three) from the one ``prepared``."""
+        if mode not in self.entry.matrix_modes:
+            prepared = self.prepared(mode, None)
+            if prepared is not None and not np.isclose(svd.squared_norm(self.matrix(self.modes[0])), prepared.total,
+                                                       rtol=1e-7, atol=0.0):  # the kernel changed since
+                self.release()
+                prepared = self.prepared(mode, None)
+            if prepared is None:
+                raise RankError(f"{self.kind} mode {mode!r} has no factors of its own; build its twin.")
+            return tuple(np.asarray(k, self.dtype) for k in prepared.kernels(rank))
         d = self.decomposition(mode, rank, vectors=True)
         matrix = self.matrix(mode)
         if not np.isclose(svd.squared_norm(matrix), d.total, rtol=1e-7, atol=0.0):  # the kernel changed since
@@ -158,8 +189,16 @@ class Candidate:
         key = (mode, rank, own)
         if key not in self._approximations:  # one held: planning asks error and weight error in turn
             self._approximations.clear()
-            self._approximations[key] = self.entry.approximate(self.kernel, rank, mode, self.cov if own else cov)
+            prepared = self.prepared(mode, cov)
+            self._approximations[key] = (prepared.approximate(rank) if prepared is not None else
+                                         self.entry.approximate(self.kernel, rank, mode, self.cov if own else cov))
         return self._approximations[key]
+
+    def _weight_error(self, mode, rank) -> float | None:
+        """A non-matrix mode's weight error as its ``prepared`` part gives it (Tucker-2 without
+        calibration: from eigenvalues, no kernel rebuilt); None where there is none."""
+        prepared = self.prepared(mode)
+        return None if prepared is None else prepared.weight_error(rank)
 
     def errors(self, mode) -> np.ndarray:
         """Relative error at every rank 1..max_rank (element r - 1): the output error on the
@@ -178,11 +217,14 @@ class Candidate:
             curve = np.concatenate([curve, np.zeros(max(0, top - len(curve)))])[:top]
         else:
             ranks = sorted({1, top, *np.unique(np.round(np.geomspace(1, top, 24)).astype(int))})
-            base = self.matrix(self.modes[0])
-            measured = []
-            for r in ranks:
-                approx = self.entry.to_matrix(self.approximate(mode, r), self.modes[0])
-                measured.append(svd.output_error(base, approx, self.cov) ** 2)
+            if self.cov is None and self.prepared(mode) is not None:  # each rank read from the one part
+                measured = [self._weight_error(mode, r) ** 2 for r in ranks]
+            else:
+                base = self.matrix(self.modes[0])
+                measured = []
+                for r in ranks:
+                    approx = self.entry.to_matrix(self.approximate(mode, r), self.modes[0])
+                    measured.append(svd.output_error(base, approx, self.cov) ** 2)
             curve = np.sqrt(np.clip(np.interp(np.arange(1, top + 1), ranks, measured), 0, None))
         self._curves[mode] = curve
         return curve
@@ -198,6 +240,8 @@ class Candidate:
             s = self.spectrum(mode)
             if s is not None:
                 return float(self.errors(mode)[rank - 1])
+        if self.cov is None and self.prepared(mode) is not None:
+            return self._weight_error(mode, rank)
         approx = self.entry.to_matrix(self.approximate(mode, rank), self.modes[0])  # one rank, measured
         return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
 
@@ -205,6 +249,9 @@ class Candidate:
         """Relative Frobenius error of the kernel the twin computes (the factors actually used)."""
         if self._plain(mode):
             return self.decomposition(mode, rank).error(rank)  # Eckart–Young: the factors project W
+        error = self._weight_error(mode, rank)
+        if error is not None:
+            return error
         return svd.output_error(self.kernel.reshape(-1, 1), self.approximate(mode, rank).reshape(-1, 1))
 
     def output_error(self, mode, rank, cov="own") -> float | None:
@@ -219,17 +266,18 @@ class Candidate:
         """Keep just what factorising at ``rank`` in ``mode`` needs (planning decided it): memory
         stays at the model plus one layer's work."""
         d = self._decompositions.get(mode)
-        self._decompositions.clear()
-        self._curves.clear()
-        self._approximations.clear()
+        prepared = {k: v for k, v in self._prepared.items() if k[0] == mode and rank is not None}
+        self.release()
         if d is not None and rank is not None:
             self._decompositions[mode] = d.trimmed(min(rank, d.vectors)) if d.vectors else d
+        self._prepared.update(prepared)  # Tucker-2 planned: applying reads its kernels, not a new HOSVD
 
     def release(self):
         """Forget the decompositions (a layer's work) once the layer is done."""
         self._decompositions.clear()
         self._curves.clear()
         self._approximations.clear()
+        self._prepared.clear()
 
 
 _WATCHERS: list = []  # callables (candidate, mode) told of each new decomposition (progress bars)

@@ -8,7 +8,7 @@ A kernel (kh, kw, c, f) becomes a matrix in one of two modes:
 - "spatial": (kh·c, kw·f), factors a kh×1 conv c→r then a 1×kw conv r→f (Jaderberg et al. 2014);
 
 and "tucker" (Tucker-2, ``linalg.tucker2``) is no matrix reshape: a 1×1 conv c→r1, the kh×kw
-core r1→r, a 1×1 conv r→f.
+core r1→r, a 1×1 conv r→f. A 1×1 kernel is tried in channel mode only (``Conv2DType.modes_for``).
 
 >>> import numpy as np
 >>> kernel = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
@@ -282,8 +282,9 @@ class LightConv2D(_LightLayer):
         """The LightConv2D twin of a built ``keras.layers.Conv2D``, initialised by truncated SVD.
 
         ``factorization`` is "channel", "spatial" or "tucker" (HOSVD); "paper" has no SVD
-        initialisation. ``factors``: matrix factors (A, B) of the ``factorization`` matrix
-        computed elsewhere (channel and spatial).
+        initialisation. ``factors``: computed elsewhere, matrix factors (A, B) of the
+        ``factorization`` matrix (channel and spatial) or the three Tucker-2 kernels (tucker, from
+        the candidate's one ``linalg.Tucker2``).
         """
         if factorization not in CONV_MODES + (TUCKER,):
             raise LightCompressError(
@@ -296,11 +297,14 @@ class LightConv2D(_LightLayer):
                 f"layer '{layer.name}' is a grouped Conv2D (groups={config['groups']}); "
                 f"only groups=1 can be factorised."
             )
-        if factors is not None and factorization == TUCKER:
-            raise LightCompressError("factors=(A, B) initialise the channel and spatial factorisations; "
-                                     "tucker decomposes the kernel itself: leave factors out.")
         kernel = kernel_of(layer, 4, "Conv2D", read=factors is None)
-        if factorization == TUCKER:
+        if factors is not None and factorization == TUCKER:
+            kernels = tuple(factors)
+            if [np.shape(k) for k in kernels] != list(linalg.tucker_shapes(kernel.shape, rank)):
+                raise LightCompressError("factors=(A, B) initialise the channel and spatial factorisations; "
+                                         "tucker decomposes the kernel itself: leave factors out (or give "
+                                         "its three kernels, linalg.Tucker2.kernels).")
+        elif factorization == TUCKER:
             kernels = rank_in_context(layer, lambda: linalg.tucker2(kernel, rank))
         else:
             matrix = (lambda: conv_kernel_to_matrix(kernel, factorization))
@@ -481,6 +485,20 @@ class Conv2DType(registry.LayerType):
     def mode_cov(self, cov, kernel_shape, mode):
         return linalg.mode_covariance(cov, kernel_shape, mode)
 
+    def modes_for(self, kernel_shape) -> tuple:
+        """Only "channel" for a 1×1 kernel: its spatial matrix (kh·c, kw·f) is the channel matrix
+        (c, f) itself, so spatial mode is the same factorisation again; and Tucker-2's
+        c→r1→r2→f approximation U1·U1ᵀ·W·U2·U2ᵀ has rank at most min(r1, r2), so it never has
+        less error than the plain SVD at that rank and always costs more (c·r1 + r1·r2 + r2·f
+        weights against (c + f)·min(r1, r2)). Trying them only costs time (Tucker-2 on every
+        MobileNet or ResNet-bottleneck 1×1 conv)."""
+        if tuple(kernel_shape[:2]) == (1, 1):
+            return ("channel",)
+        return tuple(self.modes)
+
+    def prepare(self, kernel, mode, cov=None):
+        return linalg.tucker2_basis(kernel, cov) if mode == TUCKER else None
+
     def factors(self, kernel, rank, mode, cov=None) -> list:
         if mode == TUCKER:
             return list(linalg.tucker2(kernel, rank, cov))
@@ -490,7 +508,7 @@ class Conv2DType(registry.LayerType):
     def approximate(self, kernel, rank, mode, cov=None) -> np.ndarray:
         kernel = np.asarray(kernel)
         if mode == TUCKER:
-            approx = linalg.tucker_kernel(*linalg.tucker2(kernel, rank, cov))
+            approx = linalg.tucker2_basis(kernel, cov).approximate(rank)
         else:
             a, b = self._matrix_factors(kernel, rank, mode, cov)
             approx = matrix_to_conv_kernel(a @ b, np.shape(kernel), mode)

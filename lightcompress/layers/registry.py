@@ -110,9 +110,10 @@ class LayerType:
         return self.bias_of(layer) if self.bias_of is not None else getattr(layer, "bias", None)
 
     def make_twin(self, layer, rank, mode, factors=None):
-        """The built twin at ``rank`` in ``mode``, from matrix ``factors`` (A, B) decomposed
-        elsewhere when given and ``mode`` is a matrix mode, else SVD-initialised by itself."""
-        if factors is not None and mode in self.matrix_modes:
+        """The built twin at ``rank`` in ``mode``, from ``factors`` decomposed elsewhere when given
+        (matrix factors (A, B) of a matrix mode; a non-matrix mode's own kernels, see
+        ``prepare``), else SVD-initialised by itself."""
+        if factors is not None:
             return self.build_twin(layer, rank, mode, factors=factors)
         return self.build_twin(layer, rank, mode)
 
@@ -120,7 +121,20 @@ class LayerType:
         """The rank-``rank`` approximation of ``kernel`` in ``mode``: what the twin computes."""
         return self.approximate(kernel, rank, mode)
 
+    def modes_for(self, kernel_shape) -> tuple:
+        """The modes worth trying for a kernel of ``kernel_shape``: those that can beat every
+        earlier one (a type whose modes coincide on some shapes, Conv2D's on 1×1 kernels, says so
+        here). A plan may still name any of ``modes``."""
+        return tuple(self.modes)
+
     # -- generic over modes; a type with a non-matrix mode overrides these --
+
+    def prepare(self, kernel, mode, cov=None):
+        """The rank-independent part of a non-matrix mode's factorisation of ``kernel`` (Conv2D's
+        Tucker-2: ``linalg.Tucker2``), computed once and read at every rank: an object with
+        ``kernels(rank)`` (the twin's kernels), ``approximate(rank)`` and ``weight_error(rank)``.
+        None for a matrix mode (its one ``linalg.Decomposition`` serves)."""
+        return None
 
     @property
     def matrix_modes(self) -> tuple:

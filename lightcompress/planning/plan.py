@@ -135,9 +135,9 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
             plan.layers.append(kept)
             continue
         where = f"{source}: layer '{c.name}' has"
-        if mode not in c.modes:
+        if mode not in c.entry.modes:  # every mode the twin has (a plan may name one planning skips)
             raise OptionError(f"{where} \"mode\": {json.dumps(mode)}, which is unknown; use one of "
-                              f"{', '.join(c.modes)}.")
+                              f"{', '.join(c.entry.modes)}.")
         if isinstance(rank, bool) or not isinstance(rank, int):
             raise OptionError(f"{where} \"rank\": {json.dumps(rank)}, which is not a whole number; use a rank "
                               f"from 1 to {c.max_rank(mode)}, or null to keep the layer.")
