@@ -435,12 +435,21 @@ def _keras_load(path, readable, config, trust):
 
 
 def _keras_reason(err) -> str:
-    """Keras's error in one line: the layer it failed on and the innermost exception, not the
-    layer configs it quotes."""
-    text = str(err).strip()
+    """Keras's error in one line: the layer it failed on and the informative line of the innermost
+    exception (the one naming inputs and shapes), not the layer configs it quotes, the generic
+    "Exception encountered when calling X.call()." heading, the arguments it lists or the terminal
+    colour codes; whitespace collapsed, at most ``most`` characters."""
+    most = 300  # its shapes and names fit; a quoted config does not
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(err)).strip()
     layer = re.search(r"deserializing class '([^']+)' using config=\{'name': '([^']+)'", text)
-    inner = text.rsplit("Exception encountered:", 1)[-1].strip().splitlines()
-    reason = inner[0].strip() if inner and inner[0].strip() else type(err).__name__
+    inner = text.rsplit("Exception encountered:", 1)[-1]
+    inner = re.split(r"^\s*Arguments received by ", inner, maxsplit=1, flags=re.MULTILINE)[0]
+    lines = [" ".join(line.split()) for line in inner.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("•")]
+    informative = [line for line in lines if not re.match(r"Exception encountered when calling \S+", line)]
+    reason = (informative or lines or [type(err).__name__])[0]
+    if len(reason) > most:
+        reason = reason[:most - 3].rstrip() + "..."
     return f"layer '{layer.group(2)}' ({layer.group(1)}): {reason}" if layer else reason
 
 
@@ -481,6 +490,8 @@ def _importable(cls, module) -> bool:
 def default_output(path) -> Path:
     """`dir/model.h5` -> `dir/model.light.keras`."""
     path = Path(path)
+    if not path.name:  # "." or "/": named by the folder it is (loading then says it is a folder)
+        path = path.resolve()
     return path.with_name(f"{path.stem}.light.keras")
 
 
