@@ -131,10 +131,12 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, targe
 
 def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, target_macs=None,
             target_latency=None, runtime=None, include=(), exclude=(), min_params=None, min_saving=None,
-            conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None, method=None):
+            conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None, method=None, input_shape=None):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
-    ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise).
+    ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise, sized
+    where the model leaves a size open by what it declares, else by ``input_shape``, one example's
+    size such as ``(128,)``; ``result.input_sizes`` says which).
     ``calibration_x`` (training inputs) makes the factors data-aware, fitted layer by layer
     where that is affordable (``defaults.convert_method``; ``method="svd"`` forces plain SVD),
     and budgets buy ranks by output error (the convert command, given a data set, also measures
@@ -154,21 +156,24 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
 
     net = _model(model)
     if plan is not None:
-        return run(net, plan=plan, x=x, calibration_x=calibration_x, method=method)
+        return run(net, plan=plan, x=x, calibration_x=calibration_x, method=method, input_shape=input_shape)
     rules = {"rank": rank, "energy": energy, "ratio": ratio, "target_params": target_params,
              "target_macs": target_macs, "target_latency": target_latency}
     rule, layer_filter = _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving)
-    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method, runtime=runtime)
+    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method, runtime=runtime,
+               input_shape=input_shape)
 
 
 def _data_for(net, data):
-    """``data`` (a name, a path, a ``DataSpec`` or a ``Dataset`` already opened) shaped for ``net``."""
+    """``data`` (a name, a path, a ``DataSpec`` or a ``Dataset`` already opened) shaped for ``net``;
+    None is one line asking for it (no verb has a default data set)."""
     from .data.open import open_for_model
+    from .data.sets import required
 
-    return open_for_model(net, data)
+    return open_for_model(net, required(data))
 
 
-def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None, learning_rate=None,
+def finetune(model, data=None, *, teacher=None, epochs=None, batch_size=None, learning_rate=None,
              validation_split=None, patience=None, seed=0, devices="all"):
     """Fine-tune ``model`` in place on ``data`` (a data set name or path, a ``DataSpec`` or data
     already opened), keeping the best epoch; distilled from ``teacher`` (a model) if given. Unset
@@ -192,7 +197,7 @@ def finetune(model, data="digits", *, teacher=None, epochs=None, batch_size=None
     return training.finetune(net, _data_for(net, data), settings, teacher=tutor)
 
 
-def compress(model, data="digits", *, target_params=None, target_macs=None, target_latency=None,
+def compress(model, data=None, *, target_params=None, target_macs=None, target_latency=None,
              max_drop=None, include=(), exclude=(), min_params=None, conv_mode=DEFAULT_CONV_MODE, settings=None,
              distill=True, method=None, runtime=None, threads=2, allow_slower=False, use_cache=True,
              cache_dir=None, allocation=DEFAULT_ALLOCATION):
@@ -225,7 +230,7 @@ def compress(model, data="digits", *, target_params=None, target_macs=None, targ
                use_cache=use_cache, cache_dir=cache_dir, allocation=allocation)
 
 
-def evaluate(model, data="digits", *, trust=False):
+def evaluate(model, data=None, *, trust=False):
     """Accuracy and loss of ``model`` (a model, a model file, or an exported ``.tflite``/``.onnx``/
     SavedModel artefact, run in its own runtime) on the test split of ``data``: an ``Evaluation``.
     ``trust=True`` allows what runs code when loaded: Lambda layers, SavedModel folders.
@@ -236,20 +241,22 @@ def evaluate(model, data="digits", *, trust=False):
     >>> 0.0 <= lightcompress.evaluate(model, "digits").accuracy <= 0.5  # untrained: near chance
     True
     """
+    from .data.sets import required
     from .flows.common import load_any, load_data_for
     from .training.evaluation import evaluate as run
 
+    data = required(data)  # before the model is loaded
     net = load_any(model, trust=trust) if isinstance(model, (str, os.PathLike)) else model
     opened = load_data_for(net, str(data) if isinstance(data, os.PathLike) else data, stream=True)
     return run(net, opened)
 
 
 def export(model, path, *, format="litert", quantize="none", data=None, int8_io=False, force=False):
-    """Write ``model`` (a model or a model file) as ``format`` ("litert", "saved_model", "onnx",
-    "keras") to ``path`` with its LightLayers lowered to standard layers, and verify the artefact
-    in its own runtime (on the test images of ``data`` when given, else on random inputs).
-    ``quantize``: "none", "float16", "dynamic" or "int8" (LiteRT; int8 calibrates on training
-    images of ``data``). Returns an ``ExportResult``.
+    """Write ``model`` (a model or a model file) as ``format`` (a registered export target:
+    ``lightcompress.deploy.targets.choices()``) to ``path`` with its LightLayers lowered to standard
+    layers, and verify the artefact in its own runtime (on the test images of ``data`` when given,
+    else on random inputs). ``quantize``: "none" or one of the target's ``quantizations`` (int8
+    calibrates on training images of ``data``). Returns an ``ExportResult``.
     """
     from .deploy import export as ex
     from .errors import OptionError

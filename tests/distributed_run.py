@@ -46,7 +46,7 @@ assert converted.exit_code == 0, converted.output
 for run, devices, extra in (("1", "1", []), ("2", "2", []), ("distilled", "2", ["--teacher", str(work / "digits.keras")])):
     target = work / f"tuned{run}.keras"
     source = work / ("light.keras" if run == "distilled" else "digits.keras")
-    result = CliRunner().invoke(app, ["finetune", str(source), "--epochs", EPOCHS, "--batch-size", "64",
+    result = CliRunner().invoke(app, ["finetune", str(source), "--dataset", "digits", "--epochs", EPOCHS, "--batch-size", "64",
                                       "--lr", "3e-3", "--devices", devices, "-o", str(target), *extra,
                                       *os.environ.get("DISTRIBUTED_RUN_ARGS", "").split()])
     if result.exit_code != 0:

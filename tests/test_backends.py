@@ -52,7 +52,7 @@ model.save(work / "m.h5")
 loaded = lightcompress.load_model(work / "m.h5")
 out["inspect_layers"] = len(lightcompress.inspect(loaded)["layers"])
 conversion = lightcompress.convert(loaded, rank=4, min_params=0)
-fit = lightcompress.finetune(conversion.model, epochs=2, devices="all")
+fit = lightcompress.finetune(conversion.model, data="digits", epochs=2, devices="all")
 prepared = prepare(load_dataset("digits"), conversion.model)
 out["fit"] = {"loss": fit.history["loss"], "engine": fit.engine, "devices": fit.devices, "device": fit.device}
 out["accuracy"] = evaluate(conversion.model, prepared).accuracy
@@ -66,8 +66,8 @@ commands = {
     "inspect": ["inspect", str(work / "m.keras")],
     "convert": ["convert", str(work / "m.keras"), "--rank", "4", "--min-params", "0", "--dataset", "digits",
                 "-o", str(work / "c.keras")],
-    "finetune": ["finetune", str(work / "c.keras"), "--epochs", "1", "-o", str(work / "t.keras")],
-    "evaluate": ["evaluate", str(work / "t.keras")],
+    "finetune": ["finetune", str(work / "c.keras"), "--dataset", "digits", "--epochs", "1", "-o", str(work / "t.keras")],
+    "evaluate": ["evaluate", str(work / "t.keras"), "--dataset", "digits"],
     "export_keras": ["export", str(work / "t.keras"), "--format", "keras", "-o", str(work / "e.keras")],
     "export_litert": ["export", str(work / "t.keras"), "--format", "litert"],
 }

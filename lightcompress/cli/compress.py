@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from ..deploy.targets import either, export_choices
 from . import options as o
 
 NAME = "compress"
@@ -56,7 +57,8 @@ def command(
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
     allow_slower: Annotated[bool, typer.Option("--allow-slower", help="Allow factorisations measured slower than the layer they replace (skips the per-layer timing).")] = False,
-    export: Annotated[Optional[str], typer.Option(help="Also write a verified deployable file beside the model: litert, litert-float16, litert-dynamic, litert-int8, keras, saved_model or onnx.")] = None,
+    export: Annotated[Optional[str], typer.Option(help="Also write a verified deployable file beside the model: "
+                                                       f"{either(list(export_choices()))}.")] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
     plot: o.PlotOpt = None,
     force: o.Force = False,
@@ -86,7 +88,10 @@ def command(
     from .progress import RichProgress
 
     o.check_form(json_out, markdown_out)
+    from ..data.sets import required
     from ..flows.compress import CompressGoal, check_allocation, planning_runtime
+
+    spec = required(o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed))  # data first
 
     # every setting made (and checked) once, before any progress display; the flow trusts them
     goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
@@ -125,7 +130,7 @@ def command(
 
         try:
             out = flows.compress_file(
-                model, output, goal, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+                model, output, goal, data=spec,
                 layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
                 method=method, calibration_samples=calibration_samples, allocation=allocation,
                 settings=settings,

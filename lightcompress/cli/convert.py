@@ -49,6 +49,7 @@ def command(
     scale: o.Scale = None,
     resize: o.Resize = False,
     test_limit: o.TestLimit = None,
+    input_shape: o.InputShape = None,
     force: o.Force = False,
     json_out: o.JsonOut = False,
     markdown_out: o.MarkdownOut = False,
@@ -65,6 +66,8 @@ def command(
     report adds accuracy before and after. The budgets (--ratio, --target-params, --target-macs,
     --target-latency) need no data set: they buy ranks by weight error; with --dataset, by output
     error, and --target-params / --target-macs also by measured sensitivity (--allocation).
+    Without --dataset no input size is needed either: the random inputs take the size the model
+    declares (a keras-hub backbone's max_sequence_length) or --input-shape, and the report says which.
 
     Example: lightcompress convert model.h5 --rank 8
     """
@@ -86,5 +89,6 @@ def command(
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
         plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
-        method=method, calibration_samples=calibration_samples, runtime=where, allocation=allocation)
+        method=method, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
+        input_shape=input_shape)
     o.emit(out, report.conversion_sections, json_out, markdown_out)

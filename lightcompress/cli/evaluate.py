@@ -31,11 +31,12 @@ def command(
     """
     from .. import flows
     from .. import report
+    from ..data.sets import required
     from ..training.devices import device_name
     from ..training.evaluation import evaluate
 
     o.check_form(json_out, markdown_out)
-    spec = o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit)  # checked before any work
+    spec = required(o.data_spec(dataset, npz_keys, scale, resize, 1, test_limit))  # checked before any work
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
         net = flows.load_any(model, trust=trust_model)

@@ -1,49 +1,44 @@
-"""`lightcompress export`: a verified artefact (.keras, SavedModel, .tflite, .onnx) that runs
-without lightcompress."""
+"""`lightcompress export`: a verified artefact (.keras, SavedModel, .tflite, .onnx: an export
+target, ``deploy.targets``) that runs without lightcompress."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..defaults import DEFAULT_CALIBRATION
+from ..deploy import targets
 from . import options as o
 
 NAME = "export"
 
 
-
-class ExportFormat(str, Enum):
-    keras = "keras"
-    saved_model = "saved_model"
-    litert = "litert"
-    onnx = "onnx"
+def _format_help() -> str:
+    """keras (lowered .keras), saved_model (folder), litert (.tflite), onnx (.onnx): from the registry."""
+    return ", ".join(f"{t.choice} ({t.summary or t.suffix})" for t in targets.targets()) + "."
 
 
-class Quantize(str, Enum):
-    none = "none"
-    float16 = "float16"
-    dynamic = "dynamic"
-    int8 = "int8"
+def _output_help() -> str:
+    named = []
+    for t in targets.targets():
+        name = t.default_name("<stem>") + ("/" if t.is_folder else "")
+        if len(t.quantizations) > 1:
+            name += f" ({t.default_name('<stem>', t.quantizations[-1])} when quantised)"
+        named.append(name)
+    return f"Default beside the input: {', '.join(named)}."
+
+
+def _quantize_help() -> str:
+    return "; ".join(f"{t.choice} only: {t.quantize_help}" for t in targets.targets() if len(t.quantizations) > 1) + "."
 
 
 def command(
     model: o.ModelPath,
-    format: Annotated[
-        ExportFormat,
-        typer.Option("--format", "-f", help="keras (lowered .keras), saved_model (folder), litert (.tflite), onnx."),
-    ],
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="Default beside the input: <stem>.lowered.keras, <stem>_saved_model/, "
-                     "<stem>.tflite (<stem>.int8.tflite when quantised), <stem>.onnx."),
-    ] = None,
-    quantize: Annotated[
-        Quantize, typer.Option(help="LiteRT only: float16 weights, dynamic (int8 weights), or int8 (calibrated).")
-    ] = Quantize.none,
+    format: Annotated[str, typer.Option("--format", "-f", help=_format_help())],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=_output_help())] = None,
+    quantize: Annotated[str, typer.Option(help=_quantize_help())] = "none",
     int8_io: Annotated[
         bool, typer.Option("--int8-io", help="With --quantize int8: int8 input and output tensors too.")
     ] = False,
@@ -77,7 +72,7 @@ def command(
 
     o.check_form(json_out, markdown_out)
     data = o.optional_data_spec(dataset, npz_keys, scale, resize, None, test_limit)
-    out = flows.export_file(model, format.value, output, quantize=quantize.value, int8_io=int8_io, data=data,
+    out = flows.export_file(model, format, output, quantize=quantize, int8_io=int8_io, data=data,
                                calibration=calibration, threads=threads, force=force, trust=trust_model,
                                stage=o.spinner(o.stderr()))
     o.emit(out, report.export_sections, json_out, markdown_out)

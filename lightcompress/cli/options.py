@@ -45,7 +45,8 @@ DatasetOpt = Annotated[
     Optional[str],
     typer.Option(
         "--dataset", "-d",
-        help="digits (default: real 8x8 digits shipped with scikit-learn, offline), mnist, "
+        help="Needed by every command that trains or measures accuracy (only the demo has a default): "
+        "digits (real 8x8 digits shipped with scikit-learn, offline), mnist, "
         "fashion_mnist, cifar10, cifar100, or a .npz file (read into memory); streamed in batches: a folder "
         "of images in class sub-folders (train/ and test/ inside if present, else 20% held out), TFRecord "
         "files (x.tfrecord or 'shards/*.tfrecord': an encoded 'image' bytes and an int64 'label' feature; "
@@ -58,6 +59,14 @@ NpzKeys = Annotated[Optional[str], typer.Option(help="Names of the 4 arrays in a
                                                  "or of the 2 features of TFRecord examples (image,label).")]
 Scale = Annotated[Optional[float], typer.Option(help="Multiply pixels by this. Default: uint8 images to [0, 1], others as they are.")]
 Resize = Annotated[bool, typer.Option("--resize", help="Resize images to the model's input size.")]
+InputShape = Annotated[
+    Optional[str],
+    typer.Option("--input-shape", metavar="N[,N...]",
+                 help="The size of one example, for random inputs where the model leaves a size open and declares "
+                      "none (a keras-hub backbone's max_sequence_length, an image size are used by themselves): a "
+                      "sequence length (128) or all sizes (224,224,3), batch axis left out. Not needed by the "
+                      "factorisation itself."),
+]
 TrainLimit = Annotated[Optional[int], typer.Option(help="Use only the first N training images.")]
 TestLimit = Annotated[Optional[int], typer.Option(help="Use only the first N test images.")]
 Seed = Annotated[int, typer.Option(help="Seed for shuffling, splits and initialisation (repeatable runs).")]

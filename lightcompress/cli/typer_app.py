@@ -70,17 +70,6 @@ def phrase(message: str, flags: dict) -> str:
     return _IDENTIFIER.sub(lambda m: flag(m.group(1)) or m.group(0), message)
 
 
-def default_hint(err, kwargs) -> str:
-    """For an error a default caused, the default and the flag that changes it ("" otherwise):
-    data errors while --dataset was left at its default."""
-    from ..defaults import DEFAULT_DATASET_DESCRIPTION
-    from ..errors import DataError
-
-    if isinstance(err, DataError) and "dataset" in kwargs and kwargs["dataset"] is None:
-        return f"; the default data set is {DEFAULT_DATASET_DESCRIPTION}: pass --dataset NAME"
-    return ""
-
-
 def fail(message: str, code: int = 1):
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -95,7 +84,7 @@ def handle_errors(fn):
         if isinstance(kwargs.get("model"), Path) and not kwargs["model"].name:  # "." names no file
             kwargs["model"] = kwargs["model"].resolve()
         missing = next((p for p in _model_paths(kwargs) if not p.exists() and not p.is_symlink()), None)
-        if missing is not None:  # answered at once, before Keras starts (seconds)
+        if missing is not None and not debug:  # answered at once, before Keras starts (seconds)
             fail(no_such_file(missing))
         start_keras(debug)
         try:
@@ -110,9 +99,7 @@ def handle_errors(fn):
         except LightCompressError as err:
             if debug:
                 raise
-            message = phrase(str(err), command_flags(fn))
-            hint = default_hint(err, kwargs)
-            fail((message.rstrip(".") + hint) if hint else message)
+            fail(phrase(str(err), command_flags(fn)))
         except KeyboardInterrupt as err:
             if debug:
                 raise
@@ -243,6 +230,7 @@ def run(args) -> int:
         if _clicks(err, "ClickException"):
             where = getattr(getattr(err, "ctx", None), "command_path", None) or "lightcompress"
             said = " ".join(err.format_message().split()).rstrip(".")  # Click's lists span lines
+            said = said.replace(": Value error, ", ": ")  # Typer's validation prefix says nothing
             typer.echo(f"error: {said}; see '{where} --help'.", err=True)
             return err.exit_code or USAGE_EXIT
         if _clicks(err, "Abort"):

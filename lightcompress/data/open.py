@@ -1,11 +1,11 @@
 """Opening a data set for a model: the one door from a data set spec to a ``Dataset``.
 
-``open_for_model(model, data)`` takes a ``Dataset`` (returned as it is), a ``sets.DataSpec``, a
-spec string (a name, a ``.npz`` file, a folder, TFRecord files, ``module:function``) or None (the
-embedded digits), and shapes it for ``model``: folders, TFRecord files and module:function as a
-``streams.Streamed`` read in batches, the rest as an in-memory ``Prepared``. ``in_memory=True``
-gives a ``Prepared`` for every source (streamed sources are read whole; folders are read as Keras
-reads them into arrays), for the consumers that need arrays.
+``open_for_model(model, data)`` takes a ``Dataset`` (returned as it is), a ``sets.DataSpec`` or a
+spec string (a name, a ``.npz`` file, a folder, TFRecord files, ``module:function``); None (there
+is no default data set) is a DataError asking for one. It shapes the data for ``model``: folders,
+TFRecord files and module:function as a ``streams.Streamed`` read in batches, the rest as an
+in-memory ``Prepared``. ``in_memory=True`` gives a ``Prepared`` for every source (streamed sources
+are read whole; folders are read as Keras reads them into arrays), for the consumers that need arrays.
 
 This module imports both kinds; ``sets`` and ``streams`` import neither each other nor this.
 """

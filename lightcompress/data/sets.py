@@ -39,10 +39,9 @@ from .dataset import single_io_shape
 from .memory import Prepared
 from .sources import check_not_empty, first_line, is_function_spec, is_tfrecord_spec, unreadable_image
 
-__all__ = ["DEFAULT_DATASET", "NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
+__all__ = ["NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
            "load_dataset", "prepare", "single_io_shape"]
 
-from ..defaults import DEFAULT_DATASET  # noqa: E402 - one default, read by the CLI too
 NAMED = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -299,7 +298,9 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
     ``image_size`` and ``color_mode`` are used for image folders only; ``datasets_dir`` replaces
     the Keras cache folder for named data sets.
     """
-    spec = str(spec or DEFAULT_DATASET)
+    if spec is None:
+        raise DataError(no_data_message())
+    spec = str(spec)
     name = spec.lower().replace("-", "_")
     if name in _READERS:
         return _load_named(name, datasets_dir)
@@ -313,10 +314,42 @@ def load_dataset(spec=None, *, npz_keys=None, image_size=None, color_mode="rgb",
         return _load_npz(path, npz_keys)
     if is_tfrecord_spec(spec) or is_function_spec(spec):
         raise DataError(f"'{spec}' is a streamed source; open it for a model with data.open_for_model.")
-    raise DataError(
-        f"unknown data set '{spec}'; use one of {', '.join(NAMED)}, a .npz file, a folder of "
-        f"images in class sub-folders, a .tfrecord file or module:function."
-    )
+    raise DataError(_unknown(spec))
+
+
+SOURCES = "a .npz file, a folder of images in class sub-folders, a .tfrecord file or module:function"
+
+
+def _unknown(spec) -> str:
+    return f"unknown data set '{spec}'; use one of {', '.join(NAMED)}, {SOURCES}."
+
+
+def no_data_message() -> str:
+    """What a command or verb that needs data says when it was given none (only the demo has a
+    default data set: a silent one gave meaningless accuracies on the wrong images)."""
+    return f"no data set was given and this needs one; pass data=NAME: one of {', '.join(NAMED)}, {SOURCES}."
+
+
+def check_source(spec) -> None:
+    """Refuse, before any work, a data source that names nothing: not a known name, not a path
+    that exists (a .npz file, an image folder, TFRecord files) and not module:function."""
+    spec = str(spec)
+    if spec.lower().replace("-", "_") in NAMED or is_tfrecord_spec(spec) or is_function_spec(spec):
+        return
+    path = Path(spec)
+    if path.suffix == ".npz" and not path.exists():
+        raise DataError(f"{path}: no such file; check the path.")
+    if not path.exists():
+        raise DataError(_unknown(spec))
+
+
+def required(data):
+    """``data`` for a flow or verb that cannot run without data (a name or path becomes a
+    ``DataSpec``; anything else is returned as it is); none given (None, or a DataSpec without a
+    source) is one line saying so, before any other check (output paths too)."""
+    if data is None or (isinstance(data, DataSpec) and data.source is None):
+        raise DataError(no_data_message())
+    return DataSpec(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else data
 
 
 # -- shaping for a model ---------------------------------------------------------------------
@@ -451,7 +484,7 @@ def prepare(dataset: RawSplits, model, *, scale=None, resize=False) -> Prepared:
 class DataSpec:
     """What a caller says about the data: a source (see ``load_dataset``) and how to shape it."""
 
-    source: str | None = None  # None: the embedded digits
+    source: str | None = None  # None: no data set given (commands that need one say so: ``required``)
     npz_keys: tuple | None = None
     scale: float | None = None
     resize: bool = False
@@ -464,8 +497,12 @@ class DataSpec:
         check_scale(self.scale)
         check_limits(self)
         check_seed(self.seed)
+        if self.source is not None:
+            check_source(self.source)
         if self.npz_keys is not None:
-            source = str(self.source or DEFAULT_DATASET)
+            if self.source is None:
+                raise DataError(no_data_message())
+            source = str(self.source)
             if not (source.lower().endswith(".npz") or is_tfrecord_spec(source)):
                 raise OptionError(f"npz_keys={','.join(map(str, self.npz_keys))} names arrays of a .npz file or "
                                   f"features of TFRecord files, and data={source} is neither; drop npz_keys, or "
@@ -473,7 +510,7 @@ class DataSpec:
 
     @property
     def name(self) -> str:
-        return self.source or "digits"
+        return self.source or "no data set"
 
 
 F32_MAX = float(np.finfo(np.float32).max)

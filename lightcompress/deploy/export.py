@@ -1,7 +1,9 @@
 """Export: a lowered model written as an artefact that runs without lightcompress, then verified.
 
-Every format lowers the model first (``lowered.lower_model``: LightLayers become the standard
-Dense/Conv2D pairs they compute), then writes it with Keras's own exporter:
+Every format is an export target (``targets``: its suffix, quantisations, writer and loader). Each
+lowers the model first (``lowered.lower_model``: LightLayers become the standard Dense/Conv2D pairs
+they compute), then writes it with its writer; the built-in ones (``builtin_targets``) use Keras's
+own exporter:
 
 - ``keras``: the lowered model as a ``.keras`` file (loads with plain Keras);
 - ``tf_saved_model``: ``model.export(path, format="tf_saved_model")``, a folder;
@@ -36,14 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runtimes
+from . import runtimes, targets
 from ..errors import ExportError
 from .lower import light_layers, lower_model
 from .timing import DEFAULT_THREADS, Latency
 
-FORMATS = ("keras", "tf_saved_model", "litert", "onnx")
-ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # Calibration images for int8: the TFLite documentation suggests a few hundred representative
 # samples; 300 drawn at random (seeded) from the training images covers every class of a
 # 10-class set many times over and converts in seconds.
@@ -56,61 +55,38 @@ FLOAT_RTOL = 1e-3
 VERIFY_RANDOM_EXAMPLES = 64
 
 
-def _format(fmt):
-    fmt = ALIASES.get(fmt, fmt)
-    if fmt not in FORMATS:
-        raise ExportError(f"format={fmt!r} is unknown; use one of keras, saved_model, litert, onnx.")
-    return fmt
-
-
 def check_settings(fmt, quantize="none", int8_io=False):
-    """The canonical format name, after refusing combinations that cannot be exported."""
-    fmt = _format(fmt)
-    if quantize not in QUANTIZATIONS:
-        raise ExportError(f"quantize={quantize!r} is unknown; use one of {', '.join(QUANTIZATIONS)}.")
-    if quantize != "none" and fmt != "litert":
+    """The canonical format name, after refusing combinations that cannot be exported (and a
+    target whose packages are not installed here)."""
+    target = targets.get_target(fmt)
+    if quantize not in targets.quantizations():
+        raise ExportError(f"quantize={quantize!r} is unknown; use one of {', '.join(targets.quantizations())}.")
+    if quantize not in target.quantizations:
+        able = [t.choice for t in targets.targets() if quantize in t.quantizations]
         raise ExportError(
-            f"quantize={quantize} applies to the litert format only; use format=litert, or "
-            f"quantize=none for {fmt}."
+            f"quantize={quantize} applies to the {' and '.join(able)} format{'s' if len(able) > 1 else ''} only; "
+            f"use format={able[0]}, or quantize=none for {target.name}."
         )
     if int8_io and quantize != "int8":
         raise ExportError("int8_io=True needs int8 quantisation; add quantize=int8.")
-    if fmt in ("litert", "tf_saved_model"):
-        try:
-            import tensorflow  # noqa: F401  (the one TF-only export path: its converter and runtime)
-        except ImportError:
-            raise ExportError(f"format={fmt} needs TensorFlow, which is not installed here; install it "
-                              f"(pip install tensorflow) or use format=keras.") from None
-    return fmt
-
-
-SUFFIXES = {"keras": ".keras", "litert": ".tflite", "onnx": ".onnx", "tf_saved_model": ""}
+    target.require()
+    return target.name
 
 
 def default_output(model_path, fmt, quantize="none") -> Path:
-    """``dir/m.h5`` -> ``dir/m.lowered.keras``, ``dir/m_saved_model`` (``m.light.keras`` ->
-    ``m_light_saved_model``), ``dir/m.tflite``,
-    ``dir/m.onnx``; quantised: ``dir/m.int8.tflite``, ``dir/m.float16.tflite``, ..."""
-    fmt = _format(fmt)
+    """Beside the model, named by the target (``ExportTarget.default_name``): ``dir/m.h5`` ->
+    ``dir/m.lowered.keras``, ``dir/m_saved_model`` (``m.light.keras`` -> ``m_light_saved_model``),
+    ``dir/m.tflite``, ``dir/m.onnx``; quantised: ``dir/m.int8.tflite``, ``dir/m.float16.tflite``, ..."""
     path = Path(model_path)
-    stem = path.stem
-    if fmt == "keras":
-        return path.with_name(f"{stem}.lowered.keras")
-    if fmt == "tf_saved_model":  # a folder name without a suffix: m.light.keras -> m_light_saved_model
-        return path.with_name(f"{stem.replace('.', '_')}_saved_model")
-    tag = "" if quantize == "none" else f".{quantize}"
-    return path.with_name(f"{stem}{tag}{SUFFIXES[fmt]}")
+    return path.with_name(targets.get_target(fmt).default_name(path.stem, quantize))
 
 
 def check_output(path, fmt, *, force=False, inputs=()) -> Path:
-    """Refuse, before any work, an output path that is wrong for ``fmt`` or must not be written."""
+    """Refuse, before any work, an output path that is wrong for ``fmt`` or must not be written
+    (a folder target: what force may replace is ``check_owned``'s SavedModel rule)."""
     from ..io.models import check_output as check_file
 
-    fmt = _format(fmt)
-    path = Path(path)
-    if fmt != "tf_saved_model":
-        return check_file(path, force=force, inputs=inputs, suffixes=(SUFFIXES[fmt],))
-    return check_file(path, force=force, inputs=inputs, suffixes=("",))  # what force may replace: check_owned
+    return check_file(Path(path), force=force, inputs=inputs, suffixes=(targets.get_target(fmt).suffix,))
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -150,6 +126,14 @@ def representative_dataset(arrays):
             yield [a[i:i + 1] for a in arrays]
 
     return generate
+
+
+def converter_options(fmt, quantize, int8_io=False, calibration_arrays=None) -> dict:
+    """The writer's options for ``quantize`` (the target's ``converter_options``; {} without)."""
+    target = targets.get_target(fmt)
+    if target.converter_options is None:
+        return {}
+    return target.converter_options(quantize, int8_io, calibration_arrays)
 
 
 def litert_options(quantize, int8_io=False, calibration_arrays=None) -> dict:
@@ -309,7 +293,8 @@ def _temporary_beside(path: Path, fmt) -> Path:
     from ..io.models import TMP_PREFIX, remove_stale_temporaries
 
     remove_stale_temporaries(path.parent)
-    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.stem}{SUFFIXES[fmt]}")
+    suffix = targets.get_target(fmt).suffix
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.stem}{suffix}")
 
 
 def _remove(path: Path):
@@ -324,7 +309,7 @@ def _move_into_place(tmp: Path, target: Path, fmt, inputs=()):
     have changed since ``check_output``): only an earlier artefact of ``fmt`` is replaced."""
     from ..io.models import check_owned
 
-    check_owned(target, folder=fmt == "tf_saved_model", inputs=inputs)
+    check_owned(target, folder=targets.get_target(fmt).is_folder, inputs=inputs)
     if target.is_dir() and not target.is_symlink():  # a SavedModel replaced with --force
         trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
         os.replace(target, trash)
@@ -335,28 +320,13 @@ def _move_into_place(tmp: Path, target: Path, fmt, inputs=()):
 
 
 def write_artifact(lowered, tmp: Path, fmt, options=None):
-    """Write the lowered model as ``fmt`` at ``tmp`` with Keras's own exporter (or ``save``)."""
+    """Write the lowered model as ``fmt`` at ``tmp`` with the target's writer (converters' prints held back)."""
     import warnings
 
+    writer = targets.get_target(fmt).writer
     with runtimes.held_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if fmt == "keras":
-            from ..io.models import plain_copy
-
-            model = plain_copy(lowered) if getattr(lowered, "optimizer", None) is not None else lowered
-            model.save(tmp)
-        else:
-            if fmt == "onnx":
-                _call_once(lowered)
-            lowered.export(str(tmp), format=fmt, verbose=False, **(options or {}))
-
-
-def _call_once(model):
-    """Keras's ONNX exporter refuses a model that was never called; a clone never was."""
-    shapes = [tuple(t.shape)[1:] for t in model.inputs]
-    if all(d is not None for shape in shapes for d in shape):
-        x = [np.zeros((1, *shape), np.float32) for shape in shapes]
-        model(x[0] if len(x) == 1 else x, training=False)
+        writer(lowered, tmp, options or {})
 
 
 def _refuse_keras_file_of_in_place(model, fmt):
@@ -364,9 +334,10 @@ def _refuse_keras_file_of_in_place(model, fmt):
     `.keras` file loads, which recreates the original layers, not the lowered ones."""
     from ..io.substitutions import in_place
 
-    if fmt == "keras" and in_place(model) and light_layers(model):
+    target = targets.get_target(fmt)
+    if target.keras_model and in_place(model) and light_layers(model):
         raise ExportError(
-            f"format=keras cannot hold the lowered '{model.name}' ({type(model).__name__}): loading rebuilds "
+            f"format={target.choice} cannot hold the lowered '{model.name}' ({type(model).__name__}): loading rebuilds "
             f"its class, not the lowered layers; use format=litert or saved_model (they run without "
             f"lightcompress), or keep the converted .keras file (it loads once lightcompress is imported).")
 
@@ -388,10 +359,8 @@ def export_model(model, path, format, quantize="none", calibration=None, int8_io
     fmt = check_settings(format, quantize, int8_io)
     target = check_output(path, fmt, force=force, inputs=inputs)
     check_finite(model, f"not exported to {target}: ")
-    if fmt == "onnx":
-        runtimes.require_onnx()
     arrays = calibration_images(calibration, calibration_count, seed) if quantize == "int8" else None
-    options = litert_options(quantize, int8_io, arrays) if fmt == "litert" else {}
+    options = converter_options(fmt, quantize, int8_io, arrays)
     _refuse_keras_file_of_in_place(model, fmt)
     lowered = lower_model(model)
     left = light_layers(lowered)

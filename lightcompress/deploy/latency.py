@@ -50,7 +50,8 @@ import numpy as np
 from ..io import cache
 from ..factorization.candidates import call_nodes, candidates
 from ..errors import LightCompressError, OptionError
-from .timing import (DEFAULT_THREADS, MIN_NOISE, RUNTIMES, Latency, Runtime, default_runtime, interleaved, timed,
+from .targets import runtime_target
+from .timing import (DEFAULT_THREADS, MIN_NOISE, Latency, Runtime, default_runtime, interleaved, timed,
                      whole_model_seconds)
 
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
@@ -114,17 +115,17 @@ def artifact(model, folder, runtime: Runtime, name="model", calibration=None):
     inputs to calibrate on (arrays, as ``export.calibration_images`` takes them); None: random
     inputs of its input shape."""
     from . import runtimes
-    from .export import SUFFIXES, calibration_images, litert_options, write_artifact
+    from .export import calibration_images, converter_options, write_artifact
     from .lower import lower_model
 
-    fmt, quantize = runtime.artifact
+    target, quantize = runtime_target(runtime.name)
     options = {}
     if quantize != "none":
         arrays = (_inputs(model, TIMING_CALIBRATION) if calibration is None
                   else calibration_images(calibration, TIMING_CALIBRATION))
-        options = litert_options(quantize, calibration_arrays=arrays)
-    path = Path(folder) / f"{name}{SUFFIXES[fmt]}"
-    write_artifact(lower_model(model), path, fmt, options)
+        options = converter_options(target.name, quantize, calibration_arrays=arrays)
+    path = Path(folder) / f"{name}{target.suffix}"
+    write_artifact(lower_model(model), path, target.name, options)
     # written just now by Keras's exporter into lightcompress's own folder: trusted, not probed
     return runtimes.load_artifact(path, threads=runtime.threads, trust=True, probe=False)
 
@@ -362,5 +363,5 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     return result
 
 
-__all__ = ["RUNTIMES", "DEFAULT_THREADS", "Latency", "Runtime", "artifact", "default_runtime", "keras_timer",
+__all__ = ["DEFAULT_THREADS", "Latency", "Runtime", "artifact", "default_runtime", "keras_timer",
            "model_latency", "timers", "profile", "Profile", "LayerLatency", "LayerOption", "latency_ladder"]

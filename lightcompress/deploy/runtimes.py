@@ -1,19 +1,21 @@
 """Run an exported artefact in the runtime a deployment would use, and time it there.
 
-``load_artifact(path)`` picks the runtime from the path:
+``load_artifact(path)`` picks the export target from the path (``targets.for_path``: its suffix,
+or a folder's marks) and loads it with the target's loader. The built-in ones:
 
 - ``.tflite``: the LiteRT interpreter (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``);
 - a folder holding ``saved_model.pb``: ``tf.saved_model.load`` and its ``serve`` endpoint;
 - ``.onnx``: ONNX Runtime on the CPU;
 - ``.keras`` / ``.h5``: Keras itself.
 
-Files from elsewhere are not trusted: a SavedModel's graph runs when it is loaded and called, and
-can do anything (write files, start programs), so it needs ``trust=True``, as a Keras file's Lambda
-layers do. An ``.onnx`` file needs no trust: ONNX Runtime runs only the operators built into it
+Files from elsewhere are not trusted: what a target declares ``runs_code`` (a SavedModel's graph
+runs when it is loaded and called, and can do anything: write files, start programs) needs
+``trust=True``, as a Keras file's Lambda layers do. An ``.onnx`` file needs no trust: ONNX Runtime
+runs only the operators built into it
 (custom operators come from a library the caller registers, which lightcompress never does). A
-``.tflite`` or ``.onnx`` file runs in native code that a damaged file can crash, taking this process
-with it: it is first opened and run once in a child process (``probe``), and a crash there is one
-line here. Files lightcompress has just written itself skip both (``trust=True, probe=False``).
+``.tflite`` or ``.onnx`` file (a ``native`` target) runs in native code that a damaged file can
+crash, taking this process with it: it is first opened and run once in a child process (``probe``),
+and a crash there is one line here. Files lightcompress has just written itself skip both (``trust=True, probe=False``).
 
 Every artefact has ``predict(x, batch_size)`` (float32 in, float32 out: int8 inputs are
 quantised and int8 outputs dequantised with the tensor's own scale and zero point), ``name``,
@@ -38,18 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, LightCompressError, ModelLoadError
-from .timing import DEFAULT_THREADS, ONNX_INSTALL, ONNX_MODULES, Latency, missing_modules, timed
+from ..errors import LightCompressError, ModelLoadError
+from . import targets
+from .timing import DEFAULT_THREADS, Latency, timed
 
 
 def require_onnx(*modules):
-    """Import ``modules`` (default: onnx, tf2onnx, onnxruntime) or raise one clear ExportError."""
-    missing = missing_modules(modules or ONNX_MODULES)
-    if missing:
-        raise ExportError(
-            f"ONNX needs the {', '.join(missing)} package(s), which TensorFlow does not ship; "
-            f"install them with: {ONNX_INSTALL}"
-        )
+    """Import ``modules`` (default: what the onnx target needs) or raise its one clear ExportError."""
+    targets.get_target("onnx").require(modules or None)
 
 
 @contextlib.contextmanager
@@ -411,22 +409,21 @@ class KerasArtifact(Artifact):
 # -- loading ---------------------------------------------------------------------------------
 
 def artifact_format(path) -> str:
-    """'litert', 'tf_saved_model', 'onnx' or 'keras', from the path; an error for anything else."""
+    """The name of the export target ``path`` holds ('litert', 'tf_saved_model', 'onnx', 'keras',
+    ...: ``targets.for_path``); an error for anything else."""
     path = Path(path)
     if not path.exists():
         raise LightCompressError(f"{path}: no such file or folder; check the path.")
+    target = targets.for_path(path)
+    if target is not None:
+        return target.name
+    folders = [t for t in targets.targets() if t.is_folder]
     if path.is_dir():
-        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
-            return "tf_saved_model"
-        raise LightCompressError(f"{path} is a folder without saved_model.pb; give a SavedModel folder.")
-    suffix = path.suffix.lower()
-    formats = {".tflite": "litert", ".onnx": "onnx", ".keras": "keras", ".h5": "keras", ".hdf5": "keras"}
-    if suffix not in formats:
-        raise LightCompressError(
-            f"{path}: unknown artefact '{suffix}'; give a .tflite, .onnx, .keras or .h5 file, or a "
-            f"SavedModel folder."
-        )
-    return formats[suffix]
+        raise LightCompressError(f"{path} is a folder without {targets.either([t.folder_marks[0] for t in folders])}; "
+                                 f"give a {targets.either([t.title for t in folders])} folder.")
+    files = targets.either([suffix for t in targets.targets() for suffix in t.reads])
+    raise LightCompressError(f"{path}: unknown artefact '{path.suffix.lower()}'; give a {files} file"
+                             + (f", or a {targets.either([t.title for t in folders])} folder." if folders else "."))
 
 
 def load_artifact(path, threads=DEFAULT_THREADS, trust=False, probe=True) -> Artifact:
@@ -434,26 +431,17 @@ def load_artifact(path, threads=DEFAULT_THREADS, trust=False, probe=True) -> Art
     ``trust``: allow what runs code when loaded (a SavedModel's graph, a Keras file's Lambda
     layers). ``probe``: open and run a .tflite/.onnx file once in a child process first, so that a
     damaged file crashes the child, not this process (False: a file lightcompress has just written)."""
-    fmt = artifact_format(path)
-    if fmt == "tf_saved_model" and not trust:
-        raise ModelLoadError(
-            f"{path} is a TensorFlow SavedModel: loading it runs the graph it holds, which can do anything "
-            f"(write files, start programs); pass trust=True if you trust this file."
-        )
-    if probe and fmt in _PROBED_RUNTIMES:
-        probe_file(path, fmt)
+    target = targets.get_target(artifact_format(path))
+    if target.runs_code and not trust:
+        raise ModelLoadError(f"{path} is {target.runs_code}; pass trust=True if you trust this file.")
+    if probe and target.native:
+        probe_file(path, target.name)
     try:
-        if fmt == "litert":
-            return LiteRTArtifact(path, threads)
-        if fmt == "onnx":
-            return OnnxArtifact(path, threads)
-        if fmt == "tf_saved_model":
-            return SavedModelArtifact(path)
-        return KerasArtifact(path, trust=trust)
+        return target.loader(path, threads, trust)
     except LightCompressError:
         raise
     except Exception as err:  # noqa: BLE001 - each runtime raises its own types; one line
-        raise ModelLoadError(f"{path} could not be loaded as {fmt}: {_first_line(err)}") from None
+        raise ModelLoadError(f"{path} could not be loaded as {target.name}: {_first_line(err)}") from None
 
 
 def _first_line(err):
@@ -463,18 +451,17 @@ def _first_line(err):
 # -- the probe: a native runtime's crash in a child, not in this process ----------------------
 
 PROBE_SECONDS = 120.0  # one child's time to import its runtime, open the file and run it once
-_PROBED_RUNTIMES = {"litert": ("the LiteRT interpreter", ".tflite"), "onnx": ("ONNX Runtime", ".onnx")}
 _PROBE_MARK = "lightcompress-probe: "
 _PROBED = set()  # (path, size, mtime) of the files that passed in this process
 _PROBE_CHILD = r"""
 import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
-from lightcompress.deploy import runtimes
+from lightcompress.deploy import runtimes, targets
 path, fmt = sys.argv[1], sys.argv[2]
 opened = False
 try:
-    artifact = (runtimes.LiteRTArtifact if fmt == "litert" else runtimes.OnnxArtifact)(path, 1)
+    artifact = targets.get_target(fmt).loader(path, 1, False)
     opened = True
     shapes = [tuple(1 if d is None else d for d in shape) for shape in artifact._input_shapes()]
     artifact.predict([np.zeros((1, *shape), np.float32) for shape in shapes], batch_size=1)
@@ -486,7 +473,8 @@ except Exception as err:
 
 def _probe_failure(path, fmt, opened, err):
     """The one line for a file its runtime refused (in the child, as a Python error)."""
-    runtime, suffix = _PROBED_RUNTIMES[fmt]
+    target = targets.get_target(fmt)
+    runtime, suffix = target.native, target.suffix
     if not opened:
         return (f"{path} could not be loaded as {fmt}: {_first_line(err)}; the file is damaged or not a {suffix} "
                 f"file: export it again.")
@@ -503,17 +491,18 @@ def _probe_seconds():
 
 
 def probe_file(path, fmt=None):
-    """Open ``path`` (.tflite, or .onnx where ONNX Runtime is installed) and run it once on zeros of
-    its input shapes (resized as the artefact itself resizes) in a quiet child process, time-bounded;
-    a crash, a failure or a hang there is one ModelLoadError here. One child per file and process."""
-    fmt = fmt or artifact_format(path)
-    if fmt not in _PROBED_RUNTIMES or (fmt == "onnx" and missing_modules(("onnxruntime",))):
+    """Open ``path`` (a ``native`` target's: .tflite, or .onnx where ONNX Runtime is installed) and run
+    it once on zeros of its input shapes (resized as the artefact itself resizes) in a quiet child
+    process, time-bounded; a crash, a failure or a hang there is one ModelLoadError here. One child
+    per file and process."""
+    target = targets.get_target(fmt or artifact_format(path))
+    if not target.native or target.missing_modules(target.loader_needs):
         return  # no native runtime to crash (without onnxruntime, loading says what to install)
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _PROBED:
         return
-    runtime, suffix = _PROBED_RUNTIMES[fmt]
+    fmt, runtime, suffix = target.name, target.native, target.suffix
     seconds = _probe_seconds()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the lightcompress package
@@ -547,9 +536,11 @@ def probe_file(path, fmt=None):
 
 
 def is_artifact_path(path) -> bool:
-    """True for what only ``load_artifact`` opens (.tflite, .onnx, SavedModel folders)."""
+    """True for what only ``load_artifact`` opens (.tflite, .onnx, SavedModel folders): a folder, or a
+    file of a target that is not a Keras model file."""
     path = Path(path)
-    return path.suffix.lower() in (".tflite", ".onnx") or path.is_dir()
+    target = None if path.is_dir() else targets.for_path(path)
+    return path.is_dir() or (target is not None and not target.keras_model)
 
 
 def evaluate_artifact(artifact, prepared, kind=None, batch_size=256, trust=False):

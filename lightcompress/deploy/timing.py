@@ -1,8 +1,8 @@
 """What every timing in deploy shares: the runtimes a Keras model can be timed in, the thread
 default, ``Runtime`` (a runtime and its thread count, checked once when made), timing of repeated
-calls with their spread, and the verdict on two timings. A leaf: it imports nothing else of
-``deploy`` (export, runtimes, latency and measure all import it), and nothing heavy, so the
-command line reads it before Keras is loaded.
+calls with their spread, and the verdict on two timings. Nearly a leaf: of ``deploy`` it imports
+only the registry of export targets (``targets``: the runtime names are theirs), and nothing
+heavy, so the command line reads it before Keras is loaded.
 
 How a timing is taken (``interleaved``): the callables compared are called in turns, rounds of
 one untimed call then ``CHUNK`` timed calls each, so drift of the machine (clock, cache, other
@@ -40,15 +40,25 @@ from dataclasses import dataclass, fields
 
 from ..errors import OptionError
 from ..validation import INT_MAX, number, whole
+from .targets import runtime_names, runtime_target
 
-# Where a Keras model is timed (exported artefacts: their own runtime). Each but "keras" times the
-# model as the artefact a deployment runs: (export format, quantisation) written through
-# export.write_artifact, then loaded by runtimes.load_artifact.
-RUNTIMES = ("keras", "litert", "litert-int8", "onnxruntime")
-ARTIFACTS = {"litert": ("litert", "none"), "litert-int8": ("litert", "int8"), "onnxruntime": ("onnx", "none")}
+# Where a Keras model is timed (exported artefacts: their own runtime): "keras", then the runtime
+# names of the export targets (``targets.runtime_names``). Each but "keras" times the model as the
+# artefact a deployment runs: (export format, quantisation) written through export.write_artifact,
+# then loaded by runtimes.load_artifact. RUNTIMES and ARTIFACTS are read from the registry each
+# time (``__getattr__``), so a target registered later is there too.
 ONNX_MODULES = ("onnx", "tf2onnx", "onnxruntime")  # the `onnx` extra: Keras's exporter, and its runtime
 ONNX_INSTALL = 'pip install "lightcompress[onnx]"'
 DEFAULT_THREADS = 2  # the interpreter's thread count: 2 = this project's reference machine
+
+
+def __getattr__(name):
+    if name == "RUNTIMES":
+        return runtime_names()
+    if name == "ARTIFACTS":  # runtime name -> (export format, quantisation)
+        return {runtime: (target.name, quantize) for runtime in runtime_names()[1:]
+                for target, quantize in [runtime_target(runtime)]}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def whole_model_seconds() -> float:
@@ -206,6 +216,9 @@ def _backend() -> str:
     return keras.backend.backend()
 
 
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch", "numpy": "NumPy"}
+
+
 def missing_modules(names=ONNX_MODULES) -> list[str]:
     """The ``names`` that cannot be imported here."""
     missing = []
@@ -242,15 +255,18 @@ class Runtime:
 
     def __post_init__(self):
         name = self.name or default_runtime()
-        if name not in RUNTIMES:
-            raise OptionError("is unknown", option="runtime", value=name, allowed=f"one of {', '.join(RUNTIMES)}")
-        if name.startswith("litert") and _backend() != "tensorflow":
-            raise OptionError(f"needs TensorFlow; this process runs Keras on {_backend()}",
-                              option="runtime", value=name, allowed="runtime='keras'")
-        missing = missing_modules() if name == "onnxruntime" else []
+        found = runtime_target(name)
+        if found is None and name != "keras":
+            raise OptionError("is unknown", option="runtime", value=name,
+                              allowed=f"one of {', '.join(runtime_names())}")
+        target = found[0] if found else None
+        if target is not None and target.backend and _backend() != target.backend:
+            raise OptionError(f"needs {BACKEND_NAMES.get(target.backend, target.backend)}; this process runs Keras "
+                              f"on {_backend()}", option="runtime", value=name, allowed="runtime='keras'")
+        missing = target.missing_modules() if target is not None else []
         if missing:
             raise OptionError(f"needs the {', '.join(missing)} package(s), not installed here",
-                              option="runtime", value=name, allowed=f"{ONNX_INSTALL}, or runtime='litert'")
+                              option="runtime", value=name, allowed=f"{target.install}, or runtime='litert'")
         number("threads", self.threads, 1, INT_MAX, whole_only=True)  # the interpreters take a C int
         object.__setattr__(self, "name", name)
 
@@ -268,17 +284,16 @@ class Runtime:
     @property
     def artifact(self) -> tuple[str, str] | None:
         """(export format, quantisation) of the artefact the model is timed as; None for "keras"."""
-        return ARTIFACTS.get(self.name)
+        found = runtime_target(self.name)
+        return None if found is None else (found[0].name, found[1])
 
     def describe(self) -> str:
-        plural = "s" if self.threads != 1 else ""
-        if self.name == "litert":
-            return f"LiteRT interpreter, {self.threads} thread{plural}"
-        if self.name == "litert-int8":
-            return f"LiteRT interpreter, full-int8 model, {self.threads} thread{plural}"
-        if self.name == "onnxruntime":
-            return f"ONNX Runtime (CPU), {self.threads} intra-op thread{plural}"
-        return f"compiled Keras forward pass ({_backend()})"
+        found = runtime_target(self.name)
+        if found is None:
+            return f"compiled Keras forward pass ({_backend()})"
+        target, quantize = found
+        return target.runtime_words.format(model="" if quantize == "none" else f", full-{quantize} model",
+                                           threads=self.threads, s="s" if self.threads != 1 else "")
 
 
 def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_seconds=MAX_SECONDS,

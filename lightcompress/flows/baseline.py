@@ -9,7 +9,7 @@ from ..io import models as model_io
 from .. import report
 from ..training import finetune as ft
 from ..data.open import open_for_model
-from ..data.sets import DataSpec
+from ..data.sets import DataSpec, required
 from ..training.evaluation import evaluate
 from ..validation import whole
 from .common import no_progress, stem
@@ -30,6 +30,7 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
     from ..errors import OptionError
 
     source = Path(source)
+    data = required(data)  # none given: said before any other check
     settings = settings or ft.FitSettings()
     alpha = d.DEFAULT_ALPHA if alpha is None else alpha
     temperature = d.DEFAULT_TEMPERATURE if temperature is None else temperature
@@ -49,7 +50,6 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
                                        force=force, inputs=[source])
     else:
         raise OptionError("is unknown", option="method", value=method, allowed="prune, cluster or qat")
-    data = data or DataSpec(seed=settings.seed)
     with stage(f"loading {source}"):
         original = model_io.load_model(source, trust=trust)
     if method != "qat":  # budget and layer whitelist refused before the data is read

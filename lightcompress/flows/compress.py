@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..deploy import latency
+from ..deploy import latency, targets
 from ..deploy.timing import Runtime
 from ..training import finetune as ft
 from ..data.dataset import Dataset
@@ -39,7 +39,7 @@ from ..validation import whole as check_whole
 from ..training import distribute
 from ..io import models as model_io
 from .. import report
-from ..data.sets import DataSpec
+from ..data.sets import DataSpec, required
 from ..planning import write_plan
 from .common import load_inputs, no_progress, stem
 from .measured_latency import meet_measured_latency
@@ -270,7 +270,15 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
                           allocation=allocation)
 
 
-EXPORT_RUNTIMES = {"litert-int8": "litert-int8"}  # an --export whose precision the plan is timed in
+def export_runtime(export) -> str | None:
+    """The runtime an ``export`` choice deploys to when its precision is not the float default's:
+    the target's runtime name for its quantisation (``litert-int8``); else None.
+
+    >>> export_runtime("litert-int8"), export_runtime("litert"), export_runtime("litert-float16")
+    ('litert-int8', None, None)
+    """
+    target, quantize = targets.export_choices().get(export, (None, "none"))
+    return None if quantize == "none" else target.runtime_name(quantize)
 
 
 def planning_runtime(runtime=None, threads=None, export=None) -> Runtime:
@@ -281,7 +289,7 @@ def planning_runtime(runtime=None, threads=None, export=None) -> Runtime:
     >>> planning_runtime(None, 2, "litert-int8").name, planning_runtime("keras", 2, "litert-int8").name
     ('litert-int8', 'keras')
     """
-    return Runtime.parse(EXPORT_RUNTIMES.get(export) if runtime is None else runtime, threads)
+    return Runtime.parse(export_runtime(export) if runtime is None else runtime, threads)
 
 
 def default_settings(goal: CompressGoal) -> ft.FitSettings:
@@ -299,6 +307,7 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     plan (``<output stem>.plan.json``), and reports it against the original. The goal and the
     runtime are made once here (see ``compress``) and passed down as they are."""
     source = Path(source)
+    data = required(data)  # none given: said before any other check
     goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
                               target_latency=target_latency, max_drop=max_drop)
     runtime = planning_runtime(runtime, threads, export)
@@ -318,7 +327,6 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
                                    force=force, inputs=[source])
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
                                       inputs=[source], suffixes=(".json",))
-    data = data or DataSpec(seed=settings.seed)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
     result = compress(original, prepared, goal, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
                       runtime=runtime, **options)
@@ -347,22 +355,18 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     return out
 
 
-EXPORT_CHOICES = {"litert": ("litert", "none"), "litert-float16": ("litert", "float16"),
-                  "litert-dynamic": ("litert", "dynamic"), "litert-int8": ("litert", "int8"),
-                  "keras": ("keras", "none"), "saved_model": ("saved_model", "none"), "onnx": ("onnx", "none")}
-
-
 def _check_export(export, source, output, force):
-    """(format, quantize, path) for ``compress``'s export option, checked before any work."""
+    """(format, quantize, path) for ``compress``'s export option (``<format>`` or
+    ``<format>-<quantisation>``: ``targets.export_choices``), checked before any work."""
     if export is None:
         return None
     from ..deploy import export as ex
-    from ..errors import OptionError
 
-    if export not in EXPORT_CHOICES:
-        raise OptionError("is unknown", option="export", value=export, allowed=f"one of {', '.join(EXPORT_CHOICES)}")
-    fmt, quantize = EXPORT_CHOICES[export]
-    fmt = ex.check_settings(fmt, quantize)
+    choices = targets.export_choices()
+    if export not in choices:
+        raise OptionError("is unknown", option="export", value=export, allowed=f"one of {', '.join(choices)}")
+    target, quantize = choices[export]
+    fmt = ex.check_settings(target.name, quantize)
     keras_target = Path(output) if output else source.with_name(f"{stem(source)}.compressed.keras")
     path = ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])
     return fmt, quantize, path

@@ -15,9 +15,10 @@ from .. import report
 from ..data.sets import DataSpec
 from ..training.evaluation import evaluate
 
-from ..data.synthetic import input_specs, model_inputs_like
+from ..data.synthetic import check_input_shape, input_sizes, input_specs, model_inputs_like
+from ..deploy.lower import light_layers
 from ..deploy.timing import Runtime
-from ..errors import OptionError
+from ..errors import OptionError, UnsupportedModelError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
 from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
@@ -33,7 +34,7 @@ from ..defaults import DEFAULT_CONVERT_ALLOCATION
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
                  calibration_samples=None, on_step=None, runtime: Runtime | str | None = None,
-                 allocation=DEFAULT_CONVERT_ALLOCATION) -> dict:
+                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
@@ -44,7 +45,9 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     allocated as ``allocation`` says (``best_allocation``; "both" and "sensitivity" hold out
     ``CONVERT_HOLDOUT`` training images). ``on_step(done, total, text)`` follows the
     decompositions (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime``
-    (see ``timed``)."""
+    (see ``timed``). Without ``data`` the outputs are compared on random inputs, their unknown
+    sizes filled from ``input_shape`` or what the model declares (``input_sizes``); where nothing
+    sizes them the comparison is left out, never the conversion."""
     from ..defaults import CONVERT_HOLDOUT, DEFAULT_CALIBRATION_SAMPLES
     from ..factorization.methods import resolve_method
     from ..factorization.statistics import calibration_images, check_count
@@ -63,6 +66,10 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
                               value=calibration_samples)
     if (rule is None) == (plan_file is None):
         raise OptionError("give either a rank rule or plan_file, not both or neither.")
+    input_shape = check_input_shape(input_shape)
+    if input_shape is not None and data is not None:
+        raise OptionError(f"input_shape={','.join(map(str, input_shape))} sizes the random inputs used without a "
+                          "data set, and the data set's test images are used; drop one of them.")
     runtime = check_runtime(rule, runtime)
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data)
@@ -92,7 +99,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
                 count = calibration_samples or (wanted if method.sequential else DEFAULT_CALIBRATION_SAMPLES)
                 calib_x = calibration_images(train, count, data.seed)
         result = convert(original, rule, layer_filter, x, where, plan=plan, calibration_x=calib_x, method=method,
-                         judge=judge, allocation=allocation, on_step=on_step)
+                         judge=judge, allocation=allocation, on_step=on_step, input_shape=input_shape)
         if skipped:
             result.plan.notes.append(skipped)
     with stage(f"saving {target}"):
@@ -184,15 +191,28 @@ class Conversion:
     params_after: int
     weight_bytes_before: int
     weight_bytes_after: int
-    difference: OutputDifference
+    difference: OutputDifference | None  # None: no inputs to compare on (``not_compared`` says why)
     method: str = "svd"  # the name of the factorisation method (``methods``)
     calibration_seconds: float | None = None  # wall time of the calibration passes
     calibration_samples: int | None = None
+    input_sizes: str | None = None  # where the random inputs' unknown sizes came from ("inputs sized from ...")
+    not_compared: str | None = None  # why the outputs were not compared (no size for an input)
+
+
+def refuse_converted(model):
+    """A model whose only factorisable layers are LightLayers already: converting it again would
+    save nothing and write a copy under a new name, so it is refused in one line."""
+    light = light_layers(model)
+    if light:
+        names = ", ".join(f"'{layer.name}'" for layer in light[:4]) + (", ..." if len(light) > 4 else "")
+        raise UnsupportedModelError(
+            f"the model is already converted: its factorisable layers are LightLayers ({names}) and nothing "
+            f"else is left to factorise; convert the original model at the rank you want instead.")
 
 
 def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, source="random inputs",
             plan=None, *, calibration_x=None, method=None, runtime: Runtime | str | None = None, judge=None,
-            allocation=DEFAULT_CONVERT_ALLOCATION, on_step=None) -> Conversion:
+            allocation=DEFAULT_CONVERT_ALLOCATION, on_step=None, input_shape=None) -> Conversion:
     """Plan ranks with ``rule`` and ``layer_filter`` (or take ``plan``), rebuild ``model`` with
     LightLayers, and measure the result.
 
@@ -200,7 +220,11 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     the converted model is then timed whole and, while it misses the target, planned again
     (``meet_measured_latency``): ``plan.budget`` holds the planned and the measured fraction.
 
-    ``x``: inputs to compare the two models' outputs on (random inputs when None).
+    ``x``: inputs to compare the two models' outputs on (random inputs when None, their unknown
+    sizes filled from ``input_shape``, one example's size, e.g. ``(128,)``, or from what the model
+    declares, a keras-hub backbone's ``max_sequence_length`` say: ``result.input_sizes`` tells
+    which; where nothing sizes them, ``difference`` is None and ``not_compared`` says why; the
+    factors need no inputs).
     ``method``: how the factors are made, a registered name (``methods.known_methods()``) or a
     ``methods.Method``; the default is ``default_method``'s when ``calibration_x`` (training
     inputs) is given, else "svd". With a method that needs statistics, the plan's errors are
@@ -217,6 +241,12 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
 
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
+    sizes = None
+    if x is None:  # refused before any work when input_shape does not fit
+        sizes = input_sizes(model, input_shape)
+    elif input_shape is not None:
+        raise OptionError(f"input_shape={','.join(map(str, check_input_shape(input_shape)))} sizes random "
+                          "inputs, and x was given to compare outputs on; drop one of them.")
     rule = timed(rule, model, layer_filter, runtime)
     if method is None and calibration_x is not None:
         count = len(calibration_x[0] if isinstance(calibration_x, (list, tuple)) else calibration_x)
@@ -241,13 +271,15 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
                                           on_step)
     else:
         new_model, plan = build(make_plan(model, rule, layer_filter, method, stats))
+    if not plan.converted:
+        refuse_converted(model)
     if isinstance(rule, TargetLatency):
         new_model, plan = meet_measured_latency(
             model, new_model, plan, rule.fraction,
             lambda aim, _: build(make_plan(model, replace(rule, fraction=aim), layer_filter, method, stats)),
             Runtime(rule.profile.runtime, rule.profile.threads))
-    if x is None:
-        x = model_inputs_like(model, random_batch(model))
+    if x is None and sizes.unknown is None:
+        x = model_inputs_like(model, random_batch(model), sizes=sizes, named=True)
     return Conversion(
         model=new_model,
         plan=plan,
@@ -255,9 +287,11 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         params_after=int(model.count_params()) - plan.params_saved(),
         weight_bytes_before=weight_bytes(model),
         weight_bytes_after=weight_bytes(new_model),
-        difference=output_difference(model, new_model, x, source),
+        difference=None if x is None else output_difference(model, new_model, x, source),
         method=method.name,
         calibration_seconds=seconds,
         calibration_samples=None if stats is None else stats.samples,
+        input_sizes=None if sizes is None else sizes.note,
+        not_compared=None if x is not None else sizes.unknown,
     )
 

@@ -14,7 +14,7 @@ from .common import load_inputs, no_progress
 
 def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, data: DataSpec | None = None,
                 calibration=None, threads=DEFAULT_THREADS, force=False, trust=False, stage=no_progress) -> dict:
-    """Lower the model in ``source``, write it as ``fmt`` (keras, saved_model, litert, onnx) to
+    """Lower the model in ``source``, write it as ``fmt`` (an export target's name: ``deploy.targets``) to
     ``output`` (default beside the input), and verify the artefact in its own runtime: on the test
     images of ``data`` (and its accuracy), else on random inputs. int8 calibrates on training
     images of ``data`` (never test images). ``threads``: the LiteRT / ONNX Runtime thread count

@@ -9,7 +9,7 @@ from ..training import distribute
 from ..io import models as model_io
 from .. import report
 from ..training import finetune as ft
-from ..data.sets import DataSpec
+from ..data.sets import DataSpec, required
 from .common import data_inputs, load_inputs, no_progress, stem, tune
 
 
@@ -19,6 +19,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
     save it to ``output`` (default ``<stem>.tuned.keras``) with its history beside it
     (``<output stem>.history.json``), and report."""
     source = Path(source)
+    data = required(data)  # none given: said before any other check
     settings = settings or ft.FitSettings()
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
@@ -32,7 +33,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
                                    force=force, inputs=inputs)
     history_path = model_io.check_output(target.with_name(f"{target.stem}.history.json"), force=force,
                                          inputs=inputs, suffixes=(".json",))
-    net, prepared = load_inputs(source, data or DataSpec(seed=settings.seed), trust, stage, stream=True)
+    net, prepared = load_inputs(source, data, trust, stage, stream=True)
     tutor = None
     if teacher is not None:
         with stage(f"loading teacher {teacher}"):

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _interrupts, report
-from ..data.sets import DataSpec
+from ..data.sets import DataSpec, required
 from ..defaults import DEFAULT_HOLDOUT, DEFAULT_TRADEOFF_BUDGETS, DEFAULT_TRADEOFF_MAX_DROP
 from ..deploy.timing import Runtime
 from ..errors import LightCompressError, OptionError, OutputPathError
@@ -364,6 +364,7 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     ``allow_slower`` are ``compress``'s (the first two also the baselines'). ``log(text)``: one
     line per step of a candidate."""
     source = Path(source)
+    data = required(data)  # none given: said before any other check
     log = log or (lambda text: None)
     budgets = parse_budgets(budgets)
     settings = settings or ft.FitSettings()
@@ -374,7 +375,6 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     if method is not None:
         get_method(method)  # an unknown name refused before any work, not inside the first candidate
     check_baselines(baselines)
-    data = data or DataSpec(seed=settings.seed)
     inputs = [source, *data_inputs(data)]
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=inputs, suffixes=(".png",))

@@ -48,7 +48,7 @@ def small_cnn():
 @pytest.fixture(scope="module")
 def digits():
     model = small_cnn()
-    return model, open_for_model(model, DataSpec(train_limit=600, test_limit=200), in_memory=True)
+    return model, open_for_model(model, DataSpec("digits", train_limit=600, test_limit=200), in_memory=True)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,8 @@ def pruned_by_the_cli(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(run, "baseline", caught)
-        result = runner.invoke(app, ["baseline", str(folder / "cnn.keras"), "--method", "prune", "--target-params", "0.3",
+        result = runner.invoke(app, ["baseline", str(folder / "cnn.keras"), "-d", "digits", "--method", "prune",
+                                     "--target-params", "0.3",
                                      "--epochs", str(FAST.epochs), "--batch-size", str(FAST.batch_size), "--seed",
                                      str(FAST.seed), "--train-limit", "600", "--test-limit", "200", "--holdout", "100",
                                      "--no-sizes", "--json"])
@@ -138,20 +139,23 @@ def test_cli_refuses_unsupported_layer_in_one_line_before_training(tmp_path):
     path = tmp_path / "m.keras"
     model.save(path)
     result = runner.invoke(app, ["baseline", str(path), "--method", "prune", "--target-params", "0.5",
-                                 "--min-params", "0"])
+                                 "--min-params", "0", "-d", "digits"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "'noise'" in lines[0] and "GaussianNoise" in lines[0]
     assert not (tmp_path / "m.pruned.keras").exists()
 
 
-def test_budget_errors_name_the_option():
+def test_budget_errors_name_the_option(tmp_path):
     model = small_cnn()
     with pytest.raises(OptionError, match=r"target_params=1.5 is not a fraction"):
         run.plan_budget(model, "prune", 1.5)
     with pytest.raises(LightCompressError, match="too small for clustering"):
         run.plan_budget(model, "cluster", 0.01)
-    result = runner.invoke(app, ["baseline", "m.h5", "--method", "qat", "--target-params", "0.2"])
+    path = tmp_path / "m.keras"  # a real file: a missing one is answered first
+    model.save(path)
+    result = runner.invoke(app, ["baseline", str(path), "--method", "qat", "--target-params", "0.2",
+                                 "-d", "digits"])
     assert result.exit_code == 1 and "--target-params does not apply" in result.output
 
 

@@ -173,7 +173,7 @@ def test_a_source_that_never_ends_stops_at_the_limit_and_names_it(small, tmp_pat
 
 @pytest.mark.parametrize("args,message", [
     (["finetune", "{m}", "-d", "{data}", "--scale", "1e39", "-o", "{d}/o.keras"], "--scale 1e+39 is invalid; use a number in [1.17549e-38, 3.40282e+38]"),
-    (["evaluate", "{m}", "--scale", "1e38"], "--scale 1e+38 makes the train pixels overflow float32 (255 x 1e+38 > 3.403e+38); use a smaller scale"),
+    (["evaluate", "{m}", "-d", "digits", "--scale", "1e38"], "--scale 1e+38 makes the train pixels overflow float32 (255 x 1e+38 > 3.403e+38); use a smaller scale"),
     (["finetune", "{m}", "-d", "{data}", "--seed", str(2 ** 32), "-o", "{d}/o.keras"], "--seed 4294967296 is invalid; use a whole number in [0, 4294967295]"),
     (["compress", "{m}", "-d", "{data}", "--target-params", "0.5", "--seed", str(2 ** 32), "-o", "{d}/o.keras"], "--seed 4294967296 is invalid"),
     (["compress", "{m}", "-d", "{data}", "--target-params", "0.5", "--repeats", "0", "-o", "{d}/o.keras"], "--repeats 0 is invalid; use a whole number >= 1"),
@@ -236,6 +236,9 @@ def test_messages_name_the_real_problem(small, tmp_path):
            "--npz-keys a,b,c,d shapes a data set, and none was given; give --dataset NAME too", [path], out)
     _fails(["export", path, "-f", "keras", "--scale", "0.5", "-o", out / "c.keras"],
            "--scale 0.5 shapes a data set, and none was given", [path], out)
-    _fails(["evaluate", path, "--npz-keys", "a,b,c,d"], "--dataset digits is neither; drop --npz-keys", [path])
+    _fails(["evaluate", path, "--npz-keys", "a,b,c,d"],  # no data set: that is said first, no default is assumed
+           "no data set was given and this needs one; pass --dataset NAME", [path])
+    _fails(["evaluate", path, "-d", "digits", "--npz-keys", "a,b,c,d"], "--dataset digits is neither; drop --npz-keys",
+           [path])
     _fails(["finetune", path, "-d", empty, "--npz-keys", "a,b,c,d", "-o", out / "t.keras"],
            "--npz-keys a,b,c,d names arrays of a .npz file", [path], out)

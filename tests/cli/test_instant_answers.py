@@ -41,8 +41,10 @@ def test_help_and_version_never_import_keras(args):
     (["export", "m.keras", "-q", "int8"], "error: No such option: -q; see 'lightcompress export --help'."),
     (["convert"], "error: Missing argument 'model'; see 'lightcompress convert --help'."),
     (["nosuch"], "error: No such command 'nosuch'; see 'lightcompress --help'."),
-    (["export", "m.keras"], "error: Missing option '--format' / '-f'. Choose from: keras, saved_model, litert, onnx; "
-                            "see 'lightcompress export --help'."),
+    (["export", "m.keras"], "error: Missing option '--format' / '-f'; see 'lightcompress export --help'."),
+    (["convert", "m.keras", "--conv-mode", "diagonal"],
+     "error: Invalid value for '--conv-mode': 'diagonal' is not one of 'channel', 'spatial', 'tucker', 'auto'; "
+     "see 'lightcompress convert --help'."),
 ])
 def test_a_usage_error_is_one_line_and_exit_2(args, said):
     code, stdout, lines, heavy = _probe(*args)

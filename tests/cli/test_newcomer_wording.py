@@ -96,15 +96,23 @@ def test_convert_without_data_says_random_inputs_say_little(conv_file, tmp_path)
     assert "pass --dataset NAME" in text and "data-aware" in text
 
 
-# 4. an error the default data set causes names the default and the flag
-def test_default_dataset_error_names_default_and_flag(tmp_path):
+# 4. no data set given (there is no silent default, issue 38): the error says so and names the flag
+# and the choices; with the digits given, a 28x28 model gets the real mismatch and its flag
+def test_missing_dataset_error_names_the_flag(tmp_path):
     path = tmp_path / "m28.keras"
     _conv_model((28, 28, 1)).save(path)
-    result = runner.invoke(app, ["finetune", str(path), "--epochs", "1", "-o", str(tmp_path / "t.keras")])
+    args = ["finetune", str(path), "--epochs", "1", "-o", str(tmp_path / "t.keras")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: ") and "the default data set is digits (8×8" in line
-    assert line.endswith("pass --dataset NAME")
+    assert line.startswith("error: ") and "no data set was given and this needs one" in line
+    assert "pass --dataset NAME: one of digits, mnist" in line
+    result = runner.invoke(app, args + ["-d", "digits"])
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "images are 8x8 but the model takes 28x28" in line
+    assert line.endswith("pass --resize to resize them.")
+    assert not (tmp_path / "t.keras").exists()
 
 
 # 5. numbers explained: optimizer state in the input file, train/held-out counts, change against what;
@@ -121,7 +129,7 @@ def test_numbers_are_explained(tmp_path):
     assert result.exit_code == 0, result.output
     assert "optimizer state" in " ".join(result.stdout.split())
     # wide enough that a long temporary path (pytest-xdist's) is not wrapped inside the sentence
-    result = runner.invoke(app, ["finetune", str(out), "--epochs", "1", "-o", str(tmp_path / "t.keras")],
+    result = runner.invoke(app, ["finetune", str(out), "-d", "digits", "--epochs", "1", "-o", str(tmp_path / "t.keras")],
                            env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
@@ -141,7 +149,8 @@ def test_numbers_are_explained(tmp_path):
 
 # 6. logs: a heading before the first epoch line; signed changes; --plot says where
 def test_logs_have_headings_signs_and_the_plot_path(conv_file, tmp_path):
-    result = runner.invoke(app, ["finetune", str(conv_file), "--epochs", "1", "-o", str(tmp_path / "t.keras")])
+    result = runner.invoke(app, ["finetune", str(conv_file), "-d", "digits", "--epochs", "1", "-o",
+                                 str(tmp_path / "t.keras")])
     assert result.exit_code == 0, result.output
     err = result.stderr
     assert "fine-tuning" in err and err.index("fine-tuning") < err.index("epoch 1/1")

@@ -32,13 +32,13 @@ _digest, _fails = digest, fails
 # -- silent corruption --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args,message", [
-    (["finetune", "{m}", "--teacher", "{m}", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
-    (["finetune", "{m}", "--teacher", "{m}", "--alpha", "5", "-o", "{d}/o.keras"], "--alpha 5.0 is invalid"),
-    (["finetune", "{m}", "--patience", "-1", "-o", "{d}/o.keras"], "--patience -1 is invalid"),
-    (["finetune", "{m}", "--lr", "nan", "-o", "{d}/o.keras"], "--lr nan is invalid"),
+    (["finetune", "{m}", "-d", "digits", "--teacher", "{m}", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
+    (["finetune", "{m}", "-d", "digits", "--teacher", "{m}", "--alpha", "5", "-o", "{d}/o.keras"], "--alpha 5.0 is invalid"),
+    (["finetune", "{m}", "-d", "digits", "--patience", "-1", "-o", "{d}/o.keras"], "--patience -1 is invalid"),
+    (["finetune", "{m}", "-d", "digits", "--lr", "nan", "-o", "{d}/o.keras"], "--lr nan is invalid"),
     (["convert", "{m}", "--rank", "2", "--scale", "nan", "-d", "{data}", "-o", "{d}/o.keras"], "--scale nan is invalid"),
-    (["compress", "{m}", "--max-drop", "nan", "-o", "{d}/o.keras"], "--max-drop nan is invalid"),
-    (["compress", "{m}", "--target-params", "0.5", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
+    (["compress", "{m}", "-d", "digits", "--max-drop", "nan", "-o", "{d}/o.keras"], "--max-drop nan is invalid"),
+    (["compress", "{m}", "-d", "digits", "--target-params", "0.5", "--temperature", "0", "-o", "{d}/o.keras"], "--temperature 0.0 is invalid"),
 ])
 def test_options_that_would_corrupt_the_model_are_refused(small, tmp_path, args, message):
     path, data = small
@@ -84,7 +84,8 @@ def test_the_teacher_and_the_plan_are_protected(small, tmp_path):
     path, data = small
     teacher = tmp_path / "teacher.keras"
     teacher.write_bytes(path.read_bytes())
-    _fails(["finetune", path, "--teacher", teacher, "-o", teacher, "--force"], "is the input file", [path, teacher])
+    _fails(["finetune", path, "-d", "digits", "--teacher", teacher, "-o", teacher, "--force"], "is the input file",
+           [path, teacher])
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"policy": "x", "layers": []}))
     _fails(["convert", path, "--plan", plan, "-o", plan, "--force"], "must end in .keras", [path, plan])
@@ -141,7 +142,7 @@ def test_ctrl_c_in_the_first_epoch_keeps_the_input_weights(small):
         np.testing.assert_array_equal(a, b)
 
 
-def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
+def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
     import importlib
     import signal
 
@@ -155,7 +156,9 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_quiet, "import_keras_quietly", interrupted)
-    monkeypatch.setattr("sys.argv", ["lightcompress", "inspect", "model.keras"])
+    model = tmp_path / "model.keras"  # it exists: the run gets as far as starting Keras
+    model.write_bytes(b"not read: Keras never starts")
+    monkeypatch.setattr("sys.argv", ["lightcompress", "inspect", str(model)])
     try:
         with pytest.raises(SystemExit) as exit_info:
             app_module.main()
@@ -274,7 +277,8 @@ def test_late_failures_now_fail_before_writing(small, tmp_path):
     _fails(["convert", path, "--rank", "2", "--json", "--markdown", "-o", out / "c.keras"], "choose one of --json and --markdown", [path], out)
     a_file = tmp_path / "cachefile"
     a_file.write_text("x")
-    _fails(["compress", path, "--target-params", "0.5", "--cache-dir", a_file, "-o", out / "c.keras"], "is a file", [path], out)
+    _fails(["compress", path, "-d", "digits", "--target-params", "0.5", "--cache-dir", a_file, "-o", out / "c.keras"],
+           "is a file", [path], out)
 
 
 # -- messages instead of "unexpected" -------------------------------------------------------------
@@ -345,8 +349,10 @@ def test_bad_data_names_the_problem(small, tmp_path):
 
 def test_bad_counts_and_empty_selections_are_refused(small, tmp_path):
     path, _ = small
-    _fails(["compress", path, "--target-params", "0.5", "--holdout", "0", "-o", tmp_path / "c.keras"], "--holdout 0 is invalid", [path], tmp_path)
-    _fails(["compress", path, "--max-drop", "1", "--trials", "0", "-o", tmp_path / "c.keras"], "--trials 0 is invalid", [path], tmp_path)
+    _fails(["compress", path, "-d", "digits", "--target-params", "0.5", "--holdout", "0", "-o", tmp_path / "c.keras"],
+           "--holdout 0 is invalid", [path], tmp_path)
+    _fails(["compress", path, "-d", "digits", "--max-drop", "1", "--trials", "0", "-o", tmp_path / "c.keras"],
+           "--trials 0 is invalid", [path], tmp_path)
     line = _fails(["convert", path, "--rank", "2", "--include", "conv*", "-o", tmp_path / "c.keras"], "--include conv* matches no factorisable layer", [path], tmp_path)
     assert "fc" in line and "head" in line
 
@@ -450,11 +456,11 @@ def test_compress_checks_each_setting_once(small, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["compress", "{m}", "--target-params", "0.5", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert, litert-int8, onnxruntime."),
-    (["compress", "{m}", "--target-params", "0.5", "--threads", "0"], "--threads 0 is invalid"),
+    (["compress", "{m}", "-d", "digits", "--target-params", "0.5", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert, litert-int8, onnxruntime."),
+    (["compress", "{m}", "-d", "digits", "--target-params", "0.5", "--threads", "0"], "--threads 0 is invalid"),
     (["compare", "{m}", "{m}", "--runtime", "tpu"], "--runtime tpu is unknown; use one of keras, litert, litert-int8, onnxruntime."),
     (["inspect", "{m}", "--latency", "--threads", "0"], "--threads 0 is invalid"),
-    (["compress", "{m}", "--target-params", "0.5", "--epochs", "0"], "--epochs 0 is invalid"),
+    (["compress", "{m}", "-d", "digits", "--target-params", "0.5", "--epochs", "0"], "--epochs 0 is invalid"),
 ])
 def test_runtime_and_fit_options_are_refused_before_any_work(small, tmp_path, args, message):
     path, _ = small

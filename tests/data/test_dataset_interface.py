@@ -134,7 +134,9 @@ def test_holdout_refusals_name_the_problem(both):
 def test_open_for_model_is_the_one_door(both, records, cnn):
     in_memory, stream = both
     assert open_for_model(cnn, in_memory) is in_memory and open_for_model(cnn, stream) is stream
-    digits = open_for_model(cnn, None)
+    with pytest.raises(DataError, match=r"^no data set was given and this needs one; pass data=NAME"):
+        open_for_model(cnn, None)  # no default data set (issue 38)
+    digits = open_for_model(cnn, "digits")
     assert isinstance(digits, Prepared) and digits.name == "digits" and digits.count("test") == 360
     assert open_for_model(cnn, "digits").count("train") == open_for_model(cnn, DataSpec("digits")).count("train")
     whole = open_for_model(cnn, DataSpec(records[0]), in_memory=True)  # a streamed source read whole

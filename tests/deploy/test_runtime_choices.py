@@ -160,7 +160,7 @@ def test_compress_export_litert_int8_plans_in_litert_int8_unless_runtime_is_give
     for args, expected in [(["--export", "litert-int8"], "litert-int8"),
                            (["--export", "litert-int8", "--runtime", "litert"], "litert"),
                            (["--export", "litert-int8", "--runtime", "keras", "--threads", "3"], "keras")]:
-        result = runner.invoke(app, ["compress", str(path), "--target-params", "0.5", *args])
+        result = runner.invoke(app, ["compress", str(path), "--target-params", "0.5", "-d", str(data), *args])
         assert result.exit_code == 1 and "stopped before any work" in result.stderr, result.output
         assert planned[-1].name == expected, args
     assert planned[-1].threads == 3

@@ -147,8 +147,10 @@ def test_int8_compare_shows_four_columns_and_the_int8_verdict(tmp_path):
 ])
 def test_int8_compare_errors_are_one_line(extra, message, tmp_path):
     original, compressed = _pair(tmp_path)
+    third = tmp_path / "third.keras"  # a real file: a missing one would be answered before --int8
+    third.write_bytes(original.read_bytes())
     _fails_with(["compare", original, compressed, "--int8", *[a.format(dir=tmp_path) for a in extra]], message,
-                [original, compressed])
+                [original, compressed, third])
 
 
 def test_int8_compare_needs_tensorflow(tmp_path, monkeypatch):

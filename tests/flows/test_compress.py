@@ -196,9 +196,9 @@ def test_cli_compress_end_to_end_on_a_real_model(tmp_path):
 
 def test_cli_compress_and_plan_errors(tmp_path):
     source = _digits_model(tmp_path / "d.keras")
-    _fails_with(["compress", source], "choose exactly one goal")
-    _fails_with(["compress", source, "--target-params", "0.2", "--max-drop", "1"], "(got --target-params 0.2, --max-drop 1.0)")
-    _fails_with(["compress", source, "--target-params", "1.5"], "--target-params 1.5 is not a fraction")
+    _fails_with(["compress", source, "-d", "digits"], "choose exactly one goal")
+    _fails_with(["compress", source, "-d", "digits", "--target-params", "0.2", "--max-drop", "1"], "(got --target-params 0.2, --max-drop 1.0)")
+    _fails_with(["compress", source, "-d", "digits", "--target-params", "1.5"], "--target-params 1.5 is not a fraction")
     bad = tmp_path / "plan.json"
     bad.write_text(json.dumps({"policy": "x", "layers": [{"name": "nope", "kernel_shape": [1, 1]}]}))
     _fails_with(["convert", source, "--plan", bad], "names layer 'nope'")
@@ -210,10 +210,10 @@ def test_cli_finetune_with_teacher_and_inspect_sensitivity(tmp_path):
     source = _digits_model(tmp_path / "d.keras")
     light = tmp_path / "l.keras"
     assert runner.invoke(app, ["convert", str(source), "--rank", "2", "-o", str(light)]).exit_code == 0
-    result = runner.invoke(app, ["finetune", str(light), "--teacher", str(source), "--epochs", "1",
+    result = runner.invoke(app, ["finetune", str(light), "-d", "digits", "--teacher", str(source), "--epochs", "1",
                                  "-o", str(tmp_path / "t.keras")])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["inspect", str(source), "--sensitivity", "--no-cache", "--json"])
+    result = runner.invoke(app, ["inspect", str(source), "-d", "digits", "--sensitivity", "--no-cache", "--json"])
     assert result.exit_code == 0, result.output
     sens = json.loads(result.stdout)["sensitivity"]
     assert sens["evaluations"] > 0 and {ls["name"] for ls in sens["layers"]} == {"fc"}
@@ -310,7 +310,7 @@ def test_one_list_of_conv_modes():
 def test_cli_compress_prints_the_plan_before_fine_tuning(tmp_path):
     # Logs read in a file: the plan (with the budget used) comes before the first epoch line.
     source = _digits_model(tmp_path / "d.keras")
-    result = runner.invoke(app, ["compress", str(source), "--target-params", "0.5", "--epochs", "1", "--allow-slower",
+    result = runner.invoke(app, ["compress", str(source), "-d", "digits", "--target-params", "0.5", "--epochs", "1", "--allow-slower",
                                  "--no-cache", "--runtime", "keras", "--holdout", "100", "--repeats", "3", "-o",
                                  str(tmp_path / "c.keras"), "--json"])
     assert result.exit_code == 0, result.output
@@ -329,9 +329,9 @@ def test_on_several_hosts_only_process_0_writes_what_compress_makes(tmp_path, mo
 
     source = _digits_model(tmp_path / "d.keras")
     monkeypatch.setattr(distribute, "process", lambda: (1, 2))
-    out = compress_file(source, tmp_path / "c.keras", target_params=0.5, runtime="keras", allow_slower=True,
-                        use_cache=False, holdout_size=100, repeats=3, settings=finetune.FitSettings(epochs=1),
-                        export="keras")
+    out = compress_file(source, tmp_path / "c.keras", target_params=0.5, data=data.DataSpec("digits"),
+                        runtime="keras", allow_slower=True, use_cache=False, holdout_size=100, repeats=3,
+                        settings=finetune.FitSettings(epochs=1), export="keras")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.keras"]
     assert out["written_by"] == "process 0 of 2" and out["compare"]["models"][1]["params"] < out["compare"]["models"][0]["params"]
 

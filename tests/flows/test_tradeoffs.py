@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lightcompress.cli import app
+from lightcompress.data import DataSpec
 from lightcompress.errors import LightCompressError
 from lightcompress.flows import tradeoffs as flow
 from lightcompress.report import markdown, tradeoffs_sections
@@ -26,7 +27,8 @@ from ..cli.test_convert_command import _fails_with
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "digits_mlp.keras"
 QUICK = ["--budgets", "0.5,0.2", "--epochs", "1", "--method", "svd", "--allow-slower", "--holdout", "300",
-         "--repeats", "3", "--no-baselines"]
+         "--repeats", "3", "--no-baselines", "--dataset", "digits"]
+DIGITS = DataSpec("digits")  # no default data set (issue 38): every run names it
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -132,7 +134,8 @@ def test_each_candidate_is_keyed_by_the_model_and_its_settings(mlp, tmp_path, mo
     made, measured = _fakes(monkeypatch, fail=("low-rank 0.2",))
     notes = []
     # allow_slower: no latency guard, so the runtime's threads only change how a candidate is measured
-    run = dict(budgets="0.5,0.2", baselines=False, work_dir=tmp_path / "w", allow_slower=True, warn=notes.append)
+    run = dict(data=DIGITS, budgets="0.5,0.2", baselines=False, work_dir=tmp_path / "w", allow_slower=True,
+               warn=notes.append)
     out = flow.tradeoffs_file(mlp, **run, settings=FitSettings(epochs=1))
     assert _statuses(out) == {"original": "measured", "int8": "made", "low-rank 0.5": "made",
                               "low-rank 0.5 + int8": "made", "low-rank 0.2": "failed", "low-rank 0.2 + int8": "skipped"}
@@ -171,7 +174,7 @@ def test_a_signal_swallowed_while_a_candidate_was_made_keeps_nothing_of_it(mlp, 
 
     monkeypatch.setattr(flow, "_make", make)
     with pytest.raises(KeyboardInterrupt):
-        flow.tradeoffs_file(mlp, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
+        flow.tradeoffs_file(mlp, data=DIGITS, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
     assert made == ["int8", "low-rank 0.5"]
     assert [p.name.split("-")[0] for p in sorted((tmp_path / "w").glob("*.json"))] == ["int8", "original"]
 
@@ -181,7 +184,7 @@ def test_the_model_hash_keys_every_candidate(mlp, tmp_path, monkeypatch):
     other = Path(shutil.copy(SAMPLE, tmp_path / "other.keras"))
 
     def keys(model):
-        out = flow.tradeoffs_file(model, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
+        out = flow.tradeoffs_file(model, data=DIGITS, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
         return {c["name"]: c["key"] for c in out["candidates"]}
 
     first = keys(mlp)
@@ -196,19 +199,19 @@ def test_the_model_hash_keys_every_candidate(mlp, tmp_path, monkeypatch):
 # -- bad input ------------------------------------------------------------------------------------
 
 def test_bad_input_is_one_line_and_touches_nothing(mlp, tmp_path, monkeypatch):
-    _fails_with(["tradeoffs", mlp, "--budgets", "0.5,half"], "--budgets 0.5,half is not a list of budgets", [mlp])
-    _fails_with(["tradeoffs", mlp, "--budgets", "0.5,1.5"], "--budgets 0.5,1.5 holds 1.5, which is not a fraction")
-    _fails_with(["tradeoffs", mlp, "--budgets", "0.2,0.2"], "--budgets 0.2,0.2 names a budget twice")
-    _fails_with(["tradeoffs", mlp, "--work-dir", mlp], f"work folder {mlp} is the input {mlp}", [mlp])
-    _fails_with(["tradeoffs", mlp, "--work-dir", tmp_path], "holds the input", [mlp])
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--budgets", "0.5,half"], "--budgets 0.5,half is not a list of budgets", [mlp])
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--budgets", "0.5,1.5"], "--budgets 0.5,1.5 holds 1.5, which is not a fraction")
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--budgets", "0.2,0.2"], "--budgets 0.2,0.2 names a budget twice")
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--work-dir", mlp], f"work folder {mlp} is the input {mlp}", [mlp])
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--work-dir", tmp_path], "holds the input", [mlp])
     data = tmp_path / "photos"
     data.mkdir()
     _fails_with(["tradeoffs", mlp, "-d", data, "--work-dir", data / "w"], "is inside the input folder")
-    _fails_with(["tradeoffs", mlp, "--plot", tmp_path / "p.jpg"], "must end in .png")
-    _fails_with(["tradeoffs", mlp, "--max-drop", "-1"], "--max-drop -1.0 is invalid")
-    _fails_with(["tradeoffs", mlp, "--epochs", "0"], "--epochs 0 is invalid")
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--plot", tmp_path / "p.jpg"], "must end in .png")
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--max-drop", "-1"], "--max-drop -1.0 is invalid")
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--epochs", "0"], "--epochs 0 is invalid")
     monkeypatch.setattr(flow, "baselines_installed", lambda: False)
-    _fails_with(["tradeoffs", mlp, "--baselines"], 'install them with: pip install "lightcompress[baseline]"')
+    _fails_with(["tradeoffs", mlp, "-d", "digits", "--baselines"], 'install them with: pip install "lightcompress[baseline]"')
     assert not (tmp_path / "mlp.tradeoffs").exists() and not (tmp_path / "mlp.tradeoffs.png").exists()
 
 

@@ -125,7 +125,7 @@ def test_cli_devices_errors_are_one_line_in_flag_words_before_any_work(value, co
     source = tmp_path / "m.keras"
     keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(source)
     extra = ["--target-params", "0.5"] if command == "compress" else []
-    result = runner.invoke(app, [command, str(source), "--devices", value, *extra])
+    result = runner.invoke(app, [command, str(source), "-d", "digits", "--devices", value, *extra])
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --devices {value} "), result.output

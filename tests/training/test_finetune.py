@@ -99,17 +99,18 @@ def _digits_model(path):
 
 
 @pytest.mark.backend
-def test_cli_finetune_and_evaluate_on_default_digits(tmp_path):
+def test_cli_finetune_and_evaluate_on_digits(tmp_path):  # named: there is no default data set (issue 38)
     source = _digits_model(tmp_path / "digits.keras")
     out = tmp_path / "tuned.keras"
-    result = runner.invoke(app, ["finetune", str(source), "--epochs", "2", "--lr", "1e-3", "-o", str(out)])
+    result = runner.invoke(app, ["finetune", str(source), "-d", "digits", "--epochs", "2", "--lr", "1e-3",
+                                 "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "fine-tuned" in result.stdout and "digits" in result.stdout and "CPU" in result.stdout
     history = json.loads((tmp_path / "tuned.history.json").read_text())
     assert history["epochs_run"] == 2 and len(history["history"]["loss"]) == 2
     assert history["accuracy"]["after"]["accuracy"] > history["accuracy"]["before"]["accuracy"]
     assert history["device"].startswith("CPU")
-    result = runner.invoke(app, ["evaluate", str(out), "--json"])
+    result = runner.invoke(app, ["evaluate", str(out), "-d", "digits", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["accuracy"] == pytest.approx(history["accuracy"]["after"]["accuracy"])
@@ -133,8 +134,9 @@ def test_cli_data_errors(tmp_path):
     source = _digits_model(tmp_path / "digits.keras")
     gray = tmp_path / "gray28.keras"
     keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]).save(gray)
-    _fails_with(["evaluate", gray], "images are 8x8 but the model takes 28x28; pass --resize", [gray])
-    assert runner.invoke(app, ["evaluate", str(gray), "--resize"]).exit_code == 0
+    _fails_with(["evaluate", gray], "no data set was given and this needs one; pass --dataset NAME", [gray])
+    _fails_with(["evaluate", gray, "-d", "digits"], "images are 8x8 but the model takes 28x28; pass --resize", [gray])
+    assert runner.invoke(app, ["evaluate", str(gray), "-d", "digits", "--resize"]).exit_code == 0
     rgb = tmp_path / "rgb.npz"
     x = np.zeros((6, 8, 8, 3), np.uint8)
     np.savez(rgb, x_train=x, y_train=np.arange(6), x_test=x, y_test=np.arange(6))
@@ -144,8 +146,8 @@ def test_cli_data_errors(tmp_path):
     np.savez(many, x_train=x, y_train=np.arange(200) % 100, x_test=x, y_test=np.arange(200) % 100)
     _fails_with(["finetune", source, "-d", many], "has 100 classes but the model has a 10-way output")
     _fails_with(["evaluate", source, "-d", "imagenet"], "unknown data set 'imagenet'")
-    _fails_with(["finetune", source, "--epochs", "0"], "--epochs 0 is invalid")
-    _fails_with(["finetune", source, "--val-split", "1.5"], "--val-split 1.5 is invalid")
-    _fails_with(["finetune", source, "--train-limit", "0"], "--train-limit 0 is invalid")
-    _fails_with(["finetune", source, "-o", source, "--force"], "never overwrites its input", [source])
+    _fails_with(["finetune", source, "-d", "digits", "--epochs", "0"], "--epochs 0 is invalid")
+    _fails_with(["finetune", source, "-d", "digits", "--val-split", "1.5"], "--val-split 1.5 is invalid")
+    _fails_with(["finetune", source, "-d", "digits", "--train-limit", "0"], "--train-limit 0 is invalid")
+    _fails_with(["finetune", source, "-d", "digits", "-o", source, "--force"], "never overwrites its input", [source])
     assert not list(tmp_path.glob("*.tuned.keras"))  # nothing written by the failed runs
