@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 from ._registration import register_when_keras_loads
-from ._version import __version__
+from ._version import __version__ as __version__  # re-exported (``__all__`` is lazy)
 from .defaults import DEFAULT_ALLOCATION, DEFAULT_CONV_MODE
 
 register_when_keras_loads()
@@ -35,20 +36,58 @@ _CLASSES = {
     "Evaluation": "training.evaluation", "Conversion": "flows.convert", "CompressResult": "flows.compress",
     "ExportResult": "deploy.export",
 }
-TWINS = ["LightDense", "LightConv2D", "LightConv1D", "LightConv2DTranspose", "LightSeparableConv2D",
-         "LightEinsumDense", "LightEmbedding", "LightReversibleEmbedding", "LightTimeDistributed",
-         "LightMultiHeadAttention"]
 VERBS = ["load_model", "inspect", "plan", "convert", "finetune", "compress", "evaluate", "export", "compare"]
 
-__all__ = ["__version__", *VERBS, *TWINS, *_CLASSES]
+# ``__all__`` and ``TWINS`` (every registered twin's class name, from ``layers.registry``) are read
+# lazily through ``__getattr__``: the registry imports Keras, ``import lightcompress`` does not.
+
+
+def _twins() -> list[str]:
+    """The class names of the twins in the registry (entries' and composites'); imports Keras."""
+    _keras()
+    return importlib.import_module(".layers", __name__).registry.twin_names()
+
+
+def _keras():
+    """Import Keras quietly when lightcompress is the first to (TensorFlow's C++ start-up lines held
+    back, as on the command line: ``_quiet``); a user who imported Keras or TensorFlow first keeps
+    what they chose."""
+    if "keras" not in sys.modules and "tensorflow" not in sys.modules:
+        from ._quiet import import_keras_quietly
+
+        import_keras_quietly()
+
+
+def _lines(verb, verbose, phases=()):
+    """The progress lines of ``verb`` at ``verbose`` (0: none; see ``flows.progress``)."""
+    from .validation import verbose as check
+
+    level = check(verbose)  # before Keras is imported: a bad value is one line at once
+    _keras()
+    from .flows.progress import Lines
+
+    return Lines(verb, level, phases=phases)
 
 
 def __getattr__(name):
-    if name in TWINS:
-        return getattr(importlib.import_module(".layers", __name__), name)
     if name in _CLASSES:
+        if _CLASSES[name] != "errors":  # the errors need no Keras
+            _keras()
         return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
+    if name.startswith("_") and name != "__all__":  # probes (__wrapped__, __path__...) import nothing
+        raise AttributeError(f"module 'lightcompress' has no attribute {name!r}")
+    twins = _twins()
+    if name == "TWINS":
+        return twins
+    if name == "__all__":
+        return ["__version__", *VERBS, *twins, *_CLASSES]
+    if name in twins:
+        return getattr(importlib.import_module(".layers", __name__), name)
     raise AttributeError(f"module 'lightcompress' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__getattr__("__all__"), "TWINS"})
 
 
 def _model(model, trust=False):
@@ -70,6 +109,7 @@ def load_model(path, *, trust=False, custom_objects=None):
     Traceback (most recent call last):
     lightcompress.errors.ModelLoadError: no/such/model.h5: no such file; check the path.
     """
+    _keras()
     from .io import models
 
     return models.load_model(path, trust=trust, custom_objects=custom_objects)
@@ -85,6 +125,7 @@ def inspect(model, *, conv_mode="channel") -> dict:
     >>> report["totals"]["params"], report["totals"]["macs"]
     (528, 512)
     """
+    _keras()
     from .flows.inspect import inspect_model
 
     net = _model(model)
@@ -119,6 +160,7 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, targe
     >>> p.policy, [layer.skipped for layer in p.layers]
     ('target params 0.5', [None, '771 params, below min_params=1000'])
     """
+    _keras()
     from .flows.convert import timed
     from .planning import make_plan
 
@@ -131,7 +173,7 @@ def plan(model, *, rank=None, energy=None, ratio=None, target_params=None, targe
 
 def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_params=None, target_macs=None,
             target_latency=None, runtime=None, include=(), exclude=(), min_params=None, min_saving=None,
-            conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None, method=None, input_shape=None):
+            conv_mode=DEFAULT_CONV_MODE, x=None, calibration_x=None, method=None, input_shape=None, verbose=1):
     """A new model with LightLayers in place of the planned layers (the input is not changed),
     with its sizes and output difference: a ``Conversion``. Give a ``plan`` or the keywords of
     ``lightcompress.plan``; ``x`` are inputs to compare outputs on (random inputs otherwise, sized
@@ -143,6 +185,8 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
     each layer's sensitivity on held-out images and keeps the plan closer to the original).
     With ``target_latency=`` the converted model is timed whole in ``runtime`` and
     planned again while it misses (``result.plan.budget`` has the planned and measured fraction).
+    ``verbose=1`` (the default, as Keras's ``fit``) prints progress lines on stderr (layer timing,
+    factorising, with the seconds since the start); ``verbose=0`` prints nothing.
 
     >>> import keras, numpy as np, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(10)])
@@ -152,16 +196,33 @@ def convert(model, *, plan=None, rank=None, energy=None, ratio=None, target_para
     >>> type(result.model.layers[0]).__name__
     'LightDense'
     """
-    from .flows.convert import convert as run
+    lines = _lines("convert", verbose, phases=["timing each layer's ranks: {done}/{total} ({name})",
+                                               "factorising: {percent}% of the kernel weights ({name})"])
+    from .flows.common import decomposition_progress
+    from .flows.convert import convert as run, timed
 
     net = _model(model)
+    on_step = lines.on_step if lines.verbose else None
     if plan is not None:
-        return run(net, plan=plan, x=x, calibration_x=calibration_x, method=method, input_shape=input_shape)
-    rules = {"rank": rank, "energy": energy, "ratio": ratio, "target_params": target_params,
-             "target_macs": target_macs, "target_latency": target_latency}
-    rule, layer_filter = _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving)
-    return run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method, runtime=runtime,
-               input_shape=input_shape)
+        lines.phases.pop(0)  # no timing: the steps are the decompositions
+        lines.say(f"converting {net.name} with the plan given")
+        with decomposition_progress(net, on_step):
+            result = run(net, plan=plan, x=x, calibration_x=calibration_x, method=method, input_shape=input_shape)
+    else:
+        rules = {"rank": rank, "energy": energy, "ratio": ratio, "target_params": target_params,
+                 "target_macs": target_macs, "target_latency": target_latency}
+        rule, layer_filter = _rule_and_filter(rules, include, exclude, min_params, conv_mode, min_saving)
+        lines.say(f"converting {net.name}, {int(net.count_params()):,} params"
+                  + ("; calibrating on the inputs given" if calibration_x is not None else ""))
+        rule = timed(rule, net, layer_filter, runtime, on_step)
+        if not (rule is not None and getattr(rule, "profile", None) is not None):
+            lines.phases.pop(0)  # no timing: the steps that follow are the decompositions
+        with decomposition_progress(net, on_step, layer_filter):
+            result = run(net, rule, layer_filter, x=x, calibration_x=calibration_x, method=method,
+                         runtime=runtime, input_shape=input_shape)
+    lines.say(f"done: {result.params_before:,} -> {result.params_after:,} params, "
+              f"{len(result.plan.converted)} layer(s) converted")
+    return result
 
 
 def _data_for(net, data):
@@ -174,10 +235,12 @@ def _data_for(net, data):
 
 
 def finetune(model, data=None, *, teacher=None, epochs=None, batch_size=None, learning_rate=None,
-             validation_split=None, patience=None, seed=0, devices="all"):
+             validation_split=None, patience=None, seed=0, devices="all", verbose=1):
     """Fine-tune ``model`` in place on ``data`` (a data set name or path, a ``DataSpec`` or data
     already opened), keeping the best epoch; distilled from ``teacher`` (a model) if given. Unset
-    settings take ``FitSettings``' defaults. Returns a ``FitResult``.
+    settings take ``FitSettings``' defaults. ``verbose=1`` (the default, as Keras's ``fit``) prints
+    a line per epoch on stderr (loss, accuracy, their validation twins, seconds since the start);
+    ``verbose=0`` prints nothing. Returns a ``FitResult``.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
@@ -186,6 +249,7 @@ def finetune(model, data=None, *, teacher=None, epochs=None, batch_size=None, le
     >>> fit.epochs_run
     2
     """
+    lines = _lines("finetune", verbose)
     from .training import finetune as training
 
     given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -194,19 +258,26 @@ def finetune(model, data=None, *, teacher=None, epochs=None, batch_size=None, le
                                     devices=devices)
     net = _model(model)
     tutor = training.Teacher(_model(teacher)) if teacher is not None else None
-    return training.finetune(net, _data_for(net, data), settings, teacher=tutor)
+    opened = _data_for(net, data)
+    fit = training.finetune(net, opened, settings, callbacks=lines.callbacks(), teacher=tutor)
+    best = "" if fit.best_epoch is None else f", best epoch {fit.best_epoch}"
+    lines.say(f"done: {fit.epochs_run} epoch(s){best}" + (" (interrupted)" if fit.interrupted else ""))
+    return fit
 
 
 def compress(model, data=None, *, target_params=None, target_macs=None, target_latency=None,
              max_drop=None, include=(), exclude=(), min_params=None, conv_mode=DEFAULT_CONV_MODE, settings=None,
              distill=True, method=None, runtime=None, threads=2, allow_slower=False, use_cache=True,
-             cache_dir=None, allocation=DEFAULT_ALLOCATION):
+             cache_dir=None, allocation=DEFAULT_ALLOCATION, verbose=1):
     """Meet one goal with the least accuracy lost: ``target_params=`` or ``target_macs=`` (a
     fraction of the model's), ``target_latency=`` (a fraction of its measured latency in
     ``runtime``) or ``max_drop=`` (accuracy points). Measures each layer's sensitivity on held-out
     training images (``allocation="error"``: takes each layer's truncation error instead, no model
     evaluated), allocates ranks, converts and fine-tunes (``settings``, a ``FitSettings``)
-    with distillation from ``model`` (which is not changed). Returns a ``CompressResult``.
+    with distillation from ``model`` (which is not changed). ``verbose=1`` (the default, as Keras's
+    ``fit``) prints progress lines on stderr (each stage, the sensitivity analysis's and latency
+    timing's steps, the plan, each epoch, with the seconds since the start); ``verbose=0`` prints
+    nothing. Returns a ``CompressResult``.
 
     >>> import keras, lightcompress
     >>> keras.utils.set_random_seed(0)
@@ -218,22 +289,36 @@ def compress(model, data=None, *, target_params=None, target_macs=None, target_l
     >>> result.model.count_params() <= 0.5 * model.count_params()
     True
     """
+    phases = (["sensitivity analysis: {done}/{total} evaluations (layer {name})"] if allocation == "sensitivity"
+              else []) + ["timing each layer's ranks: {done}/{total} ({name})"]
+    lines = _lines("compress", verbose, phases=phases)
     from .defaults import DEFAULT_MIN_PARAMS
     from .flows.compress import compress as run
     from .planning import LayerFilter
 
     net = _model(model)
     layer_filter = LayerFilter(include, exclude, DEFAULT_MIN_PARAMS if min_params is None else min_params, conv_mode)
-    return run(net, _data_for(net, data), target_params=target_params, target_macs=target_macs,
-               target_latency=target_latency, max_drop=max_drop, layer_filter=layer_filter, settings=settings,
-               distill=distill, method=method, runtime=runtime, threads=threads, allow_slower=allow_slower,
-               use_cache=use_cache, cache_dir=cache_dir, allocation=allocation)
+    opened = _data_for(net, data)
+    lines.say(f"compressing {net.name}, {int(net.count_params()):,} params, on {opened.name}: "
+              + ("sensitivity analysis" if allocation == "sensitivity" else "error allocation")
+              + ", then the rank plan, then fine-tuning")
+    loud = lines.verbose
+    result = run(net, opened, target_params=target_params, target_macs=target_macs,
+                 target_latency=target_latency, max_drop=max_drop, layer_filter=layer_filter, settings=settings,
+                 distill=distill, method=method, runtime=runtime, threads=threads, allow_slower=allow_slower,
+                 use_cache=use_cache, cache_dir=cache_dir, allocation=allocation, callbacks=lines.callbacks(),
+                 on_step=lines.on_step if loud else None, warn=lines.warn if loud else None,
+                 on_plan=lines.on_plan if loud else None, on_trial=lines.on_trial if loud else None)
+    lines.say(f"done: {int(net.count_params()):,} -> {int(result.model.count_params()):,} params")
+    return result
 
 
-def evaluate(model, data=None, *, trust=False):
+def evaluate(model, data=None, *, trust=False, verbose=1):
     """Accuracy and loss of ``model`` (a model, a model file, or an exported ``.tflite``/``.onnx``/
     SavedModel artefact, run in its own runtime) on the test split of ``data``: an ``Evaluation``.
     ``trust=True`` allows what runs code when loaded: Lambda layers, SavedModel folders.
+    ``verbose=1`` (the default) prints a line on stderr when it starts and when it is done;
+    ``verbose=0`` prints nothing.
 
     >>> import keras, lightcompress
     >>> model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
@@ -242,13 +327,19 @@ def evaluate(model, data=None, *, trust=False):
     True
     """
     from .data.sets import required
+
+    data = required(data)  # before the model is loaded
+    lines = _lines("evaluate", verbose)
     from .flows.common import load_any, load_data_for
     from .training.evaluation import evaluate as run
 
-    data = required(data)  # before the model is loaded
     net = load_any(model, trust=trust) if isinstance(model, (str, os.PathLike)) else model
     opened = load_data_for(net, str(data) if isinstance(data, os.PathLike) else data, stream=True)
-    return run(net, opened)
+    lines.say(f"evaluating {model if isinstance(model, (str, os.PathLike)) else getattr(net, 'name', 'the model')} "
+              f"on the test split of {opened.name}")
+    result = run(net, opened)
+    lines.say(f"done: accuracy {result.accuracy:.4f}")
+    return result
 
 
 def export(model, path, *, format="litert", quantize="none", data=None, int8_io=False, force=False):
@@ -258,6 +349,7 @@ def export(model, path, *, format="litert", quantize="none", data=None, int8_io=
     else on random inputs). ``quantize``: "none" or one of the target's ``quantizations`` (int8
     calibrates on training images of ``data``). Returns an ``ExportResult``.
     """
+    _keras()
     from .deploy import export as ex
     from .errors import OptionError
 
@@ -283,6 +375,7 @@ def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, thr
     with ``data`` accuracy and agreement with the first. ``models``: models, model files or
     artefact paths; ``trust=True`` allows what runs code when loaded (Lambda layers, SavedModel
     folders). Returns the ``compare`` report as a dict."""
+    _keras()
     from .errors import OptionError
     from .flows.common import load_any, load_data_for
     from .flows.compare import compare_models

@@ -36,3 +36,13 @@ def number(name, value, low, high=math.inf, *, low_open=False, whole_only=False,
 def _shown(bound):
     """A bound as a user reads it: whole numbers in full (4294967295), others short (3.40282e+38)."""
     return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def verbose(value) -> int:
+    """Keras's ``verbose``: 0 (silent) or 1 (progress lines on stderr); 2 and "auto" read as 1."""
+    if value == "auto" or (not isinstance(value, bool) and isinstance(value, int) and value in (0, 1, 2)):
+        return 0 if value == 0 else 1
+    if isinstance(value, bool):
+        return int(value)
+    raise OptionError("is invalid", option="verbose", value=value,
+                      allowed="0 (silent) or 1 (progress lines on stderr)")

@@ -29,49 +29,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightcompress"
 
 # -- the registry, parameterised over its entries ----------------------------------------------
 
-def _model_with(entry, mode):
-    """A tiny model holding one layer of ``entry``'s type, with a random full-rank kernel."""
-    if entry.cls is keras.layers.Dense:
-        layer = keras.layers.Dense(12, activation="relu", name="target")
-        inputs = keras.Input((3, 20))  # rank-3 input: the kernel applies at every position
-    elif entry.cls is keras.layers.Conv2D:
-        layer = keras.layers.Conv2D(10, (3, 2), strides=(2, 1), padding="same", name="target")
-        inputs = keras.Input((9, 8, 6))
-    elif entry.cls is keras.layers.Conv1D:
-        layer = keras.layers.Conv1D(10, 3, strides=2, padding="same", activation="relu", name="target")
-        inputs = keras.Input((11, 6))
-    elif entry.cls is keras.layers.Conv2DTranspose:
-        layer = keras.layers.Conv2DTranspose(7, (3, 2), strides=(2, 1), padding="same", name="target")
-        inputs = keras.Input((5, 6, 8))
-    elif entry.cls is keras.layers.SeparableConv2D:
-        layer = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same", name="target")
-        inputs = keras.Input((6, 6, 5))
-    elif entry.cls is keras.layers.EinsumDense:  # a MultiHeadAttention-style query projection
-        layer = keras.layers.EinsumDense("abc,cde->abde", (4, 3, 5), bias_axes="de", name="target")
-        inputs = keras.Input((4, 12))
-    elif entry.cls is keras.layers.Embedding:
-        layer = keras.layers.Embedding(30, 9, name="target")
-        inputs = keras.Input((5,))
-        # floats in [0, 1) from the tests become token ids 0..29
-        return keras.Model(inputs, layer(keras.layers.Rescaling(30.0)(inputs))), inputs.shape
-    elif entry.cls is getattr(keras.layers, "ReversibleEmbedding", None):  # an untied table, both directions
-        layer = keras.layers.ReversibleEmbedding(30, 9, tie_weights=False, logit_soft_cap=5.0, name="target")
-        inputs = keras.Input((5,))
-        hidden = layer(keras.layers.Rescaling(30.0)(inputs))  # token ids 0..29, as for Embedding
-        return keras.Model(inputs, layer(hidden, reverse=True)), inputs.shape
-    elif entry.cls is keras.layers.TimeDistributed:
-        layer = keras.layers.TimeDistributed(keras.layers.Dense(9, activation="tanh"), name="target")
-        inputs = keras.Input((4, 11))
-    else:  # an entry added later must add its own case here
-        pytest.fail(f"no test model for registry entry {entry.name}; add one")
-    return keras.Model(inputs, layer(inputs)), inputs.shape
+def _model_with(entry, mode=None):
+    """A tiny model holding one layer of ``entry``'s type named "target" (its module's ``example``),
+    with a random full-rank kernel, and its input shape."""
+    if entry.example is None:  # an entry added later must give its own example
+        pytest.fail(f"registry entry {entry.name} has no example(); give its module one")
+    return entry.example()
 
 
 def _filter(mode):
     return LayerFilter(min_params=0, conv_mode=mode if mode in ("channel", "spatial", "tucker") else "channel")
 
 
-ENTRIES = [(entry, mode) for entry in registry.REGISTRY.values() for mode in entry.modes]
+def _entries():
+    """(entry, mode) for every mode of every registered entry: what the tests below run over."""
+    return [(entry, mode) for entry in registry.REGISTRY.values() for mode in entry.modes]
+
+
+ENTRIES = _entries()
 
 
 @pytest.mark.parametrize("entry,mode", ENTRIES, ids=[f"{e.name}-{m}" for e, m in ENTRIES])
@@ -207,6 +182,43 @@ def test_a_new_layer_type_is_one_module(rng):
     finally:
         registry.unregister(toy.LINEAR)
         sys.modules.pop(toy.__name__)
+
+
+def test_a_new_layer_types_example_runs_the_parameterised_tests(rng, tmp_path):
+    """Importing the toy type's module alone adds it, with its ``example()``, to what the
+    parameterised tests run over; each of them passes on it."""
+    import importlib
+
+    toy = importlib.import_module(f"{__package__}.toy_layer_type")  # afresh if an earlier test dropped it
+    try:
+        assert (toy.LINEAR, "linear") in _entries() and toy.LINEAR.example is toy.example
+        test_full_rank_twin_equals_the_original(toy.LINEAR, "linear", rng)
+        test_truncated_kernel_is_what_the_twin_computes(toy.LINEAR, "linear")
+        test_twin_lowers_to_standard_layers_computing_the_same(toy.LINEAR, "linear", rng)
+        test_twin_round_trips_through_keras_and_h5(toy.LINEAR, "linear", tmp_path, rng)
+    finally:
+        registry.unregister(toy.LINEAR)
+        sys.modules.pop(toy.__name__)
+    assert (toy.LINEAR, "linear") not in _entries()
+
+
+def test_a_composite_lowers_through_its_own_entry(rng):
+    """A MultiHeadAttention twin is lowered by the composite's own ``lower`` (deploy/lower.py names
+    no layer class): a plain MultiHeadAttention computing the same once its parts are swapped in."""
+    from lightcompress.io import substitutions
+    from lightcompress.layers.multi_head_attention import MULTI_HEAD_ATTENTION
+
+    model, shape = _model_with(MULTI_HEAD_ATTENTION)
+    twin_model = apply_plan(model, make_plan(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel")))
+    assert type(twin_model.get_layer("target_light")) is MULTI_HEAD_ATTENTION.twin
+    twin = twin_model.get_layer("target_light")
+    plain, swaps = MULTI_HEAD_ATTENTION.lower(twin, lambda sub, name: keras.Sequential(
+        registry.twin_entry(sub).lower(sub), name=name))
+    assert len(swaps) == 4  # every projection factorised
+    substitutions.substitute(plain, swaps)
+    assert type(plain) is keras.layers.MultiHeadAttention
+    q, v = rng.random((2, 5, 8), dtype=np.float32), rng.random((2, 7, 8), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(plain(q, v)), np.asarray(twin(q, v)), rtol=1e-5, atol=1e-5)
 
 
 def test_a_class_is_counted_by_one_mac_formula():
@@ -346,10 +358,10 @@ def _twin_models():
     for entry in registry.REGISTRY.values():
         model, _ = _model_with(entry, entry.modes[0])
         models[entry.twin.__name__] = apply_plan(model, make_plan(model, FixedRank(2), _filter(entry.modes[0])))
-    query, value = keras.Input((5, 8)), keras.Input((7, 8))
-    attention = keras.Model([query, value], keras.layers.MultiHeadAttention(2, 4, name="target")(query, value))
-    plan = make_plan(attention, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"))
-    models["LightMultiHeadAttention"] = apply_plan(attention, plan)
+    for composite in registry.COMPOSITES.values():
+        model, _ = _model_with(composite)
+        plan = make_plan(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"))
+        models[composite.twin.__name__] = apply_plan(model, plan)
     return models
 
 

@@ -84,6 +84,13 @@ def lower(twin, base=None):
             with_weights(b, (None, twin.rank), weights[1:])]
 
 
+def example():
+    """A tiny model holding one Linear named "target", and its input shape (the parameterised tests
+    of tests/test_architecture.py build it)."""
+    inputs = keras.Input((40,))
+    return keras.Model(inputs, Linear(30, name="target")(inputs)), inputs.shape
+
+
 LINEAR = registry.register(registry.LayerType(
     cls=Linear,
     twin=LightLinear,
@@ -94,4 +101,5 @@ LINEAR = registry.register(registry.LayerType(
     to_matrix=to_matrix,
     from_matrix=from_matrix,
     matrix_shape=matrix_shape,
+    example=example,
 ))

@@ -20,7 +20,7 @@ import keras
 from .. import _keras_private as keras_private
 from ..errors import UnsupportedModelError
 from ..layers.base import base_name
-from ..layers.registry import COMPOSITE_TWINS, twin_entry
+from ..layers.registry import composite_twin_entry, twin_entry
 
 
 def lowering_for(layer):
@@ -133,26 +133,16 @@ def _standard(layers, name):
     return keras.Sequential(list(layers), name=name)
 
 
-def _lower_attention(twin, taken):
-    """A plain ``keras.layers.MultiHeadAttention`` (the composite's own class) computing what its twin does:
-    built like it, each factorised projection a Sequential of the two EinsumDense layers."""
-    from ..layers.multi_head_attention import MHA_PARTS, _mha_shapes
-
+def _lower_composite(twin, taken):
+    """The composite's own lowering of ``twin``: a layer of its class with each factorised part
+    swapped for the standard layers it computes (one layer, or a ``_standard`` Sequential)."""
     from ..io import substitutions
 
-    config = {k: v for k, v in twin.get_config().items() if k != "ranks"}
-    plain = COMPOSITE_TWINS[type(twin)].cls.from_config(config)
-    plain.build(*_mha_shapes(twin))
-    swaps = {}
-    for part, attr in MHA_PARTS.items():
-        source, target = getattr(twin, attr, None), getattr(plain, attr, None)
-        if source is None or target is None:
-            continue
+    def lower_part(source, name):
         lower = lowering_for(source)
-        if lower is None:
-            target.set_weights(source.get_weights())
-            continue
-        swaps[id(target)] = _standard(lower(source, base=_unique_base(source, taken)), target.name)
+        return None if lower is None else _standard(lower(source, base=_unique_base(source, taken)), name)
+
+    plain, swaps = composite_twin_entry(twin).lower(twin, lower_part)
     substitutions.substitute(plain, swaps)  # built: its tracker is locked against setattr
     return plain
 
@@ -184,8 +174,8 @@ def _lower_in_place(model) -> keras.Model:
         lower = lowering_for(layer)
         if lower is not None:
             replacements[id(layer)] = _standard(lower(layer, base=_unique_base(layer, taken)), layer.name)
-        elif type(layer) in COMPOSITE_TWINS and isinstance(layer, keras.layers.MultiHeadAttention):
-            replacements[id(layer)] = _lower_attention(layer, taken)
+        elif composite_twin_entry(layer) is not None:
+            replacements[id(layer)] = _lower_composite(layer, taken)
     substitutions.substitute(copy, replacements)
     _call_once(copy, model)
     return copy
@@ -218,7 +208,7 @@ def light_layers(model) -> list:
 
     if substitutions.in_place(model):
         return [layer for _, layer in substitutions.layer_tree(model)
-                if lowering_for(layer) is not None or type(layer) in COMPOSITE_TWINS]
+                if lowering_for(layer) is not None or composite_twin_entry(layer) is not None]
     found, seen = [], set()
 
     def walk(container):

@@ -185,6 +185,13 @@ def conv1d_macs(layer, in_shape, out_shape, mode, rank):
     return length * c * rank + out_len * k * rank * f
 
 
+def example():
+    """A tiny model holding one strided Conv1D named "target", and its input shape."""
+    inputs = keras.Input((11, 6))
+    layer = keras.layers.Conv1D(10, 3, strides=2, padding="same", activation="relu", name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 CONV1D = registry.register(registry.LayerType(
     cls=keras.layers.Conv1D,
     twin=LightConv1D,
@@ -198,4 +205,5 @@ CONV1D = registry.register(registry.LayerType(
     matrix_shape=conv1d_matrix_shape,
     twin_mode=lambda layer: layer.factorization,
     unsupported=channels_last_conv_unsupported,
+    example=example,
 ))

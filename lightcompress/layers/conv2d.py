@@ -515,6 +515,13 @@ class Conv2DType(registry.LayerType):
         return np.asarray(approx).astype(kernel.dtype)
 
 
+def example():
+    """A tiny model holding one strided Conv2D named "target", and its input shape."""
+    inputs = keras.Input((9, 8, 6))
+    layer = keras.layers.Conv2D(10, (3, 2), strides=(2, 1), padding="same", name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 CONV2D = registry.register(Conv2DType(
     cls=keras.layers.Conv2D,
     twin=LightConv2D,
@@ -529,4 +536,5 @@ CONV2D = registry.register(Conv2DType(
     twin_mode=lambda layer: layer.factorization,
     unsupported=conv2d_unsupported,
     input_matrix=conv2d_input_matrix,
+    example=example,
 ))

@@ -135,6 +135,13 @@ def transpose_macs(layer, in_shape, out_shape, mode, rank):
     return h * w * kh * kw * c * rank + oh * ow * rank * f
 
 
+def example():
+    """A tiny model holding one strided Conv2DTranspose named "target", and its input shape."""
+    inputs = keras.Input((5, 6, 8))
+    layer = keras.layers.Conv2DTranspose(7, (3, 2), strides=(2, 1), padding="same", name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 CONV2D_TRANSPOSE = registry.register(registry.LayerType(
     cls=keras.layers.Conv2DTranspose,
     twin=LightConv2DTranspose,
@@ -148,4 +155,5 @@ CONV2D_TRANSPOSE = registry.register(registry.LayerType(
     from_matrix=transpose_kernel,
     matrix_shape=transpose_matrix_shape,
     unsupported=channels_last_conv_unsupported,
+    example=example,
 ))

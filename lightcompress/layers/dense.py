@@ -100,6 +100,13 @@ def dense_macs(layer, in_shape, out_shape, mode, rank):
     return positions(out_shape) * (n * m if rank is None else rank * (n + m))
 
 
+def example():
+    """A tiny model holding one Dense named "target" on a rank-3 input (the kernel applies at every
+    position), and its input shape."""
+    inputs = keras.Input((3, 20))
+    return keras.Model(inputs, keras.layers.Dense(12, activation="relu", name="target")(inputs)), inputs.shape
+
+
 DENSE = registry.register(registry.LayerType(
     cls=keras.layers.Dense,
     twin=LightDense,
@@ -108,4 +115,5 @@ DENSE = registry.register(registry.LayerType(
     macs=dense_macs,
     lower=lower_light_dense,
     input_matrix=lambda layer, x: keras.ops.reshape(x, (-1, keras.ops.shape(x)[-1])),
+    example=example,
 ))

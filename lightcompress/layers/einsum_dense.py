@@ -235,6 +235,14 @@ def _set_einsum_kernel(layer, matrix):
     layer.kernel.assign(einsum_kernel(layer.equation, matrix, tuple(layer.kernel.shape)))
 
 
+def example():
+    """A tiny model holding one EinsumDense named "target" (a MultiHeadAttention-style query
+    projection), and its input shape."""
+    inputs = keras.Input((4, 12))
+    layer = keras.layers.EinsumDense("abc,cde->abde", (4, 3, 5), bias_axes="de", name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 EINSUM_DENSE = registry.register(registry.LayerType(
     cls=keras.layers.EinsumDense,
     twin=LightEinsumDense,
@@ -246,4 +254,5 @@ EINSUM_DENSE = registry.register(registry.LayerType(
     unsupported=einsum_unsupported,
     kernel_of=_einsum_kernel,
     set_kernel=_set_einsum_kernel,
+    example=example,
 ))

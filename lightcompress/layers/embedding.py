@@ -107,6 +107,14 @@ def _set_embeddings(layer, table):
     layer.embeddings.assign(table)
 
 
+def example():
+    """A tiny model holding one Embedding named "target", and its input shape: floats in [0, 1)
+    (what the tests feed) become token ids 0..29."""
+    inputs = keras.Input((5,))
+    layer = keras.layers.Embedding(30, 9, name="target")
+    return keras.Model(inputs, layer(keras.layers.Rescaling(30.0)(inputs))), inputs.shape
+
+
 EMBEDDING = registry.register(registry.LayerType(
     cls=keras.layers.Embedding,
     twin=LightEmbedding,
@@ -117,4 +125,6 @@ EMBEDDING = registry.register(registry.LayerType(
     kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.embeddings),
     set_kernel=_set_embeddings,
     bias_of=lambda layer: None,
+    kernel_constraint_attr="embeddings_constraint",
+    example=example,
 ))

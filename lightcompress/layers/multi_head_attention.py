@@ -1,7 +1,9 @@
 """MultiHeadAttention: a composite whose four projections (EinsumDense sublayers) are factorised
 each through the EinsumDense entry. Its twin ``LightMultiHeadAttention`` holds LightEinsumDense
 layers for the projections named in ``ranks``; the attention itself is unchanged. Its MAC formula
-counts the projections and the score and value products; it is registered as a ``Composite``.
+counts the projections and the score and value products; its lowering is a plain
+MultiHeadAttention whose factorised projections are the standard layers they lower to; it is
+registered as a ``Composite``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,37 @@ class LightMultiHeadAttention(keras.layers.MultiHeadAttention):
         return light
 
 
+# -- lowering ------------------------------------------------------------------------------
+
+def lower_light_mha(twin, lower_part):
+    """A plain ``keras.layers.MultiHeadAttention`` built like ``twin``, its unfactorised projections
+    holding the twin's weights, and {id(projection): ``lower_part(twin's projection, name)``} for
+    the factorised ones (the standard layers, a Sequential of the two EinsumDense layers named
+    ``name``), which the caller puts in place (built, the layer's tracker is locked against setattr)."""
+    config = {k: v for k, v in twin.get_config().items() if k != "ranks"}
+    plain = keras.layers.MultiHeadAttention.from_config(config)
+    plain.build(*_mha_shapes(twin))
+    swaps = {}
+    for attr in MHA_PARTS.values():
+        source, target = getattr(twin, attr, None), getattr(plain, attr, None)
+        if source is None or target is None:
+            continue
+        lowered = lower_part(source, target.name)
+        if lowered is None:
+            target.set_weights(source.get_weights())
+        else:
+            swaps[id(target)] = lowered
+    return plain, swaps
+
+
+def example():
+    """A tiny model holding one MultiHeadAttention named "target" (query and value of different
+    lengths), and its query's input shape."""
+    query, value = keras.Input((5, 8)), keras.Input((7, 8))
+    model = keras.Model([query, value], keras.layers.MultiHeadAttention(2, 4, name="target")(query, value))
+    return model, query.shape
+
+
 # -- MACs and the entry --------------------------------------------------------------------
 
 def mha_macs(layer, in_shapes, out_shape):
@@ -115,4 +148,6 @@ MULTI_HEAD_ATTENTION = registry.register_composite(registry.Composite(
     build_twin=lambda layer, ranks: LightMultiHeadAttention.from_mha(
         layer, {part: rank for part, (rank, mode) in ranks.items()}),
     macs=mha_macs,
+    lower=lower_light_mha,
+    example=example,
 ))

@@ -78,6 +78,9 @@ class LayerType:
     kernel_of: Callable | None = None  # (layer) -> the kernel as this entry reads it (default layer.kernel)
     set_kernel: Callable | None = None  # (layer, kernel as read) -> writes it back (default kernel.assign)
     bias_of: Callable | None = None  # (layer) -> the bias variable or None (default layer.bias)
+    kernel_constraint_attr: str = "kernel_constraint"  # the layer's attribute holding its kernel's constraint
+    example: Callable | None = None  # () -> (tiny model holding one layer of the type named "target",
+    #                                   its input shape): what the parameterised tests build
 
     @property
     def name(self) -> str:
@@ -203,6 +206,15 @@ class Composite:
     parts: Callable  # (layer) -> [(part name, sublayer)]
     build_twin: Callable  # (layer, {part: (rank, mode)}) -> built twin
     macs: Callable  # (layer or twin, [input shapes], out_shape) -> MACs per example
+    lower: Callable  # (twin, lower_part) -> (a built layer of ``cls`` built like the twin, {id(its
+    #                  part): replacement}): lower_part(twin's part, name) is the standard layer that
+    #                  part lowers to, or None (no twin: its weights are copied); the caller swaps them in
+    example: Callable | None = None  # () -> (tiny model holding one layer of the type named "target",
+    #                                   its input shape)
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
 
 
 REGISTRY: dict[type, LayerType] = {}
@@ -315,6 +327,17 @@ def composite_for(layer) -> Composite | None:
     return COMPOSITES.get(type(layer))
 
 
+def composite_twin_entry(layer) -> Composite | None:
+    """The composite whose twin ``layer`` is, or None."""
+    return COMPOSITE_TWINS.get(type(layer))
+
+
+def twin_names() -> list[str]:
+    """The class names of every registered twin, entries' then composites' (``lightcompress.TWINS``)."""
+    _settle()
+    return [entry.twin.__name__ for entry in (*REGISTRY.values(), *COMPOSITES.values())]
+
+
 def counted(layer) -> bool:
     """Whether ``layer``'s class has a MAC formula."""
     _settle()
@@ -369,10 +392,11 @@ def not_factorised_reason(layer) -> str:
 
 
 def kernel_constraint(layer):
-    """The constraint on ``layer``'s factorised kernel, or None (never copied to the factors)."""
-    for attr in ("kernel_constraint", "embeddings_constraint", "pointwise_constraint"):
-        constraint = getattr(layer, attr, None)
-        if constraint is not None:
-            return constraint
+    """The constraint on ``layer``'s factorised kernel (the attribute its entry names), or None
+    (never copied to the factors); a wrapper's (TimeDistributed) is its inner layer's."""
+    entry = entry_for(layer)
+    constraint = getattr(layer, "kernel_constraint" if entry is None else entry.kernel_constraint_attr, None)
+    if constraint is not None:
+        return constraint
     inner = getattr(layer, "layer", None)
     return None if inner is None or inner is layer else kernel_constraint(inner)

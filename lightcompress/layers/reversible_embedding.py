@@ -185,6 +185,15 @@ def _keras_hub_settled(keras_hub) -> bool:
     return True
 
 
+def example():
+    """A tiny model holding one untied ReversibleEmbedding named "target", called both ways, and
+    its input shape: floats in [0, 1) (what the tests feed) become token ids 0..29."""
+    inputs = keras.Input((5,))
+    layer = keras.layers.ReversibleEmbedding(30, 9, tie_weights=False, logit_soft_cap=5.0, name="target")
+    hidden = layer(keras.layers.Rescaling(30.0)(inputs))
+    return keras.Model(inputs, layer(hidden, reverse=True)), inputs.shape
+
+
 REVERSIBLE_EMBEDDING = None
 if hasattr(keras.layers, "ReversibleEmbedding"):  # older Keras 3 releases have none (keras-hub had its own)
     REVERSIBLE_EMBEDDING = registry.register(registry.LayerType(
@@ -198,5 +207,7 @@ if hasattr(keras.layers, "ReversibleEmbedding"):  # older Keras 3 releases have 
         kernel_of=table_matrix,
         set_kernel=set_table_matrix,
         bias_of=lambda layer: None,
+        kernel_constraint_attr="embeddings_constraint",
+        example=example,
     ))
     registry.when_imported("keras_hub", _keras_hub_settled)

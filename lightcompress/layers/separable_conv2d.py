@@ -154,6 +154,13 @@ def _set_pointwise(layer, matrix):
     layer.pointwise_kernel.assign(np.asarray(matrix).reshape(layer.pointwise_kernel.shape))
 
 
+def example():
+    """A tiny model holding one SeparableConv2D named "target", and its input shape."""
+    inputs = keras.Input((6, 6, 5))
+    layer = keras.layers.SeparableConv2D(12, 3, depth_multiplier=2, padding="same", name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 SEPARABLE_CONV2D = registry.register(registry.LayerType(
     cls=keras.layers.SeparableConv2D,
     twin=LightSeparableConv2D,
@@ -164,4 +171,6 @@ SEPARABLE_CONV2D = registry.register(registry.LayerType(
     unsupported=separable_unsupported,
     kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.pointwise_kernel)[0, 0],
     set_kernel=_set_pointwise,
+    kernel_constraint_attr="pointwise_constraint",
+    example=example,
 ))

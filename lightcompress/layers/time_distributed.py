@@ -68,6 +68,13 @@ def _set_inner_kernel(layer, kernel):
     layer.layer.kernel.assign(kernel)
 
 
+def example():
+    """A tiny model holding one TimeDistributed(Dense) named "target", and its input shape."""
+    inputs = keras.Input((4, 11))
+    layer = keras.layers.TimeDistributed(keras.layers.Dense(9, activation="tanh"), name="target")
+    return keras.Model(inputs, layer(inputs)), inputs.shape
+
+
 TIME_DISTRIBUTED = registry.register(registry.LayerType(
     cls=keras.layers.TimeDistributed,
     twin=LightTimeDistributed,
@@ -80,4 +87,5 @@ TIME_DISTRIBUTED = registry.register(registry.LayerType(
     kernel_of=lambda layer: keras.ops.convert_to_numpy(layer.layer.kernel),
     set_kernel=_set_inner_kernel,
     bias_of=lambda layer: getattr(layer.layer, "bias", None),
+    example=example,
 ))
