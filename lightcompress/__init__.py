@@ -74,7 +74,9 @@ def __getattr__(name):
         if _CLASSES[name] != "errors":  # the errors need no Keras
             _keras()
         return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
-    if name.startswith("_") and name != "__all__":  # probes (__wrapped__, __path__...) import nothing
+    if name not in ("TWINS", "__all__") and not name.startswith("Light"):
+        # probes (__wrapped__, __path__...) and submodules not imported yet (``from lightcompress
+        # import linalg`` asks here first) import nothing: every twin's name starts with "Light"
         raise AttributeError(f"module 'lightcompress' has no attribute {name!r}")
     twins = _twins()
     if name == "TWINS":
