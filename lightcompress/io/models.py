@@ -56,7 +56,7 @@ def read_config(path) -> dict:
     check_regular_file(path, "a .keras or .h5 model file", ModelLoadError)  # a FIFO would hang open()
     config = _read_keras_config(path) if real_format(path) == "keras" else _read_h5_config(path)
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str) \
-            or not isinstance(config.get("config", {}), dict):
+            or not (isinstance(config.get("config", {}), dict) or legacy.is_sequential_list(config)):
         kind = type(config).__name__ if not isinstance(config, dict) else "an object without a model class"
         raise ModelLoadError(f"{path} holds a model config that is {_article(kind)}, not a Keras model "
                              f"config; the file is damaged: save the model again.")
@@ -379,7 +379,7 @@ def load_model(path, trust=False, custom_objects=None) -> keras.Model:
     check_memory(path)
     fmt = real_format(path)
     fan_in = legacy.first_kernel_fan_in(path, fmt) if legacy.needs_fan_in(config) else None
-    fixed, rewrites = legacy.rewrite_config(config, fan_in)
+    fixed, rewrites = legacy.rewrite_config(config, fan_in, keras_2=legacy.saved_by_keras_2(path, fmt))
     notes = rewrites.lines()
     if fmt != ("keras" if path.suffix.lower() == ".keras" else "h5"):
         notes.insert(0, f"{'HDF5' if fmt == 'h5' else 'a Keras archive'} under a '{path.suffix}' name: read as .{fmt}")
@@ -387,10 +387,36 @@ def load_model(path, trust=False, custom_objects=None) -> keras.Model:
         warnings.warn(f"{path}: {note}", LightCompressWarning, stacklevel=2)
     with tempfile.TemporaryDirectory(prefix="lightcompress-") as folder:
         readable = legacy.write_copy(path, fmt, fixed, folder) if notes else path
-        model = _keras_load(path, readable, config, trust)
+        try:
+            model = _keras_load(path, readable, fixed, trust)
+        except ModelLoadError as err:
+            model = _carried(path, fmt, fixed, trust, err, folder)
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(f"{path} loaded as a {type(model).__name__}, not a Keras model.")
     check_finite(model, f"{path}: ")
+    return model
+
+
+def _carried(path, fmt, fixed, trust, err, folder) -> keras.Model:
+    """Keras 3 could not load a file Keras 2 wrote: the model built from its rewritten config, the
+    weights carried from tf_keras (in a worker process) layer by layer. ``err`` stands when the
+    config itself does not build (Keras's reason says why) or Keras 3 wrote the file."""
+    if _unknown_classes(fixed) or not legacy.saved_by_keras_2(path, fmt):
+        raise err
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = legacy.build_from_config(fixed, trust)
+    except Exception as build_err:  # noqa: BLE001 - the config does not build: Keras's reason in err says why
+        code = legacy.unreadable_lambda(fixed, build_err)
+        raise (ModelLoadError(f"{path}: {code}") if code else err) from None
+    reason = str(err).split(f"could not be loaded by Keras {keras.__version__}: ", 1)[-1]
+    try:
+        count = legacy.carry_weights(path, model, folder)
+    except legacy.CarryError as why:
+        raise ModelLoadError(f"{err}; carrying its weights from tf_keras did not work either: {why}") from None
+    warnings.warn(f"{path}: weights carried from tf_keras layer by layer ({count} layers) into the model its "
+                  f"config builds; Keras 3 could not read them: {reason}", LightCompressWarning, stacklevel=3)
     return model
 
 

@@ -6,7 +6,8 @@ LightLayer twin, its kernel <-> matrix reshapes, its MAC formula, why a layer of
 be factorised, its lowering to standard Keras layers, and its ``registry.register`` call.
 Importing this package imports them all: every twin is registered serializable with Keras (a
 ``.keras`` or ``.h5`` file holding them loads with no ``custom_objects``) and every type is in
-the table. ``base`` holds what the twins share; ``registry`` the table and what reads it.
+the table. ``base`` holds what the twins share; ``registry`` the table and what reads it;
+``keras2_activations`` the activations Keras 2 computed differently under a Keras 3 name.
 """
 
 # ruff: noqa: I001 - the type modules are imported in the order their entries register
@@ -24,6 +25,7 @@ from .embedding import LightEmbedding
 from .reversible_embedding import LightReversibleEmbedding
 from .time_distributed import LightTimeDistributed
 from .multi_head_attention import LightMultiHeadAttention
+from . import keras2_activations  # noqa: F401 - Keras 2's hard_sigmoid, registered with Keras
 
 __all__ = [
     "Composite", "LayerType", "LightConv1D", "LightConv2D", "LightConv2DTranspose", "LightDense",
