@@ -561,7 +561,8 @@ def write_table(records: dict, entries: list[dict], out: Path) -> None:
     lines += ["", "Rules (`lightcompress/io/legacy.py`, one function each, each note one line):", ""]
     lines += [f"- `{label}`: {text}" for label, text in RULE_TEXT.items()]
     lines += ["", "## Every file", "",
-              "| id | file | saved by | kind | tf_keras loads | lightcompress loads | max diff | convert --rank 8 | reason when not |",
+              "| id | file | saved by | kind | tf_keras loads | lightcompress loads | max diff | convert --rank 8 "
+              "| reason when not |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e, r in rows:
         l, c = r["light"], r.get("convert")
@@ -600,7 +601,8 @@ def summary_lines(rows) -> list[str]:
                f"`convert --rank 8` exits 0 on {converts} of the {loads} files lightcompress loads.")
     for title, key in (("saved-by major version", lambda e: major(e["saved_by"])), ("kind", lambda e: e["kind"])):
         out += ["", f"By {title}:", "",
-                f"| {title} | files | tf_keras loads | lightcompress loads | within {TOLERANCE:g} of tf_keras | convert 0 |",
+                f"| {title} | files | tf_keras loads | lightcompress loads | within {TOLERANCE:g} of tf_keras "
+                f"| convert 0 |",
                 "| --- | --- | --- | --- | --- | --- |"]
         groups = {}
         for e, r in rows:

@@ -21,9 +21,10 @@ line (see ``Rewrites.lines``):
 - ``hard_sigmoid`` in a file Keras 2 wrote: Keras 2's (``0.2·x + 0.5``), not Keras 3's (``x/6 + 0.5``).
 
 Each rule is one small function over one layer config (``LAYER_RULES``) or over one Sequential's
-layer list (``SEQUENTIAL_RULES``), with the note it adds (``NOTES``). Where no rewrite of the
-config makes a file load, ``carry_from_tf_keras`` builds the Keras 3 model from the rewritten
-config and carries the weights from tf_keras, loaded in a worker process (``tf_keras_weights.py``).
+layer list (``SEQUENTIAL_RULES``), or over the whole config, with the note it adds (``NOTES``).
+Where the rewritten config builds but Keras 3 still cannot read a Keras 2 file's weights,
+``build_from_config`` builds the model and ``carry_weights`` sets its weights, layer by layer by
+name, to those tf_keras reads from the file in a worker process (``tf_keras_weights.py``).
 
 >>> config = {"class_name": "Sequential", "config": {"layers": [
 ...     {"class_name": "Dense", "config": {"name": "d", "activation": "softmax_v2",
@@ -130,7 +131,8 @@ class Rewrites:
             layers = ", ".join(f"'{d}'" for d in dict.fromkeys(details))
             if kind in NOTES:
                 names = list(dict.fromkeys(details))
-                shown = ", ".join(f"'{d}'" for d in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                shown = ", ".join(f"'{d}'" for d in names[:3])
+                shown += f" and {len(names) - 3} more" if len(names) > 3 else ""
                 plural = "s" if len(names) != 1 else ""
                 out.append(NOTES[kind].format(layers=f"layer{plural} {shown}", names=shown, s=plural))
                 continue
@@ -243,7 +245,8 @@ def _later_layer_shapes(layers, done: Rewrites):
 
 def is_sequential_list(config) -> bool:
     """Whether ``config`` is a Sequential saved by Keras 2.0-2.2: its ``config`` a bare list of layers."""
-    return isinstance(config, dict) and config.get("class_name") == "Sequential" and isinstance(config.get("config"), list)
+    return (isinstance(config, dict) and config.get("class_name") == "Sequential"
+            and isinstance(config.get("config"), list))
 
 
 def _sequential_lists(config, done: Rewrites):
@@ -417,7 +420,8 @@ def rewrite_config(config, fan_in=None, keras_2=False) -> tuple[dict, Rewrites]:
     for layers in list(_sequential_layer_lists(config)):
         for rule in SEQUENTIAL_RULES:
             rule(layers, done)
-    _nested_single_io(config, done)
+    if keras_2:  # a Keras 3 file's list of one is the list its author built
+        _nested_single_io(config, done)
     _graph_name(config, done)
     _fill_input_shape(config, fan_in, done)
     return config, done
@@ -579,7 +583,8 @@ def _read_with_tf_keras(path, folder, seconds) -> tuple[dict, object]:
     result = folder / "layers.json"
     if not result.exists():
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        raise CarryError(f"the tf_keras worker stopped (exit {proc.returncode}): {(lines or ['no output'])[-1].strip()}")
+        last = (lines or ["no output"])[-1].strip()
+        raise CarryError(f"the tf_keras worker stopped (exit {proc.returncode}): {last}")
     info = json.loads(result.read_text())
     if "error" in info:
         raise CarryError(f"tf_keras cannot read it either ({info['error']})")

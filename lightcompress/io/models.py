@@ -367,7 +367,9 @@ def load_model(path, trust=False, custom_objects=None) -> keras.Model:
     ``trust=True`` allows Lambda layers (it turns Keras's safe mode off); never for untrusted files.
     ``custom_objects``: a Python file or module defining (and registering) the model's own
     classes, imported first; it runs that code. A file whose weights would not fit in memory is
-    refused before anything is allocated.
+    refused before anything is allocated. A file of older Keras is read through a rewritten copy of
+    its config (``legacy``; one ``LightCompressWarning`` per kind of rewrite) and, where Keras 3
+    still cannot read a Keras 2 file's weights, with the weights tf_keras reads (a worker process).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise OptionError(f"model path={path!r} is not a path; give the path of a .keras or .h5 file.")

@@ -287,10 +287,14 @@ def test_a_nested_mobilenet_with_groups_as_keras_2_wrote_it_loads(tmp_path):
 
 
 def test_a_top_level_functional_keeps_its_lists():
-    """Only a nested model's one-element lists are unwrapped: a top-level model's are its own API."""
+    """Only a nested model's one-element lists are unwrapped, and only in a Keras 2 file: a top-level
+    model's are its own API, and in a Keras 3 file a list of one is what its author built."""
     config = {"class_name": "Functional", "config": {**TM_MODEL3, "layers": [TM_INPUT]}}
-    fixed, done = legacy.rewrite_config(config)
+    fixed, done = legacy.rewrite_config(config, keras_2=True)
     assert fixed == config and not done
+    nested = _sequential("s", [{"class_name": "Functional", "config": {**TM_MODEL3, "layers": [TM_INPUT]}}])
+    assert legacy.rewrite_config(nested)[0] == nested
+    assert legacy.rewrite_config(nested, keras_2=True)[0] != nested
 
 
 # 015-mario-level-generator-model (keras 2.2.0): a Sequential config that is a bare list.
@@ -587,9 +591,14 @@ def test_a_model_name_tensorflow_refuses_is_replaced(tmp_path):
 
 # 114-sequence-variational-autoencod-decoder (keras 2.1.2): a Lambda saved as bytecode of Python 3.6.
 OLD_LAMBDA = json.loads("""{"name": "lambda_1", "class_name": "Lambda", "config": {"name": "lambda_1",
- "trainable": true, "function": ["4wEAAAAAAAAABAAAAAUAAABDAAAAczwAAAB8AFwCfQF9AnQAagF0AGoCfAGDAWQBGQB0A2QCGQBm\\nAmQDdARkBI0DfQN8AXQAagV8AoMBfAMUABcAUwApBU7pAAAAANoKbGF0ZW50X2RpbecAAAAAAAAA\\nACkD2gVzaGFwZdoEbWVhbtoGc3RkZGV2KQbaAUvaDXJhbmRvbV9ub3JtYWxyBAAAANoGQ29uZmln\\n2gtlcHNpbG9uX3N0ZNoDZXhwKQTaBGFyZ3PaBnpfbWVhbtoJel9sb2dfdmFy2gdlcHNpbG9uqQBy\\nEAAAAPoPc2VxdWVuY2VfdmFlLnB52ghzYW1wbGluZ2gAAABzCAAAAAABCAEaAQgB\\n", null, null],
- "function_type": "lambda", "output_shape": [2], "output_shape_type": "raw", "arguments": {}},
- "inbound_nodes": [[["dense_2", 0, 0, {}], ["dense_3", 0, 0, {}]]]}""")
+ "trainable": true, "function": null, "function_type": "lambda", "output_shape": [2], "output_shape_type": "raw",
+ "arguments": {}}, "inbound_nodes": [[["dense_2", 0, 0, {}], ["dense_3", 0, 0, {}]]]}""")
+OLD_LAMBDA["config"]["function"] = [
+    "4wEAAAAAAAAABAAAAAUAAABDAAAAczwAAAB8AFwCfQF9AnQAagF0AGoCfAGDAWQBGQB0A2QCGQBm\n"
+    "AmQDdARkBI0DfQN8AXQAagV8AoMBfAMUABcAUwApBU7pAAAAANoKbGF0ZW50X2RpbecAAAAAAAAA\n"
+    "ACkD2gVzaGFwZdoEbWVhbtoGc3RkZGV2KQbaAUvaDXJhbmRvbV9ub3JtYWxyBAAAANoGQ29uZmln\n"
+    "2gtlcHNpbG9uX3N0ZNoDZXhwKQTaBGFyZ3PaBnpfbWVhbtoJel9sb2dfdmFy2gdlcHNpbG9uqQBy\n"
+    "EAAAAPoPc2VxdWVuY2VfdmFlLnB52ghzYW1wbGluZ2gAAABzCAAAAAABCAEaAQgB\n", None, None]
 
 
 def test_a_lambda_of_another_python_is_one_line_saying_so(tmp_path):

@@ -6,7 +6,6 @@ DepthwiseConv2D, nested lists of one, a head whose first Dense carries ``batch_i
 a stacked LSTM (``time_major``), saved by tf_keras as ``.h5``. Slow: two TensorFlow start-ups.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -51,7 +50,8 @@ for layer in model3.layers:
         layer.set_weights([rng.random(w.shape).astype("float32") + 0.5 for w in layer.get_weights()])
 base = k.Sequential([k.Input((16, 16, 3)), model3, k.layers.GlobalAveragePooling2D(name="pool")], name="sequential_9")
 head = k.Sequential([k.layers.Dense(10, activation="relu", input_shape=(16,), name="dense_Dense5"),
-                     k.layers.Dense(3, activation="softmax", use_bias=False, name="dense_Dense6")], name="sequential_11")
+                     k.layers.Dense(3, activation="softmax", use_bias=False, name="dense_Dense6")],
+                    name="sequential_11")
 teachable = k.Sequential([k.Input((16, 16, 3)), base, head], name="sequential_12")
 
 lstm = k.Sequential([k.layers.LSTM(6, input_shape=(7, 3), return_sequences=True, name="lstm"),
@@ -78,7 +78,8 @@ def _notes(caught):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, rules", [
-    ("keras_model", ["dropped 'groups': 1 from DepthwiseConv2D", "nested model 'model3'", "model 'model3': Keras 2's module"]),
+    ("keras_model", ["dropped 'groups': 1 from DepthwiseConv2D", "nested model 'model3'",
+                     "model 'model3': Keras 2's module"]),
     ("lstm", ["dropped 'time_major': false from recurrent layers 'lstm', 'lstm_1'"]),
 ])
 def test_tf_keras_files_predict_what_tf_keras_predicts(written, name, rules):
