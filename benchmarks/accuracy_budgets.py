@@ -101,7 +101,7 @@ def _budget_used(plan):
 
 def _compress(group, name, path, factor, options):
     from lightcompress.data.sets import DataSpec
-    from lightcompress.flows.compress import compress_file
+    from lightcompress.flows.compress import CompressSettings, compress_file
     from lightcompress.training.finetune import FitSettings
 
     from lightcompress.defaults import compress_epochs, compress_learning_rate
@@ -111,8 +111,9 @@ def _compress(group, name, path, factor, options):
                               **fit}) if fit else None
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        out = compress_file(path, Path(folder) / "c.keras", target_params=1 / factor,
-                            data=DataSpec("fashion_mnist"), settings=settings, **options)
+        out = compress_file(path, Path(folder) / "c.keras",
+                            CompressSettings.make(target_params=1 / factor, settings=settings, **options),
+                            data=DataSpec("fashion_mnist"))
         wall = time.perf_counter() - start
     before, after = (m["evaluation"]["accuracy"] for m in out["compare"]["models"])
     params = [m["params"] for m in out["compare"]["models"]]

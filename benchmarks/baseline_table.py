@@ -34,7 +34,7 @@ def run_all(out_dir: Path, epochs: int, qat_epochs: int):
     from lightcompress.io import models as model_io
     from lightcompress.baseline import run
     from lightcompress.deploy.sizes import tflite_sizes
-    from lightcompress.flows.compress import compress
+    from lightcompress.flows.compress import CompressSettings, compress
     from lightcompress.data import DataSpec, open_for_model
     from lightcompress.training.finetune import FitSettings
 
@@ -55,7 +55,7 @@ def run_all(out_dir: Path, epochs: int, qat_epochs: int):
             low = None
             if not (out_dir / f"{stem}.{tag}.json").exists():
                 t = time.time()
-                result = compress(original, prepared, target_params=budget, settings=settings)
+                result = compress(original, prepared, CompressSettings.make(target_params=budget, settings=settings))
                 seconds = time.time() - t
                 low = result.model
                 model_io.save_model(low, out_dir / f"{stem}.{tag}.keras", force=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lightcompress.data.sets import DataSpec
-from lightcompress.flows.compress import compress_file
+from lightcompress.flows.compress import CompressSettings, compress_file
 from lightcompress.io import models as model_io
 from lightcompress.layers import registry
 from lightcompress.layers.base import base_name
@@ -73,12 +73,14 @@ def main(model_path, factor, mid, e1, e2):
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         t0 = time.perf_counter()
-        first = compress_file(model_path, folder / "mid.keras", target_params=mid, data=DataSpec("fashion_mnist"),
-                              settings=FitSettings(epochs=e1))
+        first = compress_file(model_path, folder / "mid.keras",
+                              CompressSettings.make(target_params=mid, settings=FitSettings(epochs=e1)),
+                              data=DataSpec("fashion_mnist"))
         densify(folder / "mid.keras", model_path, folder / "mid_dense.keras")
         # the target is a fraction of the ORIGINAL's params; the densified model has the same count
-        second = compress_file(folder / "mid_dense.keras", folder / "final.keras", target_params=1 / factor,
-                               data=DataSpec("fashion_mnist"), settings=FitSettings(epochs=e2))
+        second = compress_file(folder / "mid_dense.keras", folder / "final.keras",
+                               CompressSettings.make(target_params=1 / factor, settings=FitSettings(epochs=e2)),
+                               data=DataSpec("fashion_mnist"))
         wall = time.perf_counter() - t0
         b0 = first["compare"]["models"][0]["evaluation"]["accuracy"]
         a1 = first["compare"]["models"][1]["evaluation"]["accuracy"]

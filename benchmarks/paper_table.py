@@ -147,7 +147,7 @@ def run_control():
 
 
 def run_compress(group="compress", distill=True):
-    from lightcompress.flows.compress import compress
+    from lightcompress.flows.compress import CompressSettings, compress
 
     for path in sorted(REAL.glob("*.h5")):
         original = model_io.load_model(path)
@@ -158,9 +158,9 @@ def run_compress(group="compress", distill=True):
             if _done(group, name):
                 continue
             start = time.perf_counter()
-            result = compress(original, prepared, target_params=1 / factor,
-                              layer_filter=LayerFilter(min_params=0), use_cache=True,
-                              settings=finetune.FitSettings(epochs=3, seed=SEED), distill=distill)
+            result = compress(original, prepared, CompressSettings.make(
+                target_params=1 / factor, layer_filter=LayerFilter(min_params=0), use_cache=True,
+                settings=finetune.FitSettings(epochs=3, seed=SEED), distill=distill))
             ev = evaluate(result.model, prepared)
             how = "distilled" if distill else "plain (--no-distill)"
             _save_row({"group": group, "name": name,

@@ -295,20 +295,21 @@ def compress(model, data=None, *, target_params=None, target_macs=None, target_l
               else []) + ["timing each layer's ranks: {done}/{total} ({name})"]
     lines = _lines("compress", verbose, phases=phases)
     from .defaults import DEFAULT_MIN_PARAMS
-    from .flows.compress import compress as run
+    from .flows.compress import CompressSettings, compress as run
     from .planning import LayerFilter
 
     net = _model(model)
     layer_filter = LayerFilter(include, exclude, DEFAULT_MIN_PARAMS if min_params is None else min_params, conv_mode)
+    chosen = CompressSettings.make(
+        target_params=target_params, target_macs=target_macs, target_latency=target_latency, max_drop=max_drop,
+        layer_filter=layer_filter, settings=settings, distill=distill, method=method, runtime=runtime,
+        threads=threads, allow_slower=allow_slower, use_cache=use_cache, cache_dir=cache_dir, allocation=allocation)
     opened = _data_for(net, data)
     lines.say(f"compressing {net.name}, {int(net.count_params()):,} params, on {opened.name}: "
               + ("sensitivity analysis" if allocation == "sensitivity" else "error allocation")
               + ", then the rank plan, then fine-tuning")
     loud = lines.verbose
-    result = run(net, opened, target_params=target_params, target_macs=target_macs,
-                 target_latency=target_latency, max_drop=max_drop, layer_filter=layer_filter, settings=settings,
-                 distill=distill, method=method, runtime=runtime, threads=threads, allow_slower=allow_slower,
-                 use_cache=use_cache, cache_dir=cache_dir, allocation=allocation, callbacks=lines.callbacks(),
+    result = run(net, opened, chosen, callbacks=lines.callbacks(),
                  on_step=lines.on_step if loud else None, warn=lines.warn if loud else None,
                  on_plan=lines.on_plan if loud else None, on_trial=lines.on_trial if loud else None)
     lines.say(f"done: {int(net.count_params()):,} -> {int(result.model.count_params()):,} params")

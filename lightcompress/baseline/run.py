@@ -265,7 +265,7 @@ def baseline(model, prepared: Prepared, method, target_params, *, settings: ft.F
     """Prune or cluster ``model`` with tfmot to the budget low-rank meets at ``target_params``,
     fine-tuned like ``compress``; ``model`` is not changed."""
     settings = settings or ft.FitSettings()
-    ft.Teacher(None, alpha, temperature)
+    ft.Distillation(alpha, temperature)
     budget = plan_budget(model, method, target_params, min_params=min_params, layer_filter=layer_filter)
     job = {"layers": budget.layers, "sparsity": budget.sparsity, "clusters": budget.clusters}
     new_model, result, back, _, probe = _run(model, prepared, method, job, settings, distill, alpha, temperature,
@@ -282,7 +282,7 @@ def qat(model, prepared: Prepared, *, settings: ft.FitSettings | None = None, di
     from ..deploy.lower import lower_model
 
     settings = settings or ft.FitSettings()
-    ft.Teacher(None, alpha, temperature)
+    ft.Distillation(alpha, temperature)
     lowered = lower_model(model)
     new_model, result, back, tflite, probe = _run(lowered, prepared, "qat", {}, settings, distill, alpha, temperature,
                                            holdout_size, on_event, workdir)

@@ -27,7 +27,6 @@ def command(
     target_params: Annotated[Optional[float], typer.Option(
         help="prune/cluster: keep about this fraction of the params (0.2 = 5x fewer non-zero params; "
              "clustering: the same storage).")] = None,
-    dataset: o.DatasetOpt = None,
     epochs: o.Epochs = d.DEFAULT_EPOCHS,
     distill: Annotated[bool, typer.Option(help="Distil from the input model while fine-tuning (as compress does).")] = True,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
@@ -42,16 +41,9 @@ def command(
     lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
     seed: o.Seed = 0,
     output: o.output_opt("<stem>.pruned.keras, <stem>.clustered.keras or <stem>.qat.int8.tflite beside the input") = None,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    train_limit: o.TrainLimit = None,
-    test_limit: o.TestLimit = None,
+    data: o.TrainingData = o.TrainingData(),
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Prune, cluster or quantise-aware-train the model with tfmot, for comparison with low-rank.
 
@@ -68,7 +60,7 @@ def command(
     from .. import flows
     from .. import report
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     err = o.stderr()
 
     def on_event(event):
@@ -80,9 +72,9 @@ def command(
 
     out = flows.baseline_file(
         model, output, method=method.value, target_params=target_params,
-        data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+        data=data.spec(seed),
         settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
         distill=distill, alpha=alpha, temperature=temperature, min_params=min_params,
         layer_filter=o.layer_filter(include, exclude, min_params, o.ConvMode.channel), holdout_size=holdout,
-        sizes=sizes, threads=threads, force=force, trust=trust_model, on_event=on_event, stage=o.spinner(err))
-    o.emit(out, report.baseline_sections, json_out, markdown_out)
+        sizes=sizes, threads=threads, force=force, trust=common.trust_model, on_event=on_event, stage=o.spinner(err))
+    o.emit(out, report.baseline_sections, common.json_out, common.markdown_out)

@@ -14,11 +14,7 @@ NAME = "compare"
 
 def command(
     models: Annotated[list[Path], typer.Argument(help="Two or more models (.keras, .h5) or exported artefacts (.tflite, .onnx, SavedModel folder); the first is the reference.")],
-    dataset: o.DatasetOpt = None,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    test_limit: o.TestLimit = None,
+    data: o.Data = o.Data(),
     repeats: Annotated[int, typer.Option(help="Timed inference calls per latency figure (median taken).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 5,
     batch: Annotated[int, typer.Option(help="The larger batch size for latency (batch 1 is always measured).")] = 32,
@@ -27,11 +23,7 @@ def command(
     int8: Annotated[bool, typer.Option("--int8", help="Two Keras models (original, compressed), each exported as float and int8 LiteRT to a temporary folder (int8 calibrated on training images of --dataset): the four side by side, all timed in the LiteRT interpreter with --threads.")] = False,
     plot: o.PlotOpt = None,
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Side by side: params, MACs, bytes, measured latency, and with --dataset accuracy and agreement.
 
@@ -48,20 +40,20 @@ def command(
     from .. import flows
     from .. import report
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     where = o.runtime(runtime, threads)
     if plot is not None:
         from ..io import models as model_io
 
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     # int8 calibrates on training images; otherwise none are read
-    data = o.optional_data_spec(dataset, npz_keys, scale, resize, None if int8 else 1, test_limit)
-    out, nets = flows.compare_files(models, data=data, batches=(1, batch), repeats=repeats, warmup=warmup,
-                                    trust=trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
+    spec = data.optional(None if int8 else 1)
+    out, nets = flows.compare_files(models, data=spec, batches=(1, batch), repeats=repeats, warmup=warmup,
+                                    trust=common.trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
         from ..report.plots import compare_plot
 
         compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
-    o.emit(out, report.compare_sections, json_out, markdown_out)
+    o.emit(out, report.compare_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot, None if out["layers"] else "these models have no layers in common to plot")

@@ -16,7 +16,6 @@ NAME = "compress"
 
 def command(
     model: o.ModelPath,
-    dataset: o.DatasetOpt = None,
     target_params: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the model's params (0.2 = 5x smaller).")] = None,
     target_macs: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")] = None,
     target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
@@ -49,11 +48,7 @@ def command(
     seed: o.Seed = 0,
     devices: o.Devices = "all",
     output: o.output_opt("<stem>.compressed.keras beside the input") = None,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    train_limit: o.TrainLimit = None,
-    test_limit: o.TestLimit = None,
+    data: o.TrainingData = o.TrainingData(),
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
     allow_slower: Annotated[bool, typer.Option("--allow-slower", help="Allow factorisations measured slower than the layer they replace (skips the per-layer timing).")] = False,
@@ -62,11 +57,7 @@ def command(
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure in the final report.")] = 30,
     plot: o.PlotOpt = None,
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Hit a size or latency budget with the least accuracy lost (sensitivity, allocation, distillation).
 
@@ -87,24 +78,28 @@ def command(
     from .. import report
     from .progress import RichProgress
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     from ..data.sets import required
-    from ..flows.compress import CompressGoal, check_allocation, planning_runtime
+    from ..flows.compress import CompressSettings
 
-    spec = required(o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed))  # data first
+    spec = required(data.spec(seed))  # data first
 
     # every setting made (and checked) once, before any progress display; the flow trusts them
-    goal = CompressGoal(target_params, target_macs, target_latency, max_drop)
-    check_allocation(allocation)
-    where = planning_runtime(runtime, threads, export)
     epochs = d.compress_epochs(target_params) if epochs is None else epochs
     lr = d.compress_learning_rate(target_params) if lr is None else lr
-    settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
+    settings = CompressSettings.make(
+        target_params=target_params, target_macs=target_macs, target_latency=target_latency, max_drop=max_drop,
+        method=method, allocation=allocation, runtime=runtime, threads=threads, export=export,
+        settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices),
+        distill=distill, alpha=alpha, temperature=temperature,
+        layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving), rank_multiple=rank_multiple,
+        holdout_size=holdout, trials=trials, allow_slower=allow_slower, calibration_samples=calibration_samples,
+        cache_dir=cache_dir, use_cache=not no_cache)
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     err = o.stderr()
     first = "sensitivity analysis" if allocation == "sensitivity" else "error allocation (no sensitivity analysis)"
-    heading = (f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in goal._given())
+    heading = (f"compress {model}: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in settings.goal._given())
                + f"; {first}, then the rank plan, then fine-tuning, then the comparison")
     progress = RichProgress(err)
     steps = "sensitivity" if allocation == "sensitivity" else "timing"  # what on_step follows
@@ -130,15 +125,8 @@ def command(
 
         try:
             out = flows.compress_file(
-                model, output, goal, data=spec,
-                layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
-                method=method, calibration_samples=calibration_samples, allocation=allocation,
-                settings=settings,
-                force=force, trust=trust_model, repeats=repeats, callbacks=[progress], stage=o.spinner(err),
-                distill=distill, runtime=where, allow_slower=allow_slower,
-                export=export,
-                alpha=alpha, temperature=temperature, rank_multiple=rank_multiple, holdout_size=holdout,
-                trials=trials, cache_dir=cache_dir, use_cache=not no_cache, on_step=on_step,
+                model, output, settings, data=spec, force=force, trust=common.trust_model, repeats=repeats,
+                callbacks=[progress], stage=o.spinner(err), on_step=on_step,
                 warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False), on_plan=show_plan,
                 on_trial=lambda t: err.print(
                     f"trial: keep {t.target:.3f} -> held-out drop {t.drop_points:.2f} pts", highlight=False))
@@ -148,6 +136,6 @@ def command(
         from ..report.plots import compare_plot
 
         compare_plot(out["compare"], plot, force=force)
-    o.emit(out, report.compress_sections, json_out, markdown_out)
+    o.emit(out, report.compress_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot)

@@ -44,18 +44,10 @@ def command(
     runtime: o.RuntimeOpt = None,
     threads: o.Threads = o.DEFAULT_THREADS,
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
-    dataset: o.DatasetOpt = None,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    test_limit: o.TestLimit = None,
+    data: o.Data = o.Data(),
     input_shape: o.InputShape = None,
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Replace Dense and Conv2D layers with SVD-initialised LightLayers and report what changed.
 
@@ -74,21 +66,23 @@ def command(
     from .. import flows
     from .. import report
     from ..flows.best_allocation import applies
+    from ..factorization.methods import get_method
     from ..planning import rank_rule
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params, target_macs=target_macs,
                    target_latency=target_latency)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     timing = target_latency is not None or runtime is not None or threads != o.DEFAULT_THREADS
     where = flows.check_runtime(rule, o.runtime(runtime, threads) if timing else None)  # before any work
     held_out = applies(rule, allocation)  # a budget planned from held-out training images reads them all
-    train_limit = None if o.method_needs_data(method) or held_out else 1  # calibration, held-out images
-    data = o.optional_data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit)
+    chosen = None if method is None else get_method(method)  # looked up once; None: the default for the data
+    train_limit = None if chosen is None or chosen.needs_data or held_out else 1  # calibration, held-out images
+    spec = data.optional(train_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
-        plan_file=plan, data=data, force=force, trust=trust_model, stage=stage, on_step=stage.step,
-        method=method, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
+        plan_file=plan, data=spec, force=force, trust=common.trust_model, stage=stage, on_step=stage.step,
+        method=chosen, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
         input_shape=input_shape)
-    o.emit(out, report.conversion_sections, json_out, markdown_out)
+    o.emit(out, report.conversion_sections, common.json_out, common.markdown_out)

@@ -42,21 +42,13 @@ def command(
     int8_io: Annotated[
         bool, typer.Option("--int8-io", help="With --quantize int8: int8 input and output tensors too.")
     ] = False,
-    dataset: o.DatasetOpt = None,
     calibration: Annotated[
         int, typer.Option(help="Training images drawn for int8 calibration (never test images).")
     ] = DEFAULT_CALIBRATION,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    test_limit: o.TestLimit = None,
+    data: o.Data = o.Data(),
     threads: Annotated[int, typer.Option(help="Threads of the LiteRT / ONNX runtime for the latency figure.")] = o.DEFAULT_THREADS,
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Write a deployable artefact that runs without lightcompress, and verify it.
 
@@ -70,9 +62,9 @@ def command(
     from .. import flows
     from .. import report
 
-    o.check_form(json_out, markdown_out)
-    data = o.optional_data_spec(dataset, npz_keys, scale, resize, None, test_limit)
-    out = flows.export_file(model, format, output, quantize=quantize, int8_io=int8_io, data=data,
-                               calibration=calibration, threads=threads, force=force, trust=trust_model,
+    o.check_form(common.json_out, common.markdown_out)
+    spec = data.optional()
+    out = flows.export_file(model, format, output, quantize=quantize, int8_io=int8_io, data=spec,
+                               calibration=calibration, threads=threads, force=force, trust=common.trust_model,
                                stage=o.spinner(o.stderr()))
-    o.emit(out, report.export_sections, json_out, markdown_out)
+    o.emit(out, report.export_sections, common.json_out, common.markdown_out)

@@ -15,7 +15,6 @@ NAME = "finetune"
 
 def command(
     model: o.ModelPath,
-    dataset: o.DatasetOpt = None,
     epochs: o.Epochs = d.DEFAULT_EPOCHS,
     batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,
     lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
@@ -27,17 +26,9 @@ def command(
     teacher: Annotated[Optional[Path], typer.Option(help="Distil from this model (usually the original before convert).")] = None,
     alpha: o.Alpha = d.DEFAULT_ALPHA,
     temperature: o.Temperature = d.DEFAULT_TEMPERATURE,
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    train_limit: o.TrainLimit = None,
-    test_limit: o.TestLimit = None,
+    data: o.TrainingData = o.TrainingData(),
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Fine-tune a model (typically a converted one) on a data set; keep the best epoch.
 
@@ -50,18 +41,18 @@ def command(
     from .. import report
     from .progress import RichProgress
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     err = o.stderr()
     progress = RichProgress(err)
     tutor = dict(alpha=alpha, temperature=temperature) if teacher is not None else {}
     try:
         out = flows.finetune_file(
-            model, output, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+            model, output, data=data.spec(seed),
             settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices), teacher=teacher,
-            force=force, trust=trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)
+            force=force, trust=common.trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)
     finally:
         progress.stop()
-    o.emit(out, report.finetune_sections, json_out, markdown_out)
+    o.emit(out, report.finetune_sections, common.json_out, common.markdown_out)
     if out.get("interrupted"):
         from . import signals
 

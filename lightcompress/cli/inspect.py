@@ -18,7 +18,7 @@ def command(
     conv_mode: Annotated[o.ConvMode, typer.Option(help="Which Conv2D matrix the spectrum is taken of: channel or spatial.")] = o.ConvMode.channel,
     plot: o.PlotOpt = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's accuracy cost per rank on --dataset.")] = False,
-    dataset: o.DatasetOpt = None,
+    data: o.Data = o.Data(),
     plan: Annotated[Optional[Path], typer.Option("--plan", help="With --dataset: errors at this plan's ranks (plan.json).")] = None,
     holdout: Annotated[int, typer.Option(help="Training images used for --sensitivity.")] = DEFAULT_HOLDOUT,
     latency: Annotated[bool, typer.Option("--latency", help="Also time each layer alone, as it is and at each rank, in --runtime.")] = False,
@@ -26,11 +26,7 @@ def command(
     threads: o.Threads = o.DEFAULT_THREADS,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     force: o.Force = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Where the parameters and MACs are, and how compressible each factorisable layer is.
 
@@ -44,11 +40,15 @@ def command(
     from ..io import models as model_io
     from .. import flows
     from .. import report
+    from ..data.sets import required
     from ..errors import OptionError
     from ..validation import whole
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     whole("holdout", holdout, 1)
+    spec = data.optional()
+    if sensitivity:
+        required(spec)
     if conv_mode == o.ConvMode.auto:
         raise OptionError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
     where = o.runtime(runtime, threads) if latency else None
@@ -56,17 +56,17 @@ def command(
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
     stage = o.spinner(o.stderr())
     with stage(f"loading {model}"):
-        net = model_io.load_model(model, trust=trust_model)
+        net = model_io.load_model(model, trust=common.trust_model)
     with stage("spectra"):
         out = flows.inspect_model(net, model, conv_mode.value, on_step=stage.step)
     sections = report.inspect_sections
-    if dataset is not None:
+    if spec is not None:
         from ..data.open import open_for_model
         from ..planning import read_plan
 
         with stage("calibrating: weight and output errors"):
             chosen = read_plan(net, plan) if plan is not None else None
-            out["errors"] = flows.layer_errors(net, open_for_model(net, o.data_spec(dataset)), conv_mode.value,
+            out["errors"] = flows.layer_errors(net, open_for_model(net, spec), conv_mode.value,
                                                   chosen)
 
         def sections(d, base=sections):
@@ -75,7 +75,7 @@ def command(
         raise OptionError("plan=... shows errors on calibration images; give data=NAME (a data set) too.")
     if sensitivity:
         with stage("sensitivity analysis"):
-            out["sensitivity"] = flows.sensitivity_of(net, o.data_spec(dataset), holdout, conv_mode.value,
+            out["sensitivity"] = flows.sensitivity_of(net, spec, holdout, conv_mode.value,
                                                            use_cache=not no_cache)
 
         def sections(d, base=sections):
@@ -94,6 +94,6 @@ def command(
         from ..report.plots import inspect_plot
 
         inspect_plot(out, plot, force=force)
-    o.emit(out, sections, json_out, markdown_out)
+    o.emit(out, sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot)

@@ -4,6 +4,10 @@ to turn them into library objects and to print a report in the form asked for.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
+import typing
 
 from enum import Enum
 from pathlib import Path
@@ -72,6 +76,77 @@ TestLimit = Annotated[Optional[int], typer.Option(help="Use only the first N tes
 Seed = Annotated[int, typer.Option(help="Seed for shuffling, splits and initialisation (repeatable runs).")]
 
 
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """--dataset and the options that shape it, as one parameter of a command (see ``expand``)."""
+
+    dataset: DatasetOpt = None
+    npz_keys: NpzKeys = None
+    scale: Scale = None
+    resize: Resize = False
+    test_limit: TestLimit = None
+
+    def spec(self, train_limit=None, seed=0):
+        """The ``DataSpec`` (None without --dataset: ``data.sets.required`` refuses that)."""
+        return data_spec(self.dataset, self.npz_keys, self.scale, self.resize, train_limit, self.test_limit, seed)
+
+    def optional(self, train_limit=None):
+        """``optional_data_spec``: None without --dataset, the shaping options then refused."""
+        return optional_data_spec(self.dataset, self.npz_keys, self.scale, self.resize, train_limit, self.test_limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData(Data):
+    """``Data`` with --train-limit, for the commands that train."""
+
+    train_limit: TrainLimit = None
+
+    def spec(self, seed=0):
+        return data_spec(self.dataset, self.npz_keys, self.scale, self.resize, self.train_limit, self.test_limit, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The options of every command that loads a model and prints a report: --json, --markdown,
+    --trust-model, --custom-objects and --debug (the last three are read by the error boundary)."""
+
+    json_out: JsonOut = False
+    markdown_out: MarkdownOut = False
+    trust_model: TrustModel = False
+    custom_objects: CustomObjects = None
+    debug: Debug = False
+
+
+GROUPS = (Data, TrainingData, Common)
+
+
+def expand(fn):
+    """``fn`` as Typer should see it: each parameter typed by one of ``GROUPS`` stands for the
+    group's own options (defined once, above), and the call gathers them back into the group. The
+    flat option values stay visible to the error boundary wrapped around the result."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params, gathered = [], {}
+    for param in inspect.signature(fn).parameters.values():
+        kind = hints.get(param.name, param.annotation)
+        if kind not in GROUPS:
+            params.append(param.replace(annotation=kind))
+            continue
+        members = typing.get_type_hints(kind, include_extras=True)
+        gathered[param.name] = (kind, tuple(members))
+        params += [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                     annotation=members[f.name]) for f in dataclasses.fields(kind)]
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        for name, (kind, members) in gathered.items():
+            kwargs[name] = kind(**{m: kwargs.pop(m) for m in members if m in kwargs})
+        return fn(*args, **kwargs)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
 def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None, test_limit=None, seed=0):
     from ..data.sets import DataSpec
 
@@ -114,13 +189,6 @@ def _method_help() -> str:
 
     named = "; ".join(f"{name}: {get_method(name).summary}" for name in known_methods())
     return f"How the factors are made (default: data-aware with --dataset, svd without). {named}."
-
-
-def method_needs_data(method) -> bool:
-    """Whether the factorisation method (None: the default with a data set) calibrates on training images."""
-    from ..factorization.methods import get_method
-
-    return method is None or get_method(method).needs_data
 
 
 MethodOpt = Annotated[Optional[str], typer.Option(help=_method_help())]

@@ -15,7 +15,6 @@ NAME = "tradeoffs"
 
 def command(
     model: o.ModelPath,
-    dataset: o.DatasetOpt = None,
     budgets: Annotated[str, typer.Option(help="Fractions of the params kept, separated by commas: one low-rank "
                                               "(and prune and cluster) candidate each.")] = ",".join(
         f"{b:g}" for b in d.DEFAULT_TRADEOFF_BUDGETS),
@@ -46,17 +45,9 @@ def command(
     lr: o.LearningRate = d.DEFAULT_LEARNING_RATE,
     seed: o.Seed = 0,
     devices: o.Devices = "all",
-    npz_keys: o.NpzKeys = None,
-    scale: o.Scale = None,
-    resize: o.Resize = False,
-    train_limit: o.TrainLimit = None,
-    test_limit: o.TestLimit = None,
+    data: o.TrainingData = o.TrainingData(),
     force: Annotated[bool, typer.Option("--force", help="Overwrite the plot if it exists.")] = False,
-    json_out: o.JsonOut = False,
-    markdown_out: o.MarkdownOut = False,
-    trust_model: o.TrustModel = False,
-    custom_objects: o.CustomObjects = None,
-    debug: o.Debug = False,
+    common: o.Common = o.Common(),
 ):
     """Weigh low-rank, int8, low-rank + int8, pruning and clustering on your model, in one table.
 
@@ -77,7 +68,7 @@ def command(
     from ..flows import tradeoffs as flow
     from .progress import RichProgress
 
-    o.check_form(json_out, markdown_out)
+    o.check_form(common.json_out, common.markdown_out)
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     plot = plot or flow.default_plot(model)
     work = work_dir or flow.default_work_dir(model, plot)
@@ -94,10 +85,10 @@ def command(
 
     try:
         out = flows.tradeoffs_file(
-            model, data=o.data_spec(dataset, npz_keys, scale, resize, train_limit, test_limit, seed),
+            model, data=data.spec(seed),
             budgets=budgets, settings=settings, baselines=baselines, max_drop=max_drop, work_dir=work, plot=plot,
             runtime=o.runtime(runtime, threads), repeats=repeats, distill=distill, holdout_size=holdout,
-            method=method, allow_slower=allow_slower, trust=trust_model, force=force, stage=stages,
+            method=method, allow_slower=allow_slower, trust=common.trust_model, force=force, stage=stages,
             callbacks=[progress], on_step=stages.step, on_event=on_event, log=say,
             warn=lambda m: say(f"warning: {m}"))
     except KeyboardInterrupt:
@@ -106,5 +97,5 @@ def command(
         raise
     finally:
         progress.stop()
-    o.emit(out, report.tradeoffs_sections, json_out, markdown_out)
+    o.emit(out, report.tradeoffs_sections, common.json_out, common.markdown_out)
     o.plot_saved(plot)

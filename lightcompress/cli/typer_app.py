@@ -19,7 +19,7 @@ import typer
 
 from .._version import __version__
 from . import signals, startup
-from .options import report_stdout
+from . import options
 from .. import _interrupts
 from ..errors import LightCompressError, LightCompressWarning
 from ..io.files import no_such_file
@@ -88,7 +88,7 @@ def handle_errors(fn):
             fail(no_such_file(missing))
         start_keras(debug)
         try:
-            with signals.armed(), report_stdout(kwargs.get("json_out", False)):
+            with signals.armed(), options.report_stdout(kwargs.get("json_out", False)):
                 if kwargs.get("custom_objects"):  # the user's classes, registered before any model loads
                     from ..io.models import import_custom_objects
 
@@ -194,7 +194,7 @@ def _register():
     from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect, tradeoffs
 
     for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline, tradeoffs):
-        app.command(name=module.NAME, help=reflow(module.command.__doc__))(handle_errors(module.command))
+        app.command(name=module.NAME, help=reflow(module.command.__doc__))(handle_errors(options.expand(module.command)))
 
 
 _register()

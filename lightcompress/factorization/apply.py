@@ -61,7 +61,7 @@ def rebuild(model, replace) -> keras.Model:
     return new_model
 
 
-def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
+def apply_plan(model, plan, statistics=None, on_layer=None, method=None) -> keras.Model:
     """A new model in which every converted layer of ``plan`` is its LightLayer twin, its factors
     made by the plan's method (``plan.method``) from the layer's ``statistics``
     (``statistics.Statistics``); a layer without statistics gets plain SVD factors.
@@ -69,8 +69,9 @@ def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
     Plain factors come from the decompositions the plan was decided from (``plan.sources``: a
     matrix mode's SVD, Tucker-2's bases), so no kernel is decomposed twice; each layer's work is
     released once its twin is built.
-    ``on_layer(done, total, name)`` reports progress."""
-    method = get_method(plan.method)
+    ``on_layer(done, total, name)`` reports progress. ``method``: the plan's method already
+    resolved (a ``methods.Method``), else looked up by its name."""
+    method = get_method(plan.method if method is None else method)
     by_name = {p.name: p for p in plan.converted}
     planned: dict[int, tuple] = {}  # {id(layer): (LayerPlan, Candidate)}
     parts: dict[int, dict] = {}  # composite layers: {id(owner): {part: (rank, mode)}}
@@ -115,28 +116,28 @@ def apply_plan(model, plan, statistics=None, on_layer=None) -> keras.Model:
         plan.sources = {}  # applied: the candidates (and the layers they hold) are not kept
 
 
-def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64):
+def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, method=None):
     """(new model, Statistics): ``plan`` applied with factors of its method (``plan.method``)
     on the statistics it needs of inputs ``x``.
 
     A ``sequential`` method has each layer's statistics collected on the inputs the
     already-factorised layers before it produce (one pass per converted layer), against the
     original's inputs (cross moments). ``statistics``: the original model's, already collected
-    (reused when the method is not sequential).
+    (reused when the method is not sequential). ``method``: as ``apply_plan``'s.
     """
     from .statistics import Statistics, collect
 
-    method = get_method(plan.method)
+    method = get_method(plan.method if method is None else method)
     names = [p.name for p in plan.converted]
     if not method.sequential:
         found = statistics if statistics is not None else collect(model, x, names, batch_size, needs=method.needs)
-        return apply_plan(model, plan, found), found
+        return apply_plan(model, plan, found, method=method), found
     moments, seconds, skipped = {}, 0.0, {}
     done = []
     for name in names:
         if done:
             partial = replace(plan, layers=[p for p in plan.layers if p.name in done], not_considered=[], sources={})
-            current = apply_plan(model, partial, Statistics(dict(moments)))
+            current = apply_plan(model, partial, Statistics(dict(moments)), method=method)
             found = collect(current, x, [name], batch_size, reference=model, needs=method.needs)
         else:
             found = collect(model, x, [name], batch_size, needs=method.needs)
@@ -146,4 +147,4 @@ def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64):
         done.append(name)
     result = Statistics(moments, len(x[0]) if isinstance(x, (list, tuple)) else len(x), seconds,
                         "sequential", skipped)
-    return apply_plan(model, plan, result), result
+    return apply_plan(model, plan, result, method=method), result

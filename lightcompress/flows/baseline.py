@@ -34,7 +34,7 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
     settings = settings or ft.FitSettings()
     alpha = d.DEFAULT_ALPHA if alpha is None else alpha
     temperature = d.DEFAULT_TEMPERATURE if temperature is None else temperature
-    ft.Teacher(None, alpha, temperature)
+    ft.Distillation(alpha, temperature)
     holdout_size = whole("holdout_size", d.DEFAULT_HOLDOUT if holdout_size is None else holdout_size, 1)
     min_params = d.DEFAULT_MIN_PARAMS if min_params is None else min_params
     if method == "qat":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..deploy import latency, targets
+from ..deploy import export as ex, latency, targets
 from ..deploy.timing import Runtime
 from ..training import finetune as ft
 from ..data.dataset import Dataset
@@ -43,7 +43,7 @@ from ..data.sets import DataSpec, required
 from ..planning import write_plan
 from .common import load_inputs, no_progress, stem
 from .measured_latency import meet_measured_latency
-from .export import export_file
+from .export import export_loaded
 from .compare import compare_int8, compare_models
 
 
@@ -147,52 +147,93 @@ def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, target_params=None, target_macs=None,
-             target_latency=None, max_drop=None, layer_filter: LayerFilter | None = None, rank_multiple=1,
-             holdout_size=1000, cache_dir=None, use_cache=True, settings: ft.FitSettings | None = None, distill=True,
-             alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, trials=4, runtime: Runtime | str | None = None,
-             threads=None, allow_slower=False, callbacks=(), on_step=None, on_trial=None, warn=None, method=None,
-             calibration_samples=DEFAULT_CALIBRATION_SAMPLES, on_plan=None,
-             allocation=DEFAULT_ALLOCATION) -> CompressResult:
-    """Meet one goal with the least accuracy lost: ``goal`` (a ``CompressGoal``), or one of
-    ``target_params``, ``target_macs`` or ``target_latency`` (fractions of the model's; latency is
-    batch-1 time measured in ``runtime``) or ``max_drop`` (accuracy points, searched over
-    ``trials`` budgets).
+@dataclass(frozen=True)
+class CompressSettings:
+    """Every choice of one ``compress`` run, resolved and checked once (``make``); the stages take
+    it as it is and check nothing again.
 
-    ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``). Unless
-    ``allow_slower``, every layer's options are timed in it (see ``latency.profile``; cached) and
-    an option measured slower than the layer as it is is never chosen.
+    ``method``: a ``methods.Method``; ``runtime``: a ``Runtime``; ``fit``: the ``FitSettings`` of
+    fine-tuning; ``distillation``: a ``Distillation`` (None: the hard labels alone); ``export``:
+    (target, quantisation) of ``compress --export`` (it picks the planning runtime), or None."""
 
-    ``method`` (a name or ``methods.Method``): "data-aware" (the default) calibrates on
+    goal: CompressGoal
+    method: object
+    allocation: str
+    runtime: Runtime
+    fit: ft.FitSettings
+    distillation: ft.Distillation | None
+    layer_filter: LayerFilter
+    rank_multiple: int = 1
+    holdout_size: int = 1000
+    trials: int = 4
+    allow_slower: bool = False
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    export: tuple | None = None
+
+    @classmethod
+    def make(cls, goal: CompressGoal | None = None, *, target_params=None, target_macs=None, target_latency=None,
+             max_drop=None, method=None, allocation=DEFAULT_ALLOCATION, runtime: Runtime | str | None = None,
+             threads=None, export=None, settings: ft.FitSettings | None = None, distill=True, alpha=DEFAULT_ALPHA,
+             temperature=DEFAULT_TEMPERATURE, layer_filter: LayerFilter | None = None, rank_multiple=1,
+             holdout_size=1000, trials=4, allow_slower=False, calibration_samples=DEFAULT_CALIBRATION_SAMPLES,
+             cache_dir=None, use_cache=True) -> CompressSettings:
+        """The settings from the options a caller gives (see ``compress``), each checked here, before
+        any work: ``goal`` (a ``CompressGoal``) or one of ``target_params``, ``target_macs``,
+        ``target_latency``, ``max_drop``; ``runtime`` a ``Runtime`` or a name with ``threads``
+        (default: the one ``export`` deploys to, see ``planning_runtime``); ``settings`` default to
+        the goal's (``default_settings``)."""
+        goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
+                                  target_latency=target_latency, max_drop=max_drop)
+        chosen_export = check_export(export)
+        fit = settings or default_settings(goal)
+        distribute.placement(fit.devices)  # devices the backend cannot see
+        if cache_dir is not None:
+            from ..io import cache
+
+            cache.check_dir(cache_dir)
+        return cls(goal=goal, method=resolve_method(method, True), allocation=check_allocation(allocation),
+                   runtime=planning_runtime(runtime, threads, export), fit=fit,
+                   distillation=ft.Distillation(alpha, temperature) if distill else None,
+                   layer_filter=layer_filter or LayerFilter(),
+                   rank_multiple=check_whole("rank_multiple", rank_multiple, 1),
+                   holdout_size=check_whole("holdout_size", holdout_size, 1),
+                   trials=check_whole("trials", trials, 1), allow_slower=bool(allow_slower),
+                   calibration_samples=check_count(calibration_samples), cache_dir=cache_dir,
+                   use_cache=bool(use_cache), export=chosen_export)
+
+
+def compress(model, prepared: Dataset, settings: CompressSettings, *, callbacks=(), on_step=None, on_trial=None,
+             on_plan=None, warn=None) -> CompressResult:
+    """Meet ``settings.goal`` with the least accuracy lost: a params, MACs or latency budget
+    (fractions of the model's; latency is batch-1 time measured in ``settings.runtime``), or
+    ``max_drop`` (accuracy points, searched over ``settings.trials`` budgets).
+
+    Unless ``allow_slower``, every layer's options are timed in the runtime (see
+    ``latency.profile``; cached) and an option measured slower than the layer as it is is never
+    chosen. A method that needs data (the default, "data-aware") calibrates on
     ``calibration_samples`` training images (never the held-out slice's judgement nor test
-    images) and factorises for output error; "svd" forces plain truncated SVD; see
-    ``methods.known_methods()`` for the variants. The sensitivity analysis measures the
-    factorisation that is applied. ``on_plan(plan)`` hears each plan before it is fine-tuned.
+    images); the sensitivity analysis measures the factorisation that is applied.
+    ``on_plan(plan)`` hears each plan before it is fine-tuned.
 
     ``allocation``: "sensitivity" (the default) allocates from each layer's measured loss per
     rank (one model evaluation per layer and rank, cached); "error" from each layer's truncation
     error (its output error on the calibration images with a data-aware method, its weight error
     with "svd"), evaluating no model: much faster. Both honour every goal and the latency guard."""
-    goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
-                              target_latency=target_latency, max_drop=max_drop)
-    runtime = Runtime.parse(runtime, threads)
-    check_allocation(allocation)
-    method = resolve_method(method, True)
-    check_count(calibration_samples)
-    check_whole("rank_multiple", rank_multiple, 1)
-    check_whole("trials", trials, 1)
-    settings = settings or default_settings(goal)
-    teacher = ft.Teacher(model, alpha, temperature) if distill else None
-    layer_filter = layer_filter or LayerFilter()
-    judge, train = prepared.holdout(holdout_size, settings.seed)
+    goal, method, layer_filter, multiple = settings.goal, settings.method, settings.layer_filter, settings.rank_multiple
+    allow_slower, cache_dir = settings.allow_slower, settings.cache_dir
+    distilled = settings.distillation
+    teacher = ft.Teacher(model, distilled.alpha, distilled.temperature) if distilled else None
+    judge, train = prepared.holdout(settings.holdout_size, settings.fit.seed)
     stats = None
     if method.needs_data:
-        calib_x = calibration_images(train, calibration_samples, settings.seed)
+        calib_x = calibration_images(train, settings.calibration_samples, settings.fit.seed)
         stats = collect(model, calib_x, source=f"{len(calib_x)} training images of {prepared.name}",
                         needs=method.needs)
     sens = found = None
-    if allocation == "sensitivity":
-        sens = analyse(model, judge, layer_filter, rank_multiple, cache_dir, use_cache, on_step, warn,
+    if settings.allocation == "sensitivity":
+        sens = analyse(model, judge, layer_filter, multiple, cache_dir, settings.use_cache, on_step, warn,
                        method=method, statistics=stats)
         chosen = sens.layers
     else:
@@ -202,17 +243,17 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
     if goal.metric == "latency" or not allow_slower:
-        profile = latency.profile(model, layer_filter, runtime, rank_multiple, cache_dir=(
-            None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=use_cache, on_step=on_step,
+        profile = latency.profile(model, layer_filter, settings.runtime, multiple, cache_dir=(
+            None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=settings.use_cache, on_step=on_step,
             warn=warn)
     by_error = {}  # {metric: ErrorAllocation}: each layer's errors computed once per metric
 
     def allocated(target, metric):
         if sens is not None:
-            return allocate(model, sens, target, metric, rank_multiple, profile, allow_slower)  # method: sens's
+            return allocate(model, sens, target, metric, multiple, profile, allow_slower)  # method: sens's
         if metric not in by_error:
             by_error[metric] = ErrorAllocation(model, found, layer_filter, metric, profile=profile,
-                                               allow_slower=allow_slower, multiple=rank_multiple)
+                                               allow_slower=allow_slower, multiple=multiple)
         guard = f", latency guard on {profile.runtime}" if by_error[metric].guarded else ""
         return by_error[metric].plan(target, f"error allocation, target {metric} {target:g}{guard}", method.name,
                                      f"target_{metric}")
@@ -222,8 +263,8 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         if on_plan:
             on_plan(plan)
         if stats is None:
-            return apply_plan(model, plan), plan
-        new_model, _ = calibrate_and_apply(model, plan, calib_x,
+            return apply_plan(model, plan, method=method), plan
+        new_model, _ = calibrate_and_apply(model, plan, calib_x, method=method,
                                            statistics=None if method.sequential else stats)
         return new_model, plan
 
@@ -231,21 +272,21 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         metric, target = goal.metric, goal.target
         new_model, plan = build(target, metric)
         if metric == "latency":
-            new_model, plan = meet_measured_latency(model, new_model, plan, target, build, runtime)
-        fit = _tune(new_model, train, settings, teacher, callbacks)
+            new_model, plan = meet_measured_latency(model, new_model, plan, target, build, settings.runtime)
+        fit = _tune(new_model, train, settings.fit, teacher, callbacks)
         return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats,
-                              allocation=allocation)
+                              allocation=settings.allocation)
 
     base = evaluate(model, judge).accuracy
     lo, hi, best, history = 0.0, 1.0, None, []
-    for _ in range(trials):
+    for _ in range(settings.trials):
         mid = (lo + hi) / 2 if best is not None or lo > 0 else 0.25
         try:
             candidate, plan = build(mid, "params")
         except LightCompressError:
             lo = mid
             continue
-        fit = _tune(candidate, train, settings, teacher, callbacks)
+        fit = _tune(candidate, train, settings.fit, teacher, callbacks)
         accuracy = evaluate(candidate, judge).accuracy
         drop = (base - accuracy) * 100
         trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= goal.max_drop)
@@ -267,7 +308,7 @@ def compress(model, prepared: Dataset, goal: CompressGoal | None = None, *, targ
         )
     candidate, plan, fit = best
     return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats,
-                          allocation=allocation)
+                          allocation=settings.allocation)
 
 
 def export_runtime(export) -> str | None:
@@ -299,46 +340,32 @@ def default_settings(goal: CompressGoal) -> ft.FitSettings:
                           learning_rate=compress_learning_rate(goal.target_params))
 
 
-def compress_file(source, output=None, goal: CompressGoal | None = None, *, data: DataSpec | None = None,
-                  layer_filter=None, settings=None, force=False, trust=False, repeats=30, callbacks=(),
-                  stage=no_progress, export=None, runtime: Runtime | str | None = None, threads=None,
-                  target_params=None, target_macs=None, target_latency=None, max_drop=None, **options) -> dict:
-    """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``) and its
-    plan (``<output stem>.plan.json``), and reports it against the original. The goal and the
-    runtime are made once here (see ``compress``) and passed down as they are."""
+def compress_file(source, output, settings: CompressSettings, *, data: DataSpec | None = None, force=False,
+                  trust=False, repeats=30, callbacks=(), stage=no_progress, **hooks) -> dict:
+    """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``), its plan
+    (``<output stem>.plan.json``) and, with ``settings.export``, the deployable file, and reports it
+    against the original. ``hooks``: ``compress``'s ``on_step``, ``on_trial``, ``on_plan``, ``warn``."""
     source = Path(source)
     data = required(data)  # none given: said before any other check
-    goal = CompressGoal.parse(goal, target_params=target_params, target_macs=target_macs,
-                              target_latency=target_latency, max_drop=max_drop)
-    runtime = planning_runtime(runtime, threads, export)
-    check_allocation(options.get("allocation", DEFAULT_ALLOCATION))  # refused before any work
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
-    check_whole("holdout_size", options.get("holdout_size", 1), 1)  # not after loading the data
-    if options.get("distill", True):  # distillation settings refused before any work, not after the analysis
-        ft.Teacher(None, options.get("alpha", DEFAULT_ALPHA), options.get("temperature", DEFAULT_TEMPERATURE))
-    export_target = _check_export(export, source, output, force)
-    settings = settings or default_settings(goal)
-    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
-    if options.get("cache_dir") is not None:
-        from ..io import cache
-
-        cache.check_dir(options["cache_dir"])
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.compressed.keras"),
                                    force=force, inputs=[source])
     plan_path = model_io.check_output(target.with_name(f"{target.stem}.plan.json"), force=force,
                                       inputs=[source], suffixes=(".json",))
+    export_path = None if settings.export is None else export_output(settings.export, target, force, source)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
-    result = compress(original, prepared, goal, layer_filter=layer_filter, settings=settings, callbacks=callbacks,
-                      runtime=runtime, **options)
+    result = compress(original, prepared, settings, callbacks=callbacks, **hooks)
     index, count = distribute.process()
     exported, saved = None, result.model
+    runtime = settings.runtime
     if index == 0:  # several hosts: every process holds the same weights, process 0 alone writes them
         model_io.save_model(result.model, target, force=force, inputs=[source])
         write_plan(result.plan, plan_path, force=force, inputs=[source])
-        if export_target is not None:
-            fmt, quantize, path = export_target
-            exported = export_file(target, fmt, path, quantize=quantize, data=data, threads=runtime.threads,
-                                   force=force, stage=stage)
+        if export_path is not None:
+            fmt, quantize = settings.export
+            written = export_loaded(result.model, prepared, fmt, export_path, quantize=quantize,
+                                    threads=runtime.threads, force=force, inputs=[source], stage=stage)
+            exported = report.export_dict(target, written, prepared)
         saved = model_io.load_model(target)
     if exported is not None and exported["quantize"] == "int8":  # int8 is the target: the four-column compare
         compared = compare_int8(original, saved, [source, target], prepared, repeats=repeats,
@@ -355,19 +382,19 @@ def compress_file(source, output=None, goal: CompressGoal | None = None, *, data
     return out
 
 
-def _check_export(export, source, output, force):
-    """(format, quantize, path) for ``compress``'s export option (``<format>`` or
-    ``<format>-<quantisation>``: ``targets.export_choices``), checked before any work."""
+def check_export(export):
+    """(format, quantize) for ``compress``'s export choice (``<format>`` or
+    ``<format>-<quantisation>``: ``targets.export_choices``), or None; checked before any work."""
     if export is None:
         return None
-    from ..deploy import export as ex
-
     choices = targets.export_choices()
     if export not in choices:
         raise OptionError("is unknown", option="export", value=export, allowed=f"one of {', '.join(choices)}")
     target, quantize = choices[export]
-    fmt = ex.check_settings(target.name, quantize)
-    keras_target = Path(output) if output else source.with_name(f"{stem(source)}.compressed.keras")
-    path = ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])
-    return fmt, quantize, path
+    return ex.check_settings(target.name, quantize), quantize
 
+
+def export_output(export, keras_target, force, source) -> Path:
+    """Where ``compress --export`` writes: beside the compressed model, checked before any work."""
+    fmt, quantize = export
+    return ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])

@@ -258,8 +258,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     def build(plan):
         nonlocal seconds
         if stats is None:
-            return apply_plan(model, plan), plan
-        new_model, used = calibrate_and_apply(model, plan, calibration_x,
+            return apply_plan(model, plan, method=method), plan
+        new_model, used = calibrate_and_apply(model, plan, calibration_x, method=method,
                                               statistics=None if method.sequential else stats)
         seconds = (seconds or stats.seconds) + (used.seconds if method.sequential else 0.0)
         return new_model, plan

@@ -17,10 +17,9 @@ from ..data import sets as data
 from ..io import models as model_io
 from . import zoo
 from .common import no_progress
-from .compress import compress_file
+from .compress import CompressSettings, compress_file
 from .. import report
 from ..training import finetune as ft
-from ..planning import LayerFilter, TargetParams
 from ..validation import whole as check_whole
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "digits_cnn.keras"  # the checkout's
@@ -85,15 +84,13 @@ def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=
         runtime=None) -> dict:
     """Compress, export and compare the sample model in ``folder``: the `demo` report dict (its
     ``compress`` part is the compress command's report, with the export)."""
-    TargetParams(target_params)  # every option is checked before any file is written
-    check_whole("epochs", epochs, 1)
+    check_whole("epochs", epochs, 1)  # every option is checked before any file is written
+    settings = CompressSettings.make(target_params=target_params, settings=ft.FitSettings(epochs=epochs, patience=3),
+                                     runtime=runtime, export=EXPORT, use_cache=False)
     files = check_outputs(folder, force)
     sample_model(files, force, log)
-    compressed = compress_file(
-        files.original, files.compressed, data=data.DataSpec("digits"),
-        layer_filter=LayerFilter(), settings=ft.FitSettings(epochs=epochs, patience=3),
-        force=force, stage=stage, callbacks=callbacks, target_params=target_params, runtime=runtime,
-        export=EXPORT, use_cache=False, repeats=100)
+    compressed = compress_file(files.original, files.compressed, settings, data=data.DataSpec("digits"), force=force,
+                               stage=stage, callbacks=callbacks, repeats=100)
     return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder), "compress": compressed,
             "verdict": verdict(compressed["compare"])}
 

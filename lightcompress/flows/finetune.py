@@ -27,7 +27,7 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
         from ..errors import OptionError
 
         raise OptionError(f"{' and '.join(tutor_settings)} only apply with a teacher model; give teacher too.")
-    ft.Teacher(None, **tutor_settings)  # checks alpha and temperature before any work
+    ft.Distillation(**tutor_settings)  # checks alpha and temperature before any work
     inputs = [source] + ([teacher] if teacher else []) + data_inputs(data)
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.tuned.keras"),
                                    force=force, inputs=inputs)

@@ -41,7 +41,6 @@ from ..data.sets import DataSpec, required
 from ..defaults import DEFAULT_HOLDOUT, DEFAULT_TRADEOFF_BUDGETS, DEFAULT_TRADEOFF_MAX_DROP
 from ..deploy.timing import Runtime
 from ..errors import LightCompressError, OptionError, OutputPathError
-from ..factorization.methods import get_method
 from ..io import cache
 from ..io import models as model_io
 from ..planning import write_plan
@@ -50,7 +49,7 @@ from ..validation import number, whole
 from .baseline import baseline_file
 from .common import data_inputs, load_any, load_inputs, no_progress, stem
 from .compare import compare_models
-from .compress import compress
+from .compress import CompressGoal, CompressSettings, compress
 from .export import export_file
 
 KEY_VERSION = 1  # part of every key: a change to what a candidate is makes new keys
@@ -236,6 +235,7 @@ class _Run:
     warn: object
     model_sha: str = ""
     data_key: dict = field(default_factory=dict)
+    lowrank: object = None  # the CompressSettings every low-rank candidate shares, but for its budget
     paths: dict = field(default_factory=dict)  # Candidate -> its model file
     entries: dict = field(default_factory=dict)  # Candidate -> its report entry
 
@@ -259,10 +259,9 @@ class _Run:
 
 
 def _make_lowrank(run: _Run, cand, path) -> dict:
-    options = {k: v for k, v in run.options.items() if k != "allow_slower"}
-    result = compress(run.original, run.prepared, target_params=cand.budget, settings=run.settings,
-                      runtime=run.runtime, allow_slower=run.options["allow_slower"], cache_dir=run.work / "cache",
-                      callbacks=run.callbacks, on_step=run.on_step, warn=run.warn, **options)
+    chosen = dataclasses.replace(run.lowrank, goal=CompressGoal(target_params=cand.budget))
+    result = compress(run.original, run.prepared, chosen, callbacks=run.callbacks, on_step=run.on_step,
+                      warn=run.warn)
     _stop_if_interrupted(result.fit.interrupted)
     plan_path = write_plan(result.plan, path.with_name(f"{path.stem}.plan.json"), force=True, inputs=[run.source])
     model_io.save_model(result.model, path, inputs=[run.source])
@@ -372,18 +371,20 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     whole("repeats", repeats, 1)
     whole("holdout_size", holdout_size, 1)
     number("max_drop", max_drop, 0, 100, example="1")
-    if method is not None:
-        get_method(method)  # an unknown name refused before any work, not inside the first candidate
     check_baselines(baselines)
     inputs = [source, *data_inputs(data)]
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=inputs, suffixes=(".png",))
     work = check_work_dir(work_dir or default_work_dir(source, plot), inputs)
+    lowrank = CompressSettings.make(target_params=budgets[0], settings=settings, runtime=runtime, distill=distill,
+                                    holdout_size=holdout_size, method=method, allow_slower=allow_slower,
+                                    cache_dir=work / "cache")  # each candidate its own budget
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
     methods, baselines_note = baseline_methods(original, baselines)
     run = _Run(source, data, original, prepared, work, settings, runtime, repeats, trust,
                {"distill": distill, "holdout_size": holdout_size, "method": method, "allow_slower": allow_slower},
-               stage, tuple(callbacks), on_step, on_event, warn, model_sha=_sha256(source), data_key=_data_key(data))
+               stage, tuple(callbacks), on_step, on_event, warn, model_sha=_sha256(source), data_key=_data_key(data),
+               lowrank=lowrank)
     work.mkdir(exist_ok=True)
     rows = candidates(budgets, methods)
     log(f"tradeoffs {source}: {len(rows)} candidates ({', '.join(c.name for c in rows)}), fine-tuned up to "

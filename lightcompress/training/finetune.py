@@ -186,18 +186,29 @@ def _in_memory(data: Dataset, settings, teacher, where):
     return fit, steps_per_epoch
 
 
-@dataclass
-class Teacher:
-    """Distillation from ``model``: a mix of hard labels (weight ``alpha``) and its outputs
-    softened at ``temperature`` (see ``distill``)."""
+@dataclass(frozen=True)
+class Distillation:
+    """How a student learns from a teacher: a mix of hard labels (weight ``alpha``) and the
+    teacher's outputs softened at ``temperature`` (see ``distill``). Checked once, when made."""
 
-    model: object
     alpha: float = distill.DEFAULT_ALPHA
     temperature: float = distill.DEFAULT_TEMPERATURE
 
     def __post_init__(self):
         number("alpha", self.alpha, 0, 1, example=str(distill.DEFAULT_ALPHA))
         number("temperature", self.temperature, 0.05, 100, example=str(distill.DEFAULT_TEMPERATURE))
+
+
+@dataclass
+class Teacher:
+    """Distillation from ``model`` (see ``Distillation``)."""
+
+    model: object
+    alpha: float = distill.DEFAULT_ALPHA
+    temperature: float = distill.DEFAULT_TEMPERATURE
+
+    def __post_init__(self):
+        Distillation(self.alpha, self.temperature)
 
 
 def compile_for_training(model, kind, settings: FitSettings, steps, teacher: Teacher | None = None):

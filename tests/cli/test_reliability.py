@@ -448,11 +448,48 @@ def test_compress_checks_each_setting_once(small, tmp_path, monkeypatch):
             made[name] = made.get(name, 0) + 1
             check(self)
         monkeypatch.setattr(cls, "__post_init__", counted)
+    lookups = _count_method_lookups(monkeypatch)
     result = runner.invoke(app, ["compress", str(path), "-d", str(data), "--target-params", "0.6", "--epochs", "1",
                                  "--allow-slower", "--no-cache", "--runtime", "keras", "--holdout", "8",
                                  "-o", str(tmp_path / "c.keras"), "--json"])
     assert result.exit_code == 0, result.output
     assert made == {"CompressGoal": 1, "Runtime": 1, "FitSettings": 1}
+    assert lookups == ["data-aware"]  # the method resolved once, then passed down as an object
+
+
+class _Lookups(dict):
+    """The method registry, recording each look-up by name."""
+
+    def __init__(self, methods, seen):
+        super().__init__(methods)
+        self.seen = seen
+
+    def get(self, name, default=None):
+        self.seen.append(name)
+        return super().get(name, default)
+
+
+def _count_method_lookups(monkeypatch) -> list:
+    from lightcompress.factorization.methods import base
+
+    seen = []
+    monkeypatch.setattr(base, "_METHODS", _Lookups(base._METHODS, seen))
+    return seen
+
+
+@pytest.mark.parametrize("args, method", [
+    (["--rank", "2", "--method", "svd"], "svd"),
+    (["--rank", "2"], "svd"),  # no data set: the default, resolved once too
+    (["--rank", "2", "--method", "data-aware", "-d", "{data}"], "data-aware"),
+    (["--target-params", "0.6", "-d", "{data}", "--method", "data-aware+bias"], "data-aware+bias"),
+])
+def test_convert_resolves_the_method_once(small, tmp_path, monkeypatch, args, method):
+    path, data = small
+    lookups = _count_method_lookups(monkeypatch)
+    result = runner.invoke(app, ["convert", str(path), *[a.format(data=data) for a in args],
+                                 "-o", str(tmp_path / "c.keras"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert lookups == [method]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -15,6 +15,7 @@ from lightcompress.deploy import export, latency, runtimes
 from lightcompress.deploy.timing import ONNX_INSTALL, Runtime, missing_modules
 from lightcompress.errors import LightCompressError, OptionError
 from lightcompress.planning import LayerFilter
+from lightcompress.flows.compress import CompressSettings
 
 runner = CliRunner()
 
@@ -140,20 +141,19 @@ def test_compress_export_litert_int8_plans_in_litert_int8_unless_runtime_is_give
     np.savez(data, x_train=x[:20], y_train=np.arange(20) % 4, x_test=x[20:], y_test=np.arange(10) % 4)
     planned = []
 
-    def stop(*args, runtime=None, **kwargs):
-        planned.append(runtime)
+    def stop(model, prepared, settings, **kwargs):
+        planned.append(settings.runtime)
         raise LightCompressError("stopped before any work")
 
     monkeypatch.setattr(flow, "compress", stop)  # the flow: compress_file's choice
     for given, export_as, expected in [(None, "litert-int8", "litert-int8"), ("keras", "litert-int8", "keras"),
                                        (None, "litert", "litert"), (None, None, "litert")]:
         with pytest.raises(LightCompressError, match="stopped"):
-            flow.compress_file(path, tmp_path / "c.keras", target_params=0.5, runtime=given, export=export_as,
-                               data=DataSpec(str(data)), force=True)
+            flow.compress_file(path, tmp_path / "c.keras", CompressSettings.make(target_params=0.5, runtime=given, export=export_as), data=DataSpec(str(data)), force=True)
         assert planned[-1].name == expected, (given, export_as)
 
-    def stop_cli(*args, runtime=None, **kwargs):
-        planned.append(runtime)
+    def stop_cli(model, output, settings, **kwargs):
+        planned.append(settings.runtime)
         raise LightCompressError("stopped before any work")
 
     monkeypatch.setattr(flows, "compress_file", stop_cli)  # the command: the runtime it makes

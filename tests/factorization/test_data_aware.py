@@ -16,6 +16,7 @@ from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
 from lightcompress.layers.conv2d import CONV2D, lower_light_conv2d
 from lightcompress.planning import FixedRank, LayerFilter, TargetParams, make_plan
+from lightcompress.flows.compress import CompressSettings
 
 
 def _low_rank_inputs(rng, n=40, samples=4000, rank=6):
@@ -251,9 +252,7 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     convert(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"), test, calibration_x=picked)
     from lightcompress.training.finetune import FitSettings
 
-    compression.compress(model, prepared, target_params=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
-                         settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False,
-                         calibration_samples=100, allow_slower=True)  # no latency profile: it reads no images
+    compression.compress(model, prepared, CompressSettings.make(target_params=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"), settings=FitSettings(epochs=1, batch_size=32), holdout_size=20, use_cache=False, calibration_samples=100, allow_slower=True))  # no latency profile: it reads no images
     assert seen and all(x.max() < 0.5 for x in seen)
 
 

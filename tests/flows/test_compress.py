@@ -14,6 +14,7 @@ from lightcompress.errors import LightCompressError
 from lightcompress.planning import LayerFilter
 from lightcompress.planning.allocate import allocate, choose
 from lightcompress.cli import app
+from lightcompress.flows.compress import CompressSettings
 from tests.models import policy
 from lightcompress.planning.sensitivity import LayerSensitivity, Option, Sensitivity, analyse, ladder
 
@@ -225,9 +226,7 @@ def test_max_drop_searches_for_the_smallest_model_within_the_limit(digits_setup,
     from lightcompress.flows.compress import compress
     model, prepared, _, _ = digits_setup
     settings = finetune.FitSettings(epochs=1, learning_rate=3e-3)  # any accuracy passes max_drop=100
-    lenient = compress(model, prepared, max_drop=100.0, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
-                       holdout_size=200, cache_dir=tmp_path, settings=settings, trials=2,
-                       allow_slower=True)  # the search, not the latency guard (tests/deploy/test_latency.py)
+    lenient = compress(model, prepared, CompressSettings.make(max_drop=100.0, layer_filter=LayerFilter(min_params=0, conv_mode="channel"), holdout_size=200, cache_dir=tmp_path, settings=settings, trials=2, allow_slower=True))  # the search, not the latency guard (tests/deploy/test_latency.py)
     assert [t.passed for t in lenient.trials] == [True, True]
     assert [t.target for t in lenient.trials] == [0.25, 0.125]  # halves while it passes
     assert lenient.target == 0.125 and lenient.model.count_params() <= 0.125 * model.count_params() * 1.02
@@ -249,8 +248,7 @@ def test_max_drop_says_when_no_budget_fits(digits_setup, tmp_path, monkeypatch):
     monkeypatch.setattr(compress_module, "evaluate", judged)
     with pytest.raises(Exception, match=r"no budget tried kept the accuracy drop within 0.5 points on the held-out "
                                         r"slice \(smallest drop 40.00 points, keeping 0.25 of the params\); allow"):
-        compress_module.compress(model, prepared, max_drop=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
-                                 holdout_size=200, cache_dir=tmp_path, trials=2)
+        compress_module.compress(model, prepared, CompressSettings.make(max_drop=0.5, layer_filter=LayerFilter(min_params=0, conv_mode="channel"), holdout_size=200, cache_dir=tmp_path, trials=2))
     assert len(calls) == 3  # the original, then one per trial (0.25, then 0.625)
 
 
@@ -329,9 +327,7 @@ def test_on_several_hosts_only_process_0_writes_what_compress_makes(tmp_path, mo
 
     source = _digits_model(tmp_path / "d.keras")
     monkeypatch.setattr(distribute, "process", lambda: (1, 2))
-    out = compress_file(source, tmp_path / "c.keras", target_params=0.5, data=data.DataSpec("digits"),
-                        runtime="keras", allow_slower=True, use_cache=False, holdout_size=100, repeats=3,
-                        settings=finetune.FitSettings(epochs=1), export="keras")
+    out = compress_file(source, tmp_path / "c.keras", CompressSettings.make(target_params=0.5, runtime="keras", allow_slower=True, use_cache=False, holdout_size=100, settings=finetune.FitSettings(epochs=1), export="keras"), data=data.DataSpec("digits"), repeats=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.keras"]
     assert out["written_by"] == "process 0 of 2" and out["compare"]["models"][1]["params"] < out["compare"]["models"][0]["params"]
 
@@ -356,8 +352,7 @@ def test_compress_defaults_to_an_epoch_budget_with_early_stopping(tmp_path, monk
     prepared = data.prepare(data.load_dataset("digits"), model)
     for target in (0.5, 0.05):
         with pytest.raises(KeyboardInterrupt):
-            flow.compress(model, prepared, target_params=target, runtime="keras", allow_slower=True, use_cache=False,
-                          holdout_size=100)
+            flow.compress(model, prepared, CompressSettings.make(target_params=target, runtime="keras", allow_slower=True, use_cache=False, holdout_size=100))
     assert seen[0].epochs == defaults.DEFAULT_COMPRESS_EPOCHS > defaults.DEFAULT_EPOCHS
     assert seen[1].epochs == defaults.MOST_COMPRESS_EPOCHS == 15  # 20x: the budget grows with the factor
     assert seen[0].learning_rate == defaults.DEFAULT_LEARNING_RATE < seen[1].learning_rate == 3e-3

@@ -42,7 +42,7 @@ def _spy_on_compress(monkeypatch, interrupt_at=None):
     calls, real = [], flow.compress
 
     def spy(*args, **kwargs):
-        calls.append(kwargs["target_params"])
+        calls.append(args[2].goal.target_params)
         if len(calls) == interrupt_at:
             raise KeyboardInterrupt
         return real(*args, **kwargs)

@@ -12,6 +12,7 @@ from lightcompress.errors import OptionError
 from lightcompress.factorization.candidates import layer_stats
 from lightcompress.planning import LayerFilter, sensitivity
 from lightcompress.training.finetune import FitSettings
+from lightcompress.flows.compress import CompressSettings
 
 compress_flow = importlib.import_module("lightcompress.flows.compress")  # the module (flows.compress is the verb)
 
@@ -29,10 +30,7 @@ def test_compress_error_allocation_plans_without_evaluating_a_model(digits, monk
     model, prepared = digits
     monkeypatch.setattr(sensitivity, "evaluate", lambda *a, **k: pytest.fail("the sensitivity evaluation ran"))
     monkeypatch.setattr(compress_flow, "analyse", lambda *a, **k: pytest.fail("the sensitivity analysis ran"))
-    result = compress_flow.compress(model, prepared, **goal, allocation="error", allow_slower=True, use_cache=False,
-                                    holdout_size=100, calibration_samples=64,
-                                    layer_filter=LayerFilter(min_params=0, conv_mode="channel"),
-                                    settings=FitSettings(epochs=1))
+    result = compress_flow.compress(model, prepared, CompressSettings.make(**goal, allocation="error", allow_slower=True, use_cache=False, holdout_size=100, calibration_samples=64, layer_filter=LayerFilter(min_params=0, conv_mode="channel"), settings=FitSettings(epochs=1)))
     (name, target), = goal.items()
     metric = name[len("target_"):]
     assert result.sensitivity is None and result.allocation == "error"
@@ -48,4 +46,4 @@ def test_compress_error_allocation_plans_without_evaluating_a_model(digits, monk
 def test_compress_refuses_an_unknown_allocation(digits):
     model, prepared = digits
     with pytest.raises(OptionError, match=r"allocation='best' is unknown; use one of sensitivity, error\."):
-        compress_flow.compress(model, prepared, target_params=0.5, allocation="best")
+        compress_flow.compress(model, prepared, CompressSettings.make(target_params=0.5, allocation="best"))

@@ -7,7 +7,7 @@ import pytest
 from lightcompress.data import memory
 from lightcompress.data import sets as data
 from lightcompress.errors import LightCompressError
-from lightcompress.flows.compress import compress
+from lightcompress.flows.compress import CompressSettings, compress
 from lightcompress.training import finetune
 from lightcompress.training.evaluation import evaluate
 
@@ -56,6 +56,5 @@ def test_early_stopping_never_reads_test_images(guarded):
 @pytest.mark.slow  # a whole compress (~8 s); .ci/run runs -m slow
 def test_compress_never_reads_test_images(guarded):
     model, prepared = guarded
-    result = compress(model, prepared, target_params=0.5, settings=finetune.FitSettings(epochs=1, batch_size=128),
-                      runtime="keras", holdout_size=200, use_cache=False, layer_filter=None)
+    result = compress(model, prepared, CompressSettings.make(target_params=0.5, settings=finetune.FitSettings(epochs=1, batch_size=128), runtime="keras", holdout_size=200, use_cache=False, layer_filter=None))
     assert result.model.count_params() <= 0.5 * model.count_params()
