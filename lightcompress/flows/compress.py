@@ -34,6 +34,7 @@ from ..defaults import (ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRAT
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import candidates
 from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse
+from ..planning.costs import timed
 from ..validation import whole as check_whole
 
 from ..training import distribute
@@ -154,7 +155,7 @@ class CompressSettings:
 
     ``method``: a ``methods.Method``; ``runtime``: a ``Runtime``; ``fit``: the ``FitSettings`` of
     fine-tuning; ``distillation``: a ``Distillation`` (None: the hard labels alone); ``export``:
-    (target, quantisation) of ``compress --export`` (it picks the planning runtime), or None."""
+    (target, quantisation) of ``export=`` (it picks the planning runtime), or None."""
 
     goal: CompressGoal
     method: object
@@ -242,7 +243,7 @@ def compress(model, prepared: Dataset, settings: CompressSettings, *, callbacks=
     if not chosen:
         raise LightCompressError("no layer can be factorised (the report lists each layer's reason); nothing to compress.")
     profile = None
-    if goal.metric == "latency" or not allow_slower:
+    if timed(goal.metric) or not allow_slower:
         profile = latency.profile(model, layer_filter, settings.runtime, multiple, cache_dir=(
             None if cache_dir is None else Path(cache_dir) / "latency"), use_cache=settings.use_cache, on_step=on_step,
             warn=warn)
@@ -271,7 +272,7 @@ def compress(model, prepared: Dataset, settings: CompressSettings, *, callbacks=
     if goal.metric is not None:
         metric, target = goal.metric, goal.target
         new_model, plan = build(target, metric)
-        if metric == "latency":
+        if timed(metric):
             new_model, plan = meet_measured_latency(model, new_model, plan, target, build, settings.runtime)
         fit = _tune(new_model, train, settings.fit, teacher, callbacks)
         return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats,
@@ -395,6 +396,6 @@ def check_export(export):
 
 
 def export_output(export, keras_target, force, source) -> Path:
-    """Where ``compress --export`` writes: beside the compressed model, checked before any work."""
+    """Where ``compress_file`` writes ``settings.export``: beside the compressed model, checked before any work."""
     fmt, quantize = export
     return ex.check_output(ex.default_output(keras_target, fmt, quantize), fmt, force=force, inputs=[source])

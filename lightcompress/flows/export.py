@@ -1,5 +1,5 @@
 """The ``export`` flow: lower, write, verify in the artefact's own runtime; on a model in memory
-(``export_loaded``, what ``compress --export`` uses) or on a file (``export_file``)."""
+(``export_loaded``, what ``compress_file`` uses for ``settings.export``) or on a file (``export_file``)."""
 
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def export_loaded(net, prepared: Dataset | None, fmt, target: Path, *, quantize=
                   stage=no_progress) -> ex.ExportResult:
     """Write ``net`` to ``target`` as ``fmt`` and verify it: on the test images of ``prepared``
     (and their accuracy), else on random inputs. int8 calibrates on ``calibration`` training
-    images of ``prepared`` (the draw ``compare --int8`` makes, never test images)."""
+    images of ``prepared`` (the draw ``compare_int8`` makes, never test images)."""
     x = y = where = None
     if prepared is not None:
         (x, y), where = prepared.arrays("test"), f"test images of {prepared.name}"

@@ -7,6 +7,12 @@ from __future__ import annotations
 from ..factorization.candidates import layer_stats
 
 
+def timed(metric) -> bool:
+    """Whether a budget in ``metric`` is timed in a runtime (latency) rather than counted from the
+    model (params, MACs): planned from per-layer times, then measured whole."""
+    return metric == "latency"
+
+
 def whole_cost(model, metric, profile=None) -> float:
     """``model``'s params, MACs per example (layers whose MACs are not counted count 0), or
     measured batch-1 latency (ms, ``profile.model_ms``), for ``metric`` "params", "macs" or

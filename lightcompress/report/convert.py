@@ -50,7 +50,7 @@ BUDGET_UNITS = {"params": "params", "macs": "MACs", "latency": "latency"}
 def budget_line(b) -> str:
     """What a budgeted plan keeps of the original's cost against its target: "MACs: 0.497 of the
     original's (target 0.5)"; for latency, planned from the per-layer times and measured whole."""
-    if b["metric"] != "latency":
+    if b.get("runtime") is None:  # counted from the model (params, MACs), not timed in a runtime
         return f"{BUDGET_UNITS[b['metric']]}: {b['planned']:.3f} of the original's (target {b['target']:g})"
     aimed = f", aimed at {b['aimed']:.3f}" if b.get("aimed") is not None else ""
     measured = (f", {b['measured']:.3f} measured whole" if b.get("measured") is not None else "")

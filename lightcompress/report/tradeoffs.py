@@ -8,6 +8,9 @@ from pathlib import Path
 from .render import SCHEMA_VERSION, Section, num, significant, size, time_unit, times_factor
 
 FRONTS = {"size": "file_bytes", "latency": "latency_batch_1"}
+FRONT_COSTS = {"size": lambda entry: entry["file_bytes"],
+               "latency": lambda entry: entry["latency"][0]["median_ms"] / entry["original_latency"][0]["median_ms"]}
+FRONT_WORDS = {"size": "the file size", "latency": "the batch-1 latency"}
 
 
 def measured(entry) -> bool:
@@ -17,9 +20,7 @@ def measured(entry) -> bool:
 def cost(entry, front) -> float:
     """File bytes, or the batch-1 latency as a fraction of the original's timed beside it, of a
     measured entry."""
-    if front == "latency":
-        return entry["latency"][0]["median_ms"] / entry["original_latency"][0]["median_ms"]
-    return entry["file_bytes"]
+    return FRONT_COSTS[front](entry)
 
 
 def pareto(points) -> list:
@@ -57,8 +58,7 @@ def recommend(entries, max_drop) -> dict:
 
     def said(e, front):
         ratio = times_factor(cost(e, front), cost(base, front))
-        what = "the file size" if front == "size" else "the batch-1 latency"
-        return f"{e['accuracy']:.4f}, {ratio} {what}"
+        return f"{e['accuracy']:.4f}, {ratio} {FRONT_WORDS[front]}"
 
     if smallest is fastest and faster:
         text = (f"Recommended: {smallest['name']}, the smallest and the fastest candidate {within}: "
