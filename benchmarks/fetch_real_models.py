@@ -5,6 +5,9 @@ where the tests look (``<repo>/real_models/``, git-ignored; ``tests/conftest.py`
     python benchmarks/fetch_real_models.py                       # every model in URLS
     python benchmarks/fetch_real_models.py --url fmnist_cnn_keras2.h5=file:///tmp/copy.h5
     python benchmarks/fetch_real_models.py --dest /elsewhere fmnist_cnn_keras3.h5
+    python benchmarks/fetch_real_models.py --from /media/copies   # offline: a folder you filled
+
+It needs the network unless --from (or a file:// --url) names copies already on this machine.
 
 A download whose sha256 is not the pinned one is refused in one line (exit 1) and not kept: it is
 written to a temporary file beside the destination and renamed only once its hash matches.
@@ -77,7 +80,10 @@ def fetch(name: str, url: str, dest: Path, timeout: float = 60.0) -> Path:
         os.replace(tmp, target)
         return target
     except OSError as err:  # URLError is an OSError
-        raise FetchError(f"{name}: cannot download {url}: {getattr(err, 'reason', err)}") from None
+        offline = "" if url.startswith("file:") else (
+            "; this script needs the network (or run it with --from FOLDER holding copies of the files, "
+            "or --url NAME=file:///path/to/copy)")
+        raise FetchError(f"{name}: cannot download {url}: {getattr(err, 'reason', err)}{offline}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -89,8 +95,15 @@ def main(argv=None) -> int:
     parser.add_argument("--dest", type=Path, default=DEST, help="folder to put them in (default: real_models/)")
     parser.add_argument("--url", action="append", default=[], metavar="NAME=URL",
                         help="download NAME from URL instead of the table (repeatable; file:// works)")
+    parser.add_argument("--from", dest="source", type=Path, default=None, metavar="FOLDER",
+                        help="offline: take each file from FOLDER (copies you made), checked against its sha256")
     args = parser.parse_args(argv)
     urls = dict(URLS)
+    if args.source is not None:
+        if not args.source.is_dir():
+            print(f"error: --from {args.source} is not a folder", file=sys.stderr)
+            return 2
+        urls.update({name: (args.source / name).resolve().as_uri() for name in SHA256})
     for item in args.url:
         name, sep, url = item.partition("=")
         if not sep or not url:

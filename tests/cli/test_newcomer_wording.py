@@ -187,6 +187,24 @@ def test_fetch_real_models_checks_sha256(tmp_path, capsys):
     assert "/real_models/" in (REPO / ".gitignore").read_text()
 
 
+def test_fetch_real_models_offline_says_what_it_needs_and_reads_a_folder(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("fetch_real_models", REPO / "benchmarks" / "fetch_real_models.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "m.h5").write_bytes(b"a model")
+    fetch.SHA256 = {"m.h5": fetch.sha256_of(copies / "m.h5")}
+    # an address no network answers: one line that says the network is needed and the way round it
+    fetch.URLS = {"m.h5": "http://unreachable.invalid/m.h5"}
+    assert fetch.main(["--dest", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the network" in err[0] and "--from FOLDER" in err[0]
+    assert fetch.main(["--dest", str(tmp_path / "b"), "--from", str(copies)]) == 0
+    assert (tmp_path / "b" / "m.h5").read_bytes() == b"a model"
+    assert fetch.main(["--from", str(tmp_path / "none")]) == 2
+
+
 def test_help_paragraphs_flow_to_the_terminal_width():
     """Typer keeps a docstring's single line breaks, so at 80 columns every source line of a
     command's description ended ragged; each paragraph is one line for the terminal to wrap, and
