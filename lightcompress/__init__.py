@@ -345,31 +345,27 @@ def evaluate(model, data=None, *, trust=False, verbose=1):
     return result
 
 
-def export(model, path, *, format="litert", quantize="none", data=None, int8_io=False, force=False):
+def export(model, path, *, format="litert", quantize="none", data=None, int8_io=False, force=False,
+           calibration=None, threads=2):
     """Write ``model`` (a model or a model file) as ``format`` (a registered export target:
     ``lightcompress.deploy.targets.choices()``) to ``path`` with its LightLayers lowered to standard
-    layers, and verify the artefact in its own runtime (on the test images of ``data`` when given,
-    else on random inputs). ``quantize``: "none" or one of the target's ``quantizations`` (int8
-    calibrates on training images of ``data``). Returns an ``ExportResult``.
+    layers, and verify the artefact in its own runtime: on the test images of ``data`` when given
+    (with its accuracy beside the model's), else on random inputs. ``quantize``: "none" or one of
+    the target's ``quantizations`` (int8 calibrates on ``calibration`` training images of
+    ``data``, the draw ``compare`` makes). ``threads``: of the runtime's latency figure. The
+    ``export`` command's flow (``flows.export``). Returns an ``ExportResult``.
     """
     _keras()
     from .deploy import export as ex
-    from .errors import OptionError
+    from .flows.export import check_options, export_loaded
 
-    fmt = ex.check_settings(format, quantize, int8_io)
-    if quantize == "int8" and data is None:
-        raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
-    net = _model(model)
-    opened = None if data is None else _data_for(net, data)
-    x = y = source = None
-    if opened is not None:
-        from .flows.common import test_images
-
-        x, source = test_images(opened), f"test images of {opened.name}"
+    fmt, count = check_options(format, quantize, int8_io, data, calibration, threads)
     inputs = [model] if isinstance(model, (str, os.PathLike)) else []
     target = ex.check_output(path, fmt, force=force, inputs=inputs)
-    return ex.export_model(net, target, fmt, quantize, calibration=opened if quantize == "int8" else None,
-                           int8_io=int8_io, x=x, y=y, source=source, force=force, inputs=inputs)
+    net = _model(model)
+    opened = None if data is None else _data_for(net, data)
+    return export_loaded(net, opened, fmt, target, quantize=quantize, int8_io=int8_io, calibration=count,
+                         threads=threads, force=force, inputs=inputs)
 
 
 def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, threads=2, trust=False) -> dict:

@@ -42,3 +42,19 @@ def test_export_int8_writes_the_file_compare_int8_times(tmp_path, monkeypatch):
         pass
     int8_files = [sha for calibrated, sha in written if calibrated]
     assert len(int8_files) == 2 and set(int8_files) == {_sha(tmp_path / "m.int8.tflite")}
+
+
+def test_the_export_verb_is_the_command_flow_with_accuracy(tmp_path):
+    """``lightcompress.export`` runs the ``export`` command's flow: with a data set it verifies on
+    its test images with their labels (the accuracy the command reports), int8 on the same draw."""
+    import lightcompress
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.save(tmp_path / "m.keras")
+    verb = lightcompress.export(model, tmp_path / "verb.tflite", quantize="int8", data="digits")
+    command = export_flow.export_file(tmp_path / "m.keras", "litert", tmp_path / "command.tflite", quantize="int8",
+                                      data=DataSpec("digits"))
+    assert verb.verification.accuracy is not None and verb.verification.examples == command["verification"]["examples"]
+    assert verb.verification.accuracy == command["verification"]["accuracy"]
+    assert _sha(tmp_path / "verb.tflite") == _sha(tmp_path / "command.tflite")
