@@ -23,18 +23,8 @@ def command(
     """
     from .. import flows
     from .. import report
-    from ..data.sets import required
-    from ..training.devices import device_name
-    from ..training.evaluation import evaluate
 
     o.check_form(common.json_out, common.markdown_out)
-    spec = required(data.spec(train_limit=1))  # checked before any work
-    stage = o.spinner(o.stderr())
-    with stage(f"loading {model}"):
-        net = flows.load_any(model, trust=common.trust_model)
-    with stage(f"loading data set {spec.name}"):
-        prepared = flows.load_data_for(net, spec, stream=True)
-    with stage("evaluating"):
-        result = evaluate(net, prepared)  # a stream is read batch by batch
-    out = report.evaluation_dict(model, prepared, result, getattr(net, "runtime", None) or device_name())
+    spec = data.spec(train_limit=1)  # the test images only
+    out = flows.evaluate_file(model, spec, trust=common.trust_model, stage=o.spinner(o.stderr()))
     o.emit(out, report.evaluation_sections, common.json_out, common.markdown_out)

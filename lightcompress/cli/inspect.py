@@ -37,63 +37,22 @@ def command(
 
     Example: lightcompress inspect model.h5 --plot spectra.png
     """
-    from ..io import models as model_io
     from .. import flows
     from .. import report
-    from ..data.sets import required
-    from ..errors import OptionError
-    from ..validation import whole
+    from ..io import models as model_io
 
     o.check_form(common.json_out, common.markdown_out)
-    whole("holdout", holdout, 1)
     spec = data.optional()
-    if sensitivity:
-        required(spec)
-    if conv_mode == o.ConvMode.auto:
-        raise OptionError("inspect takes --conv-mode channel or spatial (auto picks per rank, not here).")
     where = o.runtime(runtime, threads) if latency else None
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=[model], suffixes=(".png",))
-    stage = o.spinner(o.stderr())
-    with stage(f"loading {model}"):
-        net = model_io.load_model(model, trust=common.trust_model)
-    with stage("spectra"):
-        out = flows.inspect_model(net, model, conv_mode.value, on_step=stage.step)
-    sections = report.inspect_sections
-    if spec is not None:
-        from ..data.open import open_for_model
-        from ..planning import read_plan
-
-        with stage("calibrating: weight and output errors"):
-            chosen = read_plan(net, plan) if plan is not None else None
-            out["errors"] = flows.layer_errors(net, open_for_model(net, spec), conv_mode.value,
-                                                  chosen)
-
-        def sections(d, base=sections):
-            return base(d) + report.errors_sections(d["errors"])
-    elif plan is not None:
-        raise OptionError("plan=... shows errors on calibration images; give data=NAME (a data set) too.")
-    if sensitivity:
-        with stage("sensitivity analysis"):
-            out["sensitivity"] = flows.sensitivity_of(net, spec, holdout, conv_mode.value,
-                                                           use_cache=not no_cache)
-
-        def sections(d, base=sections):
-            return base(d) + report.sensitivity_sections(d["sensitivity"])
-    if latency:
-        from ..deploy import latency as lat
-        from ..planning import LayerFilter
-
-        with stage("timing layers"):
-            prof = lat.profile(net, LayerFilter(conv_mode="auto"), where, use_cache=not no_cache)
-        out["latency"] = report.profile_dict(prof)
-
-        def sections(d, before=sections):
-            return before(d) + report.latency_sections(d["latency"])
+    out = flows.inspect_file(model, conv_mode=conv_mode.value, data=spec, plan_file=plan, sensitivity=sensitivity,
+                             holdout=holdout, runtime=where, use_cache=not no_cache, trust=common.trust_model,
+                             stage=o.spinner(o.stderr()))
     if plot:
         from ..report.plots import inspect_plot
 
         inspect_plot(out, plot, force=force)
-    o.emit(out, sections, common.json_out, common.markdown_out)
+    o.emit(out, report.inspect_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot)

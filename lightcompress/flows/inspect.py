@@ -4,10 +4,52 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+
 from ..factorization import candidates as analyze
 from .. import report
-from ..data.sets import DataSpec
+from ..data.sets import DataSpec, required
 from ..data.open import open_for_model
+from ..errors import OptionError
+from ..io import models as model_io
+from ..validation import whole
+from .common import no_progress
+
+
+def inspect_file(path, *, conv_mode="channel", data: DataSpec | None = None, plan_file=None, sensitivity=False,
+                 holdout=1000, runtime=None, use_cache=True, trust=False, stage=no_progress) -> dict:
+    """The `inspect` report of the model in ``path``: params, MACs and spectra per layer; with
+    ``data``, data-aware errors at the plan's ranks (``plan_file``) or at 95% energy; with
+    ``sensitivity``, each layer's loss per rank on ``holdout`` training images; with ``runtime``
+    (a ``Runtime``), each layer timed alone there, as it is and per rank. Changes nothing."""
+    whole("holdout", holdout, 1)
+    if conv_mode == "auto":
+        raise OptionError("conv_mode='auto' picks per rank and is not for inspect; use conv_mode='channel' or conv_mode='spatial'.")
+    if sensitivity:
+        required(data)
+    if plan_file is not None and data is None:
+        raise OptionError("plan=... shows errors on calibration images; give data=NAME (a data set) too.")
+    with stage(f"loading {path}"):
+        net = model_io.load_model(path, trust=trust)
+    with stage("spectra"):
+        out = inspect_model(net, Path(path), conv_mode, on_step=getattr(stage, "step", None))
+    if data is not None:
+        from ..planning import read_plan
+
+        with stage("calibrating: weight and output errors"):
+            chosen = read_plan(net, plan_file) if plan_file is not None else None
+            out["errors"] = layer_errors(net, open_for_model(net, data), conv_mode, chosen)
+    if sensitivity:
+        with stage("sensitivity analysis"):
+            out["sensitivity"] = sensitivity_of(net, data, holdout, conv_mode, use_cache=use_cache)
+    if runtime is not None:
+        from ..deploy import latency
+        from ..planning import LayerFilter
+
+        with stage("timing layers"):
+            profile = latency.profile(net, LayerFilter(conv_mode="auto"), runtime, use_cache=use_cache)
+        out["latency"] = report.profile_dict(profile)
+    return out
 
 
 def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:

@@ -67,7 +67,16 @@ def inspect_sections(data: dict) -> list[Section]:
                    f"({num(sp['energy_params']['0.95'])} of {num(layer['params'])} params)"
                    if r95 <= sp["break_even_rank"] else "it would not save parameters")
         table.lines.append(f"{layer['name']}: at 95% energy (rank {r95}) {verdict}")
-    return [table]
+    sections = [table]
+    if "errors" in data:
+        sections += errors_sections(data["errors"])
+    if "sensitivity" in data:
+        sections += sensitivity_sections(data["sensitivity"])
+    if "latency" in data:
+        from .compress import latency_sections
+
+        sections += latency_sections(data["latency"])
+    return sections
 
 
 def sensitivity_sections(sens: dict) -> list[Section]:
