@@ -61,14 +61,14 @@ def rebuild(model, replace) -> keras.Model:
     return new_model
 
 
-def apply_plan(model, plan, statistics=None, on_layer=None, method=None) -> keras.Model:
+def apply_plan(model, plan, statistics=None, on_layer=None, method=None, sources=None) -> keras.Model:
     """A new model in which every converted layer of ``plan`` is its LightLayer twin, its factors
     made by the plan's method (``plan.method``) from the layer's ``statistics``
     (``statistics.Statistics``); a layer without statistics gets plain SVD factors.
 
-    Plain factors come from the decompositions the plan was decided from (``plan.sources``: a
-    matrix mode's SVD, Tucker-2's bases), so no kernel is decomposed twice; each layer's work is
-    released once its twin is built.
+    Plain factors come from the decompositions the plan was decided from (``sources``, from
+    ``planning.rules.decide``: a matrix mode's SVD, Tucker-2's bases), so no kernel is decomposed
+    twice; each layer's work is released once its twin is built.
     ``on_layer(done, total, name)`` reports progress. ``method``: the plan's method already
     resolved (a ``methods.Method``), else looked up by its name."""
     method = get_method(plan.method if method is None else method)
@@ -80,7 +80,7 @@ def apply_plan(model, plan, statistics=None, on_layer=None, method=None) -> kera
         if p is None:
             continue
         if c.owner is None:
-            source = plan.sources.get(c.name)
+            source = (sources or {}).get(c.name)
             planned[id(c.layer)] = (p, source if source is not None and source.layer is c.layer else c)
         else:
             parts.setdefault(id(c.owner), {})[c.part] = (p.rank, p.mode)
@@ -110,13 +110,10 @@ def apply_plan(model, plan, statistics=None, on_layer=None, method=None) -> kera
             on_layer(len(done), len(planned), p.name)
         return twin
 
-    try:
-        return rebuild(model, replace)
-    finally:
-        plan.sources = {}  # applied: the candidates (and the layers they hold) are not kept
+    return rebuild(model, replace)
 
 
-def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, method=None):
+def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, method=None, sources=None):
     """(new model, Statistics): ``plan`` applied with factors of its method (``plan.method``)
     on the statistics it needs of inputs ``x``.
 
@@ -131,12 +128,12 @@ def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, metho
     names = [p.name for p in plan.converted]
     if not method.sequential:
         found = statistics if statistics is not None else collect(model, x, names, batch_size, needs=method.needs)
-        return apply_plan(model, plan, found, method=method), found
+        return apply_plan(model, plan, found, method=method, sources=sources), found
     moments, seconds, skipped = {}, 0.0, {}
     done = []
     for name in names:
         if done:
-            partial = replace(plan, layers=[p for p in plan.layers if p.name in done], not_considered=[], sources={})
+            partial = replace(plan, layers=[p for p in plan.layers if p.name in done], not_considered=[])
             current = apply_plan(model, partial, Statistics(dict(moments)), method=method)
             found = collect(current, x, [name], batch_size, reference=model, needs=method.needs)
         else:
@@ -147,4 +144,4 @@ def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, metho
         done.append(name)
     result = Statistics(moments, len(x[0]) if isinstance(x, (list, tuple)) else len(x), seconds,
                         "sequential", skipped)
-    return apply_plan(model, plan, result, method=method), result
+    return apply_plan(model, plan, result, method=method, sources=sources), result

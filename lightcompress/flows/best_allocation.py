@@ -15,7 +15,7 @@ import math
 from .. import defaults
 from ..defaults import CONVERT_ALLOCATION_CHOICES
 from ..errors import OptionError, RankError
-from ..planning import LayerFilter, TargetMacs, TargetParams, allocate, analyse, make_plan
+from ..planning import LayerFilter, TargetMacs, TargetParams, allocate, analyse, decide
 from ..planning.sensitivity import LADDER
 from ..training.evaluation import divergence, evaluate, output_kind
 from .common import factorisable, macs_per_example
@@ -54,12 +54,12 @@ def applies(rule, allocation) -> bool:
 def best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation="both", on_step=None):
     """(new model, plan) for the budget ``rule``: the ``allocation`` asked for ("sensitivity",
     or "both": the one of the two whose outputs on ``judge`` are closer to ``model``'s), each
-    plan built by ``build(plan) -> (model, plan)``. The kept plan's notes say both held-out
+    plan built by ``build(plan, sources=None) -> (model, plan)``. The kept plan's notes say both held-out
     divergences and losses."""
     sens = analyse(model, judge, layer_filter, on_step=on_step, method=method, statistics=stats)
     if allocation == "sensitivity":
         return build(allocate(model, sens, rule.fraction, rule.metric))
-    by_error = build(make_plan(model, rule, layer_filter, method, stats))
+    by_error = build(*decide(model, rule, layer_filter, method, stats))
     try:
         by_sensitivity = build(allocate(model, sens, rule.fraction, rule.metric))
     except RankError as err:  # its ladder's smallest ranks cannot meet a budget the error plan meets

@@ -263,9 +263,10 @@ def compress(model, prepared: Dataset, settings: CompressSettings, *, callbacks=
         plan = allocated(target, metric)
         if on_plan:
             on_plan(plan)
+        sources = None if found is None else by_error[metric].sources()  # the error plan's decompositions
         if stats is None:
-            return apply_plan(model, plan, method=method), plan
-        new_model, _ = calibrate_and_apply(model, plan, calib_x, method=method,
+            return apply_plan(model, plan, method=method, sources=sources), plan
+        new_model, _ = calibrate_and_apply(model, plan, calib_x, method=method, sources=sources,
                                            statistics=None if method.sequential else stats)
         return new_model, plan
 

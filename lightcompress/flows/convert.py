@@ -21,7 +21,7 @@ from ..deploy.timing import Runtime
 from ..errors import OptionError, UnsupportedModelError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
-from ..planning import LayerFilter, Plan, TargetLatency, make_plan, read_plan
+from ..planning import LayerFilter, Plan, TargetLatency, decide, read_plan
 from ..training.evaluation import OutputDifference, output_difference
 from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example,
                      no_progress, test_images)
@@ -255,11 +255,11 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
     seconds = None
 
-    def build(plan):
+    def build(plan, sources=None):
         nonlocal seconds
         if stats is None:
-            return apply_plan(model, plan, method=method), plan
-        new_model, used = calibrate_and_apply(model, plan, calibration_x, method=method,
+            return apply_plan(model, plan, method=method, sources=sources), plan
+        new_model, used = calibrate_and_apply(model, plan, calibration_x, method=method, sources=sources,
                                               statistics=None if method.sequential else stats)
         seconds = (seconds or stats.seconds) + (used.seconds if method.sequential else 0.0)
         return new_model, plan
@@ -270,13 +270,13 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         new_model, plan = best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation,
                                           on_step)
     else:
-        new_model, plan = build(make_plan(model, rule, layer_filter, method, stats))
+        new_model, plan = build(*decide(model, rule, layer_filter, method, stats))
     if not plan.converted:
         refuse_converted(model)
     if isinstance(rule, TargetLatency):
         new_model, plan = meet_measured_latency(
             model, new_model, plan, rule.fraction,
-            lambda aim, _: build(make_plan(model, replace(rule, fraction=aim), layer_filter, method, stats)),
+            lambda aim, _: build(*decide(model, replace(rule, fraction=aim), layer_filter, method, stats)),
             Runtime(rule.profile.runtime, rule.profile.threads))
     if x is None and sizes.unknown is None:
         x = model_inputs_like(model, random_batch(model), sizes=sizes, named=True)

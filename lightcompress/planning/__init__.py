@@ -14,11 +14,12 @@ from .rules import (
     TargetLatency,
     TargetMacs,
     TargetParams,
+    decide,
     make_plan,
     rank_rule,
 )
 from .sensitivity import Sensitivity, analyse
 
 __all__ = ["LayerFilter", "FixedRank", "Energy", "Ratio", "TargetParams", "TargetMacs", "TargetLatency",
-           "rank_rule", "make_plan", "Plan", "LayerPlan", "plan_from_dict", "read_plan", "write_plan", "Sensitivity",
+           "rank_rule", "make_plan", "decide", "Plan", "LayerPlan", "plan_from_dict", "read_plan", "write_plan", "Sensitivity",
            "analyse", "allocate", "ErrorAllocation"]

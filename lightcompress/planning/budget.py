@@ -139,6 +139,11 @@ class ErrorAllocation:
         self.fixed = max(0.0, whole - in_tables)  # what the layers left as they are cost
         self.whole = max(whole, in_tables)  # layers timed alone may add up to more than the whole model
 
+    def sources(self) -> dict:
+        """{layer name: candidate} its plans were decided from: applying a plan with them
+        (``apply_plan(..., sources=)``) reuses their decompositions."""
+        return {c.name: c for c in self.found}
+
     def plan(self, fraction, policy, method="svd", option="target_params") -> Plan:
         """The plan keeping about ``fraction`` of the cost (``option``: the name errors give it);
         ``plan.budget`` says what it is predicted to keep."""
@@ -155,8 +160,7 @@ class ErrorAllocation:
                 + "a lower min_params so more layers are converted")
         choice = spend(self.tables, budget - self.fixed, self.metric)
         picked = {ls.name: (ls, ls.options[i]) for ls, i in zip(self.tables, choice)}
-        plan = Plan(policy=policy, method=method, not_considered=not_considered(self.model),
-                    sources={c.name: c for c in self.found})
+        plan = Plan(policy=policy, method=method, not_considered=not_considered(self.model))
         if self.metric == "latency" and self.whole_model:
             plan.notes.append(speed_bound_note(self.profile.runtime, self.whole, self.fixed, self.tables, choice))
         if self.removed:

@@ -44,9 +44,6 @@ class Plan:
     not_considered: list = field(default_factory=list)
     # what the report says about how the plan was decided (the budget used, what a guard removed)
     notes: list = field(default_factory=list)
-    # {name: analyze.Candidate} the plan was decided from: applying it reuses their decompositions
-    # (not saved; empty for a plan built by hand)
-    sources: dict = field(default_factory=dict, repr=False, compare=False)
     # a plan sized for a whole-model budget: {"metric", "target", "planned"} (fractions of the
     # original's cost), with "runtime" and, once the converted model is timed, "measured" for a
     # latency budget; None for the other rules
@@ -70,12 +67,15 @@ def keep(c, reason: str) -> LayerPlan:
     return LayerPlan(c.name, c.kind, c.kernel_shape, c.params, c.params, skipped=reason)
 
 
-def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
+def factorise(c, mode: str, rank: int, note=None, measured=None) -> LayerPlan:
     """The plan for candidate ``c`` factorised at ``rank`` in ``mode``, with its cost and errors:
     ``error`` in weight space (of the factors that will be used), ``output_error`` on the
-    calibration inputs when ``c`` is calibrated; ``energy`` = 1 − error². A kernel constraint is
-    dropped (the note says so): applied to each factor it would change their product."""
-    error = c.weight_error(mode, rank)
+    calibration inputs when ``c`` is calibrated; ``energy`` = 1 − error². ``measured``: those of
+    them already known (a saved plan's), taken as they are, so the kernel is not decomposed for
+    them. A kernel constraint is dropped (the note says so): applied to each factor it would
+    change their product."""
+    measured = measured or {}
+    error = measured["error"] if "error" in measured else c.weight_error(mode, rank)
     constraint = getattr(c, "constraint", None)
     if constraint is not None:
         dropped = (f"kernel constraint {type(constraint).__name__} dropped: applied to each factor it "
@@ -89,10 +89,10 @@ def factorise(c, mode: str, rank: int, note=None) -> LayerPlan:
         params_after=c.factor_params(mode, rank) + c.bias_params,
         rank=rank,
         mode=mode,
-        energy=float(1.0 - error**2),
+        energy=measured.get("energy", float(1.0 - error**2)),
         error=error,
         note=note,
-        output_error=None if c.cov is None else c.error(mode, rank),
+        output_error=measured.get("output_error", None if c.cov is None else c.error(mode, rank)),
     )
 
 
@@ -111,7 +111,7 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
         raise LightCompressError(f"{source} has \"method\": {json.dumps(method)}, which is not a known method; use "
                                  f"one of {', '.join(known_methods())}, or a plan written by compress.")
     by_name = {c.name: c for c in candidates(model)}
-    plan = Plan(policy=str(data.get("policy", "saved plan")), method=method, sources=by_name)
+    plan = Plan(policy=str(data.get("policy", "saved plan")), method=method)
     seen = {}
     for i, entry in enumerate(data["layers"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -145,12 +145,10 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
         if not 1 <= rank <= limit:
             raise RankError(f"{where} \"rank\": {rank}, out of range for its {mode} factorisation of a "
                             f"{c.kernel_shape} kernel; use a rank from 1 to {limit}, or null to keep the layer.")
-        layer = factorise(c, mode, rank)
+        measured = {k: float(v) for k in ("energy", "error", "output_error")  # as measured when it was decided
+                    if isinstance(v := entry.get(k), (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        layer = factorise(c, mode, rank, measured=measured)
         layer.note = entry.get("note") if isinstance(entry.get("note"), str) else layer.note
-        for measured in ("energy", "error", "output_error"):  # as measured when it was decided
-            value = entry.get(measured)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                setattr(layer, measured, float(value))
         plan.layers.append(layer)
     plan.notes = [note for note in data.get("notes") or [] if isinstance(note, str)]
     plan.not_considered = [item for item in data.get("not_considered") or [] if isinstance(item, dict)]

@@ -187,6 +187,12 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None,
     made by ``method`` (a name or ``methods.Method``; default: ``resolve_method``'s). With the
     ``statistics`` the method needs (``statistics.Statistics``), errors are output errors on
     their inputs (the method's own factors')."""
+    return decide(model, rule, layer_filter, method, statistics)[0]
+
+
+def decide(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> tuple[Plan, dict]:
+    """(``make_plan``'s plan, {layer name: the candidate it was decided from}): applying the plan
+    with those (``apply_plan(..., sources=)``) reuses their decompositions."""
     from ..factorization.candidates import candidates, not_considered
     from ..factorization.methods import resolve_method
 
@@ -203,9 +209,8 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None,
     if isinstance(rule, _Budget):
         allocation = ErrorAllocation(model, found, layer_filter, rule.metric, profile=getattr(rule, "profile", None),
                                      whole_model=not isinstance(rule, Ratio))
-        return allocation.plan(rule.fraction, rule.describe(), method.name, rule.option)
+        return allocation.plan(rule.fraction, rule.describe(), method.name, rule.option), allocation.sources()
     plan = Plan(policy=rule.describe(), method=method.name, not_considered=not_considered(model))
-    plan.sources = {c.name: c for c in found}
     _, reasons = layer_filter.chosen(found)
     for c in found:
         if c.name in reasons:
@@ -215,4 +220,4 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None,
         else:
             plan.layers.append(_plan_energy(c, layer_filter.modes(c), rule.fraction, layer_filter))
         c.keep_only(plan.layers[-1].mode, plan.layers[-1].rank)  # memory: only what applying needs
-    return plan
+    return plan, {c.name: c for c in found}

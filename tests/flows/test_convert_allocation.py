@@ -90,7 +90,7 @@ def test_the_plan_closer_to_the_original_is_kept(files, monkeypatch, apart, kept
     monkeypatch.setattr(best_allocation, "divergence", lambda *a, **k: next(values))
     built = []
 
-    def build(plan):
+    def build(plan, sources=None):
         built.append(plan)
         return model, plan
 

@@ -13,7 +13,7 @@ from lightcompress.factorization.apply import apply_plan
 from lightcompress.flows.convert import convert
 from lightcompress.errors import LightCompressError
 from lightcompress.layers import LightConv2D, dense
-from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, make_plan, plan_from_dict
+from lightcompress.planning import Energy, FixedRank, LayerFilter, Ratio, decide, make_plan, plan_from_dict
 
 from ..conftest import real_model_path
 
@@ -181,7 +181,7 @@ def test_a_plan_applied_after_the_weights_changed_uses_the_new_weights():
         layer = model.get_layer(name)
         layer.kernel.assign(rng.standard_normal(tuple(layer.kernel.shape)).astype(np.float32))
     new = apply_plan(model, plan)
-    assert plan.sources == {}  # applied: the plan no longer holds the model's layers
+    assert "sources" not in vars(plan)  # a plain record: it never holds the model's layers
     for name in ("hidden", "head"):
         kernel = np.asarray(model.get_layer(name).kernel)
         a, b = (np.asarray(w) for w in new.get_layer(f"{name}_light").get_weights()[:2])
@@ -190,8 +190,8 @@ def test_a_plan_applied_after_the_weights_changed_uses_the_new_weights():
 
 def test_ratio_with_every_conv_mode_decomposes_each_kernel_and_mode_once(counted):
     model = small_model()
-    plan = make_plan(model, Ratio(0.3), LayerFilter(min_params=0, conv_mode="auto"))
-    apply_plan(model, plan)
+    plan, sources = decide(model, Ratio(0.3), LayerFilter(min_params=0, conv_mode="auto"))
+    apply_plan(model, plan, sources=sources)
     modes = [(shape, rank) for shape, rank, _, _ in counted]
     assert len(counted) == len({shape for shape, _ in modes}), counted  # (shapes differ per kernel and mode here)
 
