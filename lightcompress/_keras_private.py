@@ -26,9 +26,26 @@ message if one of them moves in a new Keras release.
 
 from __future__ import annotations
 
+import random
 import sys
 
 import keras
+import numpy as np
+
+from ._deferred import deferred
+
+# Each private module is read on first use, so a moved one fails the helper that needs it, not
+# ``import lightcompress``.
+einsum_dense = deferred("keras.src.layers.core.einsum_dense")
+functional = deferred("keras.src.models.functional")
+global_state = deferred("keras.src.backend.common.global_state")
+keras_backend = deferred("keras.src.backend")
+ops_node = deferred("keras.src.ops.node")
+rng_utils = deferred("keras.src.utils.rng_utils")
+seed_generator = deferred("keras.src.random.seed_generator")
+serialization_lib = deferred("keras.src.saving.serialization_lib")
+trainer = deferred("keras.src.backend.tensorflow.trainer")
+torch = deferred("torch")
 
 PRIVATE_APIS = (
     "keras.src.backend.common.global_state, rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR",
@@ -58,35 +75,22 @@ def set_random_seed(seed: int):
 
 def seed_without_tensorflow(seed: int):
     """What ``keras.utils.set_random_seed`` does, but TensorFlow's seed."""
-    import random
-
-    import numpy as np
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
     global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     random.seed(seed)
     np.random.seed(seed)
     if keras.backend.backend() == "torch":
-        import torch
-
         torch.manual_seed(seed)
 
 
 def unsafe_scope():
     """A context in which Keras recreates Lambda layers from config (in-memory models only)."""
-    from keras.src.saving.serialization_lib import SafeModeScope
-
-    return SafeModeScope(safe_mode=False)
+    return serialization_lib.SafeModeScope(safe_mode=False)
 
 
 def is_graph_model(model) -> bool:
     """True for Sequential and Functional models (the ones that can be cloned and rewritten)."""
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, (keras.Sequential, Functional))
+    return isinstance(model, (keras.Sequential, functional.Functional))
 
 
 def graph_nodes(model) -> dict:
@@ -116,9 +120,7 @@ def sequential_input(model):
 def einsum_shapes(equation, bias_axes, input_shape, output_shape):
     """(kernel shape, bias shape or None, full output shape) of an EinsumDense, as Keras computes
     them in ``EinsumDense.build``."""
-    from keras.src.layers.core.einsum_dense import _analyze_einsum_string
-
-    kernel_shape, bias_shape, full_output_shape, _, _ = _analyze_einsum_string(
+    kernel_shape, bias_shape, full_output_shape, _, _ = einsum_dense._analyze_einsum_string(
         equation, bias_axes, input_shape, output_shape)
     return kernel_shape, bias_shape, full_output_shape
 
@@ -126,9 +128,7 @@ def einsum_shapes(equation, bias_axes, input_shape, output_shape):
 def set_keras_mask(tensor, mask) -> None:
     """Attach ``mask`` to ``tensor`` inside a layer's ``call`` (as Keras's ReversibleEmbedding does
     for its forward direction only)."""
-    from keras.src.backend import set_keras_mask as keras_set_keras_mask
-
-    keras_set_keras_mask(tensor, mask)
+    keras_backend.set_keras_mask(tensor, mask)
 
 
 def untrack(layer, sublayer):
@@ -139,9 +139,7 @@ def untrack(layer, sublayer):
 def is_plain_graph_model(model) -> bool:
     """True for models built with ``keras.Sequential`` or ``keras.Model(inputs, outputs)`` themselves
     (not subclasses of them): ``keras.models.clone_model`` rebuilds those faithfully."""
-    from keras.src.models.functional import Functional
-
-    return type(model) in (keras.Sequential, Functional)
+    return type(model) in (keras.Sequential, functional.Functional)
 
 
 def sublayers(layer) -> list:
@@ -184,8 +182,6 @@ def replace_in_graph(function, old, new) -> bool:
     is not in that graph."""
     if not any(op is old for op in getattr(function, "_operations", ())):
         return False
-    from keras.src.ops.node import KerasHistory
-
     function._operations[:] = [new if op is old else op for op in function._operations]
     settle_list(function._operations)
     for ops in getattr(function, "_operations_by_depth", {}).values():
@@ -197,7 +193,7 @@ def replace_in_graph(function, old, new) -> bool:
                 for tensor in node.outputs:
                     history = getattr(tensor, "_keras_history", None)
                     if history is not None and history.operation is old:
-                        tensor._keras_history = KerasHistory(new, history.node_index, history.tensor_index)
+                        tensor._keras_history = ops_node.KerasHistory(new, history.node_index, history.tensor_index)
     new._inbound_nodes = list(old._inbound_nodes)
     new._outbound_nodes = list(old._outbound_nodes)
     return True
@@ -224,8 +220,6 @@ def _mean_scalars_over_workers():
     over several workers with ``strategy.reduce("MEAN", v, axis=0)``, which fails on a scalar
     ("Invalid reduction dimension 0 for input with 0 dimensions"). Average a scalar over the
     replicas (``axis=None``), as Keras does on one worker; everything else as Keras does."""
-    from keras.src.backend.tensorflow import trainer
-
     keras_reduce = trainer.reduce_per_replica
     if getattr(keras_reduce, "_lightcompress", False):
         return

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._deferred import deferred
 from .errors import RankError
+
+scipy_linalg = deferred("scipy.linalg")  # LAPACK drivers NumPy lacks; SciPy comes with scikit-learn
 
 
 def check_rank(rank, shape) -> int:
@@ -222,14 +225,12 @@ def _gram(work, total, vectors) -> Decomposition:
     """Eigendecomposition of the Gram matrix of the smaller side (float32): s = sqrt(eigenvalues),
     the eigenvectors are the singular vectors of that side. SciPy's LAPACK drivers: MRRR (evr)
     for values only, divide and conquer (evd) with vectors, 2-4x faster than NumPy's here."""
-    from scipy.linalg import eigh
-
     tall = work.shape[0] >= work.shape[1]
     gram = work.T @ work if tall else work @ work.T
     if not vectors:
-        values = eigh(gram, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False)
+        values = scipy_linalg.eigh(gram, eigvals_only=True, driver="evr", overwrite_a=True, check_finite=False)
         return Decomposition(_roots(values[::-1]), total, True, "gram")
-    values, basis = eigh(gram, driver="evd", overwrite_a=True, check_finite=False)
+    values, basis = scipy_linalg.eigh(gram, driver="evd", overwrite_a=True, check_finite=False)
     del gram
     basis = np.ascontiguousarray(basis[:, ::-1])
     s = _roots(values[::-1])
@@ -245,14 +246,13 @@ def _randomized(work, rank, seed):
     Tropp 2011, algorithms 4.4 and 5.1): a Gaussian sketch of ``rank + OVERSAMPLES`` columns,
     ``POWER_ITERATIONS`` passes through WᵀW renormalised by LU (cheaper than QR on these tall
     blocks, as scikit-learn does), one QR, then the exact SVD of the small projection."""
-    from scipy.linalg import lu, qr
-
     n, m = work.shape
     k = min(rank + OVERSAMPLES, n, m)
     q = work @ np.random.default_rng(seed).standard_normal((m, k)).astype(work.dtype)
     for _ in range(POWER_ITERATIONS):
-        q = work @ lu(work.T @ lu(q, permute_l=True, check_finite=False)[0], permute_l=True, check_finite=False)[0]
-    q = qr(q, mode="economic", check_finite=False)[0]
+        inner = scipy_linalg.lu(q, permute_l=True, check_finite=False)[0]
+        q = work @ scipy_linalg.lu(work.T @ inner, permute_l=True, check_finite=False)[0]
+    q = scipy_linalg.qr(q, mode="economic", check_finite=False)[0]
     small_u, s, vt = np.linalg.svd(q.T @ work, full_matrices=False)
     return (q @ small_u[:, :rank]), s[:rank].astype(np.float64), vt[:rank]
 

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightcompress"
 # Lowest first. A module may import modules of its own stage and of lower ones, never higher.
 # The base modules (errors, defaults, validation, private Keras, log quieting) import nothing above.
 STAGES = [
-    ("base", {"errors", "defaults", "validation", "_keras_private", "_quiet", "_version", "_interrupts", "_user_code"}),
+    ("base", {"errors", "defaults", "validation", "_keras_private", "_quiet", "_version", "_interrupts", "_user_code",
+              "_deferred"}),
     ("linalg", {"linalg"}),
     ("layers", {"layers"}),
     ("io", {"io"}),
@@ -27,7 +28,7 @@ STAGES = [
     ("report", {"report"}),
     ("flows", {"flows", "baseline"}),
     ("cli", {"cli"}),
-    ("api", {"", "__main__", "_registration"}),  # _registration imports layers by name, once Keras loads  # lightcompress/__init__.py: the Python verbs
+    ("api", {"", "__main__", "_registration", "api"}),  # _registration imports layers by name, once Keras loads  # lightcompress/__init__.py: the Python verbs
 ]
 
 
@@ -62,6 +63,9 @@ def imports(name: str, path: Path, known) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith("lightcompress."):
                     out.add(alias.name[len("lightcompress."):])
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "deferred" and node.args
+              and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("lightcompress.")):
+            out.add(node.args[0].value[len("lightcompress."):])  # a deferred module is a dependency too
     out.discard(name)
     return {m for m in out if m in known}
 
@@ -161,3 +165,39 @@ if __name__ == "__main__":
     g = graph()
     print("\n".join(upward_imports(g)) or "no upward imports")
     print("\n".join(" <-> ".join(c) for c in cycles(_without_package_inits(g))) or "no cycles")
+
+
+# Imports inside functions stand only where the start-up needs them; every other module imports at
+# its top, and defers what may be absent (or must not start yet) through ``lightcompress._deferred``.
+BOUNDARY = {
+    "_quiet.py": "Keras's first import, while TensorFlow's start-up lines are held back",
+    "cli/__init__.py": "the command's own start-up, inside its error boundary (a broken install is one line)",
+    "baseline/worker.py": "a child process: tf_keras and tfmot after TF_USE_LEGACY_KERAS is set",
+    "io/tf_keras_weights.py": "a child process: tf_keras after TF_USE_LEGACY_KERAS is set",
+}
+
+
+def imports_inside_functions(path: Path) -> list[str]:
+    found = []
+
+    def visit(node, inside):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)) and inside:
+                found.append(f"{path.name}:{child.lineno}: {ast.unparse(child)}")
+            visit(child, inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def test_imports_sit_at_the_top_of_their_module():
+    offenders = [line for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).as_posix() not in BOUNDARY
+                 for line in imports_inside_functions(path)]
+    assert not offenders, "import at the top, or defer through lightcompress._deferred:\n" + "\n".join(offenders)
+    assert all((PACKAGE / name).exists() for name in BOUNDARY)
+
+
+def test_the_top_import_check_sees_an_import_in_a_function(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import os\n\n\ndef f():\n    import json\n    return json\n")
+    assert imports_inside_functions(module) == ["m.py:5: import json"]

@@ -29,10 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training import finetune as ft
 from ..data.sets import Prepared
+from ..data.synthetic import model_inputs_like
 from ..defaults import DEFAULT_ALPHA, DEFAULT_HOLDOUT, DEFAULT_MIN_PARAMS, DEFAULT_TEMPERATURE
+from ..deploy.lower import lower_model
 from ..errors import LightCompressError, OptionError, UnsupportedModelError
+from ..training import distill as kd
+from ..training import finetune as ft
+from ..training.evaluation import output_kind
 from . import spec as spec_io
 
 METHODS = ("prune", "cluster")
@@ -192,9 +196,6 @@ def _settings_dict(settings):
 def _training_arrays(model, prepared, settings, distill, alpha, temperature, holdout_size):
     """Fine-tuning arrays exactly as ``compress`` would fine-tune: the held-out slice removed,
     the same validation split, and the teacher's softened outputs packed with the labels."""
-    from ..training import distill as kd
-    from ..training.evaluation import output_kind
-
     _, train = prepared.holdout(holdout_size, settings.seed)
     kind = output_kind(model, train.head("train", 64)[0])
     (x, y), (x_val, y_val) = ft._split(train, settings.validation_split, settings.seed)
@@ -225,8 +226,6 @@ def _check_return(model, x, expected):
 def check_twin(model, x=None, workdir=None) -> float:
     """Build the tf_keras twin of ``model`` in the worker and check its outputs on ``x`` (random
     inputs when None); the largest absolute difference. Refuses unsupported layers first."""
-    from ..data.synthetic import model_inputs_like
-
     x = model_inputs_like(model, batch=32) if x is None else x
     with tempfile.TemporaryDirectory(prefix="lightcompress-baseline-", dir=workdir) as folder:
         spec_io.write_model(model, folder)
@@ -279,8 +278,6 @@ def qat(model, prepared: Prepared, *, settings: ft.FitSettings | None = None, di
     """Quantisation-aware fine-tuning (tfmot ``quantize_model``) of ``model`` lowered to standard
     layers, distilled from ``model`` itself by default. ``result.tflite``: the int8 LiteRT file;
     ``result.model``: the lowered float model holding the QAT-trained weights."""
-    from ..deploy.lower import lower_model
-
     settings = settings or ft.FitSettings()
     ft.Distillation(alpha, temperature)
     lowered = lower_model(model)

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from ..errors import UnsupportedModelError
+from ..io.models import plain_copy
 
 SPEC_VERSION = 1
 
@@ -218,8 +219,6 @@ def read_weights(path, ordered) -> list:
 
 def put_weights(model, path):
     """A copy of ``model`` holding the weights in ``path`` (a worker's ``.npz``); ``model`` is unchanged."""
-    from ..io.models import plain_copy
-
     copy = plain_copy(model)
     _, ordered = model_spec(copy)
     for layer, weights in zip(ordered, read_weights(path, ordered)):

@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from .._deferred import deferred
 from . import options as o
+
+flows = deferred("lightcompress.flows")
+report = deferred("lightcompress.report")
 
 NAME = "baseline"
 
@@ -57,9 +61,6 @@ def command(
 
     Example: lightcompress baseline model.h5 --method prune --target-params 0.2 -d fashion_mnist
     """
-    from .. import flows
-    from .. import report
-
     o.check_form(common.json_out, common.markdown_out)
     err = o.stderr()
 

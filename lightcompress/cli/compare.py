@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
+from .._deferred import deferred
 from . import options as o
+
+compare_plot = deferred("lightcompress.report.plots", "compare_plot")
+flows = deferred("lightcompress.flows")
+model_io = deferred("lightcompress.io.models")
+report = deferred("lightcompress.report")
 
 NAME = "compare"
 
@@ -37,22 +43,15 @@ def command(
 
     Example: lightcompress compare base.h5 base.compressed.keras --int8 --dataset fashion_mnist
     """
-    from .. import flows
-    from .. import report
-
     o.check_form(common.json_out, common.markdown_out)
     where = o.runtime(runtime, threads)
     if plot is not None:
-        from ..io import models as model_io
-
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     # int8 calibrates on training images; otherwise none are read
     spec = data.optional(None if int8 else 1)
     out, nets = flows.compare_files(models, data=spec, batches=(1, batch), repeats=repeats, warmup=warmup,
                                     trust=common.trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
-        from ..report.plots import compare_plot
-
         compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, common.json_out, common.markdown_out)
     if plot:

@@ -6,10 +6,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import Progress
 
 from .. import defaults as d
+from .._deferred import deferred
 from ..deploy.targets import either, export_choices
 from . import options as o
+
+CompressSettings = deferred("lightcompress.flows.compress", "CompressSettings")
+RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
+budget_line = deferred("lightcompress.report.convert", "budget_line")
+compare_plot = deferred("lightcompress.report.plots", "compare_plot")
+flows = deferred("lightcompress.flows")
+model_io = deferred("lightcompress.io.models")
+plan_section = deferred("lightcompress.report.convert", "plan_section")
+render = deferred("lightcompress.report.render", "render")
+report = deferred("lightcompress.report")
+required = deferred("lightcompress.data.sets", "required")
 
 NAME = "compress"
 
@@ -71,16 +84,7 @@ def command(
 
     Example: lightcompress compress model.h5 --dataset fashion_mnist --target-params 0.2
     """
-    from rich.progress import Progress
-
-    from ..io import models as model_io
-    from .. import flows
-    from .. import report
-    from .progress import RichProgress
-
     o.check_form(common.json_out, common.markdown_out)
-    from ..data.sets import required
-    from ..flows.compress import CompressSettings
 
     spec = required(data.spec(seed))  # data first
 
@@ -114,8 +118,6 @@ def command(
             bar.update(task, completed=done, total=total, description=f"{steps}: {name}")
 
         def show_plan(plan):  # before fine-tuning starts, on the progress channel (stdout: the report)
-            from ..report.convert import budget_line, plan_section
-            from ..report.render import render
 
             bar.update(task, visible=False)
             section = plan_section(f"plan ({plan.policy}, {plan.method}), before fine-tuning",
@@ -133,8 +135,6 @@ def command(
         finally:
             progress.stop()
     if plot:
-        from ..report.plots import compare_plot
-
         compare_plot(out["compare"], plot, force=force)
     o.emit(out, report.compress_sections, common.json_out, common.markdown_out)
     if plot:

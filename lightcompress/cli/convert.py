@@ -7,10 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from .._deferred import deferred
 from ..defaults import (CALIBRATION_BYTES, CONVERT_ALLOCATION_CHOICES, CONVERT_CALIBRATION_SAMPLES,
                         DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONV_MODE, DEFAULT_CONVERT_ALLOCATION, DEFAULT_MIN_PARAMS,
                         DEFAULT_MIN_SAVING)
+from ..factorization.methods import get_method
 from . import options as o
+
+applies = deferred("lightcompress.flows.best_allocation", "applies")
+flows = deferred("lightcompress.flows")
+rank_rule = deferred("lightcompress.planning", "rank_rule")
+report = deferred("lightcompress.report")
 
 NAME = "convert"
 
@@ -63,12 +70,6 @@ def command(
 
     Example: lightcompress convert model.h5 --rank 8
     """
-    from .. import flows
-    from .. import report
-    from ..flows.best_allocation import applies
-    from ..factorization.methods import get_method
-    from ..planning import rank_rule
-
     o.check_form(common.json_out, common.markdown_out)
     choices = dict(rank=rank, energy=energy, ratio=ratio, target_params=target_params, target_macs=target_macs,
                    target_latency=target_latency)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .._deferred import deferred
+from ..errors import OptionError
+from ..validation import whole as check_whole
 from . import options as o
+
+RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
+TargetParams = deferred("lightcompress.planning", "TargetParams")
+demo = deferred("lightcompress.flows.demo")
 
 NAME = "demo"
 
@@ -29,14 +37,6 @@ def command(
     allocation with the latency guard, distilled fine-tuning, then the verified int8 LiteRT file,
     and says plainly whether the result is faster where it was timed.
     """
-    import tempfile
-
-    from ..flows import demo
-    from ..errors import OptionError
-    from ..planning import TargetParams
-    from ..validation import whole as check_whole
-    from .progress import RichProgress
-
     o.check_form(json_out, markdown_out)
     TargetParams(target_params)  # checked before the folder is made
     check_whole("epochs", epochs, 1)

@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
+from .._deferred import deferred
 from . import options as o
+
+flows = deferred("lightcompress.flows")
+report = deferred("lightcompress.report")
 
 NAME = "evaluate"
 
@@ -21,9 +25,6 @@ def command(
 
     Example: lightcompress evaluate model.keras --dataset fashion_mnist
     """
-    from .. import flows
-    from .. import report
-
     o.check_form(common.json_out, common.markdown_out)
     spec = data.spec(train_limit=1)  # the test images only
     out = flows.evaluate_file(model, spec, trust=common.trust_model, stage=o.spinner(o.stderr()))

@@ -8,9 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from .._deferred import deferred
 from ..defaults import DEFAULT_CALIBRATION
 from ..deploy import targets
 from . import options as o
+
+flows = deferred("lightcompress.flows")
+report = deferred("lightcompress.report")
 
 NAME = "export"
 
@@ -59,9 +63,6 @@ def command(
 
     Example: lightcompress export model.light.keras --format litert --quantize int8 -d fashion_mnist
     """
-    from .. import flows
-    from .. import report
-
     o.check_form(common.json_out, common.markdown_out)
     spec = data.optional()
     out = flows.export_file(model, format, output, quantize=quantize, int8_io=int8_io, data=spec,

@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from .._deferred import deferred
 from . import options as o
+from . import signals
+
+RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
+flows = deferred("lightcompress.flows")
+report = deferred("lightcompress.report")
 
 NAME = "finetune"
 
@@ -37,10 +43,6 @@ def command(
 
     Example: lightcompress finetune model.light.keras --dataset fashion_mnist --epochs 3 -o tuned.keras
     """
-    from .. import flows
-    from .. import report
-    from .progress import RichProgress
-
     o.check_form(common.json_out, common.markdown_out)
     err = o.stderr()
     progress = RichProgress(err)
@@ -54,8 +56,6 @@ def command(
         progress.stop()
     o.emit(out, report.finetune_sections, common.json_out, common.markdown_out)
     if out.get("interrupted"):
-        from . import signals
-
         kept = "the input's weights (no epoch completed)" if out.get("started_from_input") else "the best completed epoch"
         typer.echo(f"error: interrupted ({signals.name()}); saved {kept} to {out['output']}.", err=True)
         raise typer.Exit(signals.exit_code())

@@ -7,8 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from .._deferred import deferred
 from ..defaults import DEFAULT_HOLDOUT
 from . import options as o
+
+flows = deferred("lightcompress.flows")
+inspect_plot = deferred("lightcompress.report.plots", "inspect_plot")
+model_io = deferred("lightcompress.io.models")
+report = deferred("lightcompress.report")
 
 NAME = "inspect"
 
@@ -37,10 +43,6 @@ def command(
 
     Example: lightcompress inspect model.h5 --plot spectra.png
     """
-    from .. import flows
-    from .. import report
-    from ..io import models as model_io
-
     o.check_form(common.json_out, common.markdown_out)
     spec = data.optional()
     where = o.runtime(runtime, threads) if latency else None
@@ -50,8 +52,6 @@ def command(
                              holdout=holdout, runtime=where, use_cache=not no_cache, trust=common.trust_model,
                              stage=o.spinner(o.stderr()))
     if plot:
-        from ..report.plots import inspect_plot
-
         inspect_plot(out, plot, force=force)
     o.emit(out, report.inspect_sections, common.json_out, common.markdown_out)
     if plot:

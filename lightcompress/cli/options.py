@@ -7,17 +7,28 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import os
+import sys
 import typing
-
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
+from .._deferred import deferred
 from ..defaults import CONV_MODE_CHOICES
-from ..deploy.timing import DEFAULT_THREADS
+from ..deploy.timing import DEFAULT_THREADS, Runtime
 from ..errors import OptionError
+from ..factorization.methods import get_method, known_methods
+
+DataSpec = deferred("lightcompress.data.sets", "DataSpec")
+FitSettings = deferred("lightcompress.training.finetune", "FitSettings")
+LayerFilter = deferred("lightcompress.planning", "LayerFilter")
+report = deferred("lightcompress.report")
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")]
@@ -148,8 +159,6 @@ def expand(fn):
 
 
 def data_spec(dataset, npz_keys=None, scale=None, resize=False, train_limit=None, test_limit=None, seed=0):
-    from ..data.sets import DataSpec
-
     keys = tuple(k.strip() for k in npz_keys.split(",")) if npz_keys else None
     return DataSpec(dataset, keys, scale, resize, train_limit, test_limit, seed)
 
@@ -185,8 +194,6 @@ ConvModeOpt = Annotated[
 
 
 def _method_help() -> str:
-    from ..factorization.methods import get_method, known_methods
-
     named = "; ".join(f"{name}: {get_method(name).summary}" for name in known_methods())
     return f"How the factors are made (default: data-aware with --dataset, svd without). {named}."
 
@@ -198,8 +205,6 @@ MinSaving = Annotated[float, typer.Option(help="Factorise a layer only at ranks 
 
 
 def layer_filter(include, exclude, min_params, conv_mode, min_saving=None):
-    from ..planning import LayerFilter
-
     extra = {} if min_saving is None else {"min_saving": min_saving}
     return LayerFilter(tuple(include or ()), tuple(exclude or ()), min_params, conv_mode.value, **extra)
 
@@ -220,8 +225,6 @@ Temperature = Annotated[float, typer.Option(help="Distillation: temperature soft
 
 def fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices="all"):
     """The fit options as ``FitSettings``, checked once (in its constructor), before any work."""
-    from ..training.finetune import FitSettings
-
     return FitSettings(epochs, batch_size, lr, val_split, patience, seed, devices)
 
 
@@ -240,8 +243,6 @@ Threads = Annotated[int, typer.Option(help="Threads of the LiteRT interpreter or
 
 def runtime(name, threads=DEFAULT_THREADS):
     """--runtime and --threads as one ``Runtime``, checked once, before any work."""
-    from ..deploy.timing import Runtime
-
     return Runtime.parse(name, threads)
 
 
@@ -262,7 +263,6 @@ def report_stdout(json_out):
     if not json_out:
         yield
         return
-    import sys
 
     _REPORT_STREAMS.append(sys.stdout)
     try:
@@ -274,8 +274,6 @@ def report_stdout(json_out):
 
 def emit(data, sections, json_out, markdown_out, console=None):
     """Print one report in the form asked for: JSON, Markdown, or rich tables."""
-    from .. import report
-
     check_form(json_out, markdown_out)
     if json_out:
         report.print_json(data, file=_REPORT_STREAMS[-1] if _REPORT_STREAMS else None)
@@ -298,18 +296,11 @@ REDIRECTED_WIDTH = 200  # rich falls back to 80 columns when not on a terminal; 
 
 
 def stdout():
-    import os
-    import sys
-
-    from rich.console import Console
-
     redirected = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(width=REDIRECTED_WIDTH if redirected else None)
 
 
 def stderr():
-    from rich.console import Console
-
     return Console(stderr=True)
 
 
@@ -325,9 +316,6 @@ class Stages:
     decomposed of all, for a big model)."""
 
     def __init__(self, console):
-        from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console, transient=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import keras
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .._deferred import deferred
+
+iter_layers = deferred("lightcompress.factorization.candidates", "iter_layers")
+registry = deferred("lightcompress.layers.registry")
 
 
 def _fmt(logs, key):
@@ -44,9 +43,6 @@ class RichProgress(keras.callbacks.Callback):
 
     def heading(self) -> str:
         """What is being trained, printed before the first epoch line (logs read in a file need it)."""
-        from ..factorization.candidates import iter_layers
-        from ..layers import registry
-
         model = self.model
         # by path (a subclassed model's attribute path, a nested model's prefix), every depth
         light = [f"{name} r{layer.rank}" for name, layer in (iter_layers(model) if model is not None else ())

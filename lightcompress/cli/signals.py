@@ -13,10 +13,12 @@ disk.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 
-from .._interrupts import note, received as _received
+from .._interrupts import note
+from .._interrupts import received as _received
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,8 +54,6 @@ def _on_signal(signum, frame):
 def _exit_now():
     """The command has ended and written its outputs; a signal during teardown (TensorFlow's can
     take seconds) ends the process with the signal's exit code, never 0."""
-    import os
-
     try:
         sys.stderr.write(f"error: interrupted ({name()}) as it ended; its outputs were written.\n")
         sys.stderr.flush()

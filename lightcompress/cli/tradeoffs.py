@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from .._deferred import deferred
 from . import options as o
+
+RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
+flow = deferred("lightcompress.flows.tradeoffs")
+flows = deferred("lightcompress.flows")
+report = deferred("lightcompress.report")
 
 NAME = "tradeoffs"
 
@@ -63,11 +69,6 @@ def command(
 
     Example: lightcompress tradeoffs model.h5 -d fashion_mnist --budgets 0.5,0.2 --epochs 3
     """
-    from .. import flows
-    from .. import report
-    from ..flows import tradeoffs as flow
-    from .progress import RichProgress
-
     o.check_form(common.json_out, common.markdown_out)
     settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
     plot = plot or flow.default_plot(model)

@@ -8,21 +8,27 @@ one "unexpected" line. A traceback only with ``--debug``.
 from __future__ import annotations
 
 import functools
-import inspect
+import logging
+import os
 import re
 import sys
 import typing
 import warnings
+from inspect import cleandoc
 from pathlib import Path
 
 import typer
+import typer.rich_utils
 
+from .. import _interrupts, _quiet
+from .._deferred import deferred
 from .._version import __version__
-from . import signals, startup
-from . import options
-from .. import _interrupts
 from ..errors import LightCompressError, LightCompressWarning
 from ..io.files import no_such_file
+from . import (baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect, options, signals,
+               startup, tradeoffs)
+
+import_custom_objects = deferred("lightcompress.io.models", "import_custom_objects")
 
 app = typer.Typer(
     name="lightcompress",
@@ -90,8 +96,6 @@ def handle_errors(fn):
         try:
             with signals.armed(), options.report_stdout(kwargs.get("json_out", False)):
                 if kwargs.get("custom_objects"):  # the user's classes, registered before any model loads
-                    from ..io.models import import_custom_objects
-
                     import_custom_objects(kwargs["custom_objects"])
                 result = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -134,8 +138,6 @@ def start_keras(debug=False):
     Not armed: a signal that lands inside TensorFlow's C++ start-up is recorded, never raised there
     (raised inside it, it ended the process by SIGABRT or by the signal itself); the command's armed
     block right after raises it, so the run still ends with its one line."""
-    from .. import _quiet
-
     try:
         _quiet.import_keras_quietly(verbose_errors=debug)
     except KeyboardInterrupt as err:
@@ -172,8 +174,6 @@ def _main(
     ),
 ):
     """Low-rank compression of trained Keras models with LightLayers (SVD-initialised)."""
-    import logging
-
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices between models
     warnings.showwarning = _show_warning
 
@@ -183,7 +183,7 @@ def reflow(doc: str) -> str:
     wrap (Typer keeps single line breaks, which at 80 columns left every source line ragged);
     lines of a list ("- ...") stay lines."""
     paragraphs = []
-    for paragraph in inspect.cleandoc(doc or "").split("\n\n"):
+    for paragraph in cleandoc(doc or "").split("\n\n"):
         lines = paragraph.splitlines()
         listed = any(line.lstrip().startswith("- ") for line in lines)
         paragraphs.append("\n".join(lines) if listed else " ".join(line.strip() for line in lines))
@@ -191,8 +191,6 @@ def reflow(doc: str) -> str:
 
 
 def _register():
-    from . import baseline, compare, compress, convert, demo, evaluate, export, finetune, inspect, tradeoffs
-
     for module in (convert, finetune, evaluate, inspect, compare, compress, export, demo, baseline, tradeoffs):
         app.command(name=module.NAME, help=reflow(module.command.__doc__))(handle_errors(options.expand(module.command)))
 
@@ -214,10 +212,6 @@ def run(args) -> int:
     """Run the command line ``args`` and return its exit code. A usage error (an unknown option, a
     bad value for a typed option, a missing argument) is one ``error:`` line naming the command's
     --help, exit 2, in the same form as every other error."""
-    import os
-
-    import typer.rich_utils
-
     if not sys.stdout.isatty() and not os.environ.get("TERMINAL_WIDTH") and not os.environ.get("COLUMNS"):
         typer.rich_utils.MAX_WIDTH = PIPED_HELP_WIDTH
     command = typer.main.get_command(app)

@@ -25,10 +25,12 @@ import contextlib
 from abc import ABC, abstractmethod
 from typing import ClassVar, Iterator
 
+import keras
 import numpy as np
 
 from ..errors import DataError
 from ..validation import whole
+from .synthetic import input_specs
 
 SPLITS = ("train", "test")
 HOLDOUT_SHARE = 5  # a held-out slice takes at most 1/5 of the training split
@@ -95,10 +97,6 @@ class Dataset(ABC):
 def single_io_shape(model):
     """(input shape without batch, number of output units) of a single-input, single-output model
     (a subclassed one: as it was built, its output from a symbolic call)."""
-    import keras
-
-    from .synthetic import input_specs
-
     inputs = input_specs(model)
     outputs = getattr(model, "outputs", None)
     if not outputs and len(inputs) == 1:

@@ -30,14 +30,18 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from .._deferred import deferred
 from ..errors import DataError, OptionError
 from ..io.files import check_regular_file
 from ..validation import SEED_MAX, number
 from .dataset import single_io_shape
 from .memory import Prepared
 from .sources import check_not_empty, first_line, is_function_spec, is_tfrecord_spec, unreadable_image
+
+sklearn_datasets = deferred("sklearn.datasets")  # the digits, shipped with scikit-learn
 
 __all__ = ["NAMED", "DataSpec", "Prepared", "RawSplits", "check_limits", "keras_datasets_dir",
            "load_dataset", "prepare", "single_io_shape"]
@@ -76,9 +80,7 @@ def keras_datasets_dir() -> Path:
 # -- named data sets -------------------------------------------------------------------------
 
 def _read_digits(_dirs):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = sklearn_datasets.load_digits()
     x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     y = digits.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(x))  # fixed split, stratified enough
@@ -174,8 +176,6 @@ _WHERE = {
 
 def _download(name):
     """Let the real Keras loader fetch ``name`` into its cache; a DataError when it cannot."""
-    import keras
-
     loader = getattr(keras.datasets, name).load_data
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
@@ -253,8 +253,6 @@ def _npz_member(path, f, key, role):
 
 
 def _load_folder(path, image_size, color_mode, seed):
-    import keras
-
     check_not_empty(path)
     if image_size is None:
         raise DataError(f"{path} is a folder of images, but the model does not take images (height, width, "
@@ -383,8 +381,6 @@ def _labels(y, split):
 
 
 def _resize(x, size):
-    import keras
-
     out = [keras.ops.convert_to_numpy(keras.ops.image.resize(x[i:i + 2048], size))
            for i in range(0, len(x), 2048)]
     return np.concatenate(out).astype(np.float32)

@@ -16,11 +16,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from .._deferred import deferred
 from .._user_code import first_line, import_user_module, raised, running
 from ..errors import DataError
 from ..io.files import check_regular_file
+
+tf = deferred("tensorflow")
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 TFRECORD_KEYS = ("image", "label")
@@ -71,9 +75,6 @@ def check_not_empty(path: Path):
 
 
 def folder_source(path: Path, target, seed) -> Source:
-    import keras
-    import tensorflow as tf
-
     check_not_empty(path)
     if len(target) != 3 or None in target[:2]:
         raise DataError(f"{path} is a folder of images, but the model does not take images (height, width, "
@@ -120,8 +121,6 @@ def folder_source(path: Path, target, seed) -> Source:
 
 
 def tfrecord_source(spec: str, keys, target) -> Source:
-    import tensorflow as tf
-
     files = sorted(globbing.glob(spec)) if globbing.has_magic(spec) else ([spec] if Path(spec).exists() else [])
     if not files:
         raise DataError(f"{spec}: no such TFRecord file; check the path (a glob such as 'shards/*.tfrecord' "
@@ -188,9 +187,6 @@ def _import(module_name: str):
 
 def _check_batches(spec, ds, split):
     """A tf.data.Dataset of (x, y) batches from what the user's function returned."""
-    import keras
-    import tensorflow as tf
-
     if isinstance(ds, keras.utils.PyDataset):
         return _from_pydataset(spec, ds, split)
     if not isinstance(ds, tf.data.Dataset):
@@ -206,8 +202,6 @@ def _check_batches(spec, ds, split):
 
 
 def _from_pydataset(spec, ds, split):
-    import tensorflow as tf
-
     def user(step):  # the PyDataset's own methods are the user's code too
         return running(DataError, lambda err: f"{spec}: the {split} PyDataset's {step} {raised(err)}; fix it.")
 
@@ -271,8 +265,6 @@ def function_source(spec: str) -> Source:
 
 def unreadable_image(folder):
     """The first image file under ``folder`` that TensorFlow cannot decode, or None."""
-    import tensorflow as tf
-
     for file in sorted(Path(folder).rglob("*")):
         if file.suffix.lower() in IMAGE_SUFFIXES:
             try:

@@ -41,11 +41,14 @@ from typing import ClassVar
 import numpy as np
 
 from .. import defaults
+from .._deferred import deferred
 from ..errors import DataError
 from .dataset import Dataset, single_io_shape
 from .memory import Prepared
 from .sources import (Source, first_line, folder_source, function_source, is_function_spec, is_tfrecord_spec,
                       tfrecord_source, unreadable_image)
+
+tf = deferred("tensorflow")
 
 _MARK = "lightcompress-data:"  # prefix of the messages of our own runtime checks
 
@@ -55,8 +58,6 @@ _MARK = "lightcompress-data:"  # prefix of the messages of our own runtime check
 def _shaper(shape, target, resize, changes):
     """(function shaping one example of ``shape`` for the model input ``target``) — the rules of
     ``data.prepare``, on one example."""
-    import tensorflow as tf
-
     shape = tuple(shape)
     if shape == target:
         return lambda x: x
@@ -143,16 +144,12 @@ class Streamed(Dataset):
         return ds
 
     def _example(self, *item):
-        import tensorflow as tf
-
         x, y = self.source.decode(*item)
         if self._first is not None:
             x = tf.ensure_shape(x, self._first)
         return self._shape(x), y
 
     def _batch(self, x, y):
-        import tensorflow as tf
-
         raw = tf.cast(x, tf.float32)
         x = raw * tf.constant(np.float32(self.scale))
         y = tf.argmax(y, axis=-1) if self._one_hot else tf.reshape(y, (-1,))
@@ -176,8 +173,6 @@ class Streamed(Dataset):
     def batches(self, split="test", batch_size=256, *, shuffle=False, seed=0, select=()):
         """(float32 images, int64 labels) batches of ``split``; ``select``: more (num, den, keep)
         selections (see ``_spread``) applied after the stream's own."""
-        import tensorflow as tf
-
         ds = self._items(split)
         for num, den, keep in select:
             ds = _spread(ds, num, den, keep)
@@ -261,7 +256,6 @@ class Streamed(Dataset):
         if targets is not None:
             train = train.map(targets)
             val = None if val is None else val.map(targets)
-        import tensorflow as tf
 
         steps = -(-(total - n_val) // batch_size)
         train = train.apply(tf.data.experimental.assert_cardinality(steps))  # Keras then knows an epoch's length
@@ -272,8 +266,6 @@ class Streamed(Dataset):
 
 def _at_most(ds, most, message):
     """``ds`` unchanged, stopping with ``message`` (an InvalidArgumentError) at its ``most + 1``-th element."""
-    import tensorflow as tf
-
     limit = tf.constant(int(most), tf.int64)
 
     def check(i, *element):
@@ -287,8 +279,6 @@ def _spread(ds, num, den, keep):
     """``num`` of every ``den`` elements at evenly spread positions (i where
     (i+1)·num // den > i·num // den), or, with ``keep=False``, all the others. Fixed by position,
     so the same in every pass; exactly ``num`` of the first ``den``."""
-    import tensorflow as tf
-
     num, den = tf.constant(int(num), tf.int64), tf.constant(int(den), tf.int64)
 
     def picked(i, *_):
@@ -300,8 +290,6 @@ def _spread(ds, num, den, keep):
 @contextlib.contextmanager
 def reading(data: Streamed):
     """Turn TensorFlow's errors while reading ``data`` into one-line DataErrors."""
-    import tensorflow as tf
-
     try:
         yield
     except tf.errors.OpError as err:
@@ -354,8 +342,6 @@ def open_stream(model, spec) -> Streamed:
 
 def _refuse_endless(source, name, limits):
     """A split that says it never ends (``dataset.repeat()``) needs a limit: refused before any read."""
-    import tensorflow as tf
-
     for split, make in source.items.items():
         if not limits.get(split) and source.counts.get(split) is None:
             if int(tf.data.experimental.cardinality(make())) == int(tf.data.experimental.INFINITE_CARDINALITY):
@@ -365,8 +351,6 @@ def _refuse_endless(source, name, limits):
 
 def _inspect_first(stream: Streamed, scale) -> Streamed:
     """Check the first example of each split against the model and fix the per-example shaping."""
-    import tensorflow as tf
-
     changes = []
     for split in ("train", "test"):
         try:

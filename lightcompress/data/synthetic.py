@@ -8,13 +8,12 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from .. import _keras_private as keras_private
 from ..errors import OptionError, UnsupportedModelError
 
 
 def _token_vocabularies(model) -> dict:
     """{index of a model input: vocabulary size} for inputs that feed an Embedding directly."""
-    from .. import _keras_private as keras_private
-
     positions = {id(t): i for i, t in enumerate(getattr(model, "inputs", None) or [])}
     vocab = {}
     for nodes in keras_private.graph_nodes(model).values():

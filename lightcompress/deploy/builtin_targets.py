@@ -3,14 +3,21 @@
 Every one writes the lowered model (LightLayers replaced by the standard layers they compute)
 with Keras's own ``save`` or exporter, and loads in its own runtime (``runtimes``). Imported by
 ``lightcompress.deploy`` before any of its modules, so the registry is whole wherever it is read.
-The writers and loaders import their runtimes when called: registering costs no Keras, TensorFlow
-or NumPy import (the command line reads the choices before any of them is loaded).
+The writers and loaders reach their runtimes through deferred modules (``_deferred``): registering
+costs no Keras, TensorFlow or NumPy import (the command line reads the choices before any of them
+is loaded).
 """
 
 from __future__ import annotations
 
+from .._deferred import deferred
 from .targets import ExportTarget, register_target
 from .timing import ONNX_INSTALL, ONNX_MODULES
+
+np = deferred("numpy")
+models = deferred("lightcompress.io.models")
+runtimes = deferred("lightcompress.deploy.runtimes")
+export = deferred("lightcompress.deploy.export")
 
 TENSORFLOW = dict(needs=("tensorflow",), install="pip install tensorflow",
                   missing="format={format} needs TensorFlow, which is not installed here; install it ({install}) "
@@ -29,16 +36,12 @@ def keras_exporter(fmt):
 # -- keras -----------------------------------------------------------------------------------
 
 def write_keras(lowered, path, options):
-    from ..io.models import plain_copy
-
-    model = plain_copy(lowered) if getattr(lowered, "optimizer", None) is not None else lowered
+    model = models.plain_copy(lowered) if getattr(lowered, "optimizer", None) is not None else lowered
     model.save(path)
 
 
 def load_keras(path, threads, trust):
-    from .runtimes import KerasArtifact
-
-    return KerasArtifact(path, trust=trust)
+    return runtimes.KerasArtifact(path, trust=trust)
 
 
 KERAS = register_target(ExportTarget(
@@ -50,9 +53,7 @@ KERAS = register_target(ExportTarget(
 # -- TensorFlow SavedModel -------------------------------------------------------------------
 
 def load_saved_model(path, threads, trust):
-    from .runtimes import SavedModelArtifact
-
-    return SavedModelArtifact(path)
+    return runtimes.SavedModelArtifact(path)
 
 
 SAVED_MODEL = register_target(ExportTarget(
@@ -69,15 +70,11 @@ SAVED_MODEL = register_target(ExportTarget(
 # -- LiteRT ----------------------------------------------------------------------------------
 
 def litert_options(quantize, int8_io, calibration_arrays):
-    from .export import litert_options
-
-    return litert_options(quantize, int8_io, calibration_arrays)
+    return export.litert_options(quantize, int8_io, calibration_arrays)
 
 
 def load_litert(path, threads, trust):
-    from .runtimes import LiteRTArtifact
-
-    return LiteRTArtifact(path, threads)
+    return runtimes.LiteRTArtifact(path, threads)
 
 
 LITERT = register_target(ExportTarget(
@@ -93,8 +90,6 @@ LITERT = register_target(ExportTarget(
 
 def write_onnx(lowered, path, options):
     """Keras's ONNX exporter refuses a model that was never called; a clone never was."""
-    import numpy as np
-
     shapes = [tuple(t.shape)[1:] for t in lowered.inputs]
     if all(d is not None for shape in shapes for d in shape):
         x = [np.zeros((1, *shape), np.float32) for shape in shapes]
@@ -103,9 +98,7 @@ def write_onnx(lowered, path, options):
 
 
 def load_onnx(path, threads, trust):
-    from .runtimes import OnnxArtifact
-
-    return OnnxArtifact(path, threads)
+    return runtimes.OnnxArtifact(path, threads)
 
 
 ONNX = register_target(ExportTarget(

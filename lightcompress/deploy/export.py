@@ -33,20 +33,28 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import runtimes, targets
-from ..errors import ExportError
-from .lower import light_layers, lower_model
-from .timing import DEFAULT_THREADS, Latency
-
+from .._deferred import deferred
+from ..data.synthetic import model_inputs_like
 # Calibration images for int8: the TFLite documentation suggests a few hundred representative
 # samples; 300 drawn at random (seeded) from the training images covers every class of a
 # 10-class set many times over and converts in seconds.
 from ..defaults import DEFAULT_CALIBRATION  # noqa: E402
+from ..errors import ExportError
+from ..io.models import TMP_PREFIX, check_finite
+from ..io.models import check_output as check_file
+from ..io.models import check_owned, remove_stale_temporaries
+from ..io.substitutions import in_place
+from . import runtimes, targets
+from .lower import light_layers, lower_model
+from .timing import DEFAULT_THREADS, Latency
+
+tf = deferred("tensorflow")
 # A float artefact matches when |artefact - keras| <= ATOL + RTOL * |keras| for every output
 # value (numpy.allclose). Kernel and summation order differ between runtimes: float32 TFLite and
 # ONNX Runtime differ from Keras by about 1e-6 on this project's models.
@@ -84,8 +92,6 @@ def default_output(model_path, fmt, quantize="none") -> Path:
 def check_output(path, fmt, *, force=False, inputs=()) -> Path:
     """Refuse, before any work, an output path that is wrong for ``fmt`` or must not be written
     (a folder target: what force may replace is ``check_owned``'s SavedModel rule)."""
-    from ..io.models import check_output as check_file
-
     return check_file(Path(path), force=force, inputs=inputs, suffixes=(targets.get_target(fmt).suffix,))
 
 
@@ -138,8 +144,6 @@ def converter_options(fmt, quantize, int8_io=False, calibration_arrays=None) -> 
 
 def litert_options(quantize, int8_io=False, calibration_arrays=None) -> dict:
     """Keyword arguments for ``model.export(..., format="litert")`` (TFLite converter settings)."""
-    import tensorflow as tf
-
     if quantize == "none":
         return {}
     options = {"optimizations": [tf.lite.Optimize.DEFAULT]}
@@ -199,8 +203,6 @@ def verify(artifact, reference, x=None, y=None, source=None, *, strict=True, ato
         # lightcompress's own export, just written: trusted, and made by the converter (no probe)
         artifact = runtimes.load_artifact(artifact, threads=threads, trust=True, probe=False)
     if x is None:
-        from ..data.synthetic import model_inputs_like
-
         x = model_inputs_like(reference, batch=VERIFY_RANDOM_EXAMPLES)
         source = "random inputs"
     names = [t.name for t in getattr(reference, "inputs", None) or []]  # none: a subclassed model
@@ -290,8 +292,6 @@ class ExportResult:
 
 def _temporary_beside(path: Path, fmt) -> Path:
     """A temporary name that ``model_io``'s clean-up recognises (and removes when its run died)."""
-    from ..io.models import TMP_PREFIX, remove_stale_temporaries
-
     remove_stale_temporaries(path.parent)
     suffix = targets.get_target(fmt).suffix
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.stem}{suffix}")
@@ -307,8 +307,6 @@ def _remove(path: Path):
 def _move_into_place(tmp: Path, target: Path, fmt, inputs=()):
     """Rename ``tmp`` to ``target``; the ownership rule is checked again first (the folder may
     have changed since ``check_output``): only an earlier artefact of ``fmt`` is replaced."""
-    from ..io.models import check_owned
-
     check_owned(target, folder=targets.get_target(fmt).is_folder, inputs=inputs)
     if target.is_dir() and not target.is_symlink():  # a SavedModel replaced with --force
         trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
@@ -321,8 +319,6 @@ def _move_into_place(tmp: Path, target: Path, fmt, inputs=()):
 
 def write_artifact(lowered, tmp: Path, fmt, options=None):
     """Write the lowered model as ``fmt`` at ``tmp`` with the target's writer (converters' prints held back)."""
-    import warnings
-
     writer = targets.get_target(fmt).writer
     with runtimes.held_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -332,8 +328,6 @@ def write_artifact(lowered, tmp: Path, fmt, options=None):
 def _refuse_keras_file_of_in_place(model, fmt):
     """A subclassed or keras-hub model lowered in place is rebuilt from its class's config when a
     `.keras` file loads, which recreates the original layers, not the lowered ones."""
-    from ..io.substitutions import in_place
-
     target = targets.get_target(fmt)
     if target.keras_model and in_place(model) and light_layers(model):
         raise ExportError(
@@ -354,8 +348,6 @@ def export_model(model, path, format, quantize="none", calibration=None, int8_io
     overwritten. Returns what was written and its verification; raises ExportError (and keeps
     nothing) when a float export does not match the model.
     """
-    from ..io.models import check_finite
-
     fmt = check_settings(format, quantize, int8_io)
     target = check_output(path, fmt, force=force, inputs=inputs)
     check_finite(model, f"not exported to {target}: ")

@@ -47,12 +47,22 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..io import cache
-from ..factorization.candidates import call_nodes, candidates
+from .._deferred import deferred
+from ..data.synthetic import model_inputs_like
 from ..errors import LightCompressError, OptionError
+from ..factorization.candidates import call_nodes, candidates
+from ..io import cache
+from ..planning import LayerFilter
+from . import runtimes
+from .export import calibration_images, converter_options, write_artifact
+from .lower import lower_model
 from .targets import runtime_target
 from .timing import (DEFAULT_THREADS, MIN_NOISE, Latency, Runtime, default_runtime, interleaved, timed,
                      whole_model_seconds)
+
+tf = deferred("tensorflow")
+jax = deferred("jax")
+torch = deferred("torch")
 
 # Fractions of the break-even rank timed per layer (latency is interpolated between them): timing
 # an option on LiteRT costs a conversion through Keras's exporter (~1.5 s here), so the ladder is
@@ -68,8 +78,6 @@ PROFILE_VERSION = 4  # 2: interleaved timing, each option with its noise; 3: a c
 
 
 def _inputs(model, batch, seed=0):
-    from ..data.synthetic import model_inputs_like
-
     x = model_inputs_like(model, batch=batch, seed=seed)
     return x if isinstance(x, list) else [x]
 
@@ -79,21 +87,16 @@ def keras_timer(model, batch=1, seed=0):
     arrays = _inputs(model, batch, seed)
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
         x = [tf.constant(a) for a in arrays]
         fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
         return lambda: keras.tree.map_structure(lambda t: t.numpy(), fn(*x))
     if backend == "jax":
-        import jax
-
         x = [jax.device_put(a) for a in arrays]
         tv = [v.value for v in model.trainable_variables]
         ntv = [v.value for v in model.non_trainable_variables]
         fn = jax.jit(lambda tv, ntv, *xs: model.stateless_call(tv, ntv, list(xs) if len(xs) > 1 else xs[0],
                                                               training=False)[0])
         return lambda: jax.block_until_ready(fn(tv, ntv, *x))
-    import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = [torch.as_tensor(a, device=device) for a in arrays]
@@ -114,10 +117,6 @@ def artifact(model, folder, runtime: Runtime, name="model", calibration=None):
     and loaded with ``runtime``'s thread count. ``calibration`` ("litert-int8" only): the model's
     inputs to calibrate on (arrays, as ``export.calibration_images`` takes them); None: random
     inputs of its input shape."""
-    from . import runtimes
-    from .export import calibration_images, converter_options, write_artifact
-    from .lower import lower_model
-
     target, quantize = runtime_target(runtime.name)
     options = {}
     if quantize != "none":
@@ -282,8 +281,6 @@ def profile(model, layer_filter=None, runtime: Runtime | None = None, multiple=1
     inputs of the layer's input shape); cached (the key holds the architecture and the runtime's
     name, so float and int8 profiles are apart, not the weights: latency does not depend on their
     values)."""
-    from ..planning import LayerFilter
-
     layer_filter = layer_filter or LayerFilter()
     runtime = runtime or Runtime()
     cache_file = None

@@ -18,7 +18,9 @@ from __future__ import annotations
 import keras
 
 from .. import _keras_private as keras_private
+from ..data.synthetic import model_inputs_like
 from ..errors import UnsupportedModelError
+from ..io import substitutions
 from ..layers.base import base_name
 from ..layers.registry import composite_twin_entry, twin_entry
 
@@ -85,8 +87,6 @@ class _Lowerer:
         return new
 
     def model(self, model):
-        from ..io import substitutions
-
         if substitutions.in_place(model):  # a keras.Model subclass, a keras-hub task or backbone
             return _lower_in_place(model)
         if isinstance(model, keras.Sequential):
@@ -136,8 +136,6 @@ def _standard(layers, name):
 def _lower_composite(twin, taken):
     """The composite's own lowering of ``twin``: a layer of its class with each factorised part
     swapped for the standard layers it computes (one layer, or a ``_standard`` Sequential)."""
-    from ..io import substitutions
-
     def lower_part(source, name):
         lower = lowering_for(source)
         return None if lower is None else _standard(lower(source, base=_unique_base(source, taken)), name)
@@ -152,7 +150,6 @@ def _call_once(model, source):
     the first call's); a copy rebuilt from its config never was."""
     if keras_private.is_graph_model(model) or getattr(model, "_called", False):
         return
-    from ..data.synthetic import model_inputs_like
 
     try:
         x = model_inputs_like(source, batch=1)
@@ -164,8 +161,6 @@ def _call_once(model, source):
 def _lower_in_place(model) -> keras.Model:
     """A copy of an in-place model (same class) in which every twin is replaced, where the copy
     holds it, by the standard layers it computes (a ``keras.Sequential`` when there are two)."""
-    from ..io import substitutions
-
     copy = substitutions.copy_model(model)
     tree = list(substitutions.layer_tree(copy, leaves_only=False))
     taken = {layer.name for _, layer in tree}
@@ -204,8 +199,6 @@ def lower_model(model) -> keras.Model:
 def light_layers(model) -> list:
     """Every layer in ``model`` (nested models included) that the registry can lower; in a
     subclassed or keras-hub model, every twin wherever it is held (attention twins included)."""
-    from ..io import substitutions
-
     if substitutions.in_place(model):
         return [layer for _, layer in substitutions.layer_tree(model)
                 if lowering_for(layer) is not None or composite_twin_entry(layer) is not None]

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..factorization import candidates as analyze
+from ..factorization import candidates
 from . import latency
+from .runtimes import Artifact, path_bytes
 from .timing import Latency, Runtime, interleaved, whole_model_seconds
 
 
@@ -39,23 +40,19 @@ class ModelMeasure:
 
 
 def _file_bytes(path):
-    from .runtimes import path_bytes
-
     return path_bytes(path) if path and Path(path).exists() else None
 
 
 def counts(model) -> dict:
     """Params, trainable params, MACs per example and the layer types not counted, of a Keras model."""
-    stats = analyze.layer_stats(model)
+    stats = candidates.layer_stats(model)
     return {"params": int(model.count_params()),
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "macs": int(sum(s.macs or 0 for s in stats)),
-            "not_counted": analyze.not_counted(stats)}
+            "not_counted": candidates.not_counted(stats)}
 
 
 def _is_artifact(net) -> bool:
-    from .runtimes import Artifact
-
     return isinstance(net, Artifact)
 
 
@@ -64,7 +61,7 @@ def _sizes(net, path, runtime: Runtime) -> ModelMeasure:
     if _is_artifact(net):
         return ModelMeasure(path=str(net.path), params=None, trainable_params=None, macs=None, weight_bytes=None,
                             file_bytes=_file_bytes(net.path), runtime=net.runtime)
-    return ModelMeasure(path=str(path) if path else net.name, weight_bytes=analyze.weight_bytes(net),
+    return ModelMeasure(path=str(path) if path else net.name, weight_bytes=candidates.weight_bytes(net),
                         file_bytes=_file_bytes(path), runtime=runtime.describe(), **counts(net))
 
 

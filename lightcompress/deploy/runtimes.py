@@ -38,11 +38,20 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from .._deferred import available, deferred
+from ..data.synthetic import input_specs
 from ..errors import LightCompressError, ModelLoadError
+from ..io.models import load_model
+from ..training import evaluation
 from . import targets
 from .timing import DEFAULT_THREADS, Latency, timed
+
+tf = deferred("tensorflow")
+ort = deferred("onnxruntime")
+litert = deferred("ai_edge_litert.interpreter")  # the maintained LiteRT runtime, when installed
 
 
 def require_onnx(*modules):
@@ -170,13 +179,9 @@ class Artifact:
 # -- LiteRT ----------------------------------------------------------------------------------
 
 def _litert_interpreter(path, threads):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter(model_path=str(path), num_threads=threads), "ai_edge_litert"
-    except ImportError:
-        import tensorflow as tf
-
+    if available("ai_edge_litert"):
+        return litert.Interpreter(model_path=str(path), num_threads=threads), "ai_edge_litert"
+    else:
         with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it is what TF ships
             warnings.simplefilter("ignore")
             return tf.lite.Interpreter(model_path=str(path), num_threads=threads), "tf.lite"
@@ -267,8 +272,6 @@ def _output_order(name):
 # -- TensorFlow SavedModel -------------------------------------------------------------------
 
 def _tf_threads():
-    import tensorflow as tf
-
     n = tf.config.threading.get_intra_op_parallelism_threads()
     return n or os.cpu_count(), bool(n)
 
@@ -277,8 +280,6 @@ class SavedModelArtifact(Artifact):
     format = "tf_saved_model"
 
     def __init__(self, path):
-        import tensorflow as tf
-
         super().__init__(path)
         self._tf = tf
         self.loaded = tf.saved_model.load(str(path))
@@ -333,7 +334,6 @@ class OnnxArtifact(Artifact):
 
     def __init__(self, path, threads=DEFAULT_THREADS):
         require_onnx("onnxruntime")
-        import onnxruntime as ort
 
         super().__init__(path)
         self._ort = ort
@@ -365,14 +365,9 @@ class KerasArtifact(Artifact):
     format = "keras"
 
     def __init__(self, path, trust=False, model=None):
-        import keras
-
         super().__init__(path)
         if model is None:
-            from ..io.models import load_model
-
             model = load_model(path, trust=trust)
-        from ..data.synthetic import input_specs
 
         self.model = model
         self.inputs = input_specs(model)  # a subclassed model's: as it was built
@@ -393,12 +388,8 @@ class KerasArtifact(Artifact):
         return [np.asarray(a, np.float32) for a in (y if isinstance(y, (list, tuple)) else [y])]
 
     def _timer(self, arrays):
-        import keras
-
         model = self.model
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
             tensors = [tf.constant(a) for a in arrays]
             fn = tf.function(lambda *t: model(t[0] if len(t) == 1 else list(t), training=False))
             return lambda: fn(*tensors)
@@ -546,8 +537,6 @@ def is_artifact_path(path) -> bool:
 def evaluate_artifact(artifact, prepared, kind=None, batch_size=256, trust=False):
     """``evaluation.evaluate`` on an artefact (a path or a loaded Artifact): the same Evaluation.
     ``trust``: see ``load_artifact``."""
-    from ..training import evaluation
-
     if not isinstance(artifact, Artifact):
         artifact = load_artifact(artifact, trust=trust)
     return evaluation.evaluate(artifact, prepared, kind, batch_size)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .export import export_model, verify
 from .timing import DEFAULT_THREADS
 
 LATENCY_NOTE = ("zeros and clustered weights do not make dense kernels faster: LiteRT runs pruned and "
@@ -39,8 +40,6 @@ def weight_sizes(model) -> dict:
 
 
 def _litert(model, prepared, path, quantize, threads, repeats):
-    from .export import export_model
-
     kwargs = {"calibration": prepared} if quantize == "int8" else {}
     result = export_model(model, path, "litert", quantize, x=prepared.x_test, y=prepared.y_test,
                           source=f"test images of {prepared.name}", threads=threads, repeats=repeats, **kwargs)
@@ -63,8 +62,6 @@ def deployment_sizes(model, prepared, *, threads=DEFAULT_THREADS, repeats=100, w
 def tflite_sizes(path_or_bytes, reference, prepared, *, threads=DEFAULT_THREADS, repeats=100) -> dict:
     """Size, accuracy, agreement and batch-1 latency of a LiteRT file (e.g. from QAT) against the
     Keras model ``reference``, verified like any export (quantised: reported, not enforced)."""
-    from .export import verify
-
     with tempfile.TemporaryDirectory(prefix="lightcompress-sizes-") as folder:
         path = Path(folder) / "model.tflite"
         if isinstance(path_or_bytes, (bytes, bytearray)):

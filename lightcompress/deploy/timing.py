@@ -38,9 +38,12 @@ import statistics
 import time
 from dataclasses import dataclass, fields
 
+from .._deferred import deferred
 from ..errors import OptionError
 from ..validation import INT_MAX, number, whole
 from .targets import runtime_names, runtime_target
+
+keras = deferred("keras")  # the command line reads this module before Keras starts
 
 # Where a Keras model is timed (exported artefacts: their own runtime): "keras", then the runtime
 # names of the export targets (``targets.runtime_names``). Each but "keras" times the model as the
@@ -211,8 +214,6 @@ def verdict(base: Latency, new: Latency) -> Verdict:
 
 
 def _backend() -> str:
-    import keras
-
     return keras.backend.backend()
 
 

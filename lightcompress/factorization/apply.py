@@ -10,16 +10,17 @@ share nothing.
 
 from __future__ import annotations
 
-
 from dataclasses import replace
 
 import keras
 
 from .. import _keras_private as keras_private
+from ..errors import RankError, UnsupportedModelError
 from ..layers import registry
 from .candidates import candidates
+from .inplace import rebuild_in_place
 from .methods import get_method
-from ..errors import RankError, UnsupportedModelError
+from .statistics import Statistics, collect
 
 
 def check_graph_model(model):
@@ -34,8 +35,6 @@ def rebuild(model, replace) -> keras.Model:
     layer for any layer (None keeps a recreated copy with the same weights)."""
     check_graph_model(model)
     if not keras_private.is_plain_graph_model(model):
-        from .inplace import rebuild_in_place
-
         return rebuild_in_place(model, replace)
     copies = []
 
@@ -122,8 +121,6 @@ def calibrate_and_apply(model, plan, x, *, statistics=None, batch_size=64, metho
     original's inputs (cross moments). ``statistics``: the original model's, already collected
     (reused when the method is not sequential). ``method``: as ``apply_plan``'s.
     """
-    from .statistics import Statistics, collect
-
     method = get_method(plan.method if method is None else method)
     names = [p.name for p in plan.converted]
     if not method.sequential:

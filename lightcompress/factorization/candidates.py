@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from .. import linalg as svd
+from .. import linalg
 from ..errors import RankError
 from ..io import substitutions
 from ..layers import registry
+from .tracing import call_nodes as traced
 
 
 def iter_layers(model, prefix=""):
@@ -105,7 +106,7 @@ class Candidate:
         """Whether ``mode`` is answered by the plain decomposition (a matrix mode, no calibration)."""
         return mode in self.entry.matrix_modes and (self.cov is None or cov is None)
 
-    def decomposition(self, mode, rank=None, vectors=False) -> svd.Decomposition:
+    def decomposition(self, mode, rank=None, vectors=False) -> linalg.Decomposition:
         """The decomposition of the kernel's ``mode`` matrix: the whole spectrum (``rank`` None)
         or at least the leading ``rank`` values, with singular vectors if asked. Computed once: a
         held decomposition that answers the request is reused; a new one keeps vectors when the
@@ -116,9 +117,9 @@ class Candidate:
             if values and (not vectors or d.vectors >= (rank or len(d.s))):
                 return d
         matrix = self.matrix(mode)
-        if self.vectors and rank is not None and svd.choose_method(matrix.shape, rank) == "gram":
+        if self.vectors and rank is not None and linalg.choose_method(matrix.shape, rank) == "gram":
             rank = None  # the whole basis costs the same: planning may raise the rank later (keep_only trims)
-        d = svd.decompose(matrix, rank, vectors=vectors or self.vectors or rank is not None)
+        d = linalg.decompose(matrix, rank, vectors=vectors or self.vectors or rank is not None)
         self._decompositions[mode] = d
         for watcher in list(_WATCHERS):
             watcher(self, mode)
@@ -165,7 +166,7 @@ class Candidate:
         non-matrix mode, its plain kernels (Tucker-2's three) from the one ``prepared``."""
         if mode not in self.entry.matrix_modes:
             prepared = self.prepared(mode, None)
-            if prepared is not None and not np.isclose(svd.squared_norm(self.matrix(self.modes[0])), prepared.total,
+            if prepared is not None and not np.isclose(linalg.squared_norm(self.matrix(self.modes[0])), prepared.total,
                                                        rtol=1e-7, atol=0.0):  # the kernel changed since
                 self.release()
                 prepared = self.prepared(mode, None)
@@ -174,7 +175,7 @@ class Candidate:
             return tuple(np.asarray(k, self.dtype) for k in prepared.kernels(rank))
         d = self.decomposition(mode, rank, vectors=True)
         matrix = self.matrix(mode)
-        if not np.isclose(svd.squared_norm(matrix), d.total, rtol=1e-7, atol=0.0):  # the kernel changed since
+        if not np.isclose(linalg.squared_norm(matrix), d.total, rtol=1e-7, atol=0.0):  # the kernel changed since
             self.release()
             d = self.decomposition(mode, rank, vectors=True)
         return d.factors(rank, matrix if d.completes(rank) else None, self.dtype)
@@ -224,7 +225,7 @@ class Candidate:
                 measured = []
                 for r in ranks:
                     approx = self.entry.to_matrix(self.approximate(mode, r), self.modes[0])
-                    measured.append(svd.output_error(base, approx, self.cov) ** 2)
+                    measured.append(linalg.output_error(base, approx, self.cov) ** 2)
             curve = np.sqrt(np.clip(np.interp(np.arange(1, top + 1), ranks, measured), 0, None))
         self._curves[mode] = curve
         return curve
@@ -243,7 +244,7 @@ class Candidate:
         if self.cov is None and self.prepared(mode) is not None:
             return self._weight_error(mode, rank)
         approx = self.entry.to_matrix(self.approximate(mode, rank), self.modes[0])  # one rank, measured
-        return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
+        return linalg.output_error(self.matrix(self.modes[0]), approx, self.cov)
 
     def weight_error(self, mode, rank) -> float:
         """Relative Frobenius error of the kernel the twin computes (the factors actually used)."""
@@ -252,7 +253,7 @@ class Candidate:
         error = self._weight_error(mode, rank)
         if error is not None:
             return error
-        return svd.output_error(self.kernel.reshape(-1, 1), self.approximate(mode, rank).reshape(-1, 1))
+        return linalg.output_error(self.kernel.reshape(-1, 1), self.approximate(mode, rank).reshape(-1, 1))
 
     def output_error(self, mode, rank, cov="own") -> float | None:
         """Relative output error on the calibration inputs of the factors built with ``cov``
@@ -260,7 +261,7 @@ class Candidate:
         if self.cov is None:
             return None
         approx = self.entry.to_matrix(self.approximate(mode, rank, cov), self.modes[0])
-        return svd.output_error(self.matrix(self.modes[0]), approx, self.cov)
+        return linalg.output_error(self.matrix(self.modes[0]), approx, self.cov)
 
     def keep_only(self, mode, rank):
         """Keep just what factorising at ``rank`` in ``mode`` needs (planning decided it): memory
@@ -394,8 +395,6 @@ def call_nodes(model) -> dict:
     """Every call of every leaf layer and composite part (``tracing.call_nodes``): graph nodes, and
     for the layers no graph holds (a subclassed or keras-hub model's attribute layers, the
     projections inside an attention layer), calls recorded on one random example."""
-    from .tracing import call_nodes as traced
-
     return traced(model, [layer for _, layer in named_layers(model)])
 
 
@@ -465,13 +464,13 @@ ENERGY_LEVELS = (0.9, 0.95, 0.99)
 def spectrum_summary(c: Candidate, mode: str) -> SpectrumSummary:
     n, m = c.matrix_shape(mode)
     s = c.spectrum(mode)
-    ranks = {f"{e:g}": svd.rank_for_energy(s, e) for e in ENERGY_LEVELS}
+    ranks = {f"{e:g}": linalg.rank_for_energy(s, e) for e in ENERGY_LEVELS}
     return SpectrumSummary(
         mode=mode,
         matrix_shape=(n, m),
-        break_even_rank=svd.break_even_rank(n, m),
+        break_even_rank=linalg.break_even_rank(n, m),
         energy_ranks=ranks,
-        energy_params={k: svd.factorized_params(n, m, r) + c.bias_params for k, r in ranks.items()},
+        energy_params={k: linalg.factorized_params(n, m, r) + c.bias_params for k, r in ranks.items()},
         singular_values=[float(v) for v in s],
     )
 

@@ -22,6 +22,7 @@ which and why.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -29,10 +30,10 @@ import keras
 import numpy as np
 
 from .. import _keras_private as keras_private
+from ..errors import DataError, OptionError
 from ..layers import registry
 from .candidates import named_layers
 from .tracing import recorded
-from ..errors import DataError, OptionError
 
 # The statistics a method may declare it needs (``Method.needs``), per layer:
 STATISTICS = ("input_covariance",  # E[x·xᵀ] of the rows the kernel multiplies (LayerMoments.cov)
@@ -69,8 +70,6 @@ class Statistics:
 
     def digest(self) -> str:
         """A short hash of the moments (sensitivity cache keys)."""
-        import hashlib
-
         h = hashlib.sha256()
         for name in sorted(self.layers):
             h.update(name.encode())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import keras
 
 from .. import _keras_private as keras_private
+from ..data.synthetic import model_inputs_like
 from ..errors import UnsupportedModelError
 
 
@@ -59,7 +60,6 @@ def call_nodes(model, layers) -> dict:
     projections inside an attention layer), their calls recorded on one random example (none when
     the model's input sizes are not fixed)."""
     found = keras_private.graph_nodes(model)
-    from ..data.synthetic import model_inputs_like
 
     layers = [layer for layer in layers if id(layer) not in found]
     if not layers:

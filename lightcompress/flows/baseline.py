@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import models as model_io
+from .. import defaults as d
 from .. import report
-from ..training import finetune as ft
+from ..baseline import run
+from ..baseline.spec import model_spec
 from ..data.open import open_for_model
 from ..data.sets import DataSpec, required
+from ..deploy import export as ex
+from ..deploy import sizes as sz
+from ..errors import OptionError
+from ..io import models as model_io
+from ..training import finetune as ft
 from ..training.evaluation import evaluate
 from ..validation import whole
 from .common import no_progress, stem
@@ -23,12 +29,6 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
     (saved as ``<stem>.pruned.keras`` / ``<stem>.clustered.keras``, a normal Keras 3 model), or
     "qat": quantisation-aware int8 (saved as ``<stem>.qat.int8.tflite``, reported against
     post-training int8). ``sizes``: also export LiteRT float and int8 files and time them."""
-    from .. import defaults as d
-    from ..deploy import export as ex
-    from ..baseline import run
-    from ..deploy import sizes as sz
-    from ..errors import OptionError
-
     source = Path(source)
     data = required(data)  # none given: said before any other check
     settings = settings or ft.FitSettings()
@@ -53,7 +53,6 @@ def baseline_file(source, output=None, *, method, target_params=None, data: Data
     with stage(f"loading {source}"):
         original = model_io.load_model(source, trust=trust)
     if method != "qat":  # budget and layer whitelist refused before the data is read
-        from ..baseline.spec import model_spec
 
         model_spec(original)
         run.plan_budget(original, method, target_params, min_params=min_params, layer_filter=layer_filter)

@@ -6,11 +6,17 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..factorization import candidates as analyze
-from ..io import models as model_io
-from ..training import finetune as ft
+import keras
+import numpy as np
+
 from ..data.open import open_for_model
 from ..data.sets import DataSpec
+from ..deploy import runtimes
+from ..deploy.runtimes import Artifact
+from ..factorization import candidates
+from ..io import models as model_io
+from ..planning import LayerFilter
+from ..training import finetune as ft
 from ..training.evaluation import evaluate
 
 
@@ -38,16 +44,14 @@ def load_inputs(source, data, trust, stage, stream=False):
 def factorisable(net, layer_filter=None) -> list:
     """The candidates (``factorization.candidates``) of the layers ``layer_filter`` would consider
     factorising; no kernel is decomposed."""
-    from ..planning import LayerFilter
-
-    return (layer_filter or LayerFilter()).chosen([c for c in analyze.candidates(net) if c.unsupported is None])[0]
+    return (layer_filter or LayerFilter()).chosen([c for c in candidates.candidates(net) if c.unsupported is None])[0]
 
 
 def macs_per_example(net, unknown=0.0) -> float:
     """Multiply-accumulates of one forward pass of ``net``; layers whose MACs are not counted add
     nothing, and ``unknown`` stands for the whole when a layer's size is not fixed (``math.inf``
     where an unknown cost must not pass for a small one)."""
-    stats = analyze.layer_stats(net)
+    stats = candidates.layer_stats(net)
     if any(s.size_unknown for s in stats):
         return unknown
     return float(sum(s.macs or 0 for s in stats))
@@ -60,7 +64,6 @@ def decomposition_progress(net, on_step, layer_filter=None):
     is None."""
     if on_step is None:
         return contextlib.nullcontext()
-    from ..planning import LayerFilter
 
     layer_filter = layer_filter or LayerFilter()
     total = sum(c.size * len(layer_filter.modes(c)) for c in factorisable(net, layer_filter)) or 1
@@ -71,7 +74,7 @@ def decomposition_progress(net, on_step, layer_filter=None):
         on_step(done[0], total, f"decomposed {c.name} ({mode})")
 
     on_step(0, total, "decomposing kernels")
-    return analyze.watching(advance)
+    return candidates.watching(advance)
 
 
 def stem(path) -> str:
@@ -97,8 +100,6 @@ def tune(net, prepared, settings, teacher=None, callbacks=()):
 def load_any(path, trust=False, threads=2):
     """A Keras model file, or an exported artefact (.tflite, .onnx, SavedModel folder) loaded in
     its runtime. ``trust``: allow Lambda layers and SavedModel folders (see ``load_artifact``)."""
-    from ..deploy import runtimes
-
     if runtimes.is_artifact_path(path):
         return runtimes.load_artifact(path, threads=threads, trust=trust)
     return model_io.load_model(path, trust=trust)
@@ -107,11 +108,6 @@ def load_any(path, trust=False, threads=2):
 def load_data_for(net, data: DataSpec, stream=False):
     """``data`` shaped for a Keras model or an artefact (through a stand-in Keras model with the
     artefact's input shape and output size); ``stream``: see ``load_inputs``."""
-    import keras
-    import numpy as np
-
-    from ..deploy.runtimes import Artifact
-
     if not isinstance(net, Artifact):
         return open_for_model(net, data, in_memory=not stream)
     shape = net._input_shapes()[0]

@@ -9,13 +9,21 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from ..factorization import candidates as analyze
-from ..deploy import measure
-from ..deploy.timing import Runtime
 from .. import report
 from ..data.sets import DataSpec
+from ..data.synthetic import input_specs
+from ..defaults import DEFAULT_CALIBRATION
+from ..deploy import measure, runtimes
+from ..deploy.export import export_model
+from ..deploy.runtimes import Artifact
+from ..deploy.timing import Runtime
+from ..errors import OptionError
+from ..factorization import candidates
+from ..factorization.statistics import calibration_images
+from ..io.models import available_memory
 from ..training.devices import device_name
 from ..training.evaluation import agreement, evaluate
 from ..validation import whole
@@ -31,8 +39,6 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
     (``runtimes.load_artifact``). ``sources``: the Keras model each net was exported from (its
     params, MACs and layers are reported), None where it is one. ``labels``, ``headline``,
     ``notes``: see ``report.compare_dict``. Returns the `compare` report dict."""
-    from ..deploy.runtimes import Artifact
-
     check_batches(batches, nets)
     measures = measure.measure_all(nets, paths, batches, repeats, warmup, runtime)
     keras_nets = [source if source is not None else net for net, source in zip(nets, sources or [None] * len(nets))]
@@ -44,7 +50,7 @@ def compare_models(nets, paths, prepared=None, batches=(1, 32), repeats=30, warm
     if prepared is not None:
         evaluations = [evaluate(net, prepared) for net in nets]
         agreements = [agreement(nets[0], net, prepared) for net in nets]
-    layers = analyze.matching_layers(keras_nets) if not any(isinstance(n, Artifact) for n in keras_nets) else []
+    layers = candidates.matching_layers(keras_nets) if not any(isinstance(n, Artifact) for n in keras_nets) else []
     return report.compare_dict(measures, device_name(), evaluations, agreements, layers,
                                prepared.name if prepared else None, labels=labels, headline=headline, notes=notes)
 
@@ -53,11 +59,6 @@ def check_batches(batches, nets=()):
     """Each timed batch size a whole number >= 1 and, once the models are known, one whose random
     inputs fit in the memory this process has (a batch the machine cannot hold is refused before
     any timing, not met by a MemoryError)."""
-    from ..data.synthetic import input_specs
-    from ..deploy.runtimes import Artifact
-    from ..errors import OptionError
-    from ..io.models import available_memory
-
     for batch in batches:
         whole("batch", batch, 1)
     free = available_memory()
@@ -82,11 +83,6 @@ def check_int8(paths, data, runtime: Runtime | str | None = None):
     """Refuse, before any model is loaded, what the int8 compare cannot do: it exports to LiteRT
     (TensorFlow as the Keras backend), calibrates on training images (a data set), and compares
     two Keras models, all four files timed in the LiteRT interpreter."""
-    import keras
-
-    from ..deploy import runtimes
-    from ..errors import OptionError
-
     backend = keras.backend.backend()
     if backend != "tensorflow":
         raise OptionError(f"int8=True needs LiteRT, which needs TensorFlow as the Keras backend; this process runs "
@@ -111,11 +107,6 @@ def _int8_files(original, compressed, paths, prepared, threads, compressed_int8=
     beside the inputs), int8 calibrated on training images of ``prepared``; ``compressed_int8``:
     an int8 file already written (by ``compress_file(export="litert-int8")``), used as it is. Yields
     (artefacts, their paths or descriptions, calibration images used)."""
-    from ..defaults import DEFAULT_CALIBRATION
-    from ..deploy import runtimes
-    from ..deploy.export import export_model
-    from ..factorization.statistics import calibration_images
-
     calibration = calibration_images(prepared, DEFAULT_CALIBRATION)
     columns = [(original, paths[0], "none"), (original, paths[0], "int8"), (compressed, paths[1], "none"),
                (compressed, paths[1], "int8")]
@@ -163,8 +154,6 @@ def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repea
     ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``); its
     thread count is also the artefacts'. ``int8``: the four-column compare of two Keras models
     (``compare_int8``), which needs ``data`` (calibration images) and TensorFlow."""
-    from ..errors import OptionError
-
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
     if int8:

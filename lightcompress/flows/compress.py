@@ -20,32 +20,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ..deploy import export as ex, latency, targets
-from ..deploy.timing import Runtime
-from ..training import finetune as ft
+from .. import report
 from ..data.dataset import Dataset
-from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
-from ..errors import LightCompressError, OptionError
-from ..training.evaluation import evaluate
-from ..factorization.methods import resolve_method
-from ..factorization.statistics import calibration_images, check_count, collect
+from ..data.sets import DataSpec, required
 from ..defaults import (ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs,
                         compress_learning_rate)
+from ..deploy import export as ex
+from ..deploy import latency, targets
+from ..deploy.timing import Runtime
+from ..errors import LightCompressError, OptionError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import candidates
-from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse
-from ..planning.costs import timed
-from ..validation import whole as check_whole
-
-from ..training import distribute
+from ..factorization.methods import resolve_method
+from ..factorization.statistics import calibration_images, check_count, collect
+from ..io import cache
 from ..io import models as model_io
-from .. import report
-from ..data.sets import DataSpec, required
-from ..planning import write_plan
+from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse, write_plan
+from ..planning.costs import timed
+from ..training import distribute
+from ..training import finetune as ft
+from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from ..training.evaluation import evaluate
+from ..validation import whole as check_whole
 from .common import load_inputs, no_progress, stem
-from .measured_latency import meet_measured_latency
-from .export import export_loaded
 from .compare import compare_int8, compare_models
+from .export import export_loaded
+from .measured_latency import meet_measured_latency
 
 
 @dataclass
@@ -191,8 +191,6 @@ class CompressSettings:
         fit = settings or default_settings(goal)
         distribute.placement(fit.devices)  # devices the backend cannot see
         if cache_dir is not None:
-            from ..io import cache
-
             cache.check_dir(cache_dir)
         return cls(goal=goal, method=resolve_method(method, True), allocation=check_allocation(allocation),
                    runtime=planning_runtime(runtime, threads, export), fit=fit,

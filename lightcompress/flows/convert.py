@@ -4,31 +4,35 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 
-from ..io import models as model_io
-from ..io.files import check_regular_file
 from .. import report
 from ..data.sets import DataSpec
-from ..training.evaluation import evaluate
-
 from ..data.synthetic import check_input_shape, input_sizes, input_specs, model_inputs_like
+from ..defaults import (CONVERT_HOLDOUT, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONVERT_ALLOCATION,
+                        convert_calibration_samples, convert_method)
+from ..deploy import latency
 from ..deploy.lower import light_layers
 from ..deploy.timing import Runtime
-from ..errors import OptionError, UnsupportedModelError
+from ..errors import LightCompressWarning, OptionError, UnsupportedModelError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
+from ..factorization.methods import resolve_method
+from ..factorization.statistics import calibration_images, check_count, collect
+from ..io import models as model_io
+from ..io.files import check_regular_file
 from ..planning import LayerFilter, Plan, TargetLatency, decide, read_plan
-from ..training.evaluation import OutputDifference, output_difference
-from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example,
-                     no_progress, test_images)
-from .best_allocation import (applies, best_allocation, budgeted, check as check_allocation,
-                              resolve as resolve_allocation)
+from ..training.evaluation import OutputDifference, evaluate, output_difference
+from .best_allocation import applies, best_allocation, budgeted
+from .best_allocation import check as check_allocation
+from .best_allocation import resolve as resolve_allocation
+from .common import (data_inputs, decomposition_progress, factorisable, load_inputs, macs_per_example, no_progress,
+                     test_images)
 from .measured_latency import meet_measured_latency
-from ..defaults import DEFAULT_CONVERT_ALLOCATION
 
 
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
@@ -48,10 +52,6 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     (see ``timed``). Without ``data`` the outputs are compared on random inputs, their unknown
     sizes filled from ``input_shape`` or what the model declares (``input_sizes``); where nothing
     sizes them the comparison is left out, never the conversion."""
-    from ..defaults import CONVERT_HOLDOUT, DEFAULT_CALIBRATION_SAMPLES
-    from ..factorization.methods import resolve_method
-    from ..factorization.statistics import calibration_images, check_count
-
     if method is not None or data is None:
         method = resolve_method(method, data is not None)  # refused before any work
     check_allocation(allocation)
@@ -115,9 +115,6 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
 def calibration_default(model) -> int:
     """convert's calibration images for ``model`` (``defaults.convert_calibration_samples`` of
     its input size; as many as compress when an input has no fixed size or none is declared)."""
-    from ..defaults import DEFAULT_CALIBRATION_SAMPLES, convert_calibration_samples
-    from ..errors import UnsupportedModelError
-
     try:
         sizes = [tuple(t.shape[1:]) for t in input_specs(model)]
     except UnsupportedModelError:
@@ -131,8 +128,6 @@ def default_method(model, count: int, layer_filter=None) -> str:
     """The method for ``model`` calibrated on ``count`` inputs: layer by layer where its passes
     (one per layer ``layer_filter`` may factorise) are affordable and the images enough for its
     widest Dense layer (``defaults.convert_method``); a model whose sizes are not fixed, one pass."""
-    from ..defaults import convert_method
-
     layers = factorisable(model, layer_filter)
     widest = max((c.kernel_shape[0] for c in layers if len(c.kernel_shape) == 2), default=0)
     return convert_method(count, macs_per_example(model, unknown=math.inf), len(layers), widest)
@@ -161,11 +156,6 @@ def timed(rule, model, layer_filter=None, runtime: Runtime | str | None = None, 
         return rule
     if rule.profile is not None:
         return rule
-    from ..deploy import latency
-
-    import warnings
-
-    from ..errors import LightCompressWarning
 
     profile = latency.profile(model, layer_filter, check_runtime(rule, runtime), on_step=on_step,
                               warn=lambda message: warnings.warn(message, LightCompressWarning, stacklevel=2))
@@ -236,9 +226,6 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
     original on them kept; see ``best_allocation``; ``on_step`` follows the sensitivity
     analysis). Without them, by error. ``calibration_seconds`` counts every calibration pass.
     """
-    from ..factorization.methods import resolve_method
-    from ..factorization.statistics import collect
-
     if (rule is None) == (plan is None):
         raise OptionError("give either a rank rule or a plan to convert, not both or neither.")
     sizes = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import sets as data
+from ..data import sets
 from ..io import models as model_io
 from . import zoo
 from .common import no_progress
@@ -56,7 +56,7 @@ def sample_model(files: DemoFiles, force, log):
     else:
         log("sample model not shipped with this install: training it on digits (a few seconds)")
         model = zoo.dense_heavy_cnn((8, 8, 1))
-        zoo.train(model, data.prepare(data.load_dataset("digits"), model), epochs=30, batch_size=32)
+        zoo.train(model, sets.prepare(sets.load_dataset("digits"), model), epochs=30, batch_size=32)
     model_io.save_model(model, files.original, force=force)
 
 
@@ -89,7 +89,7 @@ def run(folder, target_params=0.2, epochs=10, force=False, log=print, callbacks=
                                      runtime=runtime, export=EXPORT, use_cache=False)
     files = check_outputs(folder, force)
     sample_model(files, force, log)
-    compressed = compress_file(files.original, files.compressed, settings, data=data.DataSpec("digits"), force=force,
+    compressed = compress_file(files.original, files.compressed, settings, data=sets.DataSpec("digits"), force=force,
                                stage=stage, callbacks=callbacks, repeats=100)
     return {"schema": report.SCHEMA_VERSION, "report": "demo", "folder": str(folder), "compress": compressed,
             "verdict": verdict(compressed["compare"])}

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..training import distribute
-from ..io import models as model_io
 from .. import report
-from ..training import finetune as ft
 from ..data.sets import DataSpec, required
+from ..errors import OptionError
+from ..io import models as model_io
+from ..training import distribute
+from ..training import finetune as ft
 from .common import data_inputs, load_inputs, no_progress, stem, tune
 
 
@@ -24,8 +25,6 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
     distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
     tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
     if teacher is None and tutor_settings:
-        from ..errors import OptionError
-
         raise OptionError(f"{' and '.join(tutor_settings)} only apply with a teacher model; give teacher too.")
     ft.Distillation(**tutor_settings)  # checks alpha and temperature before any work
     inputs = [source] + ([teacher] if teacher else []) + data_inputs(data)

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
-from ..factorization import candidates as analyze
+from .. import linalg
 from .. import report
-from ..data.sets import DataSpec, required
 from ..data.open import open_for_model
+from ..data.sets import DataSpec, required
+from ..defaults import DEFAULT_CALIBRATION_SAMPLES
+from ..deploy import latency
 from ..errors import OptionError
+from ..factorization import candidates
+from ..factorization.methods import get_method
+from ..factorization.statistics import calibration_images, collect
 from ..io import models as model_io
+from ..planning import LayerFilter, analyse, read_plan
 from ..validation import whole
 from .common import no_progress
 
@@ -34,8 +39,6 @@ def inspect_file(path, *, conv_mode="channel", data: DataSpec | None = None, pla
     with stage("spectra"):
         out = inspect_model(net, Path(path), conv_mode, on_step=getattr(stage, "step", None))
     if data is not None:
-        from ..planning import read_plan
-
         with stage("calibrating: weight and output errors"):
             chosen = read_plan(net, plan_file) if plan_file is not None else None
             out["errors"] = layer_errors(net, open_for_model(net, data), conv_mode, chosen)
@@ -43,9 +46,6 @@ def inspect_file(path, *, conv_mode="channel", data: DataSpec | None = None, pla
         with stage("sensitivity analysis"):
             out["sensitivity"] = sensitivity_of(net, data, holdout, conv_mode, use_cache=use_cache)
     if runtime is not None:
-        from ..deploy import latency
-        from ..planning import LayerFilter
-
         with stage("timing layers"):
             profile = latency.profile(net, LayerFilter(conv_mode="auto"), runtime, use_cache=use_cache)
         out["latency"] = report.profile_dict(profile)
@@ -56,15 +56,15 @@ def inspect_model(net, path, conv_mode="channel", on_step=None) -> dict:
     """The `inspect` report of a loaded model: params and MACs per layer, spectra of the
     factorisable ones (Conv2D matrices in ``conv_mode``). ``on_step(done, total, text)`` follows
     the spectra (kernel weights done of all)."""
-    stats = analyze.layer_stats(net)
+    stats = candidates.layer_stats(net)
     spectra = {}
-    found = [c for c in analyze.candidates(net) if c.unsupported is None]
+    found = [c for c in candidates.candidates(net) if c.unsupported is None]
     total, done = sum(c.size for c in found) or 1, 0
     for c in found:
         if on_step:
             on_step(done, total, f"spectrum of {c.name}")
         mode = conv_mode if conv_mode in c.modes else c.modes[0]
-        spectra[c.name] = analyze.spectrum_summary(c, mode)
+        spectra[c.name] = candidates.spectrum_summary(c, mode)
         c.release()
         done += c.size
     if on_step:
@@ -76,18 +76,13 @@ def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration_samp
     """Per factorisable layer, at the chosen rank (the ``plan``'s, else the rank keeping 95% of
     the kernel's energy in ``conv_mode``): the weight-space and output-space relative errors of
     plain SVD and of data-aware factors, on ``calibration_samples`` training images of ``prepared``."""
-    from .. import linalg as svd
-    from ..factorization.methods import get_method
-    from ..factorization.statistics import calibration_images, collect
-    from ..defaults import DEFAULT_CALIBRATION_SAMPLES
-
     aware = get_method("data-aware")
     count = DEFAULT_CALIBRATION_SAMPLES if calibration_samples is None else calibration_samples
     x = calibration_images(prepared, count, seed)
     cal = collect(net, x, needs=aware.needs)
     planned = {p.name: p for p in plan.converted} if plan is not None else None
     rows = []
-    for c in analyze.candidates(net, cal, method=aware):
+    for c in candidates.candidates(net, cal, method=aware):
         if c.unsupported is not None or c.cov is None:
             continue
         if planned is not None:
@@ -96,10 +91,10 @@ def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration_samp
             mode, rank = planned[c.name].mode, planned[c.name].rank
         else:
             mode = conv_mode if conv_mode in c.entry.matrix_modes else c.modes[0]
-            rank = svd.rank_for_energy(svd.singular_values(c.matrix(mode)), 0.95)
+            rank = linalg.rank_for_energy(linalg.singular_values(c.matrix(mode)), 0.95)
         plain = c.approximate(mode, rank, cov=None)
         rows.append({"name": c.name, "mode": mode, "rank": rank,
-                     "svd_weight_error": svd.output_error(c.kernel.reshape(-1, 1), plain.reshape(-1, 1)),
+                     "svd_weight_error": linalg.output_error(c.kernel.reshape(-1, 1), plain.reshape(-1, 1)),
                      "svd_output_error": c.output_error(mode, rank, cov=None),
                      "data_aware_weight_error": c.weight_error(mode, rank),
                      "data_aware_output_error": c.output_error(mode, rank)})
@@ -109,8 +104,6 @@ def layer_errors(net, prepared, conv_mode="channel", plan=None, calibration_samp
 
 def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_cache=True) -> dict:
     """The sensitivity table of ``net`` on ``holdout`` training images of ``data``, as a dict."""
-    from ..planning import LayerFilter, analyse
-
     judge, _ = open_for_model(net, data).holdout(holdout, data.seed)
     return analyse(net, judge, LayerFilter(conv_mode=conv_mode), use_cache=use_cache).to_dict()
 
@@ -118,7 +111,7 @@ def sensitivity_of(net, data: DataSpec, holdout=1000, conv_mode="channel", use_c
 def chosen_spectra(nets, layer_rows) -> dict:
     """{layer: singular values of the first model's kernel, in the mode the others chose}."""
     spectra = {}
-    for c in analyze.candidates(nets[0]):
+    for c in candidates.candidates(nets[0]):
         if c.unsupported is None:
             row = next(r for r in layer_rows if r["name"] == c.name)
             modes = [e["mode"] for e in row["models"][1:] if e and e["mode"]]

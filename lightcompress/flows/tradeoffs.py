@@ -37,13 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _interrupts, report
+from ..baseline.spec import model_spec
 from ..data.sets import DataSpec, required
 from ..defaults import DEFAULT_HOLDOUT, DEFAULT_TRADEOFF_BUDGETS, DEFAULT_TRADEOFF_MAX_DROP
 from ..deploy.timing import Runtime
-from ..errors import LightCompressError, OptionError, OutputPathError
+from ..errors import LightCompressError, OptionError, OutputPathError, UnsupportedModelError
 from ..io import cache
 from ..io import models as model_io
 from ..planning import write_plan
+from ..report.plots import tradeoffs_plot
 from ..training import finetune as ft
 from ..validation import number, whole
 from .baseline import baseline_file
@@ -177,8 +179,6 @@ def baseline_methods(model, wanted) -> tuple:
     if not baselines_installed():
         check_baselines(wanted)
         return (), 'not run: tensorflow-model-optimization is not installed (pip install "lightcompress[baseline]")'
-    from ..baseline.spec import model_spec
-    from ..errors import UnsupportedModelError
 
     try:
         model_spec(model)
@@ -395,7 +395,5 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
                                 epochs=settings.epochs, work_dir=work, baselines=baselines_note, max_drop=max_drop,
                                 optimizer_bytes=model_io.optimizer_bytes(source), plot=plot)
     if plot is not None:
-        from ..report.plots import tradeoffs_plot
-
         tradeoffs_plot(out, plot, force=force)
     return out

@@ -36,13 +36,26 @@ name, to those tf_keras reads from the file in a worker process (``tf_keras_weig
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib.util
+import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from .. import _keras_private as keras_private
+from ..layers import keras2_activations
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -96,8 +109,6 @@ def sniff(path) -> str | None:
     bytes are anything, a zip's magic included. A zip's magic at 0 is taken for a zip unless the
     file has no zip directory at its end and an HDF5 signature at a user-block offset.
     """
-    import zipfile
-
     with open(path, "rb") as f:
         head = f.read(8)
         if head.startswith(HDF5_MAGIC):
@@ -277,8 +288,6 @@ def _graph_name(config, done: Rewrites):
     ``BiLSTM_Model_v0.2.0>bilstm_model_128>``): its other characters replaced by ``_``. Keras 2
     accepted any name; tracing the model (``predict``, conversion) fails on it. Layers refer to
     each other by their own names, never by the model's, so nothing else changes."""
-    import re
-
     inner = config.get("config")
     name = inner.get("name") if isinstance(inner, dict) else None
     if isinstance(name, str) and name and not re.fullmatch(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]*", name):
@@ -356,8 +365,6 @@ def _keras2_hard_sigmoid(layer, done: Rewrites):
     """``hard_sigmoid`` in a file Keras 1-2 wrote (the LSTM/GRU ``recurrent_activation`` default up
     to Keras 2.2): Keras 2's function, registered by lightcompress (Keras 3's has another slope, so
     the model would load and silently compute something else)."""
-    from ..layers import keras2_activations
-
     for key, value in layer["config"].items():
         if key.endswith("activation") and value == "hard_sigmoid":
             layer["config"][key] = keras2_activations.config_of(keras2_activations.HARD_SIGMOID)
@@ -430,8 +437,6 @@ def rewrite_config(config, fan_in=None, keras_2=False) -> tuple[dict, Rewrites]:
 def first_kernel_fan_in(path, fmt) -> int | None:
     """The input size of the first kernel stored in a model file (``kernel.shape[-2]``: a Dense's
     input units, a convolution's input channels), or None."""
-    import h5py
-
     found = []
 
     def visit(name, obj):
@@ -440,9 +445,6 @@ def first_kernel_fan_in(path, fmt) -> int | None:
 
     try:
         if fmt == "keras":
-            import io
-            import zipfile
-
             with zipfile.ZipFile(path) as archive:
                 if "model.weights.h5" not in archive.namelist():
                     return None
@@ -465,14 +467,8 @@ def first_kernel_fan_in(path, fmt) -> int | None:
 def write_copy(path, fmt, config, folder) -> Path:
     """A copy of the model file at ``path`` in ``folder`` holding ``config``, named for its real
     format (``.h5`` or ``.keras``)."""
-    import json
-    import shutil
-    import zipfile
-
     target = Path(folder) / ("model.h5" if fmt == "h5" else "model.keras")
     if fmt == "h5":
-        import h5py
-
         shutil.copyfile(path, target)
         with h5py.File(target, "r+") as f:
             f.attrs["model_config"] = json.dumps(config)
@@ -499,13 +495,9 @@ def saved_by_keras_2(path, fmt) -> bool:
     without one is old enough): the files tf_keras reads."""
     try:
         if fmt == "keras":
-            import zipfile
-
             with zipfile.ZipFile(path) as archive:
                 version = json.loads(archive.read("metadata.json")).get("keras_version", "")
         else:
-            import h5py
-
             with h5py.File(path, "r") as f:
                 version = f.attrs.get("keras_version", "2")
     except (OSError, KeyError, ValueError, AttributeError):
@@ -516,12 +508,6 @@ def saved_by_keras_2(path, fmt) -> bool:
 
 def build_from_config(config, trust=False):
     """The Keras 3 model a (rewritten) Sequential or Functional config describes, weights fresh."""
-    import contextlib
-
-    import keras
-
-    from .. import _keras_private as keras_private
-
     if config.get("class_name") not in GRAPH_CLASSES:
         raise CarryError(f"its model is a {config.get('class_name')}, not a Sequential or Functional model")
     cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
@@ -560,17 +546,12 @@ def _leaf_layers(model, prefix=""):
 def _read_with_tf_keras(path, folder, seconds) -> tuple[dict, object]:
     """({"layers": [...], "inputs": [...]}, the weights npz) of the file at ``path``, read by tf_keras
     in a worker process."""
-    import importlib.util
-
-    import numpy as np
-
     if importlib.util.find_spec("tf_keras") is None:
         raise CarryError("tf_keras, which reads Keras 2 files, is not installed: pip install 'lightcompress[baseline]'")
     folder = Path(folder)
     source = Path(path)
     wanted = (".h5", ".hdf5") if sniff(path) == "h5" else (".keras",)
     if source.suffix.lower() not in wanted:  # tf_keras goes by the name: HDF5 under a .keras name
-        import shutil
 
         source = folder / f"tf_keras_source{wanted[0]}"
         shutil.copyfile(path, source)

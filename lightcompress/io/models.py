@@ -11,6 +11,7 @@ keras-hub model holding LightLayer twins is saved with its substitutions recorde
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import numpy as np
 
 from .. import _keras_private as keras_private
 from .. import layers as _registers_the_light_layers  # noqa: F401 - files holding them load
+from .._user_code import import_user_module
 from ..errors import LightCompressWarning, ModelLoadError, OptionError, OutputPathError, UnsupportedModelError
 from . import legacy, substitutions
 from .files import check_regular_file, read_bounded, size_text
@@ -424,8 +426,6 @@ def _carried(path, fmt, fixed, trust, err, folder) -> keras.Model:
 
 def import_custom_objects(module) -> None:
     """Import the file (``path/to/net.py``) or module (``pkg.net``) that registers a model's classes."""
-    from .._user_code import import_user_module
-
     if not isinstance(module, (str, os.PathLike)):
         raise OptionError(f"custom_objects={module!r} is not a module; give a Python file or module name.")
     import_user_module(str(module), OptionError, "custom_objects file")
@@ -508,8 +508,6 @@ def _importable(cls, module) -> bool:
     if module.split(".", 1)[0] not in ("keras_hub", "keras_nlp", "keras_cv"):
         return False
     try:
-        import importlib
-
         return isinstance(vars(importlib.import_module(module)).get(cls), type)
     except Exception:  # noqa: BLE001 - not installed, or broken: unknown
         return False

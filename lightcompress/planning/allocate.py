@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..factorization.candidates import candidates
 from ..errors import RankError
+from ..factorization.candidates import candidates, not_considered
 from .costs import budget_note, latency_note, speed_bound_note, whole_cost
 from .plan import Plan, factorise, keep
 from .sensitivity import LayerSensitivity, Option, Sensitivity
@@ -205,7 +205,6 @@ def allocate(model, sens: Sensitivity, target: float, metric="params", multiple=
         notes.append(f"latency guard ({latency.runtime}): {removed} option(s) measured slower than the layer "
                      f"they replace, beyond the noise of both timings, were removed; {cost} "
                      f"(allowing slower options keeps them); measured noise per layer: {', '.join(margins)}")
-    from ..factorization.candidates import not_considered
 
     plan = Plan(policy=f"sensitivity, target {metric} {target:g}"
                 + (f", latency guard on {latency.runtime}" if latency is not None and not allow_slower else ""),

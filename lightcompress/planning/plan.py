@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LightCompressError, OptionError, RankError
+from ..factorization.candidates import candidates
+from ..factorization.methods import known_methods
 from ..io.files import read_file_bounded
+from ..io.models import write_json
 
 
 @dataclass
@@ -101,9 +104,6 @@ def plan_from_dict(model, data, source="the plan") -> Plan:
     result equals the data), after checking the whole of it against the model: each entry names a factorisable layer of the model once, with
     its kernel shape, a known mode and a rank in range; the method is a registered one. Messages
     speak of the plan's own fields (``"rank": 0``), not of any option."""
-    from ..factorization.candidates import candidates
-    from ..factorization.methods import known_methods
-
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise LightCompressError(f"{source} is not a plan (no 'layers' list); use a plan.json written by compress.")
     method = data.get("method", "svd")
@@ -179,6 +179,4 @@ def read_plan(model, path) -> Plan:
 
 def write_plan(plan: Plan, path, *, force=False, inputs=()):
     """Save ``plan`` as JSON (atomically; never over an input or an existing file unless forced)."""
-    from ..io.models import write_json
-
     return write_json(plan.to_dict(), path, force=force, inputs=inputs)

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import OptionError, RankError
+from ..factorization.candidates import candidates, not_considered
+from ..factorization.methods import resolve_method
 from .budget import ErrorAllocation
 from .filters import LayerFilter
 from .plan import Plan, factorise, keep
@@ -193,9 +195,6 @@ def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None,
 def decide(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> tuple[Plan, dict]:
     """(``make_plan``'s plan, {layer name: the candidate it was decided from}): applying the plan
     with those (``apply_plan(..., sources=)``) reuses their decompositions."""
-    from ..factorization.candidates import candidates, not_considered
-    from ..factorization.methods import resolve_method
-
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio, TargetParams, "

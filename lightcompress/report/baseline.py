@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-
-
-
-
+from ..deploy.sizes import LATENCY_NOTE
 from .convert import before_after, before_after_lines
 from .render import SCHEMA_VERSION, Section, duration, num, percent
 
@@ -13,8 +10,6 @@ from .render import SCHEMA_VERSION, Section, duration, num, percent
 def baseline_dict(source, output, result, prepared, before, after, sizes=None, qat_compare=None) -> dict:
     """The `baseline` report: budget, twin checks, fine-tuning, per-layer sparsity / unique
     values, accuracy, and (``sizes``: {"original": ..., method: ...}) honest deployed sizes."""
-    from ..deploy.sizes import LATENCY_NOTE
-
     fit = result.fit
     return {
         "schema": SCHEMA_VERSION,

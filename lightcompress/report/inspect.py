@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
-
 from dataclasses import asdict
 
-
 from ..factorization.candidates import not_counted
+from .compress import latency_sections
 from .render import SCHEMA_VERSION, Section, num, shape_text, times
 
 
@@ -73,8 +71,6 @@ def inspect_sections(data: dict) -> list[Section]:
     if "sensitivity" in data:
         sections += sensitivity_sections(data["sensitivity"])
     if "latency" in data:
-        from .compress import latency_sections
-
         sections += latency_sections(data["latency"])
     return sections
 

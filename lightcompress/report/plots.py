@@ -6,16 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .._deferred import deferred
 from ..errors import OutputPathError
 from ..io.models import atomic_write, check_owned
+from .tradeoffs import cost, measured
+
+matplotlib = deferred("matplotlib")
+plt = deferred("matplotlib.pyplot")
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    matplotlib.use("Agg")  # files, never a window: before pyplot is imported
     return plt
 
 
@@ -124,8 +125,6 @@ def compare_plot(data: dict, path, spectra=None, force=False) -> Path:
 def tradeoffs_plot(data: dict, path, force=False) -> Path:
     """Accuracy against file size and against batch-1 latency, one point per candidate, the Pareto
     front of each panel joined and ringed."""
-    from .tradeoffs import cost, measured
-
     plt = _pyplot()
     entries = [e for e in data["candidates"] if measured(e)]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))

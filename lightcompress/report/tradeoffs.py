@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..deploy.timing import Latency, verdict
 from .render import SCHEMA_VERSION, Section, num, significant, size, time_unit, times_factor
 
 FRONTS = {"size": "file_bytes", "latency": "latency_batch_1"}
@@ -37,8 +38,6 @@ def pareto(points) -> list:
 def recommend(entries, max_drop) -> dict:
     """The smallest and the fastest (batch 1) candidate losing at most ``max_drop`` accuracy points
     against the original (the first entry), in one sentence."""
-    from ..deploy.timing import Latency, verdict
-
     base, others = entries[0], [e for e in entries[1:] if measured(e)]
     ref = base["accuracy"]
     within = f"within {max_drop:g} point{'' if max_drop == 1 else 's'} of the original's accuracy ({ref:.4f})"

@@ -14,8 +14,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from .._deferred import deferred
 from ..defaults import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from .evaluation import log_probs
+
+tf = deferred("tensorflow")
 
 # Our own loss rather than keras.distillation.Distiller: the teacher's softened outputs are computed
 # once, before training, and travel with the labels, instead of a teacher forward pass every step
@@ -72,8 +75,6 @@ def label_accuracy(y_true, y_pred):
 def stream_targets(teacher, kind, temperature):
     """A tf.data map (images, labels) -> (images, packed targets) that runs ``teacher`` on each
     batch as it streams (TensorFlow backend): ``pack(labels, soft_targets(...))`` per batch."""
-    import tensorflow as tf
-
     def targets(x, y):
         out = tf.cast(teacher(x, training=False), tf.float32)
         logp = tf.nn.log_softmax(out, axis=-1) if kind == "logits" else tf.math.log(tf.clip_by_value(out, 1e-7, 1.0))

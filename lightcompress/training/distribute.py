@@ -33,7 +33,13 @@ from dataclasses import dataclass
 
 import keras
 
+from .. import _keras_private
+from .._deferred import deferred
 from ..errors import LightCompressError, OptionError
+
+jax = deferred("jax")
+tf = deferred("tensorflow")
+torch = deferred("torch")
 
 _started = {}  # the engines of this process, each made once (several hosts: by start())
 _failed = []  # the job lost a process: this one exits without the engine's shutdown handshake
@@ -99,8 +105,6 @@ def start():
         try:
             keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
         except RuntimeError as err:
-            import jax
-
             if jax.process_count() != hosts():  # not already initialised by the caller
                 first = (str(err).strip().splitlines() or [""])[0]
                 raise LightCompressError(
@@ -108,8 +112,6 @@ def start():
                     f"lightcompress.training.distribute.start() before any model is built.") from None
         _started["jax"] = True
     elif backend == "tensorflow":
-        import tensorflow as tf
-
         _started["tensorflow"] = tf.distribute.MultiWorkerMirroredStrategy()
     atexit.register(_exit_if_failed)  # after the engine's own exit hooks, so it runs before them
 
@@ -145,8 +147,6 @@ def process() -> tuple[int, int]:
         return 0, 1
     start()
     if "jax" in _started:
-        import jax
-
         return jax.process_index(), jax.process_count()
     resolver = _started["tensorflow"].cluster_resolver
     cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
@@ -165,18 +165,12 @@ def visible_devices() -> tuple[list, list]:
     """(accelerators, CPU devices) the current backend sees, named as its engine takes them."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
         return ([d.name for d in tf.config.list_logical_devices("GPU")],
                 [d.name for d in tf.config.list_logical_devices("CPU")])
     if backend == "jax":
-        import jax
-
         accelerators = [f"{d.platform}:{d.id}" for d in jax.devices() if d.platform != "cpu"]
         return accelerators, [f"cpu:{d.id}" for d in jax.devices("cpu")]
     if backend == "torch":
-        import torch
-
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())], ["cpu"]
     return [], ["cpu"]
 
@@ -197,8 +191,6 @@ def placement(devices="all") -> Placement:
             return Placement("tf.distribute.MultiWorkerMirroredStrategy", (), strategy.num_replicas_in_sync,
                              n_hosts)
         if backend == "jax":
-            import jax
-
             return Placement("keras.distribution.DataParallel", (), jax.device_count(), n_hosts)
     accelerators, cpus = visible_devices()
     pool = accelerators or cpus
@@ -241,8 +233,6 @@ def scope(where: Placement):
     else:  # one strategy per set of devices and process: a second one clashes with the first's collectives
         key = ("tensorflow",) + tuple(where.devices)
         if key not in _started:
-            import tensorflow as tf
-
             _started[key] = tf.distribute.MirroredStrategy(devices=list(where.devices))
         strategy = _started[key]
     with strategy.scope():
@@ -253,8 +243,6 @@ def build_for_fit(model, data):
     """Under ``MultiWorkerMirroredStrategy``, build the compiled ``model`` from the first batch of
     ``data`` (a tf.data set) before ``fit``: Keras's own build there fails with several workers
     (see ``_keras_private.build_for_multi_worker``)."""
-    from .. import _keras_private
-
     _keras_private.build_for_multi_worker(model, next(iter(data.take(1))))
 
 
@@ -291,6 +279,5 @@ def part(where: Placement) -> tuple[int, int]:
     every global batch (JAX with several hosts); (0, 1) otherwise."""
     if where.engine != "keras.distribution.DataParallel" or where.hosts <= 1:
         return 0, 1
-    import jax
 
     return jax.process_index(), where.hosts

@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from . import distill, distribute
-from ..data.dataset import Dataset
-from .devices import device_name
-from ..validation import SEED_MAX, number
 from .. import _interrupts
+from .._deferred import deferred
 from .._keras_private import set_random_seed
+from ..data.dataset import Dataset
+from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PATIENCE,
+                        DEFAULT_VALIDATION_SPLIT)
 from ..errors import LightCompressError
+from ..validation import SEED_MAX, number
+from . import distill, distribute
+from .devices import device_name
 from .evaluation import loss_for, output_kind
 
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_PATIENCE, DEFAULT_VALIDATION_SPLIT
+tf = deferred("tensorflow")
 
 
 # -- fine-tuning ------------------------------------------------------------------------------
@@ -148,7 +151,6 @@ def _pipeline(x, y, batch_size, seed, shuffle, epochs=1, multiple=1, part=(0, 1)
     ``steps_per_epoch``."""
     if keras.backend.backend() != "tensorflow":
         return _Batches(x, y, batch_size, seed, shuffle, epochs, multiple, part)
-    import tensorflow as tf
 
     if shuffle:
         xs, ys = tf.constant(x), tf.constant(y)

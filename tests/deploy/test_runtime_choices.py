@@ -43,7 +43,7 @@ def written(monkeypatch):
         seen[-1].append(loaded)
         return loaded
 
-    monkeypatch.setattr(export, "write_artifact", spy_write)
+    monkeypatch.setattr(latency, "write_artifact", spy_write)  # where the timing calls it
     monkeypatch.setattr(runtimes, "load_artifact", spy_load)
     return seen
 

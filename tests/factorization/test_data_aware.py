@@ -247,6 +247,7 @@ def test_calibration_never_reads_test_images(rng, monkeypatch, tmp_path):
     monkeypatch.setattr(calibration, "collect", spy)
     monkeypatch.setattr(factorize, "collect", spy, raising=False)
     monkeypatch.setattr(compression, "collect", spy)
+    monkeypatch.setattr(importlib.import_module("lightcompress.flows.convert"), "collect", spy)
     picked = calibration_images(prepared, 1000)
     assert len(picked) == 150 and picked.max() < 0.5
     convert(model, FixedRank(2), LayerFilter(min_params=0, conv_mode="channel"), test, calibration_x=picked)

@@ -182,7 +182,7 @@ def test_held_out_images_are_training_images_apart_from_the_calibration_images(f
         return calibrated[-1]
 
     monkeypatch.setattr(best_allocation, "analyse", analyse_spy)
-    monkeypatch.setattr(statistics, "calibration_images", images_spy)  # convert_file imports it when called
+    monkeypatch.setattr(convert_flow, "calibration_images", images_spy)  # where convert_file calls it
     _convert(path, data, tmp_path / "a.keras")
     with np.load(data) as d:
         train, test = {r.tobytes() for r in d["x_train"]}, {r.tobytes() for r in d["x_test"]}
@@ -205,7 +205,7 @@ def test_calibration_is_layer_by_layer_on_more_images_where_affordable(files, tm
     path, data = files
     asked = []
     real_images = statistics.calibration_images
-    monkeypatch.setattr(statistics, "calibration_images", lambda d, count, seed=0: asked.append(count) or
+    monkeypatch.setattr(convert_flow, "calibration_images", lambda d, count, seed=0: asked.append(count) or
                         real_images(d, count, seed))
     report = _convert(path, data, tmp_path / "a.keras", "--allocation", "error")
     assert report["method"] == "data-aware+sequential" and report["calibration"]["samples"] == 600  # all there are

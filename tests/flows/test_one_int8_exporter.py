@@ -9,7 +9,6 @@ import keras
 import pytest
 
 from lightcompress.data.sets import DataSpec
-from lightcompress.deploy import export as deploy_export
 from lightcompress.flows import compare as compare_flow
 from lightcompress.flows import export as export_flow
 from lightcompress.flows.common import load_inputs, no_progress
@@ -29,14 +28,14 @@ def test_export_int8_writes_the_file_compare_int8_times(tmp_path, monkeypatch):
     export_flow.export_file(tmp_path / "m.keras", "litert", tmp_path / "m.int8.tflite", quantize="int8",
                             data=DataSpec("digits"))
     written = []
-    real = deploy_export.export_model
+    real = compare_flow.export_model
 
     def spy(*args, **kwargs):
         result = real(*args, **kwargs)
         written.append((kwargs.get("calibration") is not None, _sha(result.path)))
         return result
 
-    monkeypatch.setattr(deploy_export, "export_model", spy)
+    monkeypatch.setattr(compare_flow, "export_model", spy)  # what the int8 compare calls
     net, prepared = load_inputs(tmp_path / "m.keras", DataSpec("digits"), False, no_progress)
     with compare_flow._int8_files(net, net, [tmp_path / "m.keras"] * 2, prepared, 2):
         pass

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import linalg
+from ..._deferred import deferred
 from .base import Method, register_method
+
+keras = deferred("keras")  # the command line lists the methods before Keras starts
 
 
 @dataclass(frozen=True, repr=False)
@@ -45,8 +48,6 @@ class DataAware(Method):
     def weights(self, entry, layer, rank, mode, moments):
         """The twin's weights (kernels, then the bias if it has one) on the layer's ``moments``
         (``statistics.LayerMoments``); None if they are not finite."""
-        import keras
-
         kernel = entry.kernel(layer)
         base = entry.modes[0]
         w = entry.to_matrix(kernel, base)
