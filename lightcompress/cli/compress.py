@@ -32,7 +32,7 @@ def command(
     target_params: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the model's params (0.2 = 5x smaller).")] = None,
     target_macs: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the MACs per example.")] = None,
     target_latency: Annotated[Optional[float], typer.Option(help="Keep about this fraction of the batch-1 latency measured in --runtime (0.5 = 2x faster).")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Find the smallest model losing at most this many accuracy points on held-out training images (searched over --trials budgets). If none does, the model with the smallest drop is saved and the report says the limit was missed (JSON: goal.met false).")] = None,
     allocation: Annotated[str, typer.Option(help="How ranks are chosen for the budget: sensitivity (each layer's loss per rank measured on --holdout training images, one model evaluation per layer and rank, cached) or error (each layer's truncation error, its output error on the --calibration images with a data-aware --method; no model evaluated, much faster).")] = d.DEFAULT_ALLOCATION,
     epochs: Annotated[Optional[int], typer.Option(help="Most fine-tuning epochs (per trial with --max-drop); training stops "
                                                        "earlier once the held-out training slice stops improving. Default: "
@@ -51,7 +51,7 @@ def command(
     exclude: o.Exclude = None,
     min_params: o.MinParams = d.DEFAULT_MIN_PARAMS,
     holdout: Annotated[int, typer.Option(help="Training images held out to judge sensitivity (never test images).")] = d.DEFAULT_HOLDOUT,
-    trials: Annotated[int, typer.Option(help="With --max-drop: budgets tried (each fine-tuned).")] = 4,
+    trials: Annotated[int, typer.Option(help="With --max-drop: budgets tried (each fine-tuned, unless its plan is one already tried).")] = 4,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where sensitivity results are cached.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the sensitivity analysis.")] = False,
     batch_size: o.BatchSize = d.DEFAULT_BATCH_SIZE,

@@ -55,6 +55,7 @@ class Trial:
     heldout_accuracy: float
     drop_points: float
     passed: bool
+    same_as: float | None = None  # the budget whose plan this one's was (not fine-tuned again)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CompressResult:
     profile: object = None  # the latency.Profile the plan was guarded (or budgeted) with
     statistics: object = None  # statistics.Statistics the method needed, with its wall time
     allocation: str = DEFAULT_ALLOCATION  # the strategy: one of defaults.ALLOCATION_CHOICES
+    met: bool = True  # False: max_drop was missed, and the closest model found is the one returned
 
 
 def check_allocation(allocation) -> str:
@@ -277,38 +279,64 @@ def compress(model, prepared: Dataset, settings: CompressSettings, *, callbacks=
         return CompressResult(new_model, plan, sens, fit, metric, target, profile=profile, statistics=stats,
                               allocation=settings.allocation)
 
-    base = evaluate(model, judge).accuracy
-    lo, hi, best, history = 0.0, 1.0, None, []
-    for _ in range(settings.trials):
+    def tuned(candidate):
+        return _tune(candidate, train, settings.fit, teacher, callbacks)
+
+    candidate, plan, fit, target, history, missed = _search(build, tuned, judge, evaluate(model, judge).accuracy,
+                                                            goal.max_drop, settings.trials, on_trial)
+    if missed:
+        plan.notes.append(missed)
+    return CompressResult(candidate, plan, sens, fit, "params", target, history, profile=profile, statistics=stats,
+                          allocation=settings.allocation, met=not missed)
+
+
+def _plan_key(plan) -> tuple:
+    return tuple((p.name, p.mode, p.rank) for p in plan.layers)
+
+
+def _search(build, tuned, judge, base, max_drop, trials, on_trial):
+    """``max_drop``'s search: a bisection over the fraction of the params kept, each budget's model
+    fine-tuned (``tuned``) and judged on the held-out slice against ``base``, its accuracy. A
+    budget whose plan is one already tried (the ladder or the latency guard left no other) reuses
+    that trial. Returns (model, plan, fit, fraction, trials, missed): the smallest model within the
+    limit, else the one with the smallest drop and a sentence saying the limit was missed."""
+    lo, hi, best, closest, history, seen = 0.0, 1.0, None, None, [], {}
+    for _ in range(trials):
         mid = (lo + hi) / 2 if best is not None or lo > 0 else 0.25
         try:
             candidate, plan = build(mid, "params")
         except LightCompressError:
             lo = mid
             continue
-        fit = _tune(candidate, train, settings.fit, teacher, callbacks)
-        accuracy = evaluate(candidate, judge).accuracy
-        drop = (base - accuracy) * 100
-        trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= goal.max_drop)
+        key = _plan_key(plan)
+        if key in seen:  # the same plan again: its result, not another fine-tuning
+            earlier, candidate, plan, fit = seen[key]
+            trial = Trial(mid, earlier.params, earlier.heldout_accuracy, earlier.drop_points, earlier.passed,
+                          same_as=earlier.target)
+        else:
+            fit = tuned(candidate)
+            accuracy = evaluate(candidate, judge).accuracy
+            drop = (base - accuracy) * 100
+            trial = Trial(mid, int(candidate.count_params()), accuracy, drop, drop <= max_drop)
+            seen[key] = (trial, candidate, plan, fit)
         history.append(trial)
         if on_trial:
             on_trial(trial)
         if trial.passed:
-            hi, best = mid, (candidate, plan, fit)
+            hi, best = mid, (candidate, plan, fit, mid)
         else:
             lo = mid
-    if best is None:
-        if not history:
-            raise LightCompressError("no budget could be tried; lower min_params or aim higher.")
-        closest = min(history, key=lambda t: t.drop_points)
-        raise LightCompressError(
-            f"no budget tried kept the accuracy drop within {goal.max_drop:g} points on the held-out slice "
-            f"(smallest drop {closest.drop_points:.2f} points, keeping {closest.target:g} of the params); "
-            f"allow a larger max_drop, more epochs, or more trials."
-        )
-    candidate, plan, fit = best
-    return CompressResult(candidate, plan, sens, fit, "params", hi, history, profile=profile, statistics=stats,
-                          allocation=settings.allocation)
+            if closest is None or trial.drop_points < closest[0].drop_points:
+                closest = (trial, candidate, plan, fit)
+    if best is not None:
+        return (*best, history, None)
+    if closest is None:
+        raise LightCompressError("no budget could be tried; lower min_params or aim higher.")
+    trial, candidate, plan, fit = closest
+    missed = (f"max_drop {max_drop:g} missed: no budget tried kept the held-out accuracy drop within it; kept the "
+              f"closest, {trial.drop_points:.2f} points at {trial.target:g} of the params ({trial.params:,} params); "
+              f"allow a larger max_drop, more epochs, or more trials")
+    return candidate, plan, fit, trial.target, history, missed
 
 
 def export_runtime(export) -> str | None:

@@ -19,7 +19,7 @@ def compress_dict(result, compare, plan_path, output) -> dict:
         "report": "compress",
         "output": str(output),
         "plan_file": str(plan_path),
-        "goal": {"metric": result.metric, "target": result.target},
+        "goal": {"metric": result.metric, "target": result.target, "met": result.met},
         "trials": [asdict(t) for t in result.trials],
         "allocation": result.allocation,
         "sensitivity": None if result.sensitivity is None else {
@@ -83,7 +83,8 @@ def compress_sections(data: dict) -> list[Section]:
         plan.lines.append(budget_line(data["plan"]["budget"]))
     plan.lines.append(f"plan saved to {data['plan_file']} (convert can apply it again)")
     for t in data["trials"]:
-        plan.lines.append(f"trial: keep {t['target']:.3f} of params -> {t['params']:,} params, held-out "
+        same = f", the plan of {t['same_as']:.3f} again" if t.get("same_as") is not None else ""
+        plan.lines.append(f"trial: keep {t['target']:.3f} of params -> {t['params']:,} params{same}, held-out "
                           f"accuracy {t['heldout_accuracy']:.4f} (drop {t['drop_points']:.2f} pts) "
                           f"{'ok' if t['passed'] else 'too much'}")
     f = data["finetune"]
