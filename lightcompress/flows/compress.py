@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .. import report
 from ..data.dataset import Dataset
 from ..data.sets import DataSpec, required
@@ -37,6 +35,7 @@ from ..io import cache
 from ..io import models as model_io
 from ..planning import ErrorAllocation, LayerFilter, Plan, Sensitivity, allocate, analyse, write_plan
 from ..planning.costs import timed
+from ..planning.goal import CompressGoal
 from ..training import distribute
 from ..training import finetune as ft
 from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
@@ -83,71 +82,6 @@ def check_allocation(allocation) -> str:
 
 def _tune(model, train, settings, teacher, callbacks):
     return ft.finetune(model, train, settings, callbacks=callbacks, teacher=teacher)
-
-
-GOALS = ("target_params", "target_macs", "target_latency", "max_drop")  # the order messages name them in
-
-
-@dataclass(frozen=True)
-class CompressGoal:
-    """What ``compress`` aims at: exactly one of ``target_params``, ``target_macs``,
-    ``target_latency`` (fractions of the model's; latency is batch-1 time measured in the
-    runtime) or ``max_drop`` (accuracy points, searched). Checked once, when made; the stages
-    take one and trust it.
-
-    >>> CompressGoal(target_params=0.2).metric, CompressGoal(max_drop=0.5).metric
-    ('params', None)
-    """
-
-    target_params: float | None = None
-    target_macs: float | None = None
-    target_latency: float | None = None
-    max_drop: float | None = None
-
-    def __post_init__(self):
-        chosen = [f"{k}={v}" for k, v in self._given()]
-        if len(chosen) != 1:
-            got = f" (got {', '.join(chosen)})" if chosen else ""
-            raise OptionError("choose exactly one goal: target_params=F, target_macs=F, target_latency=F or "
-                              f"max_drop=POINTS{got}.")
-        for name in GOALS[:3]:
-            value = getattr(self, name)
-            if value is not None and not (_finite(value) and 0 < value < 1):
-                raise OptionError("is not a fraction", option=name, value=value, allowed="a number in (0, 1), e.g. 0.2")
-        if self.max_drop is not None and not (_finite(self.max_drop) and 0 <= self.max_drop <= 100):
-            raise OptionError("is invalid", option="max_drop", value=self.max_drop,
-                              allowed="accuracy points in [0, 100], e.g. 0.5")
-
-    def _given(self):
-        return [(k, getattr(self, k)) for k in GOALS if getattr(self, k) is not None]
-
-    @classmethod
-    def parse(cls, goal=None, **values) -> CompressGoal:
-        """``goal`` as it is, or a goal made of the keyword ``values`` (never both)."""
-        given = {k: v for k, v in values.items() if v is not None}
-        if goal is None:
-            return cls(**given)
-        if given:
-            raise OptionError(f"give goal= or {', '.join(given)}, not both.")
-        if not isinstance(goal, cls):
-            raise OptionError("is not a CompressGoal", option="goal", value=goal,
-                              allowed="CompressGoal(target_params=0.2), or target_params=0.2 itself")
-        return goal
-
-    @property
-    def metric(self) -> str | None:
-        """"params", "macs" or "latency" for a budget; None for ``max_drop`` (a search)."""
-        name = self._given()[0][0]
-        return None if name == "max_drop" else name[len("target_"):]
-
-    @property
-    def target(self) -> float:
-        """The budget's fraction, or the accuracy points of ``max_drop``."""
-        return self._given()[0][1]
-
-
-def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 @dataclass(frozen=True)

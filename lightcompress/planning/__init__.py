@@ -6,6 +6,7 @@ error (``budget``) or by measured sensitivity (``allocate``), and the ``Plan`` t
 from .allocate import allocate
 from .budget import ErrorAllocation
 from .filters import LayerFilter
+from .goal import CompressGoal
 from .plan import LayerPlan, Plan, plan_from_dict, read_plan, write_plan
 from .rules import (
     Energy,
@@ -20,6 +21,6 @@ from .rules import (
 )
 from .sensitivity import Sensitivity, analyse
 
-__all__ = ["LayerFilter", "FixedRank", "Energy", "Ratio", "TargetParams", "TargetMacs", "TargetLatency",
+__all__ = ["CompressGoal", "LayerFilter", "FixedRank", "Energy", "Ratio", "TargetParams", "TargetMacs", "TargetLatency",
            "rank_rule", "make_plan", "decide", "Plan", "LayerPlan", "plan_from_dict", "read_plan", "write_plan", "Sensitivity",
            "analyse", "allocate", "ErrorAllocation"]
