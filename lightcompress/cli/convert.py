@@ -10,7 +10,7 @@ import typer
 from .._deferred import deferred
 from ..defaults import (CALIBRATION_BYTES, CONVERT_ALLOCATION_CHOICES, CONVERT_CALIBRATION_SAMPLES,
                         DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONV_MODE, DEFAULT_CONVERT_ALLOCATION, DEFAULT_MIN_PARAMS,
-                        DEFAULT_MIN_SAVING)
+                        DEFAULT_MIN_SAVING, NO_DATA_ENERGY_FLOOR)
 from ..factorization.methods import get_method
 from . import options as o
 
@@ -36,6 +36,7 @@ def command(
     min_params: o.MinParams = DEFAULT_MIN_PARAMS,
     conv_mode: o.ConvModeOpt = o.ConvMode(DEFAULT_CONV_MODE),
     min_saving: o.MinSaving = DEFAULT_MIN_SAVING,
+    no_data_floor: o.NoDataFloor = NO_DATA_ENERGY_FLOOR,
     method: o.MethodOpt = None,
     calibration_samples: Annotated[Optional[int], typer.Option(
         "--calibration", show_default=False,
@@ -82,7 +83,7 @@ def command(
     spec = data.optional(train_limit)
     stage = o.spinner(o.stderr())
     out = flows.convert_file(
-        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving),
+        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving, no_data_floor),
         plan_file=plan, data=spec, force=force, trust=common.trust_model, stage=stage, on_step=stage.step,
         method=chosen, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
         input_shape=input_shape)

@@ -204,8 +204,16 @@ CalibrationSamples = Annotated[int, typer.Option("--calibration", help="Training
 MinSaving = Annotated[float, typer.Option(help="Factorise a layer only at ranks saving at least this fraction of it.")]
 
 
-def layer_filter(include, exclude, min_params, conv_mode, min_saving=None):
+NoDataFloor = Annotated[float, typer.Option(
+    help="Without --dataset (or calibration inputs), a budget takes no layer below this fraction of its spectral "
+         "energy, so no layer is wrecked on weight error alone; a budget that cannot be met above it is refused with "
+         "the smallest that can. 0: no floor.")]
+
+
+def layer_filter(include, exclude, min_params, conv_mode, min_saving=None, no_data_floor=None):
     extra = {} if min_saving is None else {"min_saving": min_saving}
+    if no_data_floor is not None:
+        extra["no_data_floor"] = no_data_floor
     return LayerFilter(tuple(include or ()), tuple(exclude or ()), min_params, conv_mode.value, **extra)
 
 

@@ -240,6 +240,7 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         method = default_method(model, count, layer_filter)
     method = resolve_method(method, calibration_x is not None)
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
+    floor = layer_filter.no_data_floor if calibration_x is None and judge is None else 0.0  # no data: none wrecked
     seconds = None
 
     def build(plan, sources=None):
@@ -257,13 +258,13 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         new_model, plan = best_allocation(model, rule, layer_filter, method, stats, judge, build, allocation,
                                           on_step)
     else:
-        new_model, plan = build(*decide(model, rule, layer_filter, method, stats))
+        new_model, plan = build(*decide(model, rule, layer_filter, method, stats, floor))
     if not plan.converted:
         refuse_converted(model)
     if isinstance(rule, TargetLatency):
         new_model, plan = meet_measured_latency(
             model, new_model, plan, rule.fraction,
-            lambda aim, _: build(*decide(model, replace(rule, fraction=aim), layer_filter, method, stats)),
+            lambda aim, _: build(*decide(model, replace(rule, fraction=aim), layer_filter, method, stats, floor)),
             Runtime(rule.profile.runtime, rule.profile.threads))
     if x is None and sizes.unknown is None:
         x = model_inputs_like(model, random_batch(model), sizes=sizes, named=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -102,15 +103,16 @@ class ErrorAllocation:
     only ranks that are multiples of it."""
 
     def __init__(self, model, found, layer_filter, metric="params", *, profile=None, allow_slower=True, multiple=1,
-                 whole_model=True):
+                 whole_model=True, floor=0.0):
         if metric not in METRICS:
             raise RankError("is unknown", option="metric", value=metric, allowed=f"one of {', '.join(METRICS)}")
         if metric == "latency" and profile is None:
             raise RankError("a latency budget needs each layer's measured latencies: give a latency profile "
                             "(deploy.latency.profile).")
         self.model, self.found, self.metric, self.profile = model, found, metric, profile
-        self.whole_model = whole_model
+        self.whole_model, self.floor = whole_model, floor
         self.guarded = profile is not None and not allow_slower
+        self.below_floor = 0  # options that would keep less than ``floor`` of a layer's energy
         chosen, self.reasons = layer_filter.chosen(found)
         self.only_keep = {}  # {name: why no factorisation of a chosen layer is an option}
         self.tables, self.removed = [], 0  # removed: options the latency guard dropped
@@ -125,6 +127,12 @@ class ErrorAllocation:
                 self.reasons[c.name] = "not timed (an input size is not fixed), so a latency budget keeps it as it is"
                 continue
             ls = table(c, layer_filter, macs.get(c.name), multiple)
+            if floor:
+                kept = [o for o in ls.options if o.rank is None or 1.0 - o.loss >= floor]
+                self.below_floor += len(ls.options) - len(kept)
+                if len(kept) == 1 and len(ls.options) > 1:
+                    self.only_keep[c.name] = f"every rank that saves params keeps less than {floor:.0%} of its energy"
+                ls = replace(ls, options=kept)
             if len(ls.options) == 1:
                 self.only_keep[c.name] = (f"no rank that is a multiple of {multiple} saves "
                                           f"min_saving={layer_filter.min_saving:g} of its params")
@@ -152,17 +160,24 @@ class ErrorAllocation:
         if least > budget:
             reach = math.ceil(least / self.whole * 1000) / 1000
             of = "the model's" if self.whole_model else "the chosen layers'"
+            floor = (f" that keeps at least {self.floor:.0%} of its spectral energy (no_data_floor={self.floor:g}, as "
+                     f"it is planned without data; a data set or calibration inputs plan by measured error instead)"
+                     if self.below_floor else "")
             raise RankError(
                 f"cannot be met: the layers left as they are already hold {_amount(self.metric, self.fixed)} of "
-                f"{of} {_amount(self.metric, self.whole)}, and with every other layer at its cheapest option "
+                f"{of} {_amount(self.metric, self.whole)}, and with every other layer at its cheapest option{floor} "
                 f"the smallest reachable fraction is {reach:.3f}", option=option, value=fraction,
                 allowed=(f"a fraction of at least {reach:.3f}, or " if reach < 1 else "")
-                + "a lower min_params so more layers are converted")
+                + "a lower min_params so more layers are converted"
+                + (", or a lower no_data_floor" if self.below_floor else ""))
         choice = spend(self.tables, budget - self.fixed, self.metric)
         picked = {ls.name: (ls, ls.options[i]) for ls, i in zip(self.tables, choice)}
         plan = Plan(policy=policy, method=method, not_considered=not_considered(self.model))
         if self.metric == "latency" and self.whole_model:
             plan.notes.append(speed_bound_note(self.profile.runtime, self.whole, self.fixed, self.tables, choice))
+        if self.below_floor:
+            plan.notes.append(f"floor: planned without data, no layer keeps less than {self.floor:.0%} of its spectral "
+                              f"energy ({self.below_floor} rank option(s) below it left out)")
         if self.removed:
             plan.notes.append(f"latency guard ({self.profile.runtime}): {self.removed} option(s) measured slower than "
                               "the layer they replace, beyond the noise of both timings, were removed")

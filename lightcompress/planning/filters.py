@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from ..validation import whole as check_whole
-from ..defaults import CONV_MODE_CHOICES, DEFAULT_CONV_MODE, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING
+from ..defaults import CONV_MODE_CHOICES, DEFAULT_CONV_MODE, DEFAULT_MIN_PARAMS, DEFAULT_MIN_SAVING, NO_DATA_ENERGY_FLOOR
 from ..errors import OptionError
 
 
@@ -18,6 +18,8 @@ class LayerFilter:
     parameters. ``conv_mode``: one of ``CONV_MODE_CHOICES`` ("channel", "spatial", "tucker", or
     "auto": every mode of the layer type). ``min_saving``: a layer is factorised only at ranks that save at least this fraction of
     its kernel's weights (no plan spends accuracy on a layer for a few percent of its size).
+    ``no_data_floor``: planned without any data (weight errors alone), a budget takes no layer below
+    this fraction of its spectral energy (0: no floor; see ``defaults.NO_DATA_ENERGY_FLOOR``).
 
     >>> LayerFilter(include=("dense*",)).reason_for_name("conv2d")
     'not matched by include'
@@ -28,6 +30,7 @@ class LayerFilter:
     min_params: int = DEFAULT_MIN_PARAMS
     conv_mode: str = DEFAULT_CONV_MODE
     min_saving: float = DEFAULT_MIN_SAVING
+    no_data_floor: float = NO_DATA_ENERGY_FLOOR
 
     def __post_init__(self):
         object.__setattr__(self, "include", tuple(self.include))
@@ -40,6 +43,10 @@ class LayerFilter:
         if not ok or not 0 <= self.min_saving < 1:
             raise OptionError("is invalid", option="min_saving", value=self.min_saving,
                               allowed="a fraction in [0, 1), e.g. 0.2")
+        ok = isinstance(self.no_data_floor, (int, float)) and not isinstance(self.no_data_floor, bool)
+        if not ok or not 0 <= self.no_data_floor < 1:
+            raise OptionError("is invalid", option="no_data_floor", value=self.no_data_floor,
+                              allowed=f"a fraction of the energy in [0, 1), e.g. {NO_DATA_ENERGY_FLOOR}, or 0 for none")
 
     def reason_for_name(self, name) -> str | None:
         if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):

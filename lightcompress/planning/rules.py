@@ -184,17 +184,19 @@ def _plan_energy(c, modes, fraction, layer_filter):
     return factorise(c, mode, rank)
 
 
-def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> Plan:
+def make_plan(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None, floor=0.0) -> Plan:
     """Decide what to do with every factorisable layer of ``model`` under ``rule``, for factors
     made by ``method`` (a name or ``methods.Method``; default: ``resolve_method``'s). With the
     ``statistics`` the method needs (``statistics.Statistics``), errors are output errors on
     their inputs (the method's own factors')."""
-    return decide(model, rule, layer_filter, method, statistics)[0]
+    return decide(model, rule, layer_filter, method, statistics, floor)[0]
 
 
-def decide(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None) -> tuple[Plan, dict]:
+def decide(model, rule, layer_filter: LayerFilter | None = None, method=None, statistics=None,
+           floor=0.0) -> tuple[Plan, dict]:
     """(``make_plan``'s plan, {layer name: the candidate it was decided from}): applying the plan
-    with those (``apply_plan(..., sources=)``) reuses their decompositions."""
+    with those (``apply_plan(..., sources=)``) reuses their decompositions. ``floor``: a budget
+    takes no layer below this fraction of its energy (``defaults.NO_DATA_ENERGY_FLOOR``)."""
     layer_filter = layer_filter or LayerFilter()
     if not isinstance(rule, tuple(RULES.values())):
         raise OptionError(f"rule {rule!r} is not a rank rule; use FixedRank, Energy, Ratio, TargetParams, "
@@ -207,7 +209,7 @@ def decide(model, rule, layer_filter: LayerFilter | None = None, method=None, st
     found = candidates(model, statistics, vectors=True, method=method)  # the plan is usually applied: decompose once
     if isinstance(rule, _Budget):
         allocation = ErrorAllocation(model, found, layer_filter, rule.metric, profile=getattr(rule, "profile", None),
-                                     whole_model=not isinstance(rule, Ratio))
+                                     whole_model=not isinstance(rule, Ratio), floor=floor)
         return allocation.plan(rule.fraction, rule.describe(), method.name, rule.option), allocation.sources()
     plan = Plan(policy=rule.describe(), method=method.name, not_considered=not_considered(model))
     _, reasons = layer_filter.chosen(found)

@@ -62,7 +62,7 @@ def _timing_by_macs(monkeypatch, tmp_path, whole_extra_ms=0.0):
 
 def _convert_latency(path, out, target="0.5"):
     result = runner.invoke(app, ["convert", str(path), "--target-latency", target, "--runtime", "keras",
-                                 "-o", str(out), "--json"])
+                                 "--no-data-floor", "0", "-o", str(out), "--json"])  # random weights: no floor
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     return report, {layer["name"]: layer["rank"] for layer in report["layers"]}
@@ -78,8 +78,8 @@ def test_convert_meets_a_latency_budget_measured_in_the_runtime(small, tmp_path,
                                 "planned": pytest.approx(8.2 / 16.8, abs=1e-6),
                                 "measured": pytest.approx(8.2 / 16.8, abs=1e-6)}
     assert list((tmp_path / "cache" / "lightcompress" / "latency").glob("*.json"))
-    table = runner.invoke(app, ["convert", str(path), "--target-latency", "0.5", "--runtime", "keras",
-                                "-o", str(tmp_path / "m.light.keras"), "--force"], env={"COLUMNS": "400"})
+    table = runner.invoke(app, ["convert", str(path), "--target-latency", "0.5", "--runtime", "keras", "--no-data-floor",
+                                "0", "-o", str(tmp_path / "m.light.keras"), "--force"], env={"COLUMNS": "400"})
     assert ("latency in keras: 0.488 of the original's planned from each layer's times, 0.488 measured whole "
             "(target 0.5)") in table.stdout
 
@@ -119,7 +119,13 @@ def test_bad_budgets_are_refused_in_one_line(small, tmp_path):
     _fails(["convert", path, "--rank", "2", "--runtime", "keras", *o],
            "--runtime keras and --threads 2 say where --target-latency is timed, and no latency target was given; "
            "give --target-latency F too, or drop them.", [path], out)
-    line = _fails(["convert", path, "--target-macs", "0.01", *o], "--target-macs 0.01 cannot be met: the layers "
-                  "left as they are already hold 200 MACs of the model's 1,480 MACs", [path], out)
+    line = _fails(["convert", path, "--target-macs", "0.01", "--no-data-floor", "0", *o], "--target-macs 0.01 cannot "
+                  "be met: the layers left as they are already hold 200 MACs of the model's 1,480 MACs", [path], out)
     assert line.endswith("the smallest reachable fraction is 0.192; use a fraction of at least 0.192, or a lower "
                          "--min-params so more layers are converted.")  # fc at rank 1: 84 + 200 of 1,480
+    # without data, the floor: fc keeps at least half its spectral energy, so 0.2 of the MACs is out of reach
+    line = _fails(["convert", path, "--target-macs", "0.2", *o], "--target-macs 0.2 cannot be met", [path], out)
+    assert "that keeps at least 50% of its spectral energy (--no-data-floor 0.5, as it is planned without data" in line
+    assert line.endswith("or a lower --min-params so more layers are converted, or a lower --no-data-floor.")
+    _fails(["convert", path, "--target-macs", "0.5", "--no-data-floor", "1", *o],
+           "--no-data-floor 1.0 is invalid; use a fraction of the energy in [0, 1), e.g. 0.5, or 0 for none.", [path], out)

@@ -64,7 +64,7 @@ def test_convert_real_model_prints_report_and_writes_file(tmp_path):
 def test_convert_json_report(tmp_path, mlp_file):
     out = tmp_path / "o.h5"
     result = runner.invoke(app, ["convert", str(mlp_file), "--ratio", "0.3", "--min-params", "0",
-                                 "-o", str(out), "--json"])
+                                 "--no-data-floor", "0", "-o", str(out), "--json"])  # random weights: no floor
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["report"] == "convert" and data["policy"] == "ratio 0.3"

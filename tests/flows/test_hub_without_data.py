@@ -57,7 +57,7 @@ def test_bert_converts_at_a_fixed_rank_without_data(bert_file, tmp_path):
 def test_input_shape_sizes_the_check_and_budgets_plan_without_data(bert_file, tmp_path):
     out = tmp_path / "bert.ratio.keras"
     result = runner.invoke(app, ["convert", str(bert_file), "--ratio", "0.3", "--input-shape", "16", "-o", str(out),
-                                 "--json"])
+                                 "--no-data-floor", "0", "--json"])  # random weights: no floor
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["input_sizes"] == "inputs sized from the input shape given (16)"

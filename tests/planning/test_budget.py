@@ -3,6 +3,7 @@ it, on models whose MACs and (constructed) latencies are known by hand; an unrea
 the smallest reachable fraction; the allocation honours the latency guard. No time is measured here."""
 
 import keras
+import numpy as np
 import pytest
 
 from lightcompress.deploy import latency
@@ -180,3 +181,50 @@ def test_the_error_allocation_honours_the_latency_guard():
                            allow_slower=True)
     assert not free.guarded and free.removed == 0
     assert {p.name: p for p in free.plan(0.25, "policy").layers}["a"].converted
+
+
+def _steep_and_flat():
+    """A large layer whose spectrum falls slowly and a small flat one: allocating energy per
+    parameter under a tight budget cuts the large one to rank 1 (issue 39's MobileNetV2 case)."""
+    rng = np.random.default_rng(0)
+
+    def with_spectrum(n, m, s):
+        u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        v, _ = np.linalg.qr(rng.standard_normal((m, m)))
+        return ((u[:, :len(s)] * s) @ v[:, :len(s)].T).astype("float32")
+
+    model = keras.Sequential([keras.Input((256,)), keras.layers.Dense(256, name="steep"),
+                              keras.layers.Dense(32, name="flat")])
+    model.get_layer("steep").kernel.assign(with_spectrum(256, 256, 0.97 ** np.arange(256)))
+    model.get_layer("flat").kernel.assign(with_spectrum(256, 32, np.ones(32)))
+    return model
+
+
+def test_without_data_the_floor_keeps_every_layer_from_being_wrecked():
+    from lightcompress.planning import TargetParams, make_plan
+
+    model, only = _steep_and_flat(), LayerFilter(min_params=0, conv_mode="channel", min_saving=0.0)
+    wrecked = make_plan(model, TargetParams(0.1), only)  # no floor
+    steep = next(p for p in wrecked.layers if p.name == "steep")
+    assert steep.rank == 1 and steep.energy < 0.1
+    with pytest.raises(RankError, match=r"keeps at least 50% of its spectral energy .*smallest reachable fraction is "
+                                        r"0\.150; use a fraction of at least 0\.150, .*or a lower no_data_floor"):
+        make_plan(model, TargetParams(0.1), only, floor=0.5)
+    held = make_plan(model, TargetParams(0.15), only, floor=0.5)
+    assert held.converted and all(p.energy >= 0.5 for p in held.converted)
+    assert held.budget["planned"] <= 0.15 and any(n.startswith("floor: planned without data") for n in held.notes)
+
+
+def test_convert_floors_only_a_plan_made_without_any_data():
+    from lightcompress.flows.convert import convert
+    from lightcompress.planning import TargetParams
+
+    model = _steep_and_flat()
+    only = LayerFilter(min_params=0, conv_mode="channel", min_saving=0.0)
+    with pytest.raises(RankError, match="no_data_floor=0.5"):
+        convert(model, TargetParams(0.1), only, x=np.zeros((2, 256), np.float32))
+    assert convert(model, TargetParams(0.1), LayerFilter(min_params=0, conv_mode="channel", min_saving=0.0,
+                                                          no_data_floor=0.0), x=np.zeros((2, 256), np.float32))
+    calibrated = convert(model, TargetParams(0.1), only, x=np.zeros((2, 256), np.float32),
+                         calibration_x=np.random.default_rng(1).standard_normal((64, 256)).astype("float32"))
+    assert not any(n.startswith("floor:") for n in calibrated.plan.notes)  # measured output errors: no floor
