@@ -9,11 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
-from .._deferred import deferred
 from . import options as o
-
-flows = deferred("lightcompress.flows")
-report = deferred("lightcompress.report")
+from .library import flows, report
 
 NAME = "baseline"
 

@@ -7,13 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .._deferred import deferred
 from . import options as o
-
-compare_plot = deferred("lightcompress.report.plots", "compare_plot")
-flows = deferred("lightcompress.flows")
-model_io = deferred("lightcompress.io.models")
-report = deferred("lightcompress.report")
+from .library import flows, model_io, plots, report
 
 NAME = "compare"
 
@@ -52,7 +47,7 @@ def command(
     out, nets = flows.compare_files(models, data=spec, batches=(1, batch), repeats=repeats, warmup=warmup,
                                     trust=common.trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
-        compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
+        plots.compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot, None if out["layers"] else "these models have no layers in common to plot")

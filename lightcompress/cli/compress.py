@@ -12,16 +12,12 @@ from .. import defaults as d
 from .._deferred import deferred
 from ..deploy.targets import either, export_choices
 from . import options as o
+from .library import RichProgress, flows, model_io, plots, report
 
 CompressSettings = deferred("lightcompress.flows.compress", "CompressSettings")
-RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
 budget_line = deferred("lightcompress.report.convert", "budget_line")
-compare_plot = deferred("lightcompress.report.plots", "compare_plot")
-flows = deferred("lightcompress.flows")
-model_io = deferred("lightcompress.io.models")
 plan_section = deferred("lightcompress.report.convert", "plan_section")
 render = deferred("lightcompress.report.render", "render")
-report = deferred("lightcompress.report")
 required = deferred("lightcompress.data.sets", "required")
 
 NAME = "compress"
@@ -135,7 +131,7 @@ def command(
         finally:
             progress.stop()
     if plot:
-        compare_plot(out["compare"], plot, force=force)
+        plots.compare_plot(out["compare"], plot, force=force)
     o.emit(out, report.compress_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot)

@@ -13,11 +13,10 @@ from ..defaults import (CALIBRATION_BYTES, CONVERT_ALLOCATION_CHOICES, CONVERT_C
                         DEFAULT_MIN_SAVING, NO_DATA_ENERGY_FLOOR)
 from ..factorization.methods import get_method
 from . import options as o
+from .library import flows, report
 
 applies = deferred("lightcompress.flows.best_allocation", "applies")
-flows = deferred("lightcompress.flows")
 rank_rule = deferred("lightcompress.planning", "rank_rule")
-report = deferred("lightcompress.report")
 
 NAME = "convert"
 

@@ -12,8 +12,8 @@ from .._deferred import deferred
 from ..errors import OptionError
 from ..validation import whole as check_whole
 from . import options as o
+from .library import RichProgress
 
-RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
 TargetParams = deferred("lightcompress.planning", "TargetParams")
 demo = deferred("lightcompress.flows.demo")
 

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .._deferred import deferred
 from . import options as o
-
-flows = deferred("lightcompress.flows")
-report = deferred("lightcompress.report")
+from .library import flows, report
 
 NAME = "evaluate"
 

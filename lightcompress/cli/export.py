@@ -8,13 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .._deferred import deferred
 from ..defaults import DEFAULT_CALIBRATION
 from ..deploy import targets
 from . import options as o
-
-flows = deferred("lightcompress.flows")
-report = deferred("lightcompress.report")
+from .library import flows, report
 
 NAME = "export"
 

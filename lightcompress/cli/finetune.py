@@ -8,13 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
-from .._deferred import deferred
 from . import options as o
 from . import signals
-
-RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
-flows = deferred("lightcompress.flows")
-report = deferred("lightcompress.report")
+from .library import RichProgress, flows, report
 
 NAME = "finetune"
 

@@ -7,14 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .._deferred import deferred
 from ..defaults import DEFAULT_HOLDOUT
 from . import options as o
-
-flows = deferred("lightcompress.flows")
-inspect_plot = deferred("lightcompress.report.plots", "inspect_plot")
-model_io = deferred("lightcompress.io.models")
-report = deferred("lightcompress.report")
+from .library import flows, model_io, plots, report
 
 NAME = "inspect"
 
@@ -52,7 +47,7 @@ def command(
                              holdout=holdout, runtime=where, use_cache=not no_cache, trust=common.trust_model,
                              stage=o.spinner(o.stderr()))
     if plot:
-        inspect_plot(out, plot, force=force)
+        plots.inspect_plot(out, plot, force=force)
     o.emit(out, report.inspect_sections, common.json_out, common.markdown_out)
     if plot:
         o.plot_saved(plot)

@@ -24,11 +24,11 @@ from ..defaults import CONV_MODE_CHOICES
 from ..deploy.timing import DEFAULT_THREADS, Runtime
 from ..errors import OptionError
 from ..factorization.methods import get_method, known_methods
+from .library import report
 
 DataSpec = deferred("lightcompress.data.sets", "DataSpec")
 FitSettings = deferred("lightcompress.training.finetune", "FitSettings")
 LayerFilter = deferred("lightcompress.planning", "LayerFilter")
-report = deferred("lightcompress.report")
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")]

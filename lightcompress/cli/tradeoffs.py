@@ -10,11 +10,9 @@ import typer
 from .. import defaults as d
 from .._deferred import deferred
 from . import options as o
+from .library import RichProgress, flows, report
 
-RichProgress = deferred("lightcompress.cli.progress", "RichProgress")
 flow = deferred("lightcompress.flows.tradeoffs")
-flows = deferred("lightcompress.flows")
-report = deferred("lightcompress.report")
 
 NAME = "tradeoffs"
 

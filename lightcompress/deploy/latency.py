@@ -53,6 +53,7 @@ from ..errors import LightCompressError, OptionError
 from ..factorization.candidates import call_nodes, candidates
 from ..io import cache
 from ..planning import LayerFilter
+from ..planning.sensitivity import ladder
 from . import runtimes
 from .export import calibration_images, converter_options, write_artifact
 from .lower import lower_model
@@ -235,14 +236,8 @@ class Profile:
 
 
 def latency_ladder(limit: int, multiple: int = 1) -> list[int]:
-    ranks = set()
-    for fraction in LATENCY_LADDER:
-        r = max(1, int(round(fraction * limit)))
-        if multiple > 1:
-            r = max(multiple, int(round(r / multiple)) * multiple)
-        if r <= limit:
-            ranks.add(r)
-    return sorted(ranks)
+    """The ranks each layer is timed at: the sensitivity ladder's rule on ``LATENCY_LADDER``."""
+    return ladder(limit, multiple, LATENCY_LADDER)
 
 
 def _alone(layer, input_shape):

@@ -78,10 +78,11 @@ class Sensitivity:
         return cls(layers=layers, **d)
 
 
-def ladder(limit: int, multiple: int = 1) -> list[int]:
-    """Ranks to try for a layer whose break-even rank is ``limit``, rounded to ``multiple``."""
+def ladder(limit: int, multiple: int = 1, fractions=LADDER) -> list[int]:
+    """Ranks to try for a layer whose break-even rank is ``limit`` (``fractions`` of it), rounded
+    to ``multiple``."""
     ranks = set()
-    for fraction in LADDER:
+    for fraction in fractions:
         r = max(1, int(round(fraction * limit)))
         if multiple > 1:
             r = max(multiple, int(round(r / multiple)) * multiple)
