@@ -53,6 +53,12 @@ def command(
     output: o.output_opt("<stem>.light.keras beside the input (.keras or .h5)") = None,
     data: o.Data = o.Data(),
     input_shape: o.InputShape = None,
+    samples: Annotated[Optional[Path], typer.Option(
+        "--samples", metavar="PATH",
+        help="Without --dataset: unlabelled inputs the model sees in use (a folder of images, a .npy, or a .npz of "
+             "inputs; uint8 images scaled to [0, 1]). The factors are calibrated on four fifths of them (data-aware, "
+             "and budgets follow measured output error) and the outputs compared on the other fifth, instead of on "
+             "random inputs.")] = None,
     force: o.Force = False,
     common: o.Common = o.Common(),
 ):
@@ -85,5 +91,5 @@ def command(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving, no_data_floor),
         plan_file=plan, data=spec, force=force, trust=common.trust_model, stage=stage, on_step=stage.step,
         method=chosen, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
-        input_shape=input_shape)
+        input_shape=input_shape, samples=samples)
     o.emit(out, report.conversion_sections, common.json_out, common.markdown_out)

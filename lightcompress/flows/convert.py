@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 
 from .. import report
+from ..data.samples import read_samples, split
 from ..data.sets import DataSpec
 from ..data.synthetic import check_input_shape, input_sizes, input_specs, model_inputs_like
 from ..defaults import (CONVERT_HOLDOUT, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_CONVERT_ALLOCATION,
@@ -38,7 +39,7 @@ from .measured_latency import meet_measured_latency
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
                  calibration_samples=None, on_step=None, runtime: Runtime | str | None = None,
-                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None) -> dict:
+                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None, samples=None) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
@@ -51,9 +52,14 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     decompositions (kernel weights done of all). A ``TargetLatency`` rule is timed in ``runtime``
     (see ``timed``). Without ``data`` the outputs are compared on random inputs, their unknown
     sizes filled from ``input_shape`` or what the model declares (``input_sizes``); where nothing
-    sizes them the comparison is left out, never the conversion."""
+    sizes them the comparison is left out, never the conversion. ``samples`` (a folder of images,
+    a ``.npy`` or a ``.npz``: ``data.samples``), without ``data``: unlabelled inputs; the factors
+    are calibrated on four fifths of them and the outputs compared on the other fifth."""
+    if samples is not None and data is not None:
+        raise OptionError("samples=... are unlabelled inputs for when there is no data set, and data=... was given "
+                          "too; give one of them.")
     if method is not None or data is None:
-        method = resolve_method(method, data is not None)  # refused before any work
+        method = resolve_method(method, data is not None or samples is not None)  # refused before any work
     check_allocation(allocation)
     if allocation != "auto" and (data is None or not budgeted(rule)):
         raise OptionError("chooses how a target_params or target_macs budget is planned with a data set (data=NAME); "
@@ -72,7 +78,7 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
                           "data set, and the data set's test images are used; drop one of them.")
     runtime = check_runtime(rule, runtime)
     source = Path(source)
-    inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data)
+    inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data) + ([samples] if samples else [])
     if plan_file:  # refused before the model loads, not after: a FIFO would hang the read
         check_regular_file(plan_file, "a plan JSON file")
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
@@ -91,6 +97,10 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         x = None if prepared is None else test_images(prepared)
         where = "random inputs" if prepared is None else f"test images of {prepared.name}"
         calib_x = None
+        if samples is not None:
+            calib_x, x = split(read_samples(samples, original))
+            where = f"samples of {samples} (every fifth, held out from the calibration)"
+            method = method or resolve_method(None, True)
         if prepared is not None:
             wanted = calibration_samples or calibration_default(original)
             if method is None:  # layer by layer if the images there are suffice
@@ -106,6 +116,8 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         model_io.save_model(result.model, target, force=force, inputs=inputs)
     out = report.conversion_dict(result, source, target, source.stat().st_size, target.stat().st_size)
     out["totals"]["optimizer_bytes_before"] = model_io.optimizer_bytes(source)
+    if samples is not None and out.get("calibration"):
+        out["calibration"]["source"] = f"samples of {samples}"
     if prepared is not None:
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))

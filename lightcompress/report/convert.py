@@ -126,8 +126,8 @@ def conversion_sections(data: dict) -> list[Section]:
                           data["layers"])
     cal = data.get("calibration")
     if cal:
-        layers.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} training images in "
-                            f"{cal['seconds']:.1f} s")
+        on = cal.get("source", "training images")
+        layers.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} {on} in {cal['seconds']:.1f} s")
     layers.lines.extend(data.get("notes", []))
 
     t = data["totals"]
