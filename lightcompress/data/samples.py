@@ -1,6 +1,6 @@
 """Unlabelled samples: inputs a model sees in use, with no labels (what users have when they have
-no data set). ``convert --samples PATH`` calibrates the factors on most of them and measures the
-report's agreement on the rest, instead of on random inputs.
+no data set). ``flows.convert_file(samples=PATH)`` calibrates the factors on most of them and
+measures the report's agreement on the rest, instead of on random inputs.
 
 A sample file is a ``.npy`` array of inputs, a ``.npz`` holding one (named ``x`` or ``inputs``, or
 its only array), or a folder of images (``IMAGE_SUFFIXES``, read in name order, resized to the
