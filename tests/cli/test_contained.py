@@ -152,6 +152,7 @@ def test_backend_messages_name_the_backend_and_the_fix(monkeypatch):
     assert message(DeprecationWarning("old")).startswith("a DeprecationWarning was raised as an error because")
 
 
+@pytest.mark.slow  # ~8 s: fresh processes; kept out of the quick suite (.ci/run runs -m slow)
 def test_warnings_turned_into_errors_end_in_one_line_or_run(small):
     """PYTHONWARNINGS=error: a library's DeprecationWarning becomes an exception somewhere inside
     TensorFlow or Keras; wherever it lands, the run ends with one line (or runs), never a traceback."""
@@ -164,6 +165,7 @@ def test_warnings_turned_into_errors_end_in_one_line_or_run(small):
         assert "PYTHONWARNINGS" in lines[0] or "unexpected" not in lines[0], proc.stderr
 
 
+@pytest.mark.slow  # ~7 s: a fresh process; kept out of the quick suite (.ci/run runs -m slow)
 def test_sighup_is_handled_like_sigterm(tmp_path):
     source = tmp_path / "in.keras"
     source.write_bytes((ROOT / "sample_models" / "digits_mlp.keras").read_bytes())

@@ -123,6 +123,7 @@ def damaged_tflite(tmp_path_factory):
     return good, bad
 
 
+@pytest.mark.slow  # ~21 s: two commands, each probing in a child; kept out of the quick suite (.ci/run runs -m slow)
 def test_a_damaged_tflite_is_one_line_from_compare_and_evaluate(damaged_tflite, small):
     _, bad = damaged_tflite
     model, data = small
@@ -147,6 +148,7 @@ def test_a_probe_that_runs_too_long_is_one_line(damaged_tflite, monkeypatch):
     assert "LIGHTCOMPRESS_PROBE_SECONDS=600" in message
 
 
+@pytest.mark.slow  # ~8 s: a probe child; kept out of the quick suite (.ci/run runs -m slow)
 def test_a_file_that_is_not_a_model_is_one_line(tmp_path):
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer at all" * 10)

@@ -391,6 +391,7 @@ def test_attention_projections_are_profiled(tmp_path):
     assert query is not None and query.options[0].rank is None and len(query.options) > 1
 
 
+@pytest.mark.slow  # ~17 s: two fresh processes; kept out of the quick suite (.ci/run runs -m slow)
 @pytest.mark.parametrize("order", ["import keras, lightcompress", "import lightcompress, keras"])
 def test_plain_keras_load_of_a_converted_subclass_needs_only_import_lightcompress(tmp_path, order):
     """The README's promise: with the user's classes importable, ``import lightcompress`` (either

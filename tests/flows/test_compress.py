@@ -366,6 +366,7 @@ def test_on_several_hosts_only_process_0_writes_what_compress_makes(tmp_path, mo
     assert out["written_by"] == "process 0 of 2" and out["compare"]["models"][1]["params"] < out["compare"]["models"][0]["params"]
 
 
+@pytest.mark.slow  # ~14 s; kept out of the quick suite (.ci/run runs -m slow)
 def test_compress_defaults_to_an_epoch_budget_with_early_stopping(tmp_path, monkeypatch):
     # Python and the CLI share compress's epoch budget; training stops early on held-out training images.
     import importlib

@@ -42,6 +42,7 @@ print("light layers:", sum(type(layer).__name__.startswith("Light") for layer in
 """
 
 
+@pytest.mark.slow  # ~13 s; kept out of the quick suite (.ci/run runs -m slow)
 def test_bert_converts_at_a_fixed_rank_without_data(bert_file, tmp_path):
     out = tmp_path / "bert.light.keras"
     result = runner.invoke(app, ["convert", str(bert_file), "--rank", "8", "-o", str(out)])
