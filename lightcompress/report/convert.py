@@ -97,9 +97,10 @@ def difference_line(d) -> str:
     if changed is None:
         changed = round((1 - d["agreement"]) * d["examples"])
     low, high = agreement_interval(d["examples"] - changed, d["examples"])
-    verdict = ("same top-1 class on every example" if changed == 0 else
-               f"top-1 class CHANGED on {changed} of {d['examples']} (agreement {d['agreement']:.1%})")
-    return f"{where}{verdict} (agreement {low:.1%}-{high:.1%}, 95% interval); {numbers}"
+    interval = f"95% interval {low:.1%}-{high:.1%}"
+    verdict = (f"same top-1 class on every example (agreement {interval})" if changed == 0 else
+               f"top-1 class CHANGED on {changed} of {d['examples']} (agreement {d['agreement']:.1%}, {interval})")
+    return f"{where}{verdict}; {numbers}"
 
 
 def agreement_interval(same: int, examples: int, z: float = 1.96) -> tuple[float, float]:

@@ -174,7 +174,7 @@ def test_the_difference_line_leads_with_changed_predictions():
     line = report.difference_line(d.__dict__)
     assert line.index("CHANGED") < line.index("relative difference")
     same = report.difference_line(output_difference(a, a, x).__dict__)
-    assert "same top-1 class on every example (agreement 89.3%-100.0%, 95% interval)" in same  # 32 of 32: Wilson
+    assert "same top-1 class on every example (agreement 95% interval 89.3%-100.0%)" in same  # 32 of 32: Wilson
 
 
 # -- layers not considered ----------------------------------------------------------------------
