@@ -100,7 +100,6 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         if samples is not None:
             calib_x, x = split(read_samples(samples, original))
             where = f"samples of {samples} (every fifth, held out from the calibration)"
-            method = method or resolve_method(None, True)
         if prepared is not None:
             wanted = calibration_samples or calibration_default(original)
             if method is None:  # layer by layer if the images there are suffice
