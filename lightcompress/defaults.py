@@ -173,9 +173,10 @@ DEFAULT_TRADEOFF_BUDGETS = (0.5, 0.2, 0.1)
 DEFAULT_TRADEOFF_MAX_DROP = 1.0
 
 
-# Without any data (no data set, no calibration inputs), a budget is spent by weight error alone,
-# which once cut a MobileNetV2's last 1x1 conv to rank 1 (2.5% of its spectral energy) and an
-# LSTM's Embedding to rank 2 of 32, and wrecked both models (issue 39). No budget planned that way
-# takes a layer below this fraction of its spectral energy (1 - relative weight error squared): a
-# budget that cannot be met above every layer's floor is refused, naming the smallest that can.
+# Without labelled data, a budget spent by weight error alone once cut a MobileNetV2's last 1x1
+# conv to rank 1 (2.5% of its spectral energy) and an LSTM's Embedding to rank 2 of 32, and wrecked
+# both models (issue 39). No budget planned without labelled data takes a layer below this fraction
+# of its energy (1 - relative error squared: of the kernel on weights alone, of the layer's outputs
+# on samples or synthesised calibration inputs): a budget that cannot be met above every layer's
+# floor is refused, naming the smallest that can.
 NO_DATA_ENERGY_FLOOR = 0.5

@@ -59,6 +59,11 @@ def command(
              "inputs; uint8 images scaled to [0, 1]). The factors are calibrated on four fifths of them (data-aware, "
              "and budgets follow measured output error) and the outputs compared on the other fifth, instead of on "
              "random inputs.")] = None,
+    synthesis: Annotated[bool, typer.Option(
+        "--synthesis/--no-synthesis",
+        help="Without --dataset or --samples: calibrate a model that has BatchNorm layers on inputs synthesised "
+             "from their moving statistics (ZeroQ), and compare outputs on a held-out fifth of them; the report "
+             "says how long it took. --no-synthesis plans on the weights alone and compares on random inputs.")] = True,
     force: o.Force = False,
     common: o.Common = o.Common(),
 ):
@@ -91,5 +96,5 @@ def command(
         model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving, no_data_floor),
         plan_file=plan, data=spec, force=force, trust=common.trust_model, stage=stage, on_step=stage.step,
         method=chosen, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
-        input_shape=input_shape, samples=samples)
+        input_shape=input_shape, samples=samples, synthesise=synthesis)
     o.emit(out, report.conversion_sections, common.json_out, common.markdown_out)

@@ -205,9 +205,9 @@ MinSaving = Annotated[float, typer.Option(help="Factorise a layer only at ranks 
 
 
 NoDataFloor = Annotated[float, typer.Option(
-    help="Without --dataset (or calibration inputs), a budget takes no layer below this fraction of its spectral "
-         "energy, so no layer is wrecked on weight error alone; a budget that cannot be met above it is refused with "
-         "the smallest that can. 0: no floor.")]
+    help="Without --dataset, a budget takes no layer below this fraction of its energy (spectral, or of its "
+         "outputs on --samples or synthesised inputs), so no layer is wrecked for want of labels; a budget that "
+         "cannot be met above it is refused with the smallest that can. 0: no floor.")]
 
 
 def layer_filter(include, exclude, min_params, conv_mode, min_saving=None, no_data_floor=None):

@@ -12,7 +12,7 @@ from .. import _keras_private as keras_private
 from ..errors import OptionError, UnsupportedModelError
 
 
-def _token_vocabularies(model) -> dict:
+def token_vocabularies(model) -> dict:
     """{index of a model input: vocabulary size} for inputs that feed an Embedding directly."""
     positions = {id(t): i for i, t in enumerate(getattr(model, "inputs", None) or [])}
     vocab = {}
@@ -48,7 +48,7 @@ def model_inputs_like(model, batch=32, seed=0, sizes: InputSizes | None = None, 
     feed an Embedding (or have an integer dtype), floats in [0, 1) otherwise. ``named``: a dict by
     input name for a model called on a dict of inputs (a keras-hub task), as ``predict`` wants it."""
     rng = np.random.default_rng(seed)
-    vocab = _token_vocabularies(model)
+    vocab = token_vocabularies(model)
     specs = input_specs(model)
     shapes = sizes.shapes if sizes is not None else [tuple(t.shape)[1:] for t in specs]
     arrays = []

@@ -22,6 +22,7 @@ from ..deploy.timing import Runtime
 from ..errors import LightCompressWarning, OptionError, UnsupportedModelError
 from ..factorization.apply import apply_plan, calibrate_and_apply
 from ..factorization.candidates import weight_bytes
+from ..factorization import synthesis
 from ..factorization.methods import resolve_method
 from ..factorization.statistics import calibration_images, check_count, collect
 from ..io import models as model_io
@@ -39,7 +40,7 @@ from .measured_latency import meet_measured_latency
 def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
                  data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
                  calibration_samples=None, on_step=None, runtime: Runtime | str | None = None,
-                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None, samples=None) -> dict:
+                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None, samples=None, synthesise=True) -> dict:
     """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
     ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
     (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
@@ -54,12 +55,16 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     sizes filled from ``input_shape`` or what the model declares (``input_sizes``); where nothing
     sizes them the comparison is left out, never the conversion. ``samples`` (a folder of images,
     a ``.npy`` or a ``.npz``: ``data.samples``), without ``data``: unlabelled inputs; the factors
-    are calibrated on four fifths of them and the outputs compared on the other fifth."""
+    are calibrated on four fifths of them and the outputs compared on the other fifth. With neither
+    (and ``synthesise``), a model with BatchNorm layers and one fixed-size float input is calibrated
+    on inputs synthesised from its BatchNorm statistics (``factorization.synthesis``), split the same
+    way; any other model is planned on its weights alone and compared on random inputs. Without a
+    labelled data set a budget keeps every layer above ``layer_filter.no_data_floor`` of its energy."""
     if samples is not None and data is not None:
         raise OptionError("samples=... are unlabelled inputs for when there is no data set, and data=... was given "
                           "too; give one of them.")
-    if method is not None or data is None:
-        method = resolve_method(method, data is not None or samples is not None)  # refused before any work
+    if method is not None:
+        method = resolve_method(method, True)  # refused before any work
     check_allocation(allocation)
     if allocation != "auto" and (data is None or not budgeted(rule)):
         raise OptionError("chooses how a target_params or target_macs budget is planned with a data set (data=NAME); "
@@ -83,6 +88,17 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         check_regular_file(plan_file, "a plan JSON file")
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
+    layer_filter = layer_filter or LayerFilter()
+    if prepared is not None:  # labelled data: budgets follow measured error and sensitivity, no floor
+        layer_filter = replace(layer_filter, no_data_floor=0.0)
+    synthesised = None
+    if (synthesise and prepared is None and samples is None and (method is None or method.needs_data)
+            and synthesis.why_not(original) is None):
+        count, steps = synthesis.plan_size(macs_per_example(original))
+        with stage(f"synthesising {count} calibration inputs from the model's BatchNorm statistics"):
+            synthesised = synthesis.synthesise(original, count, steps, on_step=on_step)
+    if method is None and prepared is None:
+        method = resolve_method(None, samples is not None or synthesised is not None)
     if runtime is not None:
         with stage(f"timing each layer's ranks in {runtime.name}"):
             rule = timed(rule, original, layer_filter, runtime, on_step)
@@ -100,6 +116,9 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
         if samples is not None:
             calib_x, x = split(read_samples(samples, original))
             where = f"samples of {samples} (every fifth, held out from the calibration)"
+        if synthesised is not None:
+            calib_x, x = split(synthesised.x)
+            where = "inputs synthesised from the model's BatchNorm statistics (every fifth, held out from the calibration)"
         if prepared is not None:
             wanted = calibration_samples or calibration_default(original)
             if method is None:  # layer by layer if the images there are suffice
@@ -117,6 +136,12 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     out["totals"]["optimizer_bytes_before"] = model_io.optimizer_bytes(source)
     if samples is not None and out.get("calibration"):
         out["calibration"]["source"] = f"samples of {samples}"
+    if synthesised is not None:
+        out["synthesis"] = {"inputs": len(synthesised.x), "batchnorm_layers": synthesised.layers,
+                            "steps": synthesised.steps, "seconds": round(synthesised.seconds, 3),
+                            "mismatch_before": round(synthesised.start_loss, 4), "mismatch_after": round(synthesised.loss, 4)}
+        if out.get("calibration"):
+            out["calibration"]["source"] = "inputs synthesised from the model's BatchNorm statistics"
     if prepared is not None:
         with stage("evaluating"):
             out["accuracy"] = report.before_after(evaluate(original, prepared), evaluate(result.model, prepared))
@@ -251,7 +276,8 @@ def convert(model, rule=None, layer_filter: LayerFilter | None = None, x=None, s
         method = default_method(model, count, layer_filter)
     method = resolve_method(method, calibration_x is not None)
     stats = collect(model, calibration_x, needs=method.needs) if method.needs_data else None
-    floor = layer_filter.no_data_floor if calibration_x is None and judge is None else 0.0  # no data: none wrecked
+    layer_filter = layer_filter or LayerFilter()
+    floor = layer_filter.no_data_floor if judge is None else 0.0  # no labelled data to judge by: none wrecked
     seconds = None
 
     def build(plan, sources=None):

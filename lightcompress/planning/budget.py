@@ -160,8 +160,8 @@ class ErrorAllocation:
         if least > budget:
             reach = math.ceil(least / self.whole * 1000) / 1000
             of = "the model's" if self.whole_model else "the chosen layers'"
-            floor = (f" that keeps at least {self.floor:.0%} of its spectral energy (no_data_floor={self.floor:g}, as "
-                     f"it is planned without data; a data set or calibration inputs plan by measured error instead)"
+            floor = (f" that keeps at least {self.floor:.0%} of its energy (no_data_floor={self.floor:g}, as it is "
+                     f"planned without labelled data; a data set plans by measured error and sensitivity instead)"
                      if self.below_floor else "")
             raise RankError(
                 f"cannot be met: the layers left as they are already hold {_amount(self.metric, self.fixed)} of "
@@ -176,7 +176,7 @@ class ErrorAllocation:
         if self.metric == "latency" and self.whole_model:
             plan.notes.append(speed_bound_note(self.profile.runtime, self.whole, self.fixed, self.tables, choice))
         if self.below_floor:
-            plan.notes.append(f"floor: planned without data, no layer keeps less than {self.floor:.0%} of its spectral "
+            plan.notes.append(f"floor: planned without labelled data, no layer keeps less than {self.floor:.0%} of its "
                               f"energy ({self.below_floor} rank option(s) below it left out)")
         if self.removed:
             plan.notes.append(f"latency guard ({self.profile.runtime}): {self.removed} option(s) measured slower than "

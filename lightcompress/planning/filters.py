@@ -18,8 +18,9 @@ class LayerFilter:
     parameters. ``conv_mode``: one of ``CONV_MODE_CHOICES`` ("channel", "spatial", "tucker", or
     "auto": every mode of the layer type). ``min_saving``: a layer is factorised only at ranks that save at least this fraction of
     its kernel's weights (no plan spends accuracy on a layer for a few percent of its size).
-    ``no_data_floor``: planned without any data (weight errors alone), a budget takes no layer below
-    this fraction of its spectral energy (0: no floor; see ``defaults.NO_DATA_ENERGY_FLOOR``).
+    ``no_data_floor``: planned without labelled data, a budget takes no layer below this fraction of
+    its energy: spectral on weight errors alone, of its outputs on calibration inputs (0: no floor;
+    see ``defaults.NO_DATA_ENERGY_FLOOR``).
 
     >>> LayerFilter(include=("dense*",)).reason_for_name("conv2d")
     'not matched by include'

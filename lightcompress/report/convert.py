@@ -147,6 +147,13 @@ def conversion_sections(data: dict) -> list[Section]:
     if cal:
         on = cal.get("source", "training images")
         layers.lines.append(f"data-aware factors: calibrated on {cal['samples']:,} {on} in {cal['seconds']:.1f} s")
+    made = data.get("synthesis")
+    if made:
+        layers.lines.append(
+            f"no data set: {made['inputs']} calibration inputs synthesised from the statistics of "
+            f"{made['batchnorm_layers']} BatchNorm layer(s) in {made['seconds']:.1f} s ({made['steps']} steps; "
+            f"mismatch {made['mismatch_before']:.2f} -> {made['mismatch_after']:.2f}); a data set or samples of "
+            "real inputs calibrate better")
     layers.lines.extend(data.get("notes", []))
 
     t = data["totals"]

@@ -125,7 +125,7 @@ def test_bad_budgets_are_refused_in_one_line(small, tmp_path):
                          "--min-params so more layers are converted.")  # fc at rank 1: 84 + 200 of 1,480
     # without data, the floor: fc keeps at least half its spectral energy, so 0.2 of the MACs is out of reach
     line = _fails(["convert", path, "--target-macs", "0.2", *o], "--target-macs 0.2 cannot be met", [path], out)
-    assert "that keeps at least 50% of its spectral energy (--no-data-floor 0.5, as it is planned without data" in line
+    assert "that keeps at least 50% of its energy (--no-data-floor 0.5, as it is planned without labelled data" in line
     assert line.endswith("or a lower --min-params so more layers are converted, or a lower --no-data-floor.")
     _fails(["convert", path, "--target-macs", "0.5", "--no-data-floor", "1", *o],
            "--no-data-floor 1.0 is invalid; use a fraction of the energy in [0, 1), e.g. 0.5, or 0 for none.", [path], out)

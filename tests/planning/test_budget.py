@@ -207,15 +207,15 @@ def test_without_data_the_floor_keeps_every_layer_from_being_wrecked():
     wrecked = make_plan(model, TargetParams(0.1), only)  # no floor
     steep = next(p for p in wrecked.layers if p.name == "steep")
     assert steep.rank == 1 and steep.energy < 0.1
-    with pytest.raises(RankError, match=r"keeps at least 50% of its spectral energy .*smallest reachable fraction is "
+    with pytest.raises(RankError, match=r"keeps at least 50% of its energy .*smallest reachable fraction is "
                                         r"0\.150; use a fraction of at least 0\.150, .*or a lower no_data_floor"):
         make_plan(model, TargetParams(0.1), only, floor=0.5)
     held = make_plan(model, TargetParams(0.15), only, floor=0.5)
     assert held.converted and all(p.energy >= 0.5 for p in held.converted)
-    assert held.budget["planned"] <= 0.15 and any(n.startswith("floor: planned without data") for n in held.notes)
+    assert held.budget["planned"] <= 0.15 and any(n.startswith("floor: planned without labelled data") for n in held.notes)
 
 
-def test_convert_floors_only_a_plan_made_without_any_data():
+def test_convert_floors_every_plan_made_without_labelled_data():
     from lightcompress.flows.convert import convert
     from lightcompress.planning import TargetParams
 
@@ -225,6 +225,7 @@ def test_convert_floors_only_a_plan_made_without_any_data():
         convert(model, TargetParams(0.1), only, x=np.zeros((2, 256), np.float32))
     assert convert(model, TargetParams(0.1), LayerFilter(min_params=0, conv_mode="channel", min_saving=0.0,
                                                           no_data_floor=0.0), x=np.zeros((2, 256), np.float32))
+    # unlabelled calibration inputs: the floor holds on the energy of each layer's outputs on them
     calibrated = convert(model, TargetParams(0.1), only, x=np.zeros((2, 256), np.float32),
                          calibration_x=np.random.default_rng(1).standard_normal((64, 256)).astype("float32"))
-    assert not any(n.startswith("floor:") for n in calibrated.plan.notes)  # measured output errors: no floor
+    assert any(n.startswith("floor: planned without labelled data") for n in calibrated.plan.notes)
