@@ -104,6 +104,11 @@ WHOLE_MODEL_SECONDS = 6.0
 BLOCK_SECONDS = 0.5  # ... in blocks of rounds this long; the spread of the blocks' medians is in the notch
 QUIET_SHARE = 3  # ... of which the quietest third gives the median (``quiet_blocks``)
 CHUNK = 5  # timed calls per callable per round, after one untimed call
+# A slow model (a 2.9M-param audio CNN at batch 32: 554 s of compare) stops short of ``repeats``
+# once the rounds have taken LONG_SECONDS and each callable has MIN_REPEATS calls: the result
+# carries its count of calls, which the reports print beside each median.
+LONG_SECONDS = 60.0
+MIN_REPEATS = CHUNK
 
 
 @dataclass
@@ -302,7 +307,9 @@ def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_s
     """[Latency] of each no-argument callable in ``calls``, timed in turns (see the module's
     note): at least ``repeats`` calls each after ``warmup`` untimed ones and ``min_seconds`` of
     rounds, more while a median's notch is wider than ``precision`` of it and ``max_seconds``
-    (never less than ``min_seconds``) have not passed. ``batch`` only labels the result."""
+    (never less than ``min_seconds``) have not passed; fewer than ``repeats`` (``MIN_REPEATS`` at
+    the least) where the rounds pass ``LONG_SECONDS`` and ``min_seconds``. ``batch`` only labels
+    the result."""
     whole("repeats", repeats, 1)
     whole("warmup", warmup, 0)
     calls = list(calls)
@@ -324,7 +331,8 @@ def interleaved(calls, repeats=30, warmup=5, batch=1, precision=PRECISION, max_s
         if min_seconds and now - block >= BLOCK_SECONDS:
             cuts.append(len(samples[0]))
             block = now
-        if len(samples[0]) < repeats or now - start < min_seconds:
+        long = now - start > max(LONG_SECONDS, min_seconds) and len(samples[0]) >= MIN_REPEATS
+        if (len(samples[0]) < repeats or now - start < min_seconds) and not long:
             continue
         timed = _latencies(batch, samples, warmup, cuts)
         if all(t.noise <= precision for t in timed) or time.perf_counter() - start > max_seconds:

@@ -86,6 +86,18 @@ def test_interleaved_times_for_at_least_min_seconds_whatever_the_notches(monkeyp
     assert 150 <= floored.repeats <= 260
 
 
+def test_a_slow_model_stops_short_of_the_repeats_at_the_long_bound(monkeypatch):
+    # Fake calls of 10 s each (a large model at batch 32): 30 repeats would take 300 s per
+    # callable; the rounds stop after LONG_SECONDS with MIN_REPEATS calls, and the count says so.
+    clock = iter(np.arange(0, 1e6, 5.0))  # two readings per call, 10 s per call
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(clock)))
+    out = timing.interleaved([lambda: None, lambda: None], repeats=30, warmup=0)
+    assert [lat.repeats for lat in out] == [timing.MIN_REPEATS] * 2
+    fast = iter(np.arange(0, 1e6, 5e-4))  # 1 ms calls: the bound never comes into it
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(fast)))
+    assert timing.interleaved([lambda: None], repeats=30, warmup=0)[0].repeats >= 30
+
+
 def test_a_slow_episode_in_a_minority_of_blocks_leaves_the_median_and_widens_the_notch():
     rng = np.random.default_rng(1)
     samples, cuts = [], []
