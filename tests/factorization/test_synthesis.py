@@ -43,6 +43,7 @@ def _batch_statistics(body, norm, x):
     return seen.mean((0, 1, 2)), seen.std((0, 1, 2))
 
 
+@pytest.mark.backend  # Keras's fit and add_loss: the JAX run checks it too
 @pytest.mark.parametrize("nested", [False, True])
 def test_synthesised_inputs_match_every_batchnorm_layers_moving_statistics(nested):
     model, norms, body = _bn_cnn(nested)
@@ -111,6 +112,7 @@ def test_convert_without_data_calibrates_on_synthesised_inputs_and_compares_on_h
     assert out["method"] == "svd"
 
 
+@pytest.mark.backend
 def test_the_clock_stops_a_synthesis_that_would_run_long():
     model, _, _ = _bn_cnn()
     made = synthesis.synthesise(model, 32, 10_000, seconds=2.0)
