@@ -106,12 +106,21 @@ def command(
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(steps, total=None)
 
-        said = []
+        said, tenths = [], {}
 
         def on_step(done, total, name):  # the first step comes once every option has been checked
             if not said:
                 said.append(err.print(heading, highlight=False, markup=False))
             bar.update(task, completed=done, total=total, description=f"{steps}: {name}")
+            tenth = 10 * done // total if total else None
+            if not err.is_terminal and tenth is not None and tenths.get(steps) != tenth:  # a log: a line per tenth
+                tenths[steps] = tenth
+                err.print(f"{steps}: {done}/{total} ({name})", highlight=False, markup=False, soft_wrap=True)
+
+        def on_estimate(line):  # before any long work, in a log as on a terminal
+            if not said:
+                said.append(err.print(heading, highlight=False, markup=False))
+            err.print(line, highlight=False, markup=False, soft_wrap=True)  # one line, whatever the width
 
         def show_plan(plan):  # before fine-tuning starts, on the progress channel (stdout: the report)
 
@@ -124,7 +133,7 @@ def command(
         try:
             out = flows.compress_file(
                 model, output, settings, data=spec, force=force, trust=common.trust_model, repeats=repeats,
-                callbacks=[progress], stage=o.spinner(err), on_step=on_step,
+                callbacks=[progress], stage=o.spinner(err), on_step=on_step, on_estimate=on_estimate,
                 warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False), on_plan=show_plan,
                 on_trial=lambda t: err.print(
                     f"trial: keep {t.target:.3f} -> held-out drop {t.drop_points:.2f} pts", highlight=False))

@@ -15,14 +15,20 @@ the smallest model within the limit wins.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import report
 from ..data.dataset import Dataset
 from ..data.sets import DataSpec, required
-from ..defaults import (ALLOCATION_CHOICES, DEFAULT_ALLOCATION, DEFAULT_CALIBRATION_SAMPLES, compress_epochs,
-                        compress_learning_rate)
+from ..defaults import (
+    ALLOCATION_CHOICES,
+    DEFAULT_ALLOCATION,
+    DEFAULT_CALIBRATION_SAMPLES,
+    compress_epochs,
+    compress_learning_rate,
+)
 from ..deploy import export as ex
 from ..deploy import latency, targets
 from ..deploy.timing import Runtime
@@ -43,6 +49,7 @@ from ..training.evaluation import evaluate
 from ..validation import whole as check_whole
 from .common import load_inputs, no_progress, stem
 from .compare import compare_int8, compare_models
+from .estimate import compress_estimate
 from .export import export_loaded
 from .measured_latency import meet_measured_latency
 
@@ -303,10 +310,12 @@ def default_settings(goal: CompressGoal) -> ft.FitSettings:
 
 
 def compress_file(source, output, settings: CompressSettings, *, data: DataSpec | None = None, force=False,
-                  trust=False, repeats=30, callbacks=(), stage=no_progress, **hooks) -> dict:
+                  trust=False, repeats=30, callbacks=(), stage=no_progress, on_estimate=None, **hooks) -> dict:
     """``compress`` on a model file: saves the model (default ``<stem>.compressed.keras``), its plan
     (``<output stem>.plan.json``) and, with ``settings.export``, the deployable file, and reports it
-    against the original. ``hooks``: ``compress``'s ``on_step``, ``on_trial``, ``on_plan``, ``warn``."""
+    against the original. ``on_estimate(line)`` hears what the run is expected to take before it
+    starts (``estimate.compress_estimate``; also in the result's ``estimate``, beside the
+    ``elapsed`` seconds). ``hooks``: ``compress``'s ``on_step``, ``on_trial``, ``on_plan``, ``warn``."""
     source = Path(source)
     data = required(data)  # none given: said before any other check
     check_whole("repeats", repeats, 1)  # the final report's timing: refused before any work, not after it
@@ -316,6 +325,11 @@ def compress_file(source, output, settings: CompressSettings, *, data: DataSpec 
                                       inputs=[source], suffixes=(".json",))
     export_path = None if settings.export is None else export_output(settings.export, target, force, source)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
+    start = time.perf_counter()
+    with stage("estimating the run's time"):
+        expected = compress_estimate(original, prepared, settings)
+    if on_estimate is not None:
+        on_estimate(expected.line())
     result = compress(original, prepared, settings, callbacks=callbacks, **hooks)
     index, count = distribute.process()
     exported, saved = None, result.model
@@ -341,6 +355,8 @@ def compress_file(source, output, settings: CompressSettings, *, data: DataSpec 
         out["export"] = exported
     if count > 1:
         out["written_by"] = f"process 0 of {count}"
+    out["estimate"] = expected.to_dict()
+    out["elapsed_seconds"] = round(time.perf_counter() - start, 1)
     return out
 
 

@@ -52,6 +52,7 @@ from .baseline import baseline_file
 from .common import data_inputs, load_any, load_inputs, no_progress, stem
 from .compare import compare_models
 from .compress import CompressGoal, CompressSettings, compress
+from .estimate import tradeoffs_estimate
 from .export import export_file
 
 KEY_VERSION = 1  # part of every key: a change to what a candidate is makes new keys
@@ -389,11 +390,15 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     rows = candidates(budgets, methods)
     log(f"tradeoffs {source}: {len(rows)} candidates ({', '.join(c.name for c in rows)}), fine-tuned up to "
         f"{settings.epochs} epoch(s) each; each kept in {work} as it completes")
+    with stage("estimating the run's time"):
+        expected = tradeoffs_estimate(original, prepared, lowrank, len(budgets), len(budgets) * len(methods))
+    log(expected.line())
     for i, cand in enumerate(rows, 1):
         run.entries[cand] = _settle(run, cand, lambda text: log(f"[{i}/{len(rows)}] {text}"))
     out = report.tradeoffs_dict(source, run.model_sha, prepared.name, list(run.entries.values()), budgets=budgets,
                                 epochs=settings.epochs, work_dir=work, baselines=baselines_note, max_drop=max_drop,
                                 optimizer_bytes=model_io.optimizer_bytes(source), plot=plot)
+    out["estimate"] = expected.to_dict()
     if plot is not None:
         tradeoffs_plot(out, plot, force=force)
     return out

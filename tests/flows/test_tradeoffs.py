@@ -7,6 +7,7 @@ timing); the keying and reuse rules are tested with the making and measuring rep
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def test_tradeoffs_table_json_plot_and_resume_after_an_interrupt(mlp, tmp_path, 
     assert calls == [0.5, 0.2]
     assert f"candidates finished so far are kept in {work}" in stopped.stderr
     assert stopped.stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    estimate = re.search(r"^estimate: about .* in all: low-rank candidates .* \(2, about .* each after the shared "
+                         r"analysis of .*\); int8 exports .* \(3, each timed\); from .* ms per image", stopped.stderr, re.M)
+    assert estimate, stopped.stderr  # before the first candidate, in a line a log keeps
+    assert stopped.stderr.index("estimate: about") < stopped.stderr.index("[1/")
     assert len(list(work.glob("low-rank-0.5-*.keras"))) == 1 and not list(work.glob("low-rank-0.2-*"))
     assert not (tmp_path / "mlp.tradeoffs.png").exists()
 
