@@ -126,13 +126,14 @@ def _compress(group, name, path, factor, options):
 
 def _convert(group, name, path, factor):
     from lightcompress.data.sets import DataSpec
-    from lightcompress.flows.convert import convert_file
+    from lightcompress.flows.convert import ConvertSettings, convert_file
     from lightcompress.planning import rank_rule
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        out = convert_file(path, Path(folder) / "c.keras", rule=rank_rule(target_params=1 / factor),
-                           data=DataSpec("fashion_mnist"), **CONVERT_LEVERS[group])
+        data = DataSpec("fashion_mnist")
+        settings = ConvertSettings.make(rank_rule(target_params=1 / factor), data=data, **CONVERT_LEVERS[group])
+        out = convert_file(path, Path(folder) / "c.keras", settings, data=data)
         wall = time.perf_counter() - start
     acc = out["accuracy"]
     _save({"group": group, "model": name, "factor": factor, "accuracy_before": acc["before"]["accuracy"],

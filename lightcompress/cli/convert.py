@@ -86,15 +86,16 @@ def command(
                    target_latency=target_latency)
     rule = None if plan is not None and not any(v is not None for v in choices.values()) else rank_rule(**choices)
     timing = target_latency is not None or runtime is not None or threads != o.DEFAULT_THREADS
-    where = flows.check_runtime(rule, o.runtime(runtime, threads) if timing else None)  # before any work
     held_out = applies(rule, allocation)  # a budget planned from held-out training images reads them all
     chosen = None if method is None else get_method(method)  # looked up once; None: the default for the data
     train_limit = None if chosen is None or chosen.needs_data or held_out else 1  # calibration, held-out images
     spec = data.optional(train_limit)
+    settings = flows.ConvertSettings.make(  # every choice checked once, before any work
+        rule, plan_file=plan, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving,
+                                                          no_data_floor),
+        method=chosen, calibration_samples=calibration_samples, runtime=o.runtime(runtime, threads) if timing else None,
+        allocation=allocation, input_shape=input_shape, samples=samples, synthesise=synthesis, data=spec)
     stage = o.spinner(o.stderr())
-    out = flows.convert_file(
-        model, output, rule=rule, layer_filter=o.layer_filter(include, exclude, min_params, conv_mode, min_saving, no_data_floor),
-        plan_file=plan, data=spec, force=force, trust=common.trust_model, stage=stage, on_step=stage.step,
-        method=chosen, calibration_samples=calibration_samples, runtime=where, allocation=allocation,
-        input_shape=input_shape, samples=samples, synthesise=synthesis)
+    out = flows.convert_file(model, output, settings, data=spec, force=force, trust=common.trust_model, stage=stage,
+                             on_step=stage.step)
     o.emit(out, report.conversion_sections, common.json_out, common.markdown_out)

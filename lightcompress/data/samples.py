@@ -1,5 +1,5 @@
 """Unlabelled samples: inputs a model sees in use, with no labels (what users have when they have
-no data set). ``flows.convert_file(samples=PATH)`` calibrates the factors on most of them and
+no data set). ``flows.ConvertSettings.make(samples=PATH)`` calibrates the factors on most of them and
 measures the report's agreement on the rest, instead of on random inputs.
 
 A sample file is a ``.npy`` array of inputs, a ``.npz`` holding one (named ``x`` or ``inputs``, or

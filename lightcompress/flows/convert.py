@@ -37,14 +37,70 @@ from .common import (data_inputs, decomposition_progress, factorisable, load_inp
 from .measured_latency import meet_measured_latency
 
 
-def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file=None,
-                 data: DataSpec | None = None, force=False, trust=False, stage=no_progress, method=None,
-                 calibration_samples=None, on_step=None, runtime: Runtime | str | None = None,
-                 allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None, samples=None, synthesise=True) -> dict:
-    """Convert the model in ``source`` (a rank ``rule`` and ``layer_filter``, or a saved
-    ``plan_file``), save it to ``output`` (default ``<stem>.light.keras``), and report. ``method``
-    (a name or ``methods.Method``) makes the factors; with ``data`` the default is data-aware,
-    layer by layer where that is affordable (``default_method``), calibrated on
+@dataclass(frozen=True)
+class ConvertSettings:
+    """convert's choices, resolved and checked once (``make``); nothing below checks them again.
+
+    ``rule`` (a rank rule, ``planning.rank_rule``) or ``plan_file``; ``method`` a ``Method`` or None
+    (the default for what the model is calibrated on, resolved once the model is loaded);
+    ``runtime`` the ``Runtime`` a ``TargetLatency`` is timed in (None for any other rule);
+    ``labelled``: made for a run with a data set (``convert_file`` refuses other data).
+    """
+
+    rule: object | None
+    plan_file: Path | None
+    layer_filter: LayerFilter
+    method: object | None
+    calibration_samples: int | None
+    runtime: Runtime | None
+    allocation: str
+    input_shape: tuple | None
+    samples: Path | None
+    synthesise: bool
+    labelled: bool
+
+    @classmethod
+    def make(cls, rule=None, *, plan_file=None, layer_filter=None, method=None, calibration_samples=None,
+             runtime: Runtime | str | None = None, allocation=DEFAULT_CONVERT_ALLOCATION, input_shape=None,
+             samples=None, synthesise=True, data: DataSpec | None = None) -> ConvertSettings:
+        """The settings of a ``convert_file`` run with ``data`` (a ``DataSpec``, or None for none),
+        every choice checked here, before any work (see ``convert_file`` for what each does)."""
+        if samples is not None and data is not None:
+            raise OptionError("samples=... are unlabelled inputs for when there is no data set, and data=... was "
+                              "given too; give one of them.")
+        if method is not None:
+            method = resolve_method(method, True)  # refused before any work
+        check_allocation(allocation)
+        if allocation != "auto" and (data is None or not budgeted(rule)):
+            raise OptionError("chooses how a target_params or target_macs budget is planned with a data set "
+                              "(data=NAME); give both, or drop it", option="allocation", value=allocation)
+        if calibration_samples is not None:
+            check_count(calibration_samples)
+            if data is None or (method is not None and not method.needs_data):
+                raise OptionError("counts the training images a data-aware method calibrates on; give a data set "
+                                  "(data=NAME) and no method='svd', or drop it", option="calibration_samples",
+                                  value=calibration_samples)
+        if (rule is None) == (plan_file is None):
+            raise OptionError("give either a rank rule or plan_file, not both or neither.")
+        input_shape = check_input_shape(input_shape)
+        if input_shape is not None and data is not None:
+            raise OptionError(f"input_shape={','.join(map(str, input_shape))} sizes the random inputs used without a "
+                              "data set, and the data set's test images are used; drop one of them.")
+        layer_filter = layer_filter or LayerFilter()
+        if data is not None:  # labelled data: budgets follow measured error and sensitivity, no floor
+            layer_filter = replace(layer_filter, no_data_floor=0.0)
+        return cls(rule=rule, plan_file=None if plan_file is None else Path(plan_file), layer_filter=layer_filter,
+                   method=method, calibration_samples=calibration_samples, runtime=check_runtime(rule, runtime),
+                   allocation=allocation, input_shape=input_shape, samples=None if samples is None else Path(samples),
+                   synthesise=bool(synthesise), labelled=data is not None)
+
+
+def convert_file(source, output=None, settings: ConvertSettings | None = None, *, data: DataSpec | None = None,
+                 force=False, trust=False, stage=no_progress, on_step=None) -> dict:
+    """Convert the model in ``source`` as ``settings`` say (a rank ``rule`` and ``layer_filter``,
+    or a saved ``plan_file``; ``ConvertSettings.make``), save it to ``output`` (default
+    ``<stem>.light.keras``), and report. ``method`` makes the factors; with ``data`` the default
+    is data-aware, layer by layer where that is affordable (``default_method``), calibrated on
     ``calibration_samples`` training images (default: ``calibration_default`` layer by layer,
     else ``DEFAULT_CALIBRATION_SAMPLES``), and outputs are compared and accuracy measured on its
     test images. With ``data``, a params or MACs budget is
@@ -60,39 +116,22 @@ def convert_file(source, output=None, *, rule=None, layer_filter=None, plan_file
     on inputs synthesised from its BatchNorm statistics (``factorization.synthesis``), split the same
     way; any other model is planned on its weights alone and compared on random inputs. Without a
     labelled data set a budget keeps every layer above ``layer_filter.no_data_floor`` of its energy."""
-    if samples is not None and data is not None:
-        raise OptionError("samples=... are unlabelled inputs for when there is no data set, and data=... was given "
-                          "too; give one of them.")
-    if method is not None:
-        method = resolve_method(method, True)  # refused before any work
-    check_allocation(allocation)
-    if allocation != "auto" and (data is None or not budgeted(rule)):
-        raise OptionError("chooses how a target_params or target_macs budget is planned with a data set (data=NAME); "
-                          "give both, or drop it", option="allocation", value=allocation)
-    if calibration_samples is not None:
-        check_count(calibration_samples)
-        if data is None or (method is not None and not method.needs_data):
-            raise OptionError("counts the training images a data-aware method calibrates on; give a data set "
-                              "(data=NAME) and no method='svd', or drop it", option="calibration_samples",
-                              value=calibration_samples)
-    if (rule is None) == (plan_file is None):
-        raise OptionError("give either a rank rule or plan_file, not both or neither.")
-    input_shape = check_input_shape(input_shape)
-    if input_shape is not None and data is not None:
-        raise OptionError(f"input_shape={','.join(map(str, input_shape))} sizes the random inputs used without a "
-                          "data set, and the data set's test images are used; drop one of them.")
-    runtime = check_runtime(rule, runtime)
+    if settings is None:
+        raise OptionError("give the settings of the run: ConvertSettings.make(rule, ...).")
+    if settings.labelled != (data is not None):
+        raise OptionError("the settings were made for a run " + ("with" if settings.labelled else "without")
+                          + " a data set; make them with the data=... you convert with.")
+    rule, plan_file, layer_filter, method = settings.rule, settings.plan_file, settings.layer_filter, settings.method
+    samples, allocation, runtime = settings.samples, settings.allocation, settings.runtime
+    calibration_samples, input_shape = settings.calibration_samples, settings.input_shape
     source = Path(source)
     inputs = [source] + ([plan_file] if plan_file else []) + data_inputs(data) + ([samples] if samples else [])
     if plan_file:  # refused before the model loads, not after: a FIFO would hang the read
         check_regular_file(plan_file, "a plan JSON file")
     target = model_io.check_output(output or model_io.default_output(source), force=force, inputs=inputs)
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
-    layer_filter = layer_filter or LayerFilter()
-    if prepared is not None:  # labelled data: budgets follow measured error and sensitivity, no floor
-        layer_filter = replace(layer_filter, no_data_floor=0.0)
     synthesised = None
-    if (synthesise and prepared is None and samples is None and (method is None or method.needs_data)
+    if (settings.synthesise and prepared is None and samples is None and (method is None or method.needs_data)
             and synthesis.why_not(original) is None):
         count, steps = synthesis.plan_size(macs_per_example(original))
         with stage(f"synthesising {count} calibration inputs from the model's BatchNorm statistics"):

@@ -1,0 +1,45 @@
+"""convert's settings are made and checked once (issue 35): ``ConvertSettings.make`` refuses what
+the old keywords refused, before any work; the flow takes the settings and checks only that it is
+given the data they were made for."""
+
+import dataclasses
+
+import pytest
+
+from lightcompress.data.sets import DataSpec
+from lightcompress.errors import OptionError
+from lightcompress.flows import ConvertSettings, convert_file
+from lightcompress.planning import LayerFilter, rank_rule
+
+
+def test_settings_are_frozen_and_resolved():
+    settings = ConvertSettings.make(rank_rule(rank=4), method="svd", layer_filter=LayerFilter(no_data_floor=0.3))
+    assert settings.method.name == "svd" and settings.runtime is None and not settings.labelled
+    assert settings.layer_filter.no_data_floor == 0.3  # no data set: the floor as given
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.allocation = "error"
+    labelled = ConvertSettings.make(rank_rule(target_params=0.5), data=DataSpec("digits"),
+                                    layer_filter=LayerFilter(no_data_floor=0.3))
+    assert labelled.labelled and labelled.layer_filter.no_data_floor == 0.0  # labels: no floor
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"allocation": "error"}, "allocation='error' chooses how a target_params or target_macs budget is planned"),
+    ({"calibration_samples": 100}, "calibration_samples=100 counts the training images"),
+    ({"samples": "x.npy", "data": DataSpec("digits")}, "samples=... are unlabelled inputs for when there is no data"),
+    ({"input_shape": (4,), "data": DataSpec("digits")}, "input_shape=4 sizes the random inputs"),
+    ({"runtime": "keras"}, "runtime=keras says where target_latency is timed"),
+    ({"method": "no-such-method"}, "no-such-method"),
+])
+def test_make_refuses_each_bad_choice_before_any_work(kwargs, message):
+    with pytest.raises(OptionError, match=message.replace("(", r"\(").replace("...", r"\.\.\.")):
+        ConvertSettings.make(rank_rule(target_params=0.5), **kwargs)
+
+
+def test_convert_file_refuses_data_the_settings_were_not_made_for(tmp_path):
+    settings = ConvertSettings.make(rank_rule(rank=4))
+    with pytest.raises(OptionError, match="the settings were made for a run without a data set"):
+        convert_file(tmp_path / "absent.keras", tmp_path / "out.keras", settings, data=DataSpec("digits"))
+    with pytest.raises(OptionError, match="give the settings of the run"):
+        convert_file(tmp_path / "absent.keras")
+    assert not (tmp_path / "out.keras").exists()
