@@ -100,7 +100,18 @@ def difference_line(d) -> str:
     interval = f"95% interval {low:.1%}-{high:.1%}"
     verdict = (f"same top-1 class on every example (agreement {interval})" if changed == 0 else
                f"top-1 class CHANGED on {changed} of {d['examples']} (agreement {d['agreement']:.1%}, {interval})")
-    return f"{where}{verdict}; {numbers}"
+    return f"{where}{verdict}; {numbers}{_caveat(d['source'])}"
+
+
+def _caveat(source: str) -> str:
+    """What an agreement measured on inputs other than real ones is worth (docs/RESULTS.md, issue 39)."""
+    if source == "random inputs":
+        return ("; WARNING: agreement on random inputs says little about real ones (it was 20-78 points off on "
+                "real models); unlabelled samples or a data set measure it on real inputs")
+    if source.startswith("inputs synthesised"):
+        return ("; synthesised inputs sit nearer the decision boundaries than real ones: on real models this read "
+                "up to 27 points below the agreement on real inputs, never above")
+    return ""
 
 
 def agreement_interval(same: int, examples: int, z: float = 1.96) -> tuple[float, float]:

@@ -175,6 +175,12 @@ def test_the_difference_line_leads_with_changed_predictions():
     assert line.index("CHANGED") < line.index("relative difference")
     same = report.difference_line(output_difference(a, a, x).__dict__)
     assert "same top-1 class on every example (agreement 95% interval 89.3%-100.0%)" in same  # 32 of 32: Wilson
+    assert "WARNING: agreement on random inputs says little about real ones" in same  # the default source
+    made = report.difference_line(output_difference(a, a, x, "inputs synthesised from the model's BatchNorm "
+                                                             "statistics").__dict__)
+    assert "WARNING" not in made and "never above" in made
+    real = report.difference_line(output_difference(a, a, x, "test images of digits").__dict__)
+    assert real.endswith("max abs 0")
 
 
 # -- layers not considered ----------------------------------------------------------------------
