@@ -149,16 +149,16 @@ def compare_int8(original, compressed, paths, prepared, batches=(1, 32), repeats
 
 
 def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
-                  trust=False, runtime: Runtime | str | None = None, threads=None, int8=False, stage=no_progress):
+                  trust=False, runtime: Runtime | str | None = None, int8=False, stage=no_progress):
     """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded).
-    ``runtime``: a ``Runtime``, or a runtime name with ``threads`` (see ``Runtime.parse``); its
+    ``runtime``: a ``Runtime`` (or a runtime name, at the default threads: ``Runtime.parse``); its
     thread count is also the artefacts'. ``int8``: the four-column compare of two Keras models
     (``compare_int8``), which needs ``data`` (calibration images) and TensorFlow."""
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
     if int8:
         check_int8(paths, data, runtime)
-    runtime = Runtime.parse(runtime, threads)
+    runtime = Runtime.parse(runtime)
     whole("repeats", repeats, 1)  # checked here, before models are loaded, not when timing starts
     whole("warmup", warmup, 0)
     check_batches(batches)

@@ -349,7 +349,7 @@ def _settle(run: _Run, cand: Candidate, log) -> dict:
 
 def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRADEOFF_BUDGETS,
                    settings: ft.FitSettings | None = None, baselines=None, max_drop=DEFAULT_TRADEOFF_MAX_DROP,
-                   work_dir=None, plot=None, runtime: Runtime | str | None = None, threads=None, repeats=30,
+                   work_dir=None, plot=None, runtime: Runtime | str | None = None, repeats=30,
                    distill=True, holdout_size=DEFAULT_HOLDOUT, method=None, allow_slower=False, trust=False,
                    force=False, stage=no_progress, callbacks=(), on_step=None, on_event=None, log=None,
                    warn=None) -> dict:
@@ -368,7 +368,7 @@ def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRAD
     log = log or (lambda text: None)
     budgets = parse_budgets(budgets)
     settings = settings or ft.FitSettings()
-    runtime = Runtime.parse(runtime, threads)
+    runtime = Runtime.parse(runtime)
     whole("repeats", repeats, 1)
     whole("holdout_size", holdout_size, 1)
     number("max_drop", max_drop, 0, 100, example="1")

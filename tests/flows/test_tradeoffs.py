@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from lightcompress.cli import app
 from lightcompress.data import DataSpec
+from lightcompress.deploy.timing import Runtime
 from lightcompress.errors import LightCompressError
 from lightcompress.flows import tradeoffs as flow
 from lightcompress.report import markdown, tradeoffs_sections
@@ -154,17 +155,17 @@ def test_each_candidate_is_keyed_by_the_model_and_its_settings(mlp, tmp_path, mo
     assert made == ["low-rank 0.2"] and measured == []  # a failure is not kept: tried again
 
     made.clear()
-    out = flow.tradeoffs_file(mlp, **run, threads=1, settings=FitSettings(epochs=1))  # measured otherwise: measured again, not made again
+    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=1))  # measured otherwise: measured again, not made again
     assert made == ["low-rank 0.2"] and set(_statuses(out).values()) == {"measured", "failed", "skipped"}
     assert out["candidates"][2]["details"] == {"epochs": 1}  # what the making said is kept
 
     made.clear()
-    out = flow.tradeoffs_file(mlp, **run, threads=1, settings=FitSettings(epochs=2))
+    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=2))
     assert made == ["low-rank 0.5", "low-rank 0.5 + int8", "low-rank 0.2"]  # the int8 of the original stays
     assert _statuses(out)["int8"] == "reused"
 
     next((tmp_path / "w").glob("int8-*.json")).write_text("{not json")
-    out = flow.tradeoffs_file(mlp, **run, threads=1, settings=FitSettings(epochs=2))
+    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=2))
     assert _statuses(out)["int8"] == "measured" and any("unreadable tradeoffs result" in n for n in notes)
 
 
