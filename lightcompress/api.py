@@ -16,6 +16,7 @@ from .errors import OptionError
 from .flows.common import decomposition_progress, load_any, load_data_for
 from .flows.compare import compare_models
 from .flows.compress import CompressSettings
+from .flows.estimate import compress_estimate
 from .flows.convert import timed
 from .flows.export import check_options, export_loaded
 from .flows.inspect import inspect_model
@@ -232,6 +233,8 @@ def compress(model, data=None, *, target_params=None, target_macs=None, target_l
               + ("sensitivity analysis" if allocation == "sensitivity" else "error allocation")
               + ", then the rank plan, then fine-tuning")
     loud = lines.verbose
+    if loud:
+        lines.say(compress_estimate(net, opened, chosen).line())
     result = flows.compress(net, opened, chosen, callbacks=lines.callbacks(),
                  on_step=lines.on_step if loud else None, warn=lines.warn if loud else None,
                  on_plan=lines.on_plan if loud else None, on_trial=lines.on_trial if loud else None)

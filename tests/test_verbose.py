@@ -47,7 +47,8 @@ def test_compress_prints_its_stages_at_verbose_1_and_nothing_at_0(capfd):
     result = lightcompress.compress(model, "digits", verbose=1, **kwargs)
     _, err = capfd.readouterr()
     text = "\n".join(_lines(err, "compress"))
-    for expected in ("compressing sequential", "sensitivity analysis: 1/", "plan (", "fine-tuning: epoch 1/1 loss",
+    for expected in ("compressing sequential", "estimate: about ", "sensitivity analysis: 1/", "plan (",
+                     "fine-tuning: epoch 1/1 loss",
                      f"-> {result.model.count_params():,} params"):
         assert expected in text, err
 
