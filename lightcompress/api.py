@@ -16,9 +16,9 @@ from .errors import OptionError
 from .flows.common import decomposition_progress, load_any, load_data_for
 from .flows.compare import compare_models
 from .flows.compress import CompressSettings
-from .flows.estimate import compress_estimate
 from .flows.convert import timed
-from .flows.export import check_options, export_loaded
+from .flows.estimate import compress_estimate
+from .flows.export import ExportSettings, export_loaded
 from .flows.inspect import inspect_model
 from .flows.progress import Lines
 from .io import models
@@ -278,13 +278,14 @@ def export(model, path, *, format="litert", quantize="none", data=None, int8_io=
     ``export`` command's flow (``flows.export``). Returns an ``ExportResult``.
     """
 
-    fmt, count = check_options(format, quantize, int8_io, data, calibration, threads)
+    settings = ExportSettings.make(format, quantize=quantize, int8_io=int8_io, calibration=calibration,
+                                   threads=threads, data=data)
     inputs = [model] if isinstance(model, (str, os.PathLike)) else []
-    target = ex.check_output(path, fmt, force=force, inputs=inputs)
+    target = ex.check_output(path, settings.fmt, force=force, inputs=inputs)
     net = _model(model)
     opened = None if data is None else _data_for(net, data)
-    return export_loaded(net, opened, fmt, target, quantize=quantize, int8_io=int8_io, calibration=count,
-                         threads=threads, force=force, inputs=inputs)
+    return export_loaded(net, opened, settings.fmt, target, quantize=settings.quantize, int8_io=settings.int8_io,
+                         calibration=settings.calibration, threads=settings.threads, force=force, inputs=inputs)
 
 
 def compare(models, *, data=None, batches=(1, 32), repeats=30, runtime=None, threads=2, trust=False) -> dict:

@@ -62,7 +62,8 @@ def command(
     """
     o.check_form(common.json_out, common.markdown_out)
     spec = data.optional()
-    out = flows.export_file(model, format, output, quantize=quantize, int8_io=int8_io, data=spec,
-                               calibration=calibration, threads=threads, force=force, trust=common.trust_model,
-                               stage=o.spinner(o.stderr()))
+    settings = flows.ExportSettings.make(format, quantize=quantize, int8_io=int8_io, calibration=calibration,
+                                         threads=threads, data=spec)  # every choice checked once, before any work
+    out = flows.export_file(model, settings, output, data=spec, force=force, trust=common.trust_model,
+                            stage=o.spinner(o.stderr()))
     o.emit(out, report.export_sections, common.json_out, common.markdown_out)

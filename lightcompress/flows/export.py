@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import report
@@ -17,11 +18,14 @@ from ..validation import INT_MAX, number, whole
 from .common import load_inputs, no_progress
 
 
+INT8_NEEDS_DATA = "quantize='int8' calibrates on training images; give data=NAME (a data set)."
+
+
 def check_options(fmt, quantize, int8_io, data, calibration, threads):
     """(format, calibration count) once every export option is checked, before any work."""
     fmt = ex.check_settings(fmt, quantize, int8_io)
     if quantize == "int8" and data is None:
-        raise OptionError("quantize='int8' calibrates on training images; give data=NAME (a data set).")
+        raise OptionError(INT8_NEEDS_DATA)
     number("threads", threads, 1, INT_MAX, whole_only=True)  # the interpreters take a C int
     return fmt, whole("calibration", ex.DEFAULT_CALIBRATION if calibration is None else calibration, 1)
 
@@ -42,16 +46,38 @@ def export_loaded(net, prepared: Dataset | None, fmt, target: Path, *, quantize=
                                threads=threads)
 
 
-def export_file(source, fmt, output=None, *, quantize="none", int8_io=False, data: DataSpec | None = None,
-                calibration=None, threads=DEFAULT_THREADS, force=False, trust=False, stage=no_progress) -> dict:
-    """Lower the model in ``source``, write it as ``fmt`` (an export target's name: ``deploy.targets``) to
-    ``output`` (default beside the input), and verify the artefact in its own runtime (see
-    ``export_loaded``). ``threads``: the LiteRT / ONNX Runtime thread count of the verification's
-    latency figure (the format decides the runtime)."""
+@dataclass(frozen=True)
+class ExportSettings:
+    """export's choices, checked once (``make``): the target's name, the quantisation, int8 input
+    and output tensors, the training images int8 calibrates on, the verification's threads."""
+
+    fmt: str
+    quantize: str
+    int8_io: bool
+    calibration: int
+    threads: int
+
+    @classmethod
+    def make(cls, fmt, *, quantize="none", int8_io=False, calibration=None, threads=DEFAULT_THREADS,
+             data: DataSpec | None = None) -> ExportSettings:
+        """The settings of an export with ``data`` (int8 needs it), refused before any work."""
+        fmt, calibration = check_options(fmt, quantize, int8_io, data, calibration, threads)
+        return cls(fmt=fmt, quantize=quantize, int8_io=bool(int8_io), calibration=calibration, threads=threads)
+
+
+def export_file(source, settings: ExportSettings, output=None, *, data: DataSpec | None = None, force=False,
+                trust=False, stage=no_progress) -> dict:
+    """Lower the model in ``source``, write it as ``settings.fmt`` (an export target's name:
+    ``deploy.targets``) to ``output`` (default beside the input), and verify the artefact in its own
+    runtime (see ``export_loaded``); ``settings.threads``: the LiteRT / ONNX Runtime thread count of
+    the verification's latency figure (the format decides the runtime)."""
+    if settings.quantize == "int8" and data is None:  # what the settings were made with
+        raise OptionError(INT8_NEEDS_DATA)
     source = Path(source)
-    fmt, calibration = check_options(fmt, quantize, int8_io, data, calibration, threads)
-    target = ex.check_output(output or ex.default_output(source, fmt, quantize), fmt, force=force, inputs=[source])
+    target = ex.check_output(output or ex.default_output(source, settings.fmt, settings.quantize), settings.fmt,
+                             force=force, inputs=[source])
     net, prepared = load_inputs(source, data, trust, stage)
-    result = export_loaded(net, prepared, fmt, target, quantize=quantize, int8_io=int8_io, calibration=calibration,
-                           threads=threads, force=force, inputs=[source], stage=stage)
+    result = export_loaded(net, prepared, settings.fmt, target, quantize=settings.quantize, int8_io=settings.int8_io,
+                           calibration=settings.calibration, threads=settings.threads, force=force, inputs=[source],
+                           stage=stage)
     return report.export_dict(source, result, prepared)

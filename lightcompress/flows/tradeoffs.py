@@ -53,7 +53,7 @@ from .common import data_inputs, load_any, load_inputs, no_progress, stem
 from .compare import compare_models
 from .compress import CompressGoal, CompressSettings, compress
 from .estimate import tradeoffs_estimate
-from .export import export_file
+from .export import ExportSettings, export_file
 
 KEY_VERSION = 1  # part of every key: a change to what a candidate is makes new keys
 BATCHES = (1, 32)
@@ -271,8 +271,8 @@ def _make_lowrank(run: _Run, cand, path) -> dict:
 
 def _make_int8(run: _Run, cand, path) -> dict:
     source = run.paths[cand.source]
-    out = export_file(source, "litert", path, quantize="int8", data=run.data, threads=run.runtime.threads,
-                      trust=run.trust, stage=run.stage)
+    settings = ExportSettings.make("litert", quantize="int8", threads=run.runtime.threads, data=run.data)
+    out = export_file(source, settings, path, data=run.data, trust=run.trust, stage=run.stage)
     return {"exported_from": str(source), "calibration_examples": out["calibration_examples"],
             "agreement_with_float": out["verification"]["agreement"]}
 

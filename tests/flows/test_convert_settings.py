@@ -43,3 +43,17 @@ def test_convert_file_refuses_data_the_settings_were_not_made_for(tmp_path):
     with pytest.raises(OptionError, match="give the settings of the run"):
         convert_file(tmp_path / "absent.keras")
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_export_settings_are_checked_once_and_the_flow_wants_their_data(tmp_path):
+    from lightcompress.flows import ExportSettings, export_file
+
+    settings = ExportSettings.make("litert", quantize="int8", data=DataSpec("digits"))
+    assert (settings.fmt, settings.quantize, settings.threads) == ("litert", "int8", 2) and settings.calibration > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.quantize = "none"
+    with pytest.raises(OptionError, match="quantize='int8' calibrates on training images; give data=NAME"):
+        ExportSettings.make("litert", quantize="int8")
+    with pytest.raises(OptionError, match="quantize='int8' calibrates on training images"):
+        export_file(tmp_path / "absent.keras", settings, tmp_path / "out.tflite")
+    assert not (tmp_path / "out.tflite").exists()

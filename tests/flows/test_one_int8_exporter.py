@@ -25,8 +25,8 @@ def test_export_int8_writes_the_file_compare_int8_times(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     model.save(tmp_path / "m.keras")
-    export_flow.export_file(tmp_path / "m.keras", "litert", tmp_path / "m.int8.tflite", quantize="int8",
-                            data=DataSpec("digits"))
+    int8 = export_flow.ExportSettings.make("litert", quantize="int8", data=DataSpec("digits"))
+    export_flow.export_file(tmp_path / "m.keras", int8, tmp_path / "m.int8.tflite", data=DataSpec("digits"))
     written = []
     real = compare_flow.export_model
 
@@ -52,8 +52,8 @@ def test_the_export_verb_is_the_command_flow_with_accuracy(tmp_path):
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     model.save(tmp_path / "m.keras")
     verb = lightcompress.export(model, tmp_path / "verb.tflite", quantize="int8", data="digits")
-    command = export_flow.export_file(tmp_path / "m.keras", "litert", tmp_path / "command.tflite", quantize="int8",
-                                      data=DataSpec("digits"))
+    int8 = export_flow.ExportSettings.make("litert", quantize="int8", data=DataSpec("digits"))
+    command = export_flow.export_file(tmp_path / "m.keras", int8, tmp_path / "command.tflite", data=DataSpec("digits"))
     assert verb.verification.accuracy is not None and verb.verification.examples == command["verification"]["examples"]
     assert verb.verification.accuracy == command["verification"]["accuracy"]
     assert _sha(tmp_path / "verb.tflite") == _sha(tmp_path / "command.tflite")
