@@ -8,9 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from .._deferred import deferred
 from . import options as o
 from . import signals
 from .library import RichProgress, flows, report
+
+required = deferred("lightcompress.data.sets", "required")
 
 NAME = "finetune"
 
@@ -42,12 +45,13 @@ def command(
     o.check_form(common.json_out, common.markdown_out)
     err = o.stderr()
     progress = RichProgress(err)
-    tutor = dict(alpha=alpha, temperature=temperature) if teacher is not None else {}
+    spec = required(data.spec(seed))  # data first
+    settings = flows.FinetuneSettings.make(  # every choice checked once, before any work
+        o.fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices), teacher=teacher,
+        **(dict(alpha=alpha, temperature=temperature) if teacher is not None else {}))
     try:
-        out = flows.finetune_file(
-            model, output, data=data.spec(seed),
-            settings=o.fit_settings(epochs, batch_size, lr, val_split, patience, seed, devices), teacher=teacher,
-            force=force, trust=common.trust_model, callbacks=[progress], stage=o.spinner(err), **tutor)
+        out = flows.finetune_file(model, output, settings, data=spec, force=force, trust=common.trust_model,
+                                  callbacks=[progress], stage=o.spinner(err))
     finally:
         progress.stop()
     o.emit(out, report.finetune_sections, common.json_out, common.markdown_out)

@@ -12,7 +12,7 @@ from .compare import compare_files, compare_models
 from .compress import compress, compress_file
 from .convert import ConvertSettings, check_runtime, convert, convert_file
 from .export import ExportSettings, export_file
-from .finetune import finetune_file
+from .finetune import FinetuneSettings, finetune_file
 from .evaluate import evaluate_file
 from .inspect import chosen_spectra, inspect_file, inspect_model, layer_errors, sensitivity_of
 from .tradeoffs import tradeoffs_file
@@ -20,7 +20,7 @@ from .tradeoffs import tradeoffs_file
 __all__ = [
     "baseline_file", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
     "ConvertSettings", "ExportSettings", "convert", "convert_file", "decomposition_progress", "evaluate_file",
-    "export_file", "finetune_file",
+    "export_file", "FinetuneSettings", "finetune_file",
     "inspect_file", "inspect_model",
     "layer_errors", "load_any", "load_data_for", "no_progress", "sensitivity_of", "stem", "tradeoffs_file",
 ]

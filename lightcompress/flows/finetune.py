@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import report
@@ -14,19 +15,39 @@ from ..training import finetune as ft
 from .common import data_inputs, load_inputs, no_progress, stem, tune
 
 
-def finetune_file(source, output=None, *, data: DataSpec | None = None, settings=None, teacher=None,
-                  alpha=None, temperature=None, force=False, trust=False, callbacks=(), stage=no_progress) -> dict:
-    """Fine-tune the model in ``source`` (distilled from the model file ``teacher`` if given),
-    save it to ``output`` (default ``<stem>.tuned.keras``) with its history beside it
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """finetune's choices, checked once (``make``): the ``FitSettings``, the teacher model file
+    and how the student learns from it (a ``Distillation``; None without a teacher)."""
+
+    fit: ft.FitSettings
+    teacher: Path | None = None
+    distillation: ft.Distillation | None = None
+
+    @classmethod
+    def make(cls, settings: ft.FitSettings | None = None, *, teacher=None, alpha=None,
+             temperature=None) -> FinetuneSettings:
+        """The settings of a fine-tune, refused before any work: devices the backend cannot see,
+        ``alpha`` or ``temperature`` without a ``teacher``, a mix out of range."""
+        fit = settings or ft.FitSettings()
+        distribute.placement(fit.devices)
+        given = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
+        if teacher is None and given:
+            raise OptionError(f"{' and '.join(given)} only apply with a teacher model; give teacher too.")
+        return cls(fit=fit, teacher=None if teacher is None else Path(teacher),
+                   distillation=None if teacher is None else ft.Distillation(**given))
+
+
+def finetune_file(source, output=None, settings: FinetuneSettings | None = None, *, data: DataSpec | None = None,
+                  force=False, trust=False, callbacks=(), stage=no_progress) -> dict:
+    """Fine-tune the model in ``source`` as ``settings`` say (``FinetuneSettings.make``; default:
+    ``FitSettings``' defaults, no teacher), distilled from ``settings.teacher`` if given, save it
+    to ``output`` (default ``<stem>.tuned.keras``) with its history beside it
     (``<output stem>.history.json``), and report."""
     source = Path(source)
     data = required(data)  # none given: said before any other check
-    settings = settings or ft.FitSettings()
-    distribute.placement(settings.devices)  # devices the backend cannot see refused before any work
-    tutor_settings = {k: v for k, v in (("alpha", alpha), ("temperature", temperature)) if v is not None}
-    if teacher is None and tutor_settings:
-        raise OptionError(f"{' and '.join(tutor_settings)} only apply with a teacher model; give teacher too.")
-    ft.Distillation(**tutor_settings)  # checks alpha and temperature before any work
+    settings = settings or FinetuneSettings.make()
+    teacher = settings.teacher
     inputs = [source] + ([teacher] if teacher else []) + data_inputs(data)
     target = model_io.check_output(output or source.with_name(f"{stem(source)}.tuned.keras"),
                                    force=force, inputs=inputs)
@@ -36,8 +57,9 @@ def finetune_file(source, output=None, *, data: DataSpec | None = None, settings
     tutor = None
     if teacher is not None:
         with stage(f"loading teacher {teacher}"):
-            tutor = ft.Teacher(model_io.load_model(teacher, trust=trust), **tutor_settings)
-    fit, before, after = tune(net, prepared, settings, tutor, callbacks)
+            mix = settings.distillation
+            tutor = ft.Teacher(model_io.load_model(teacher, trust=trust), mix.alpha, mix.temperature)
+    fit, before, after = tune(net, prepared, settings.fit, tutor, callbacks)
     out = report.finetune_dict(source, target, prepared, fit, before, after)
     index, count = distribute.process()
     if count > 1:  # several hosts: every process holds the same weights, process 0 writes them

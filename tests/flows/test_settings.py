@@ -1,4 +1,4 @@
-"""convert's settings are made and checked once (issue 35): ``ConvertSettings.make`` refuses what
+"""Settings made and checked once per command (issue 35): ``ConvertSettings.make`` refuses what
 the old keywords refused, before any work; the flow takes the settings and checks only that it is
 given the data they were made for."""
 
@@ -57,3 +57,17 @@ def test_export_settings_are_checked_once_and_the_flow_wants_their_data(tmp_path
     with pytest.raises(OptionError, match="quantize='int8' calibrates on training images"):
         export_file(tmp_path / "absent.keras", settings, tmp_path / "out.tflite")
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_finetune_settings_are_checked_once():
+    from lightcompress.flows import FinetuneSettings
+    from lightcompress.training.finetune import FitSettings
+
+    plain = FinetuneSettings.make(FitSettings(epochs=2))
+    assert plain.fit.epochs == 2 and plain.teacher is None and plain.distillation is None
+    taught = FinetuneSettings.make(teacher="t.keras", alpha=0.3)
+    assert taught.distillation.alpha == 0.3 and str(taught.teacher) == "t.keras"
+    with pytest.raises(OptionError, match="alpha only apply with a teacher model; give teacher too"):
+        FinetuneSettings.make(alpha=0.3)
+    with pytest.raises(OptionError, match="alpha"):
+        FinetuneSettings.make(teacher="t.keras", alpha=2.0)
