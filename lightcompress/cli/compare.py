@@ -44,8 +44,9 @@ def command(
         model_io.check_output(plot, force=force, inputs=models, suffixes=(".png",))
     # int8 calibrates on training images; otherwise none are read
     spec = data.optional(None if int8 else 1)
-    out, nets = flows.compare_files(models, data=spec, batches=(1, batch), repeats=repeats, warmup=warmup,
-                                    trust=common.trust_model, runtime=where, int8=int8, stage=o.spinner(o.stderr()))
+    settings = flows.CompareSettings.make(batches=(1, batch), repeats=repeats, warmup=warmup, runtime=where, int8=int8,
+                                          data=spec)  # every choice checked once, before any model is loaded
+    out, nets = flows.compare_files(models, settings, data=spec, trust=common.trust_model, stage=o.spinner(o.stderr()))
     if plot and out["layers"]:
         plots.compare_plot(out, plot, spectra=flows.chosen_spectra(nets, out["layers"]), force=force)
     o.emit(out, report.compare_sections, common.json_out, common.markdown_out)

@@ -8,7 +8,7 @@ never over an input, and returns the report dict (see ``report``). Front ends pa
 
 from .baseline import baseline_file
 from .common import decomposition_progress, load_any, load_data_for, no_progress, stem
-from .compare import compare_files, compare_models
+from .compare import CompareSettings, compare_files, compare_models
 from .compress import compress, compress_file
 from .convert import ConvertSettings, check_runtime, convert, convert_file
 from .export import ExportSettings, export_file
@@ -18,7 +18,7 @@ from .inspect import chosen_spectra, inspect_file, inspect_model, layer_errors, 
 from .tradeoffs import tradeoffs_file
 
 __all__ = [
-    "baseline_file", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
+    "baseline_file", "CompareSettings", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
     "ConvertSettings", "ExportSettings", "convert", "convert_file", "decomposition_progress", "evaluate_file",
     "export_file", "FinetuneSettings", "finetune_file",
     "inspect_file", "inspect_model",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -89,7 +90,7 @@ def check_int8(paths, data, runtime: Runtime | str | None = None):
                           f"Keras on {backend} (set KERAS_BACKEND=tensorflow).")
     if data is None:
         raise OptionError("int8=True needs calibration images from the training split; give data=NAME (a data set).")
-    if len(paths) != 2:
+    if paths and len(paths) != 2:  # no paths: the settings alone, checked before the files are named
         raise OptionError(f"int8=True compares two Keras models, the original then the compressed; got {len(paths)}.")
     for path in paths:
         if runtimes.is_artifact_path(path):
@@ -148,27 +149,49 @@ def compare_int8(original, compressed, paths, prepared, batches=(1, 32), repeats
                                   headline=(3, 1), notes=[note])
 
 
-def compare_files(paths, *, data: DataSpec | None = None, batches=(1, 32), repeats=30, warmup=5,
-                  trust=False, runtime: Runtime | str | None = None, int8=False, stage=no_progress):
-    """``compare_models`` on files (Keras models and exported artefacts): (report dict, loaded).
-    ``runtime``: a ``Runtime`` (or a runtime name, at the default threads: ``Runtime.parse``); its
-    thread count is also the artefacts'. ``int8``: the four-column compare of two Keras models
-    (``compare_int8``), which needs ``data`` (calibration images) and TensorFlow."""
+@dataclass(frozen=True)
+class CompareSettings:
+    """compare's choices, checked once (``make``): the batch sizes, calls per figure, warm-up
+    calls, the ``Runtime`` (its threads also the artefacts'), and the four-column int8 compare."""
+
+    batches: tuple = (1, 32)
+    repeats: int = 30
+    warmup: int = 5
+    runtime: Runtime = field(default_factory=Runtime.parse)
+    int8: bool = False
+
+    @classmethod
+    def make(cls, *, batches=(1, 32), repeats=30, warmup=5, runtime: Runtime | str | None = None, int8=False,
+             data: DataSpec | None = None) -> CompareSettings:
+        """The settings of a compare with ``data``, refused before any model is loaded: int8
+        needs TensorFlow, ``data`` (calibration images) and the LiteRT runtime."""
+        if int8:
+            check_int8([], data, runtime)
+        whole("repeats", repeats, 1)
+        whole("warmup", warmup, 0)
+        check_batches(batches)
+        return cls(batches=tuple(batches), repeats=repeats, warmup=warmup, runtime=Runtime.parse(runtime),
+                   int8=bool(int8))
+
+
+def compare_files(paths, settings: CompareSettings | None = None, *, data: DataSpec | None = None, trust=False,
+                  stage=no_progress):
+    """``compare_models`` on files (Keras models and exported artefacts) as ``settings`` say
+    (``CompareSettings.make``; default: its defaults): (report dict, loaded). With
+    ``settings.int8``, the four-column compare of two Keras models (``compare_int8``)."""
+    settings = settings or CompareSettings.make()
     if len(paths) < 2:
         raise OptionError("compare needs at least two models: the reference first, then the others.")
-    if int8:
-        check_int8(paths, data, runtime)
-    runtime = Runtime.parse(runtime)
-    whole("repeats", repeats, 1)  # checked here, before models are loaded, not when timing starts
-    whole("warmup", warmup, 0)
-    check_batches(batches)
+    if settings.int8:
+        check_int8(paths, data, settings.runtime)
+    runtime, batches, repeats, warmup = settings.runtime, settings.batches, settings.repeats, settings.warmup
     with stage("loading models"):
         nets = [load_any(path, trust, runtime.threads) for path in paths]
     prepared = None
     if data is not None:
         with stage(f"loading data set {data.name}"):
             prepared = load_data_for(nets[0], data, stream=True)
-    if int8:
+    if settings.int8:
         return compare_int8(nets[0], nets[1], paths, prepared, batches, repeats, warmup, runtime.threads,
                             stage=stage), nets
     with stage("timing and evaluating"):

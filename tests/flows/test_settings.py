@@ -71,3 +71,14 @@ def test_finetune_settings_are_checked_once():
         FinetuneSettings.make(alpha=0.3)
     with pytest.raises(OptionError, match="alpha"):
         FinetuneSettings.make(teacher="t.keras", alpha=2.0)
+
+
+def test_compare_settings_are_checked_once_before_any_model_is_named():
+    from lightcompress.flows import CompareSettings
+
+    settings = CompareSettings.make(batches=(1, 8), repeats=3, runtime="keras")
+    assert settings.batches == (1, 8) and settings.runtime.name == "keras" and settings.runtime.threads == 2
+    with pytest.raises(OptionError, match="int8=True needs calibration images from the training split"):
+        CompareSettings.make(int8=True)
+    with pytest.raises(OptionError, match="repeats"):
+        CompareSettings.make(repeats=0)
