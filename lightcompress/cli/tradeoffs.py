@@ -13,6 +13,7 @@ from . import options as o
 from .library import RichProgress, flows, report
 
 flow = deferred("lightcompress.flows.tradeoffs")
+required = deferred("lightcompress.data.sets", "required")
 
 NAME = "tradeoffs"
 
@@ -68,7 +69,11 @@ def command(
     Example: lightcompress tradeoffs model.h5 -d fashion_mnist --budgets 0.5,0.2 --epochs 3
     """
     o.check_form(common.json_out, common.markdown_out)
-    settings = o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices)
+    spec = required(data.spec(seed))  # data first
+    settings = flows.TradeoffsSettings.make(  # every choice checked once, before any work
+        budgets=budgets, baselines=baselines, max_drop=max_drop, runtime=o.runtime(runtime, threads),
+        settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed, devices),
+        repeats=repeats, distill=distill, holdout_size=holdout, method=method, allow_slower=allow_slower)
     plot = plot or flow.default_plot(model)
     work = work_dir or flow.default_work_dir(model, plot)
     err = o.stderr()
@@ -84,11 +89,8 @@ def command(
 
     try:
         out = flows.tradeoffs_file(
-            model, data=data.spec(seed),
-            budgets=budgets, settings=settings, baselines=baselines, max_drop=max_drop, work_dir=work, plot=plot,
-            runtime=o.runtime(runtime, threads), repeats=repeats, distill=distill, holdout_size=holdout,
-            method=method, allow_slower=allow_slower, trust=common.trust_model, force=force, stage=stages,
-            callbacks=[progress], on_step=stages.step, on_event=on_event, log=say,
+            model, settings, data=spec, work_dir=work, plot=plot, trust=common.trust_model, force=force,
+            stage=stages, callbacks=[progress], on_step=stages.step, on_event=on_event, log=say,
             warn=lambda m: say(f"warning: {m}"))
     except KeyboardInterrupt:
         if work.is_dir():

@@ -15,12 +15,12 @@ from .export import ExportSettings, export_file
 from .finetune import FinetuneSettings, finetune_file
 from .evaluate import evaluate_file
 from .inspect import chosen_spectra, inspect_file, inspect_model, layer_errors, sensitivity_of
-from .tradeoffs import tradeoffs_file
+from .tradeoffs import TradeoffsSettings, tradeoffs_file
 
 __all__ = [
     "baseline_file", "CompareSettings", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
     "ConvertSettings", "ExportSettings", "convert", "convert_file", "decomposition_progress", "evaluate_file",
     "export_file", "FinetuneSettings", "finetune_file",
     "inspect_file", "inspect_model",
-    "layer_errors", "load_any", "load_data_for", "no_progress", "sensitivity_of", "stem", "tradeoffs_file",
+    "layer_errors", "load_any", "load_data_for", "no_progress", "sensitivity_of", "stem", "TradeoffsSettings", "tradeoffs_file",
 ]

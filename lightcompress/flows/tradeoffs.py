@@ -347,56 +347,85 @@ def _settle(run: _Run, cand: Candidate, log) -> dict:
     return {**entry, "status": status}
 
 
-def tradeoffs_file(source, *, data: DataSpec | None = None, budgets=DEFAULT_TRADEOFF_BUDGETS,
-                   settings: ft.FitSettings | None = None, baselines=None, max_drop=DEFAULT_TRADEOFF_MAX_DROP,
-                   work_dir=None, plot=None, runtime: Runtime | str | None = None, repeats=30,
-                   distill=True, holdout_size=DEFAULT_HOLDOUT, method=None, allow_slower=False, trust=False,
-                   force=False, stage=no_progress, callbacks=(), on_step=None, on_event=None, log=None,
-                   warn=None) -> dict:
-    """Make and measure every candidate on the model in ``source`` (see the module's note) and
-    return the `tradeoffs` report dict; ``plot``: also draw it into this PNG.
+@dataclass(frozen=True)
+class TradeoffsSettings:
+    """tradeoffs' choices, checked once (``make``): the budgets, the one fine-tuning budget of every
+    candidate, the baselines (None: when installed), the recommendation's tolerance, how candidates
+    are measured (``runtime``, ``repeats``), and ``compress``'s options for the low-rank ones
+    (``lowrank``: its settings at the first budget, which each candidate replaces)."""
 
-    ``budgets``: fractions of the params kept ("0.5,0.2,0.1" or numbers); ``settings``: the one
-    fine-tuning budget of every candidate; ``baselines``: prune and cluster too (None: when the
-    ``baseline`` extra is installed); ``max_drop``: the recommendation's accuracy tolerance, in
-    points; ``work_dir`` (default ``<stem>.tradeoffs/`` beside the plot, else the model): where
-    finished candidates are kept and found again. ``distill``, ``holdout_size``, ``method`` and
-    ``allow_slower`` are ``compress``'s (the first two also the baselines'). ``log(text)``: one
-    line per step of a candidate."""
+    budgets: tuple
+    fit: ft.FitSettings
+    baselines: bool | None
+    max_drop: float
+    runtime: Runtime
+    repeats: int
+    distill: bool
+    holdout_size: int
+    method: object  # as given (a name or None): part of each candidate's key
+    allow_slower: bool
+    lowrank: CompressSettings
+
+    @classmethod
+    def make(cls, *, budgets=DEFAULT_TRADEOFF_BUDGETS, settings: ft.FitSettings | None = None, baselines=None,
+             max_drop=DEFAULT_TRADEOFF_MAX_DROP, runtime: Runtime | str | None = None, repeats=30, distill=True,
+             holdout_size=DEFAULT_HOLDOUT, method=None, allow_slower=False) -> TradeoffsSettings:
+        """The settings of a tradeoffs run, each refused before any work (see ``tradeoffs_file``)."""
+        budgets = parse_budgets(budgets)
+        fit = settings or ft.FitSettings()
+        runtime = Runtime.parse(runtime)
+        whole("repeats", repeats, 1)
+        whole("holdout_size", holdout_size, 1)
+        number("max_drop", max_drop, 0, 100, example="1")
+        check_baselines(baselines)
+        lowrank = CompressSettings.make(target_params=budgets[0], settings=fit, runtime=runtime, distill=distill,
+                                        holdout_size=holdout_size, method=method, allow_slower=allow_slower)
+        return cls(budgets=budgets, fit=fit, baselines=baselines, max_drop=max_drop, runtime=runtime, repeats=repeats,
+                   distill=bool(distill), holdout_size=holdout_size, method=method, allow_slower=bool(allow_slower),
+                   lowrank=lowrank)
+
+
+def tradeoffs_file(source, settings: TradeoffsSettings | None = None, *, data: DataSpec | None = None,
+                   work_dir=None, plot=None, trust=False, force=False, stage=no_progress, callbacks=(), on_step=None,
+                   on_event=None, log=None, warn=None) -> dict:
+    """Make and measure every candidate on the model in ``source`` as ``settings`` say
+    (``TradeoffsSettings.make``; default: its defaults; see the module's note) and return the
+    `tradeoffs` report dict; ``plot``: also draw it into this PNG.
+
+    ``settings.budgets``: fractions of the params kept; ``settings.fit``: the one fine-tuning budget
+    of every candidate; ``settings.baselines``: prune and cluster too (None: when the ``baseline``
+    extra is installed); ``settings.max_drop``: the recommendation's accuracy tolerance, in points;
+    ``work_dir`` (default ``<stem>.tradeoffs/`` beside the plot, else the model): where finished
+    candidates are kept and found again. ``log(text)``: one line per step of a candidate."""
     source = Path(source)
     data = required(data)  # none given: said before any other check
+    settings = settings or TradeoffsSettings.make()
     log = log or (lambda text: None)
-    budgets = parse_budgets(budgets)
-    settings = settings or ft.FitSettings()
-    runtime = Runtime.parse(runtime)
-    whole("repeats", repeats, 1)
-    whole("holdout_size", holdout_size, 1)
-    number("max_drop", max_drop, 0, 100, example="1")
-    check_baselines(baselines)
+    budgets, runtime = settings.budgets, settings.runtime
     inputs = [source, *data_inputs(data)]
     if plot is not None:
         model_io.check_output(plot, force=force, inputs=inputs, suffixes=(".png",))
     work = check_work_dir(work_dir or default_work_dir(source, plot), inputs)
-    lowrank = CompressSettings.make(target_params=budgets[0], settings=settings, runtime=runtime, distill=distill,
-                                    holdout_size=holdout_size, method=method, allow_slower=allow_slower,
-                                    cache_dir=work / "cache")  # each candidate its own budget
+    lowrank = dataclasses.replace(settings.lowrank, cache_dir=work / "cache")  # each candidate its own budget
     original, prepared = load_inputs(source, data, trust, stage, stream=True)
-    methods, baselines_note = baseline_methods(original, baselines)
-    run = _Run(source, data, original, prepared, work, settings, runtime, repeats, trust,
-               {"distill": distill, "holdout_size": holdout_size, "method": method, "allow_slower": allow_slower},
+    methods, baselines_note = baseline_methods(original, settings.baselines)
+    run = _Run(source, data, original, prepared, work, settings.fit, runtime, settings.repeats, trust,
+               {"distill": settings.distill, "holdout_size": settings.holdout_size, "method": settings.method,
+                "allow_slower": settings.allow_slower},
                stage, tuple(callbacks), on_step, on_event, warn, model_sha=_sha256(source), data_key=_data_key(data),
                lowrank=lowrank)
     work.mkdir(exist_ok=True)
     rows = candidates(budgets, methods)
     log(f"tradeoffs {source}: {len(rows)} candidates ({', '.join(c.name for c in rows)}), fine-tuned up to "
-        f"{settings.epochs} epoch(s) each; each kept in {work} as it completes")
+        f"{settings.fit.epochs} epoch(s) each; each kept in {work} as it completes")
     with stage("estimating the run's time"):
         expected = tradeoffs_estimate(original, prepared, lowrank, len(budgets), len(budgets) * len(methods))
     log(expected.line())
     for i, cand in enumerate(rows, 1):
         run.entries[cand] = _settle(run, cand, lambda text: log(f"[{i}/{len(rows)}] {text}"))
     out = report.tradeoffs_dict(source, run.model_sha, prepared.name, list(run.entries.values()), budgets=budgets,
-                                epochs=settings.epochs, work_dir=work, baselines=baselines_note, max_drop=max_drop,
+                                epochs=settings.fit.epochs, work_dir=work, baselines=baselines_note,
+                                max_drop=settings.max_drop,
                                 optimizer_bytes=model_io.optimizer_bytes(source), plot=plot)
     out["estimate"] = expected.to_dict()
     if plot is not None:

@@ -34,6 +34,10 @@ DIGITS = DataSpec("digits")  # no default data set (issue 38): every run names i
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def one_budget():
+    return flow.TradeoffsSettings.make(budgets=[0.5], baselines=False)
+
+
 @pytest.fixture
 def mlp(tmp_path):
     return Path(shutil.copy(SAMPLE, tmp_path / "mlp.keras"))
@@ -140,9 +144,13 @@ def test_each_candidate_is_keyed_by_the_model_and_its_settings(mlp, tmp_path, mo
     made, measured = _fakes(monkeypatch, fail=("low-rank 0.2",))
     notes = []
     # allow_slower: no latency guard, so the runtime's threads only change how a candidate is measured
-    run = dict(data=DIGITS, budgets="0.5,0.2", baselines=False, work_dir=tmp_path / "w", allow_slower=True,
-               warn=notes.append)
-    out = flow.tradeoffs_file(mlp, **run, settings=FitSettings(epochs=1))
+    run = dict(data=DIGITS, work_dir=tmp_path / "w", warn=notes.append)
+
+    def settings(epochs, threads=None):
+        return flow.TradeoffsSettings.make(budgets="0.5,0.2", baselines=False, allow_slower=True,
+                                           settings=FitSettings(epochs=epochs), runtime=Runtime.parse(None, threads))
+
+    out = flow.tradeoffs_file(mlp, settings(1), **run)
     assert _statuses(out) == {"original": "measured", "int8": "made", "low-rank 0.5": "made",
                               "low-rank 0.5 + int8": "made", "low-rank 0.2": "failed", "low-rank 0.2 + int8": "skipped"}
     text = markdown(tradeoffs_sections(out))
@@ -151,21 +159,21 @@ def test_each_candidate_is_keyed_by_the_model_and_its_settings(mlp, tmp_path, mo
     assert out["candidates"][1]["params"] == 100  # a LiteRT file: the params of what it was exported from
 
     made.clear(), measured.clear()
-    assert _statuses(flow.tradeoffs_file(mlp, **run, settings=FitSettings(epochs=1)))["low-rank 0.5 + int8"] == "reused"
+    assert _statuses(flow.tradeoffs_file(mlp, settings(1), **run))["low-rank 0.5 + int8"] == "reused"
     assert made == ["low-rank 0.2"] and measured == []  # a failure is not kept: tried again
 
     made.clear()
-    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=1))  # measured otherwise: measured again, not made again
+    out = flow.tradeoffs_file(mlp, settings(1, threads=1), **run)  # measured otherwise: measured again, not made again
     assert made == ["low-rank 0.2"] and set(_statuses(out).values()) == {"measured", "failed", "skipped"}
     assert out["candidates"][2]["details"] == {"epochs": 1}  # what the making said is kept
 
     made.clear()
-    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=2))
+    out = flow.tradeoffs_file(mlp, settings(2, threads=1), **run)
     assert made == ["low-rank 0.5", "low-rank 0.5 + int8", "low-rank 0.2"]  # the int8 of the original stays
     assert _statuses(out)["int8"] == "reused"
 
     next((tmp_path / "w").glob("int8-*.json")).write_text("{not json")
-    out = flow.tradeoffs_file(mlp, **run, runtime=Runtime.parse(None, 1), settings=FitSettings(epochs=2))
+    out = flow.tradeoffs_file(mlp, settings(2, threads=1), **run)
     assert _statuses(out)["int8"] == "measured" and any("unreadable tradeoffs result" in n for n in notes)
 
 
@@ -180,7 +188,7 @@ def test_a_signal_swallowed_while_a_candidate_was_made_keeps_nothing_of_it(mlp, 
 
     monkeypatch.setattr(flow, "_make", make)
     with pytest.raises(KeyboardInterrupt):
-        flow.tradeoffs_file(mlp, data=DIGITS, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
+        flow.tradeoffs_file(mlp, one_budget(), data=DIGITS, work_dir=tmp_path / "w")
     assert made == ["int8", "low-rank 0.5"]
     assert [p.name.split("-")[0] for p in sorted((tmp_path / "w").glob("*.json"))] == ["int8", "original"]
 
@@ -190,7 +198,7 @@ def test_the_model_hash_keys_every_candidate(mlp, tmp_path, monkeypatch):
     other = Path(shutil.copy(SAMPLE, tmp_path / "other.keras"))
 
     def keys(model):
-        out = flow.tradeoffs_file(model, data=DIGITS, budgets=[0.5], baselines=False, work_dir=tmp_path / "w")
+        out = flow.tradeoffs_file(model, one_budget(), data=DIGITS, work_dir=tmp_path / "w")
         return {c["name"]: c["key"] for c in out["candidates"]}
 
     first = keys(mlp)
