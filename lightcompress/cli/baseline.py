@@ -9,8 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import defaults as d
+from .._deferred import deferred
 from . import options as o
 from .library import flows, report
+
+required = deferred("lightcompress.data.sets", "required")
 
 NAME = "baseline"
 
@@ -68,11 +71,13 @@ def command(
         elif event.get("event") == "twin":
             err.print(f"tf_keras twin matches the model (max abs diff {event['max_abs_diff']:.2g})", highlight=False)
 
-    out = flows.baseline_file(
-        model, output, method=method.value, target_params=target_params,
-        data=data.spec(seed),
+    spec = required(data.spec(seed))  # data first
+    settings = flows.BaselineSettings.make(  # every choice checked once, before any work
+        method.value, target_params=target_params,
         settings=o.fit_settings(epochs, batch_size, lr, d.DEFAULT_VALIDATION_SPLIT, d.DEFAULT_PATIENCE, seed),
         distill=distill, alpha=alpha, temperature=temperature, min_params=min_params,
         layer_filter=o.layer_filter(include, exclude, min_params, o.ConvMode.channel), holdout_size=holdout,
-        sizes=sizes, threads=threads, force=force, trust=common.trust_model, on_event=on_event, stage=o.spinner(err))
+        sizes=sizes, threads=threads)
+    out = flows.baseline_file(model, settings, output, data=spec, force=force, trust=common.trust_model,
+                              on_event=on_event, stage=o.spinner(err))
     o.emit(out, report.baseline_sections, common.json_out, common.markdown_out)

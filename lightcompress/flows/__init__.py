@@ -6,7 +6,7 @@ never over an input, and returns the report dict (see ``report``). Front ends pa
 (a context manager, e.g. a spinner) and training ``callbacks`` for progress.
 """
 
-from .baseline import baseline_file
+from .baseline import BaselineSettings, baseline_file
 from .common import decomposition_progress, load_any, load_data_for, no_progress, stem
 from .compare import CompareSettings, compare_files, compare_models
 from .compress import compress, compress_file
@@ -18,9 +18,9 @@ from .inspect import chosen_spectra, inspect_file, inspect_model, layer_errors, 
 from .tradeoffs import TradeoffsSettings, tradeoffs_file
 
 __all__ = [
-    "baseline_file", "CompareSettings", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
-    "ConvertSettings", "ExportSettings", "convert", "convert_file", "decomposition_progress", "evaluate_file",
-    "export_file", "FinetuneSettings", "finetune_file",
-    "inspect_file", "inspect_model",
-    "layer_errors", "load_any", "load_data_for", "no_progress", "sensitivity_of", "stem", "TradeoffsSettings", "tradeoffs_file",
+    "BaselineSettings", "CompareSettings", "ConvertSettings", "ExportSettings", "FinetuneSettings", "TradeoffsSettings",
+    "baseline_file", "check_runtime", "chosen_spectra", "compare_files", "compare_models", "compress", "compress_file",
+    "convert", "convert_file", "decomposition_progress", "evaluate_file", "export_file", "finetune_file",
+    "inspect_file", "inspect_model", "layer_errors", "load_any", "load_data_for", "no_progress", "sensitivity_of",
+    "stem", "tradeoffs_file",
 ]

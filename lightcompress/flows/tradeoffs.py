@@ -48,7 +48,7 @@ from ..planning import write_plan
 from ..report.plots import tradeoffs_plot
 from ..training import finetune as ft
 from ..validation import number, whole
-from .baseline import baseline_file
+from .baseline import BaselineSettings, baseline_file
 from .common import data_inputs, load_any, load_inputs, no_progress, stem
 from .compare import compare_models
 from .compress import CompressGoal, CompressSettings, compress
@@ -278,10 +278,11 @@ def _make_int8(run: _Run, cand, path) -> dict:
 
 
 def _make_baseline(run: _Run, cand, path) -> dict:
-    out = baseline_file(run.source, path, method=cand.method, target_params=cand.budget, data=run.data,
-                        settings=run.settings, distill=run.options["distill"],
-                        holdout_size=run.options["holdout_size"], sizes=False, threads=run.runtime.threads,
-                        trust=run.trust, on_event=run.on_event, stage=run.stage)
+    settings = BaselineSettings.make(cand.method, target_params=cand.budget, settings=run.settings,
+                                     distill=run.options["distill"], holdout_size=run.options["holdout_size"],
+                                     sizes=False, threads=run.runtime.threads)
+    out = baseline_file(run.source, settings, path, data=run.data, trust=run.trust, on_event=run.on_event,
+                        stage=run.stage)
     return {"nonzero": out["nonzero"], "budget": out["budget"], "epochs_run": out["fit"]["epochs_run"]}
 
 

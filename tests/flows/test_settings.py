@@ -82,3 +82,16 @@ def test_compare_settings_are_checked_once_before_any_model_is_named():
         CompareSettings.make(int8=True)
     with pytest.raises(OptionError, match="repeats"):
         CompareSettings.make(repeats=0)
+
+
+def test_baseline_settings_are_checked_once():
+    from lightcompress.flows import BaselineSettings
+
+    prune = BaselineSettings.make("prune", target_params=0.5, alpha=0.3)
+    assert prune.distillation.alpha == 0.3 and prune.holdout_size > 0 and prune.sizes
+    with pytest.raises(OptionError, match="method=prune needs a budget; give target_params=F"):
+        BaselineSettings.make("prune")
+    with pytest.raises(OptionError, match="target_params does not apply to method=qat"):
+        BaselineSettings.make("qat", target_params=0.5)
+    with pytest.raises(OptionError, match="method='svd' is unknown"):
+        BaselineSettings.make("svd", target_params=0.5)
