@@ -106,11 +106,11 @@ def difference_line(d) -> str:
 def _caveat(source: str) -> str:
     """What an agreement measured on inputs other than real ones is worth (docs/RESULTS.md, issue 39)."""
     if source == "random inputs":
-        return ("; WARNING: agreement on random inputs says little about real ones (it was 20-78 points off on "
-                "real models); unlabelled samples or a data set measure it on real inputs")
+        return ("; WARNING: agreement on random inputs says little about real ones (up to 78 points off on real "
+                "models); unlabelled samples or a data set measure it on real inputs")
     if source.startswith("inputs synthesised"):
-        return ("; synthesised inputs sit nearer the decision boundaries than real ones: on real models this read "
-                "up to 27 points below the agreement on real inputs, never above")
+        return ("; on synthesised inputs this read from 27 points below to 4 points above the agreement on real "
+                "inputs, on real models")
     return ""
 
 
