@@ -104,10 +104,8 @@ def difference_line(d) -> str:
 
 
 def _caveat(source: str) -> str:
-    """What an agreement measured on inputs other than real ones is worth (docs/RESULTS.md, issue 39)."""
-    if source == "random inputs":
-        return ("; WARNING: agreement on random inputs says little about real ones (up to 78 points off on real "
-                "models); unlabelled samples or a data set measure it on real inputs")
+    """What an agreement on synthesised inputs is worth (docs/RESULTS.md, issue 39); random inputs
+    have ``RANDOM_INPUTS_NOTE`` on a line of their own."""
     if source.startswith("inputs synthesised"):
         return ("; on synthesised inputs this read from 27 points below to 4 points above the agreement on real "
                 "inputs, on real models")
@@ -132,7 +130,7 @@ def agreement_interval(same: int, examples: int, z: float = 1.96) -> tuple[float
 # Random inputs are noise, not the images the model learned: its classes on them mean little.
 RANDOM_INPUTS_NOTE = (
     "note: random inputs are not the data the model was trained for, so a changed class here says "
-    "little about accuracy; pass --dataset NAME (the model's data) to make the factors data-aware and "
+    "little about accuracy (on real models their agreement was up to 78 points off); pass --dataset NAME (the model's data) to make the factors data-aware and "
     "compare on its test images, with accuracy before and after")
 
 
